@@ -1,0 +1,1 @@
+"""charrnn: a character-level vanilla RNN language model, trained by truncated BPTT."""

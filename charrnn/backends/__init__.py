@@ -1,0 +1,25 @@
+"""Backends behind one interface (interface.Backend), chosen by name from the config."""
+
+from charrnn.backends.interface import Backend, StepResult
+
+BACKENDS = ("numpy", "torch")
+
+
+def make_backend(cfg, params: dict) -> Backend:
+    """Build the backend named by cfg.backend.name around initial params (NumPy arrays).
+
+    torch is imported only when asked for, so the NumPy backend starts fast.
+    """
+    name = cfg.backend.name
+    common = dict(optim_cfg=cfg.optim, clip_mode=cfg.train.clip_mode, grad_clip=cfg.train.grad_clip,
+                  loss_reduction=cfg.train.loss_reduction)
+    if name == "numpy":
+        from charrnn.backends.numpy_backend import NumpyBackend
+        return NumpyBackend(params, **common)
+    if name == "torch":
+        from charrnn.backends.torch_backend import TorchBackend
+        return TorchBackend(params, device=cfg.backend.device, **common)
+    raise ValueError(f"unknown backend {name!r}")
+
+
+__all__ = ["BACKENDS", "Backend", "StepResult", "make_backend"]

@@ -1,0 +1,50 @@
+"""The one small interface every backend meets. The trainer, sampler and checkpoints use nothing else.
+
+Arrays cross it as NumPy: ids (B, T) int, hidden states (B, H), weights under the names of
+charrnn.model. A backend owns its parameters, its optimizer and its gradient clipping.
+"""
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass
+class StepResult:
+    loss: float                            # mean cross-entropy over the chunk, nats per character
+    h_last: np.ndarray                     # (B, H) last hidden state, detached: the next chunk's h_prev
+    grad_norms: dict[str, float]           # L2 norm of each parameter's gradient, before clipping
+    clipped_grad_norms: dict[str, float]   # the same after clipping (what the optimizer used)
+
+    @property
+    def grad_norm(self) -> float:
+        return global_norm(self.grad_norms)
+
+    @property
+    def clipped_grad_norm(self) -> float:
+        return global_norm(self.clipped_grad_norms)
+
+
+def global_norm(norms: dict[str, float]) -> float:
+    return float(np.sqrt(sum(n * n for n in norms.values())))
+
+
+class Backend(Protocol):
+    def train_step(self, inputs: np.ndarray, targets: np.ndarray, h_prev: np.ndarray, lr: float) -> StepResult:
+        """Forward, backward through the chunk, clip, and one optimizer update at learning rate lr."""
+
+    def evaluate(self, inputs: np.ndarray, targets: np.ndarray, h_prev: np.ndarray) -> tuple[float, np.ndarray]:
+        """Mean cross-entropy (nats) over the chunk without updating anything, and h_last (B, H)."""
+
+    def step_logits(self, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One step: x (B,) ids, h (B, H) -> logits (B, V) for the next character, new h (B, H)."""
+
+    def export_params(self) -> dict[str, np.ndarray]:
+        """A copy of the weights as NumPy arrays under their model names."""
+
+    def export_optimizer_state(self) -> dict[str, np.ndarray]:
+        """The optimizer state as flat NumPy arrays (see charrnn.optim for the key names)."""
+
+    def load_optimizer_state(self, state: dict[str, np.ndarray]) -> None:
+        """Restore a state written by export_optimizer_state of either backend."""

@@ -1,0 +1,149 @@
+"""Optimizers, gradient clipping and the learning-rate schedule, in NumPy.
+
+Each update is written exactly as torch.optim computes it (eps placement and operation order
+included), so the torch backend, which uses torch.optim itself, matches to round-off.
+Optimizer state is exported as flat arrays named "<state>/<param>" plus "step", using torch's
+own state names ("sum", "momentum_buffer", "exp_avg", "exp_avg_sq") so either backend loads it.
+"""
+
+import math
+
+import numpy as np
+
+# torch.nn.utils.clip_grad_norm_ adds this to the norm before dividing.
+CLIP_NORM_EPS = 1e-6
+
+
+def grad_norms(grads: dict[str, np.ndarray]) -> dict[str, float]:
+    return {k: float(np.sqrt(np.vdot(g, g))) for k, g in grads.items()}
+
+
+def clip_gradients(grads: dict[str, np.ndarray], mode: str, threshold: float) -> None:
+    """Clip in place. "norm": scale all gradients together so their global L2 norm is at most
+    threshold (torch.nn.utils.clip_grad_norm_); "value": each element into [-threshold, threshold]
+    (min-char-rnn, torch.nn.utils.clip_grad_value_); "none": leave them."""
+    if mode == "norm":
+        total = np.sqrt(sum(np.vdot(g, g) for g in grads.values()))
+        coef = min(threshold / (total + CLIP_NORM_EPS), 1.0)
+        if coef < 1.0:
+            for g in grads.values():
+                g *= g.dtype.type(coef)
+    elif mode == "value":
+        for g in grads.values():
+            np.clip(g, -threshold, threshold, out=g)
+    elif mode != "none":
+        raise ValueError(f"unknown clip mode {mode!r}")
+
+
+class Optimizer:
+    """Per-parameter state arrays named by state_names, and a step count."""
+
+    state_names: tuple[str, ...] = ()
+
+    def __init__(self, params: dict):
+        self.step_count = 0
+        self.state = {name: {k: np.zeros_like(p) for k, p in params.items()} for name in self.state_names}
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        flat = {"step": np.array(self.step_count, dtype=np.int64)}
+        for name, per_param in self.state.items():
+            for k, arr in per_param.items():
+                flat[f"{name}/{k}"] = arr.copy()
+        return flat
+
+    def load_state_dict(self, flat: dict[str, np.ndarray]) -> None:
+        self.step_count = int(flat["step"])
+        for name, per_param in self.state.items():
+            for k, arr in per_param.items():
+                arr[...] = flat[f"{name}/{k}"]
+
+
+class Adagrad(Optimizer):
+    """sum += g^2;  p -= lr * g / (sqrt(sum) + eps)   (min-char-rnn puts eps inside the sqrt; torch outside)."""
+
+    state_names = ("sum",)
+
+    def __init__(self, params: dict, eps: float):
+        super().__init__(params)
+        self.eps = eps
+
+    def step(self, params: dict, grads: dict, lr: float) -> None:
+        self.step_count += 1
+        for k, p in params.items():
+            g, s = grads[k], self.state["sum"][k]
+            s += g * g
+            p -= lr * g / (np.sqrt(s) + self.eps)
+
+
+class SGD(Optimizer):
+    """buf = momentum * buf + g (buf = g on the first step);  p -= lr * (g + momentum * buf if nesterov else buf)."""
+
+    state_names = ("momentum_buffer",)
+
+    def __init__(self, params: dict, momentum: float, nesterov: bool):
+        super().__init__(params)
+        self.momentum = momentum
+        self.nesterov = nesterov
+
+    def step(self, params: dict, grads: dict, lr: float) -> None:
+        self.step_count += 1
+        for k, p in params.items():
+            g = grads[k]
+            if self.momentum != 0:
+                buf = self.state["momentum_buffer"][k]
+                if self.step_count == 1:
+                    buf[...] = g
+                else:
+                    buf *= self.momentum
+                    buf += g
+                g = g + self.momentum * buf if self.nesterov else buf
+            p -= lr * g
+
+
+class Adam(Optimizer):
+    """m = lerp(m, g, 1 - beta1);  v = beta2 v + (1 - beta2) g^2;
+    p -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)."""
+
+    state_names = ("exp_avg", "exp_avg_sq")
+
+    def __init__(self, params: dict, beta1: float, beta2: float, eps: float):
+        super().__init__(params)
+        self.beta1, self.beta2, self.eps = beta1, beta2, eps
+
+    def step(self, params: dict, grads: dict, lr: float) -> None:
+        self.step_count += 1
+        t = self.step_count
+        step_size = lr / (1 - self.beta1 ** t)
+        bias_correction2_sqrt = math.sqrt(1 - self.beta2 ** t)
+        for k, p in params.items():
+            g, m, v = grads[k], self.state["exp_avg"][k], self.state["exp_avg_sq"][k]
+            m += (1 - self.beta1) * (g - m)
+            v *= self.beta2
+            v += (1 - self.beta2) * (g * g)
+            denom = np.sqrt(v)
+            denom /= bias_correction2_sqrt
+            denom += self.eps
+            p -= step_size * m / denom
+
+
+def make_optimizer(cfg, params: dict):
+    if cfg.name == "adagrad":
+        return Adagrad(params, eps=cfg.eps)
+    if cfg.name == "sgd":
+        return SGD(params, momentum=cfg.momentum, nesterov=cfg.nesterov)
+    if cfg.name == "adam":
+        return Adam(params, beta1=cfg.beta1, beta2=cfg.beta2, eps=cfg.eps)
+    raise ValueError(f"unknown optimizer {cfg.name!r}")
+
+
+def learning_rate(step: int, lr: float, schedule: str, warmup_iters: int, decay_iters: int, min_lr: float) -> float:
+    """lr for 0-based step: linear warmup over warmup_iters, then constant or cosine down to min_lr
+    at decay_iters (nanoGPT's schedule)."""
+    if step < warmup_iters:
+        return lr * (step + 1) / warmup_iters
+    if schedule == "constant":
+        return lr
+    if step >= decay_iters:
+        return min_lr
+    progress = (step - warmup_iters) / max(1, decay_iters - warmup_iters)
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (lr - min_lr)

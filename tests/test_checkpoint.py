@@ -1,0 +1,66 @@
+import pickle
+
+import numpy as np
+import pytest
+
+from charrnn.checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint, save_checkpoint
+from charrnn.errors import UserError
+from charrnn.model import init_params
+
+
+def checkpoint():
+    return Checkpoint(params=init_params(7, 5, "uniform", 0.01, 0, "float32"),
+                      optimizer_state={"step": np.array(3), "sum/Whh": np.ones((5, 5))},
+                      vocab=np.arange(97, 104, dtype=np.int32), config={"model": {"hidden_size": 5}},
+                      state={"step": 3, "best_val": 1.5}, h=np.zeros((2, 5), np.float32))
+
+
+def test_round_trip(tmp_path):
+    path = tmp_path / "ckpt.npz"
+    original = checkpoint()
+    save_checkpoint(path, original)
+    loaded = load_checkpoint(path)
+    for k, v in original.params.items():
+        assert np.array_equal(loaded.params[k], v) and loaded.params[k].dtype == v.dtype
+    assert np.array_equal(loaded.optimizer_state["sum/Whh"], np.ones((5, 5)))
+    assert loaded.config == original.config and loaded.state == original.state
+    assert np.array_equal(loaded.vocab, original.vocab)
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.npz"]  # no temporary file left behind
+
+
+def test_run_directory_resolves_to_best_then_last(tmp_path):
+    save_checkpoint(tmp_path / "ckpt_last.npz", checkpoint())
+    assert resolve_checkpoint(str(tmp_path)).name == "ckpt_last.npz"
+    save_checkpoint(tmp_path / "ckpt_best.npz", checkpoint())
+    assert resolve_checkpoint(str(tmp_path)).name == "ckpt_best.npz"
+
+
+class Boom:
+    def __reduce__(self):
+        return (exec, ("import pathlib; pathlib.Path('PWNED').touch()",))
+
+
+def test_pickled_payload_is_refused_without_running(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "evil.npz"
+    np.savez(path, format=np.array("charrnn-checkpoint-v1"), payload=np.array([Boom()], dtype=object))
+    with pytest.raises(UserError, match="not a readable charrnn checkpoint"):
+        load_checkpoint(path)
+    raw = tmp_path / "evil.pt"
+    raw.write_bytes(pickle.dumps(Boom()))
+    with pytest.raises(UserError):
+        load_checkpoint(raw)
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_truncated_and_foreign_files_are_refused(tmp_path):
+    path = tmp_path / "ckpt.npz"
+    save_checkpoint(path, checkpoint())
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(UserError):
+        load_checkpoint(truncated)
+    foreign = tmp_path / "foreign.npz"
+    np.savez(foreign, weights=np.ones(3))
+    with pytest.raises(UserError, match="not a charrnn checkpoint"):
+        load_checkpoint(foreign)

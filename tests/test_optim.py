@@ -1,0 +1,92 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from charrnn.config import AdagradConfig, AdamConfig, SGDConfig
+from charrnn.optim import clip_gradients, grad_norms, learning_rate, make_optimizer
+
+OPTIMIZERS = [
+    (AdagradConfig(name="adagrad", lr=0.1, eps=1e-10), lambda p: torch.optim.Adagrad(p, lr=0.1, eps=1e-10)),
+    (SGDConfig(name="sgd", lr=0.05, momentum=0.0, nesterov=False), lambda p: torch.optim.SGD(p, lr=0.05)),
+    (SGDConfig(name="sgd", lr=0.05, momentum=0.9, nesterov=False),
+     lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9)),
+    (SGDConfig(name="sgd", lr=0.05, momentum=0.9, nesterov=True),
+     lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True)),
+    (AdamConfig(name="adam", lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8),
+     lambda p: torch.optim.Adam(p, lr=0.01, betas=(0.9, 0.999), eps=1e-8)),
+]
+
+
+@pytest.mark.parametrize("cfg,make_torch", OPTIMIZERS, ids=lambda c: getattr(c, "name", ""))
+def test_optimizer_updates_match_torch_optim(cfg, make_torch):
+    rng = np.random.default_rng(0)
+    params = {"a": rng.standard_normal((3, 4)), "b": rng.standard_normal(5)}
+    torch_params = {k: torch.tensor(v.copy(), requires_grad=True) for k, v in params.items()}
+    opt = make_optimizer(cfg, params)
+    torch_opt = make_torch(list(torch_params.values()))
+    for step in range(6):
+        grads = {k: rng.standard_normal(v.shape) for k, v in params.items()}
+        for k, p in torch_params.items():
+            p.grad = torch.tensor(grads[k])
+        torch_opt.step()
+        opt.step(params, grads, cfg.lr)
+        for k in params:
+            np.testing.assert_allclose(params[k], torch_params[k].detach().numpy(), rtol=1e-14, atol=1e-15)
+
+
+def test_optimizer_state_round_trips():
+    rng = np.random.default_rng(1)
+    cfg = AdamConfig(name="adam", lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8)
+    params = {"a": rng.standard_normal(4)}
+    opt = make_optimizer(cfg, params)
+    opt.step(params, {"a": rng.standard_normal(4)}, cfg.lr)
+    restored = make_optimizer(cfg, {"a": params["a"].copy()})
+    restored.load_state_dict(opt.state_dict())
+    assert restored.step_count == 1
+    assert set(opt.state_dict()) == {"step", "exp_avg/a", "exp_avg_sq/a"}
+    g = rng.standard_normal(4)
+    other = params["a"].copy()
+    opt.step(params, {"a": g}, cfg.lr)
+    restored.step({"a": other}, {"a": g}, cfg.lr)
+    assert np.array_equal(params["a"], other)
+
+
+@pytest.mark.parametrize("scale", [0.01, 100.0])
+def test_norm_clipping_matches_torch(scale):
+    rng = np.random.default_rng(2)
+    grads = {"a": rng.standard_normal((4, 3)) * scale, "b": rng.standard_normal(6) * scale}
+    tensors = [torch.zeros(g.shape, dtype=torch.float64, requires_grad=True) for g in grads.values()]
+    for t, g in zip(tensors, grads.values()):
+        t.grad = torch.tensor(g.copy())
+    torch_norm = torch.nn.utils.clip_grad_norm_(tensors, max_norm=1.0)
+    before = math.sqrt(sum(n * n for n in grad_norms(grads).values()))
+    clip_gradients(grads, "norm", 1.0)
+    assert before == pytest.approx(float(torch_norm), rel=1e-14)
+    for t, g in zip(tensors, grads.values()):
+        np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-15, atol=0)
+
+
+def test_value_clipping_matches_torch_and_none_leaves_gradients():
+    rng = np.random.default_rng(3)
+    g = rng.standard_normal((5, 5)) * 10
+    t = torch.zeros(5, 5, dtype=torch.float64, requires_grad=True)
+    t.grad = torch.tensor(g.copy())
+    torch.nn.utils.clip_grad_value_([t], clip_value=5.0)
+    grads = {"g": g.copy()}
+    clip_gradients(grads, "value", 5.0)
+    assert np.array_equal(grads["g"], t.grad.numpy())
+    untouched = {"g": g.copy()}
+    clip_gradients(untouched, "none", 5.0)
+    assert np.array_equal(untouched["g"], g)
+
+
+def test_learning_rate_schedule():
+    lr = dict(lr=1.0, warmup_iters=10, decay_iters=110, min_lr=0.1)
+    assert learning_rate(0, schedule="cosine", **lr) == pytest.approx(0.1)
+    assert learning_rate(9, schedule="cosine", **lr) == pytest.approx(1.0)
+    assert learning_rate(10, schedule="cosine", **lr) == pytest.approx(1.0)
+    assert learning_rate(60, schedule="cosine", **lr) == pytest.approx(0.55)
+    assert learning_rate(110, schedule="cosine", **lr) == pytest.approx(0.1)
+    assert learning_rate(500, schedule="constant", **lr) == 1.0
