@@ -1,4 +1,5 @@
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +9,8 @@ from charrnn.config import DataConfig
 from charrnn.data import Vocab, load_text, split
 from charrnn.errors import UserError
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare" / "input.txt"
+SHARED = Path(os.environ.get("CHARRNN_TINYSHAKESPEARE",
+                           Path(__file__).resolve().parents[2] / "shared/data/tinyshakespeare/input.txt"))
 
 
 def data_cfg(**kw):
