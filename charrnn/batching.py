@@ -15,6 +15,9 @@
 
 Every id but a stream's first is a target exactly once per epoch. The split's last len % B ids,
 fewer than B, do not fit a stream and are left out.
+
+The streams are stored time-major, (stream_len, B), as the intp ids np.take wants, so that a chunk is
+one contiguous block: the (B, T) arrays chunk() returns are transposed views of it.
 """
 
 import numpy as np
@@ -25,7 +28,8 @@ class StreamBatcher:
         stream_len = len(ids) // batch_size
         if stream_len < 2:
             raise ValueError(f"{len(ids)} ids cannot make {batch_size} streams of at least 2")
-        self.streams = np.ascontiguousarray(ids[: batch_size * stream_len].reshape(batch_size, stream_len))
+        streams = ids[: batch_size * stream_len].reshape(batch_size, stream_len)
+        self.time_major = np.ascontiguousarray(streams.T, dtype=np.intp)   # (stream_len, B)
         self.seq_length = seq_length
         self.num_chunks = -(-(stream_len - 1) // seq_length)
 
@@ -34,15 +38,16 @@ class StreamBatcher:
 
     @property
     def batch_size(self) -> int:
-        return self.streams.shape[0]
+        return self.time_major.shape[1]
 
     @property
     def num_targets(self) -> int:
         """How many predictions one pass over all chunks makes."""
-        return self.streams.shape[0] * (self.streams.shape[1] - 1)
+        stream_len, batch_size = self.time_major.shape
+        return batch_size * (stream_len - 1)
 
     def chunk(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Chunk k of the epoch: inputs and targets, each (B, T) (T shorter for the last chunk)."""
         start = k * self.seq_length
-        stop = min(start + self.seq_length, self.streams.shape[1] - 1)
-        return self.streams[:, start:stop], self.streams[:, start + 1: stop + 1]
+        stop = min(start + self.seq_length, self.time_major.shape[0] - 1)
+        return self.time_major[start:stop].T, self.time_major[start + 1: stop + 1].T

@@ -74,7 +74,6 @@ class TrainConfig:
     grad_clip: float
     lr_schedule: str
     warmup_iters: int
-    lr_decay_iters: int
     min_lr: float
     max_iters: int
     max_seconds: Optional[float]

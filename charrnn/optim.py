@@ -136,14 +136,11 @@ def make_optimizer(cfg, params: dict):
     raise ValueError(f"unknown optimizer {cfg.name!r}")
 
 
-def learning_rate(step: int, lr: float, schedule: str, warmup_iters: int, decay_iters: int, min_lr: float) -> float:
-    """lr for 0-based step: linear warmup over warmup_iters, then constant or cosine down to min_lr
-    at decay_iters (nanoGPT's schedule)."""
+def learning_rate(step: int, progress: float, lr: float, schedule: str, warmup_iters: int, min_lr: float) -> float:
+    """lr for 0-based step: linear warmup over warmup_iters, then constant, or cosine from lr down to
+    min_lr as progress (the fraction of the run's budget spent, 0 to 1) goes from 0 to 1."""
     if step < warmup_iters:
         return lr * (step + 1) / warmup_iters
     if schedule == "constant":
         return lr
-    if step >= decay_iters:
-        return min_lr
-    progress = (step - warmup_iters) / max(1, decay_iters - warmup_iters)
-    return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (lr - min_lr)
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0))) * (lr - min_lr)

@@ -41,6 +41,16 @@ def evaluate(backend, batcher: StreamBatcher, hidden_size: int, dtype: str) -> f
     return total / batcher.num_targets
 
 
+def run_progress(step: int, train_seconds: float, tc) -> float:
+    """Fraction of the run's budget spent: whichever of max_iters and max_seconds binds first.
+    Without max_seconds it depends on the step alone, so runs are reproducible to the bit; with it
+    the schedule follows the clock, so a short budget still anneals fully."""
+    progress = step / tc.max_iters
+    if tc.max_seconds is not None:
+        progress = max(progress, train_seconds / tc.max_seconds)
+    return progress
+
+
 def make_batchers(cfg: Config, ids: np.ndarray) -> tuple[StreamBatcher, StreamBatcher]:
     train_ids, val_ids = split(ids, cfg.data.val_fraction)
     B, T = cfg.train.batch_size, cfg.train.seq_length
@@ -96,7 +106,8 @@ def train(cfg: Config, run_dir: Path) -> TrainResult:
             if step % tc.eval_interval == 0:
                 evaluate_and_save()
             # learning rate for this step
-            lr = learning_rate(step, cfg.optim.lr, tc.lr_schedule, tc.warmup_iters, tc.lr_decay_iters, tc.min_lr)
+            lr = learning_rate(step, run_progress(step, train_seconds, tc), cfg.optim.lr, tc.lr_schedule,
+                               tc.warmup_iters, tc.min_lr)
             # forward, backward, clip, update on the next chunk of every stream
             inputs, targets = train_batches.chunk(chunk)
             started = time.perf_counter()

@@ -83,10 +83,20 @@ def test_value_clipping_matches_torch_and_none_leaves_gradients():
 
 
 def test_learning_rate_schedule():
-    lr = dict(lr=1.0, warmup_iters=10, decay_iters=110, min_lr=0.1)
-    assert learning_rate(0, schedule="cosine", **lr) == pytest.approx(0.1)
-    assert learning_rate(9, schedule="cosine", **lr) == pytest.approx(1.0)
-    assert learning_rate(10, schedule="cosine", **lr) == pytest.approx(1.0)
-    assert learning_rate(60, schedule="cosine", **lr) == pytest.approx(0.55)
-    assert learning_rate(110, schedule="cosine", **lr) == pytest.approx(0.1)
-    assert learning_rate(500, schedule="constant", **lr) == 1.0
+    lr = dict(lr=1.0, warmup_iters=10, min_lr=0.1)
+    assert learning_rate(0, 0.0, schedule="cosine", **lr) == pytest.approx(0.1)
+    assert learning_rate(9, 0.0, schedule="cosine", **lr) == pytest.approx(1.0)
+    assert learning_rate(10, 0.0, schedule="cosine", **lr) == pytest.approx(1.0)
+    assert learning_rate(60, 0.5, schedule="cosine", **lr) == pytest.approx(0.55)
+    assert learning_rate(110, 1.0, schedule="cosine", **lr) == pytest.approx(0.1)
+    assert learning_rate(200, 1.7, schedule="cosine", **lr) == pytest.approx(0.1)
+    assert learning_rate(500, 0.5, schedule="constant", **lr) == 1.0
+
+
+def test_run_progress_follows_whichever_budget_binds_first():
+    from charrnn.trainer import run_progress
+    tc = type("T", (), {"max_iters": 1000, "max_seconds": None})
+    assert run_progress(250, 999.0, tc) == 0.25
+    tc.max_seconds = 10.0
+    assert run_progress(250, 5.0, tc) == 0.5
+    assert run_progress(900, 5.0, tc) == 0.9

@@ -1,0 +1,286 @@
+"""Throughput benchmark: python -m charrnn.bench [--json FILE] [--seconds S] [--shapes H,B,T ...].
+
+Every figure is chars/s of a full training step (forward, backward, clipping, optimizer update) in
+float32 at V=65 (Tiny Shakespeare's vocabulary), the median over timed steps after warm-up. The
+references run in the same process on the same shapes, so the ratios hold even on a noisy machine:
+
+  torch nn.RNN   torch's fused nn.RNN + nn.Linear head, torch.optim.Adam, clip_grad_norm_
+  torch loop     a hand loop on torch autograd with the input projection hoisted out of it
+  per-char loop  min-char-rnn's own lossFun (one-hot column vectors, one character at a time,
+                 float64 as written) with its Adagrad update; B=1 shapes only
+  roofline       the GEMM rate of (B x H) @ (H x H) divided by 6H^2 + 6HV flops per character
+
+Peak memory is the growth of the process's peak resident set over the timed steps of each row.
+"""
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from charrnn.backends import make_backend
+from charrnn.config import AdamConfig
+from charrnn.model import init_params
+
+V = 65
+SHAPES = [(100, 1, 25), (128, 32, 64), (256, 64, 64), (512, 64, 64)]
+LR = 2e-3
+
+
+def _rss_kb(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field):
+                return int(line.split()[1])
+    return 0
+
+
+def measure(build: Callable[[], Callable[[], None]], chars: int, seconds: float) -> dict:
+    """Median chars/s of the step that build() returns, over about `seconds` of timed calls after
+    3 warm-up calls; peak_mb counts everything from build() on (weights, optimizer state, buffers)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets the peak resident set to the current one
+        base_kb = _rss_kb("VmRSS")
+    except OSError:
+        base_kb = None
+    step = build()
+    for _ in range(3):
+        step()
+    times = []
+    deadline = time.perf_counter() + seconds
+    while len(times) < 5 or time.perf_counter() < deadline:
+        started = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - started)
+    peak_mb = (_rss_kb("VmHWM") - base_kb) / 1024 if base_kb is not None else math.nan
+    return {"chars_per_sec": chars / statistics.median(times), "peak_mb": max(peak_mb, 0.0), "steps": len(times)}
+
+
+class _Cfg:
+    """The few config fields make_backend reads, without composing Hydra."""
+
+    def __init__(self, backend: str):
+        self.backend = type("B", (), {"name": backend, "device": "cpu"})
+        self.optim = AdamConfig(name="adam", lr=LR, beta1=0.9, beta2=0.999, eps=1e-8)
+        self.train = type("T", (), {"clip_mode": "norm", "grad_clip": 5.0, "loss_reduction": "mean"})
+
+
+def backend_step(cfg, H: int, B: int, T: int, rng) -> Callable[[], None]:
+    backend = make_backend(cfg, init_params(V, H, "uniform", 0.01, 0, "float32"))
+    inputs, targets = rng.integers(0, V, (B, T)), rng.integers(0, V, (B, T))
+    state = {"h": np.zeros((B, H), np.float32)}
+
+    def step():
+        state["h"] = backend.train_step(inputs, targets, state["h"], LR).h_last
+    return step
+
+
+def torch_rnn_step(H: int, B: int, T: int, rng) -> Callable[[], None]:
+    import torch
+
+    rnn, head = torch.nn.RNN(V, H, batch_first=True), torch.nn.Linear(H, V)
+    params = list(rnn.parameters()) + list(head.parameters())
+    opt = torch.optim.Adam(params, lr=LR)
+    x = torch.nn.functional.one_hot(torch.as_tensor(rng.integers(0, V, (B, T))), V).float()
+    y = torch.as_tensor(rng.integers(0, V, (B, T)))
+    state = {"h": torch.zeros(1, B, H)}
+
+    def step():
+        out, h = rnn(x, state["h"])
+        loss = torch.nn.functional.cross_entropy(head(out).reshape(B * T, V), y.reshape(B * T))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 5.0)
+        opt.step()
+        state["h"] = h.detach()
+    return step
+
+
+def torch_loop_step(H: int, B: int, T: int, rng) -> Callable[[], None]:
+    import torch
+
+    p = {k: torch.tensor(v, requires_grad=True) for k, v in init_params(V, H, "uniform", 0.01, 0, "float32").items()}
+    opt = torch.optim.Adam(list(p.values()), lr=LR)
+    x = torch.as_tensor(rng.integers(0, V, (T, B)))
+    y = torch.as_tensor(rng.integers(0, V, (T * B,)))
+    state = {"h": torch.zeros(B, H)}
+
+    def step():
+        xh = p["Wxh"].t()[x] + p["bh"]                 # (T, B, H), out of the loop
+        h, hs = state["h"], []
+        for t in range(T):
+            h = torch.tanh(xh[t] + h @ p["Whh"].t())
+            hs.append(h)
+        logits = torch.stack(hs).reshape(T * B, H) @ p["Why"].t() + p["by"]
+        loss = torch.nn.functional.cross_entropy(logits, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(list(p.values()), 5.0)
+        opt.step()
+        state["h"] = h.detach()
+    return step
+
+
+def per_char_step(H: int, B: int, T: int, rng) -> Callable[[], None]:
+    """min-char-rnn.py's lossFun and Adagrad update, as written (column vectors, dicts per step)."""
+    Wxh, Whh, Why = (rng.standard_normal(s) * 0.01 for s in ((H, V), (H, H), (V, H)))
+    bh, by = np.zeros((H, 1)), np.zeros((V, 1))
+    params = [Wxh, Whh, Why, bh, by]
+    mem = [np.zeros_like(p) for p in params]
+    inputs, targets = list(rng.integers(0, V, T)), list(rng.integers(0, V, T))
+    state = {"h": np.zeros((H, 1))}
+
+    def step() -> float:
+        xs, hs, ps, loss = {}, {-1: state["h"]}, {}, 0.0
+        for t in range(T):
+            xs[t] = np.zeros((V, 1))
+            xs[t][inputs[t]] = 1
+            hs[t] = np.tanh(Wxh @ xs[t] + Whh @ hs[t - 1] + bh)
+            ys = Why @ hs[t] + by
+            ps[t] = np.exp(ys) / np.sum(np.exp(ys))
+            loss += -np.log(ps[t][targets[t], 0])
+        grads = [np.zeros_like(p) for p in params]
+        dWxh, dWhh, dWhy, dbh, dby = grads
+        dhnext = np.zeros_like(hs[0])
+        for t in reversed(range(T)):
+            dy = ps[t].copy()
+            dy[targets[t]] -= 1
+            dWhy += dy @ hs[t].T
+            dby += dy
+            dh = Why.T @ dy + dhnext
+            dhraw = (1 - hs[t] * hs[t]) * dh
+            dbh += dhraw
+            dWxh += dhraw @ xs[t].T
+            dWhh += dhraw @ hs[t - 1].T
+            dhnext = Whh.T @ dhraw
+        for g in grads:
+            np.clip(g, -5, 5, out=g)
+        for p, g, m in zip(params, grads, mem):
+            m += g * g
+            p += -0.1 * g / np.sqrt(m + 1e-8)
+        state["h"] = hs[T - 1]
+        return loss
+    return step
+
+
+def gemm_flops_per_sec(H: int, B: int, seconds: float) -> float:
+    a, w, out = np.ones((B, H), np.float32), np.ones((H, H), np.float32), np.empty((B, H), np.float32)
+    reps = max(1, int(2e7 / (B * H * H)))
+
+    def step():
+        for _ in range(reps):
+            np.matmul(a, w, out=out)
+    return measure(lambda: step, reps, seconds)["chars_per_sec"] * 2 * B * H * H
+
+
+def _torch_backend_available() -> bool:
+    try:
+        import charrnn.backends.torch_backend  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def run(shapes, seconds: float) -> list[dict]:
+    rows = []
+    have_torch_backend = _torch_backend_available()
+    for H, B, T in shapes:
+        rng = np.random.default_rng(0)
+        chars = B * T
+        row = {"H": H, "B": B, "T": T}
+        impls = {"numpy": lambda: backend_step(_Cfg("numpy"), H, B, T, rng),
+                 "torch_nn_rnn": lambda: torch_rnn_step(H, B, T, rng),
+                 "torch_loop": lambda: torch_loop_step(H, B, T, rng)}
+        if have_torch_backend:
+            impls["torch"] = lambda: backend_step(_Cfg("torch"), H, B, T, rng)
+        if B == 1:
+            impls["per_char"] = lambda: per_char_step(H, B, T, rng)
+        for name, build in impls.items():
+            row[name] = measure(build, chars, seconds)
+        flops_per_char = 6 * H * H + 6 * H * V
+        row["roofline_chars_per_sec"] = gemm_flops_per_sec(H, B, seconds) / flops_per_char
+        rows.append(row)
+        print(format_row(row), flush=True)
+    return rows
+
+
+def trainer_overhead(seconds: float) -> dict:
+    """chars/s of the whole training loop (data, step, logging, progress bar) at the default config,
+    against the bare step. Two runs of different lengths, each with one evaluation at its start and
+    one at its end, differ only by the extra steps: their time difference is the loop's cost."""
+    from hydra import compose, initialize_config_dir
+
+    from charrnn.config import to_config
+    from charrnn.trainer import train
+
+    with initialize_config_dir(str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
+        cfg = to_config(compose("train"))
+    H, B, T = cfg.model.hidden_size, cfg.train.batch_size, cfg.train.seq_length
+    bare = measure(lambda: backend_step(cfg, H, B, T, np.random.default_rng(0)), B * T, seconds)
+    extra_steps = max(20, int(2 * seconds * bare["chars_per_sec"] / (B * T)))
+
+    def wall(steps: int) -> float:
+        cfg.train.max_iters = steps
+        cfg.train.eval_interval = steps + 1
+        with tempfile.TemporaryDirectory() as run_dir, open(os.devnull, "w") as quiet, \
+                contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+            started = time.perf_counter()
+            train(cfg, Path(run_dir))
+            return time.perf_counter() - started
+    short = 10
+    loop = (extra_steps * B * T) / (wall(short + extra_steps) - wall(short))
+    return {"H": H, "B": B, "T": T, "bare_chars_per_sec": bare["chars_per_sec"], "trainer_chars_per_sec": loop}
+
+
+HEADER = (f"{'H':>4} {'B':>3} {'T':>3} | {'numpy':>9} {'torch':>9} {'nn.RNN':>9} {'t.loop':>9} {'per-char':>9} | "
+          f"{'np/nnRNN':>8} {'np/char':>8} {'np%roof':>7} {'tb/best':>7} | {'np MB':>6} {'tb MB':>6}")
+
+
+def format_row(row: dict) -> str:
+    def cps(name):
+        return f"{row[name]['chars_per_sec']:>9,.0f}" if name in row else f"{'-':>9}"
+
+    def ratio(a, b):
+        if a not in row or b not in row:
+            return f"{'-':>8}"
+        r = row[a]["chars_per_sec"] / row[b]["chars_per_sec"]
+        return f"{r:>8.2f}"
+    best_torch_ref = max(row["torch_nn_rnn"]["chars_per_sec"], row["torch_loop"]["chars_per_sec"])
+    tb = f"{row['torch']['chars_per_sec'] / best_torch_ref:>7.2f}" if "torch" in row else f"{'-':>7}"
+    roof = f"{100 * row['numpy']['chars_per_sec'] / row['roofline_chars_per_sec']:>6.0f}%"
+    mem = lambda name: f"{row[name]['peak_mb']:>6.1f}" if name in row else f"{'-':>6}"  # noqa: E731
+    return (f"{row['H']:>4} {row['B']:>3} {row['T']:>3} | {cps('numpy')} {cps('torch')} {cps('torch_nn_rnn')} "
+            f"{cps('torch_loop')} {cps('per_char')} | {ratio('numpy', 'torch_nn_rnn')} {ratio('numpy', 'per_char')} "
+            f"{roof} {tb} | {mem('numpy')} {mem('torch')}")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=2.0, help="timed seconds per measurement")
+    parser.add_argument("--shapes", nargs="+", help="H,B,T triples (default: the four reference shapes)")
+    parser.add_argument("--json", help="also write the figures to this file")
+    args = parser.parse_args(argv)
+    shapes = [tuple(int(v) for v in s.split(",")) for s in args.shapes] if args.shapes else SHAPES
+    print("chars/s of a full float32 training step (fwd, bwd, clip, Adam), V=65; medians")
+    print(HEADER)
+    rows = run(shapes, args.seconds)
+    overhead = trainer_overhead(args.seconds)
+    print(f"trainer loop at the default config (H={overhead['H']}, B={overhead['B']}, T={overhead['T']}): "
+          f"{overhead['trainer_chars_per_sec']:,.0f} chars/s against {overhead['bare_chars_per_sec']:,.0f} "
+          f"for the bare step ({overhead['trainer_chars_per_sec'] / overhead['bare_chars_per_sec']:.2f}x)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"steps": rows, "trainer": overhead}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,22 @@
+import numpy as np
+
+from charrnn import bench
+
+
+def test_bench_measures_every_implementation_and_formats_a_row():
+    rows = bench.run([(8, 1, 4), (8, 2, 4)], seconds=0.01)
+    assert "per_char" in rows[0] and "per_char" not in rows[1]  # the per-character loop is B=1 only
+    for row in rows:
+        for name in ("numpy", "torch_nn_rnn", "torch_loop"):
+            assert row[name]["chars_per_sec"] > 0 and row[name]["steps"] >= 5
+        assert row["roofline_chars_per_sec"] > 0
+        assert bench.format_row(row).split()[:3] == [str(row["H"]), str(row["B"]), str(row["T"])]
+
+
+def test_min_char_rnn_reference_learns():
+    """The per-character reference is the original algorithm: on one fixed chunk it must learn."""
+    step = bench.per_char_step(16, 1, 8, np.random.default_rng(0))
+    first = step()
+    for _ in range(200):
+        last = step()
+    assert first > 8 * np.log(bench.V) * 0.99 and last < 0.2 * first
