@@ -37,16 +37,16 @@ class Workspace:
     hs: np.ndarray       # (T+1, B, H) hs[0] = h_prev, hs[t+1] = h_t
     probs: np.ndarray    # (N, V) logits, then softmax p_t, then dL/dy_t (in place)
     dh: np.ndarray       # (T, B, H) dL/dh_t from the outputs, then dh_raw_t (in place)
-    dtanh: np.ndarray    # (T, B, H) 1 - h_t^2
     step: np.ndarray     # (B, H) Whh h_{t-1} in the forward loop, dh_next in the backward loop
+    dtanh: np.ndarray    # (B, H) 1 - h_t^2 in the backward loop
     one_hot: np.ndarray  # (N, V) x_t as one-hot rows, for dWxh (only for V <= ONE_HOT_MAX_VOCAB)
 
     @classmethod
     def allocate(cls, T: int, B: int, H: int, V: int, dtype) -> "Workspace":
         one_hot_shape = (T * B, V) if V <= ONE_HOT_MAX_VOCAB else (0, V)
         return cls(hs=np.empty((T + 1, B, H), dtype), probs=np.empty((T * B, V), dtype),
-                   dh=np.empty((T, B, H), dtype), dtanh=np.empty((T, B, H), dtype),
-                   step=np.empty((B, H), dtype), one_hot=np.zeros(one_hot_shape, dtype))
+                   dh=np.empty((T, B, H), dtype), step=np.empty((B, H), dtype),
+                   dtanh=np.empty((B, H), dtype), one_hot=np.zeros(one_hot_shape, dtype))
 
     def fits(self, T: int, B: int, H: int, V: int, dtype) -> bool:
         return self.hs.shape == (T + 1, B, H) and self.probs.shape[1] == V and self.hs.dtype == dtype
@@ -78,9 +78,9 @@ def rnn_forward(params: dict, inputs: np.ndarray, targets: np.ndarray, h_prev: n
     y = targets.T.reshape(N)                       # (N,)
     hs = ws.hs
     hs[0] = h_prev
-    # Wxh x_t for a one-hot x_t is column x_t of Wxh: gather all T*B columns at once, no product.
-    np.take(Wxh.T, x, axis=0, out=hs[1:])           # (T, B, H)
-    hs[1:] += bh
+    # Wxh x_t for a one-hot x_t is column x_t of Wxh: gather all T*B columns at once, no product;
+    # adding bh to the (V, H) table first saves a pass over the (T, B, H) result.
+    np.take(Wxh.T + bh, x, axis=0, out=hs[1:])      # (T, B, H) Wxh x_t + bh
     WhhT = Whh.T
     for t in range(T):
         np.matmul(hs[t], WhhT, out=ws.step)        # (B, H) Whh h_{t-1}
@@ -121,15 +121,15 @@ def rnn_backward(params: dict, cache: ForwardCache, loss_scale: float = 1.0) -> 
     dh = ws.dh
     np.matmul(dy, Why, out=dh.reshape(N, H))       # (T, B, H) Why^T dy_t: each step's own output path
     dtanh = ws.dtanh
-    np.square(hs[1:], out=dtanh)
-    np.subtract(1, dtanh, out=dtanh)               # (T, B, H) 1 - h_t^2
     dh_next = ws.step
     dh_next.fill(0)                                # nothing flows back from beyond the chunk
     for t in reversed(range(T)):
         # The subtle point of BPTT: h_t feeds both y_t and h_{t+1}, so its gradient is the sum of
         # the loss's own (already in dh[t]) and the one flowing back from step t+1 (dh_next).
         dh[t] += dh_next                           # (B, H) dh_t
-        dh[t] *= dtanh[t]                          # (B, H) dh_raw_t
+        np.multiply(hs[t + 1], hs[t + 1], out=dtanh)
+        np.subtract(1, dtanh, out=dtanh)           # (B, H) 1 - h_t^2, computed while h_t is in cache
+        dh[t] *= dtanh                             # (B, H) dh_raw_t
         np.matmul(dh[t], Whh, out=dh_next)         # (B, H) Whh^T dh_raw_t, into step t-1
     dh_raw = dh.reshape(N, H)
     dWhh = dh_raw.T @ hs[:-1].reshape(N, H)        # (H, H) sum_t dh_raw_t h_{t-1}^T
