@@ -3,53 +3,23 @@ import pytest
 
 from charrnn.backends import numpy_backend
 from charrnn.backends.numpy_backend import loss_and_grads, rnn_backward, rnn_forward, rnn_step
-from charrnn.model import PARAM_NAMES, init_params
-
-
-def problem(B, T, H, V, dtype="float64", seed=0):
-    rng = np.random.default_rng(seed)
-    params = init_params(V, H, "uniform", 0.01, seed, dtype)
-    inputs = rng.integers(0, V, (B, T))
-    targets = rng.integers(0, V, (B, T))
-    h_prev = (0.5 * rng.standard_normal((B, H))).astype(dtype)
-    return params, inputs, targets, h_prev
-
-
-def loss_only(params, inputs, targets, h_prev):
-    return rnn_forward(params, inputs, targets, h_prev)[0]
-
-
-def numeric_grad(f, x, eps=1e-6):
-    """Central differences of scalar f() with respect to every element of x (perturbed in place)."""
-    grad = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        old = x[i]
-        x[i] = old + eps
-        plus = f()
-        x[i] = old - eps
-        minus = f()
-        x[i] = old
-        grad[i] = (plus - minus) / (2 * eps)
-    return grad
-
-
-def rel_error(a, b):
-    return np.max(np.abs(a - b)) / max(np.max(np.abs(a)), np.max(np.abs(b)), 1e-12)
+from charrnn.gradcheck import finite_differences, random_problem, relative_error
+from charrnn.model import PARAM_NAMES
 
 
 @pytest.mark.parametrize("B,T,H,V", [(1, 5, 4, 6), (3, 7, 5, 9)])
 def test_gradients_match_finite_differences(B, T, H, V):
-    params, inputs, targets, h_prev = problem(B, T, H, V)
+    params, inputs, targets, h_prev = random_problem(B, T, H, V)
     loss, cache = rnn_forward(params, inputs, targets, h_prev)
     grads, dh_prev = rnn_backward(params, cache)
-    f = lambda: loss_only(params, inputs, targets, h_prev)  # noqa: E731
+    numeric = finite_differences(params, inputs, targets, h_prev)
     for name in PARAM_NAMES:
-        assert rel_error(grads[name], numeric_grad(f, params[name])) < 1e-7, name
-    assert rel_error(dh_prev, numeric_grad(f, h_prev)) < 1e-7
+        assert relative_error(grads[name], numeric[name]) < 1e-7, name
+    assert relative_error(dh_prev, numeric["h_prev"]) < 1e-7
 
 
 def test_loss_and_grads_returns_last_state_and_mean_loss():
-    params, inputs, targets, h_prev = problem(2, 4, 3, 5)
+    params, inputs, targets, h_prev = random_problem(2, 4, 3, 5)
     loss, grads, h_last = loss_and_grads(params, inputs, targets, h_prev)
     h, nll = h_prev, []
     for t in range(inputs.shape[1]):
@@ -63,18 +33,18 @@ def test_loss_and_grads_returns_last_state_and_mean_loss():
 
 
 def test_float32_stays_float32():
-    params, inputs, targets, h_prev = problem(2, 6, 8, 7, dtype="float32")
+    params, inputs, targets, h_prev = random_problem(2, 6, 8, 7, dtype="float32")
     _, grads, h_last = loss_and_grads(params, inputs, targets, h_prev)
     assert h_last.dtype == np.float32
     assert all(g.dtype == np.float32 for g in grads.values())
     params64 = {k: v.astype(np.float64) for k, v in params.items()}
     _, grads64, _ = loss_and_grads(params64, inputs, targets, h_prev.astype(np.float64))
     for k in PARAM_NAMES:
-        assert rel_error(grads[k], grads64[k]) < 1e-5
+        assert relative_error(grads[k], grads64[k]) < 1e-5
 
 
 def test_sum_reduction_scales_gradients_by_number_of_predictions():
-    params, inputs, targets, h_prev = problem(2, 5, 4, 6)
+    params, inputs, targets, h_prev = random_problem(2, 5, 4, 6)
     _, cache = rnn_forward(params, inputs, targets, h_prev)
     mean_grads, _ = rnn_backward(params, cache)
     _, cache = rnn_forward(params, inputs, targets, h_prev)
@@ -84,7 +54,7 @@ def test_sum_reduction_scales_gradients_by_number_of_predictions():
 
 
 def test_scatter_path_for_large_vocab_matches_one_hot_path(monkeypatch):
-    params, inputs, targets, h_prev = problem(3, 6, 4, 20)
+    params, inputs, targets, h_prev = random_problem(3, 6, 4, 20)
     _, one_hot_grads, _ = loss_and_grads(params, inputs, targets, h_prev)
     monkeypatch.setattr(numpy_backend, "ONE_HOT_MAX_VOCAB", 10)
     _, scatter_grads, _ = loss_and_grads(params, inputs, targets, h_prev)
@@ -92,7 +62,7 @@ def test_scatter_path_for_large_vocab_matches_one_hot_path(monkeypatch):
 
 
 def test_workspace_reuse_gives_same_result_as_fresh_buffers():
-    params, inputs, targets, h_prev = problem(2, 5, 4, 6)
+    params, inputs, targets, h_prev = random_problem(2, 5, 4, 6)
     expected = loss_and_grads(params, inputs, targets, h_prev)
     _, cache = rnn_forward(params, inputs[:, :3], targets[:, :3], h_prev)
     loss, cache = rnn_forward(params, inputs, targets, h_prev, cache.ws)

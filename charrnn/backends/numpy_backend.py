@@ -171,7 +171,8 @@ class NumpyBackend:
     """The Backend interface (see interface.py) on the hand-written BPTT above."""
 
     def __init__(self, params: dict, optim_cfg, clip_mode: str, grad_clip: float, loss_reduction: str):
-        self.params = {k: np.ascontiguousarray(v) for k, v in params.items()}
+        # Copies: the optimizer updates them in place, which must not write into the caller's arrays.
+        self.params = {k: np.array(v, order="C") for k, v in params.items()}
         self.optimizer = make_optimizer(optim_cfg, self.params)
         self.clip_mode = clip_mode
         self.grad_clip = grad_clip

@@ -1,0 +1,182 @@
+"""The torch backend computes what the hand-written NumPy backend computes, to round-off.
+
+Every tolerance is relative to the values compared, and the tests that set one also show that a
+disagreement just above it is caught.
+"""
+
+import numpy as np
+import pytest
+
+from charrnn import trainer
+from charrnn.backends import make_backend, numpy_backend, torch_backend
+from charrnn.backends.numpy_backend import NumpyBackend
+from charrnn.backends.torch_backend import TorchBackend
+from charrnn.batching import StreamBatcher
+from charrnn.checkpoint import load_checkpoint
+from charrnn.config import AdagradConfig, AdamConfig, SGDConfig
+from charrnn.data import Vocab
+from charrnn.gradcheck import random_problem, relative_error
+from charrnn.model import PARAM_NAMES, init_params
+from tests.conftest import TINY, make_config
+
+GRAD_TOL = 1e-10
+LOSS_TOL = {"float64": 1e-9, "float32": 1e-4}
+
+
+@pytest.mark.parametrize("B,T,H,V", [(1, 1, 3, 4), (1, 7, 5, 6), (4, 1, 5, 6), (3, 9, 8, 11)])
+def test_loss_and_grads_agree_in_float64(B, T, H, V):
+    params, inputs, targets, h_prev = random_problem(B, T, H, V)
+    assert np.abs(h_prev).min() > 0          # a carried state, not zeros
+    loss, grads, h_last = numpy_backend.loss_and_grads(params, inputs, targets, h_prev)
+    t_loss, t_grads, t_h_last = torch_backend.loss_and_grads(params, inputs, targets, h_prev)
+    assert t_loss == pytest.approx(loss, rel=1e-12)
+    for k in PARAM_NAMES:
+        assert t_grads[k].dtype == np.float64 and t_grads[k].shape == params[k].shape
+        assert relative_error(t_grads[k], grads[k]) < GRAD_TOL, k
+    assert relative_error(t_h_last, h_last) < GRAD_TOL
+
+
+def test_a_gradient_off_by_one_part_in_a_billion_is_caught():
+    params, inputs, targets, h_prev = random_problem(3, 9, 8, 11)
+    _, grads, _ = numpy_backend.loss_and_grads(params, inputs, targets, h_prev)
+    _, t_grads, _ = torch_backend.loss_and_grads(params, inputs, targets, h_prev)
+    for k in PARAM_NAMES:
+        wrong = t_grads[k].copy()
+        wrong.flat[0] += 1e-9 * np.abs(wrong).max()
+        assert relative_error(wrong, grads[k]) > GRAD_TOL, k
+
+
+OPTIMIZERS = {
+    "adagrad": AdagradConfig(name="adagrad", lr=0.1, eps=1e-10),
+    "sgd": SGDConfig(name="sgd", lr=0.05, momentum=0.9, nesterov=False),
+    "nesterov": SGDConfig(name="sgd", lr=0.05, momentum=0.9, nesterov=True),
+    "adam": AdamConfig(name="adam", lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8),
+}
+GRAD_CLIP = {"norm": 1.0, "value": 0.1, "none": 1.0}   # small enough that clipping acts
+B, T, H, V = 2, 6, 8, 10
+
+
+def batches() -> StreamBatcher:
+    """A repetitive id stream (so the loss falls) cut into B streams of T-step chunks."""
+    return StreamBatcher(np.tile(np.random.default_rng(0).integers(0, V, 37), 20), B, T)
+
+
+def train(backend_cls, optim: str, clip_mode: str, reduction: str, dtype: str, steps: int = 100,
+          lr_factor: float = 1.0, **kwargs):
+    """Run the trainer's loop (state carried, reset at the end of an epoch) for `steps` steps.
+    Returns the per-step StepResults and the final params."""
+    cfg = OPTIMIZERS[optim]
+    backend = backend_cls(init_params(V, H, "uniform", 0.01, 0, dtype), optim_cfg=cfg, clip_mode=clip_mode,
+                          grad_clip=GRAD_CLIP[clip_mode], loss_reduction=reduction, **kwargs)
+    # Summed gradients are B*T times the mean's: SGD at the same lr would diverge, and a diverging run
+    # amplifies round-off until any two implementations part.
+    lr = cfg.lr * lr_factor / (B * T if reduction == "sum" and cfg.name == "sgd" else 1)
+    data, results = batches(), []
+    h = np.zeros((B, H), dtype)
+    for step in range(steps):
+        k = step % len(data)
+        if k == 0:
+            h = np.zeros((B, H), dtype)
+        results.append(backend.train_step(*data.chunk(k), h, lr))
+        h = results[-1].h_last
+    return results, backend.export_params()
+
+
+def assert_same_run(a, b, tol):
+    (results_a, params_a), (results_b, params_b) = a, b
+    losses_a, losses_b = (np.array([r.loss for r in results]) for results in (results_a, results_b))
+    assert np.max(np.abs(losses_a - losses_b) / losses_a) < tol
+    for ra, rb in zip(results_a, results_b):
+        for k in PARAM_NAMES:
+            assert rb.grad_norms[k] == pytest.approx(ra.grad_norms[k], rel=tol)
+            assert rb.clipped_grad_norms[k] == pytest.approx(ra.clipped_grad_norms[k], rel=tol)
+    for k in PARAM_NAMES:
+        assert relative_error(params_a[k], params_b[k]) < tol, k
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("clip_mode", ["norm", "value", "none"])
+@pytest.mark.parametrize("optim", OPTIMIZERS)
+def test_100_training_steps_agree_in_float64(optim, clip_mode, reduction):
+    ours = train(NumpyBackend, optim, clip_mode, reduction, "float64")
+    theirs = train(TorchBackend, optim, clip_mode, reduction, "float64", device="cpu")
+    assert_same_run(ours, theirs, LOSS_TOL["float64"])
+    clipped = [r.clipped_grad_norm < r.grad_norm for r in ours[0]]
+    assert any(clipped) if clip_mode != "none" else not any(clipped)
+    assert ours[0][-1].loss < 0.9 * ours[0][0].loss    # a run that learns, not one that sits still
+
+
+def test_a_run_with_the_lr_off_by_one_part_in_ten_million_is_caught():
+    run = train(NumpyBackend, "adam", "norm", "mean", "float64")
+    nudged = train(NumpyBackend, "adam", "norm", "mean", "float64", lr_factor=1 + 1e-7)
+    with pytest.raises(AssertionError):
+        assert_same_run(run, nudged, LOSS_TOL["float64"])
+
+
+@pytest.mark.parametrize("optim,clip_mode,reduction",
+                         [("adagrad", "value", "sum"), ("sgd", "norm", "mean"), ("nesterov", "none", "sum"),
+                          ("adam", "norm", "mean")])
+def test_100_training_steps_agree_in_float32(optim, clip_mode, reduction):
+    ours = train(NumpyBackend, optim, clip_mode, reduction, "float32")
+    theirs = train(TorchBackend, optim, clip_mode, reduction, "float32", device="cpu")
+    assert ours[1]["Whh"].dtype == theirs[1]["Whh"].dtype == np.float32
+    assert_same_run(ours, theirs, LOSS_TOL["float32"])
+
+
+BUILD = {"numpy": lambda params, cfg: NumpyBackend(params, cfg, "norm", 1.0, "mean"),
+         "torch": lambda params, cfg: TorchBackend(params, "cpu", cfg, "norm", 1.0, "mean")}
+
+
+@pytest.mark.parametrize("steps_before", [0, 3])
+@pytest.mark.parametrize("optim", [*OPTIMIZERS, "sgd without momentum"])
+@pytest.mark.parametrize("writer,reader", [("numpy", "torch"), ("torch", "numpy")])
+def test_optimizer_state_moves_between_backends(writer, reader, optim, steps_before):
+    cfg = OPTIMIZERS.get(optim, SGDConfig(name="sgd", lr=0.05, momentum=0.0, nesterov=False))
+    params = init_params(V, H, "uniform", 0.01, 0, "float64")
+    data = batches()
+    first = BUILD[writer](params, cfg)
+    for k in range(steps_before):
+        first.train_step(*data.chunk(k), np.zeros((B, H)), cfg.lr)
+    state = first.export_optimizer_state()
+    second = BUILD[reader](first.export_params(), cfg)
+    second.load_optimizer_state(state)
+    exported = second.export_optimizer_state()
+    assert set(exported) == set(state)
+    for key in state:
+        np.testing.assert_array_equal(exported[key], state[key])
+    for k in range(steps_before, steps_before + 3):
+        a = first.train_step(*data.chunk(k), np.zeros((B, H)), cfg.lr)
+        b = second.train_step(*data.chunk(k), np.zeros((B, H)), cfg.lr)
+        assert b.loss == pytest.approx(a.loss, rel=1e-12)
+    for k in PARAM_NAMES:
+        assert relative_error(first.export_params()[k], second.export_params()[k]) < 1e-12
+
+
+@pytest.mark.parametrize("writer,reader", [("numpy", "torch"), ("torch", "numpy")])
+def test_checkpoint_from_one_backend_evaluates_and_continues_in_the_other(corpus, tmp_path, writer, reader):
+    overrides = [f"data.path={corpus}", *TINY, "model.dtype=float64", "train.max_iters=15", "backend.device=cpu"]
+    trainer.train(make_config([*overrides, f"backend={writer}"]), tmp_path / "run")
+    ckpt = load_checkpoint(tmp_path / "run" / "ckpt_last.npz")
+    assert ckpt.state["backend"] == writer and ckpt.state["step"] == 15
+
+    def resume(name: str):
+        """Val loss of the checkpoint's weights, then 5 more training steps, on backend `name`."""
+        cfg = make_config([*overrides, f"backend={name}"])
+        backend = make_backend(cfg, ckpt.params)
+        backend.load_optimizer_state(ckpt.optimizer_state)
+        text = corpus.read_text()
+        train_batches, val_batches = trainer.make_batchers(cfg, Vocab.from_text(text).encode(text))
+        val_loss = trainer.evaluate(backend, val_batches, cfg.model.hidden_size, cfg.model.dtype)
+        h, losses = ckpt.h, []
+        for chunk in range(ckpt.state["chunk"], ckpt.state["chunk"] + 5):
+            result = backend.train_step(*train_batches.chunk(chunk % len(train_batches)), h, cfg.optim.lr)
+            h = result.h_last
+            losses.append(result.loss)
+        return val_loss, np.array(losses), backend.export_params()
+
+    val_loss, losses, params = resume(reader)
+    assert val_loss == pytest.approx(ckpt.state["val_loss"], rel=1e-12)
+    _, same_losses, same_params = resume(writer)
+    np.testing.assert_allclose(losses, same_losses, rtol=1e-12, atol=0)
+    for k in PARAM_NAMES:
+        assert relative_error(params[k], same_params[k]) < 1e-12

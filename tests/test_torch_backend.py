@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+import torch
+
+from charrnn.backends.numpy_backend import NumpyBackend
+from charrnn.backends.torch_backend import TorchBackend, loss_and_grads, resolve_device
+from charrnn.config import AdamConfig
+from charrnn.errors import UserError
+from charrnn.gradcheck import random_problem
+from charrnn.model import PARAM_NAMES
+
+ADAM = AdamConfig(name="adam", lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8)
+
+
+def make(params, clip_mode="norm", grad_clip=5.0):
+    return TorchBackend(params, "cpu", ADAM, clip_mode, grad_clip, "mean")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without CUDA")
+def test_auto_device_is_the_cpu_and_asking_for_cuda_without_one_is_a_user_error():
+    assert resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(UserError, match="backend.device=cuda but torch sees no CUDA device"):
+        resolve_device("cuda")
+
+
+def test_float32_stays_float32():
+    params, inputs, targets, h_prev = random_problem(2, 5, 6, 7, dtype="float32")
+    _, grads, h_last = loss_and_grads(params, inputs, targets, h_prev)
+    assert h_last.dtype == np.float32 and all(grads[k].dtype == np.float32 for k in PARAM_NAMES)
+    backend = make(params)
+    result = backend.train_step(inputs, targets, h_prev, 0.01)
+    assert result.h_last.dtype == np.float32 and isinstance(result.loss, float)
+    assert all(v.dtype == np.float32 for v in backend.export_params().values())
+    assert backend.export_optimizer_state()["exp_avg/Whh"].dtype == np.float32
+
+
+def test_evaluate_and_step_logits_match_numpy():
+    params, inputs, targets, h_prev = random_problem(3, 6, 5, 7)
+    ours, theirs = NumpyBackend(params, ADAM, "norm", 5.0, "mean"), make(params)
+    loss, h_last = ours.evaluate(inputs, targets, h_prev)
+    t_loss, t_h_last = theirs.evaluate(inputs, targets, h_prev)
+    assert t_loss == pytest.approx(loss, rel=1e-12)
+    np.testing.assert_allclose(t_h_last, h_last, rtol=1e-12, atol=1e-15)
+    for a, b in zip(ours.step_logits(inputs[:, 0], h_prev), theirs.step_logits(inputs[:, 0], h_prev)):
+        assert b.shape == a.shape
+        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("clip_mode,grad_clip", [("norm", 0.01), ("value", 1e-4), ("none", 1e-4)])
+def test_grad_norms_are_reported_before_and_after_clipping(clip_mode, grad_clip):
+    params, inputs, targets, h_prev = random_problem(3, 6, 5, 7)
+    result = make(params, clip_mode, grad_clip).train_step(inputs, targets, h_prev, 0.01)
+    assert result.grad_norm > 0.1
+    if clip_mode == "norm":
+        assert result.clipped_grad_norm == pytest.approx(grad_clip, rel=1e-4)
+    elif clip_mode == "value":
+        for k in PARAM_NAMES:
+            assert result.clipped_grad_norms[k] <= grad_clip * np.sqrt(params[k].size)
+    else:
+        assert result.clipped_grad_norms == result.grad_norms
+
+
+@pytest.mark.parametrize("backend_cls", [NumpyBackend, TorchBackend])
+def test_backends_train_on_copies_of_the_arrays_they_are_given(backend_cls):
+    params, inputs, targets, h_prev = random_problem(2, 4, 5, 6)
+    args = ("cpu",) if backend_cls is TorchBackend else ()
+    backend = backend_cls(params, *args, ADAM, "norm", 5.0, "mean")
+    backend.train_step(inputs, targets, h_prev, 0.01)
+    state = backend.export_optimizer_state()
+    given = {k: v.copy() for k, v in {**params, **state}.items()}
+    backend.load_optimizer_state(state)
+    backend.train_step(inputs, targets, h_prev, 0.01)
+    for k, v in {**params, **state}.items():
+        np.testing.assert_array_equal(v, given[k], err_msg=k)
