@@ -3,9 +3,10 @@ import pickle
 import numpy as np
 import pytest
 
-from charrnn.checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint, save_checkpoint
+from charrnn.checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint, restore_backend, save_checkpoint
 from charrnn.errors import UserError
 from charrnn.model import init_params
+from tests.conftest import make_config
 
 
 def checkpoint():
@@ -64,3 +65,57 @@ def test_truncated_and_foreign_files_are_refused(tmp_path):
     np.savez(foreign, weights=np.ones(3))
     with pytest.raises(UserError, match="not a charrnn checkpoint"):
         load_checkpoint(foreign)
+
+
+def test_a_crafted_torch_save_file_is_refused_without_running(tmp_path, monkeypatch):
+    torch = pytest.importorskip("torch")
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "model.pt"
+    torch.save({"format": "charrnn-checkpoint-v1", "payload": Boom()}, path)
+    with pytest.raises(UserError, match="not a charrnn checkpoint"):
+        load_checkpoint(path)
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_every_damaged_byte_is_refused_or_harmless(tmp_path):
+    path = tmp_path / "ckpt.npz"
+    save_checkpoint(path, checkpoint())
+    data = path.read_bytes()
+    damaged = tmp_path / "damaged.npz"
+    refused = 0
+    for i in range(0, len(data), 7):  # a stride prime to the zip's field sizes reaches every kind of byte
+        damaged.write_bytes(data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1:])
+        try:
+            loaded = load_checkpoint(damaged)
+        except UserError:
+            refused += 1
+            continue
+        # what still loads is byte for byte what was saved (the damage hit zip metadata nobody reads)
+        assert np.array_equal(loaded.params["Whh"], checkpoint().params["Whh"]), i
+    assert refused > len(data) / 7 / 2
+
+
+@pytest.mark.parametrize("entry,value,message", [
+    ("vocab", np.array([99, 98, 97], np.int32), "vocabulary is not an ascending list"),
+    ("param/Whh", np.zeros((5, 5), np.int64), "not floating point: Whh"),
+    ("config", np.array("{not json"), "config or state is not a JSON object"),
+    ("state", np.array("[1, 2]"), "config or state is not a JSON object"),
+])
+def test_damaged_entries_are_refused(tmp_path, entry, value, message):
+    path = tmp_path / "ckpt.npz"
+    save_checkpoint(path, checkpoint())
+    with np.load(path) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    np.savez(path, **{**arrays, entry: value})
+    with pytest.raises(UserError, match=message):
+        load_checkpoint(path)
+
+
+def test_weights_that_do_not_fit_the_config_are_refused(tmp_path):
+    ckpt = checkpoint()
+    cfg = make_config(["model.hidden_size=6"])
+    with pytest.raises(UserError, match="do not fit model.hidden_size=6 and its 7-character vocabulary"):
+        restore_backend(ckpt, cfg)
+    backend, vocab = restore_backend(ckpt, make_config(["model.hidden_size=5", "model.dtype=float64"]))
+    assert backend.export_params()["Whh"].dtype == np.float64 and vocab.chars == list("abcdefg")
+
