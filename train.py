@@ -1,5 +1,6 @@
 """Train a character-level RNN: python train.py [backend=numpy|torch] [key=value ...]."""
 
+import signal
 import sys
 from pathlib import Path
 
@@ -7,18 +8,26 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from charrnn.config import to_config
 from charrnn.errors import UserError
+from charrnn.resume import config_for_run
 from charrnn.trainer import train
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(raw: DictConfig) -> float:
+    hydra_cfg = HydraConfig.get()
     try:
-        result = train(to_config(raw), Path(HydraConfig.get().runtime.output_dir))
+        result = train(config_for_run(raw, list(hydra_cfg.overrides.task)), Path(hydra_cfg.runtime.output_dir))
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted without saving; the run's last checkpoint is as it was", file=sys.stderr)
+        sys.exit(128 + signal.SIGINT)
+    if result.stopped_by is not None:
+        print(f"{signal.Signals(result.stopped_by).name}: saved step {result.steps} to {result.run_dir}/ckpt_last.npz; "
+              f"resume with: python train.py train.resume={result.run_dir}", file=sys.stderr)
+        sys.exit(128 + result.stopped_by)
     # Returned so that Hydra sweepers can minimise it.
     return result.best_val_loss
 

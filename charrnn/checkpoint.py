@@ -6,22 +6,26 @@ Layout (every entry a plain array; text entries are 0-d unicode arrays):
     optim/<key>             the optimizer state, flat (charrnn.optim names the keys)
     vocab                   (V,) int32 code points, in id order
     config                  the resolved config, as JSON
-    state                   trainer progress (step, data pointer, best val, RNG...), as JSON
+    state                   the trainer's progress (charrnn.run_state.RunState), as JSON
     h                       (B, H) the hidden state carried into the next chunk
 """
 
 import json
 import os
+import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from charrnn.backends import Backend, make_backend
+from charrnn.data import Vocab
 from charrnn.errors import UserError
-from charrnn.model import PARAM_NAMES
+from charrnn.model import PARAM_NAMES, param_shapes
 
 FORMAT = "charrnn-checkpoint-v1"
+ZIP_MAGIC = b"PK\x03\x04"  # an .npz is a zip archive; anything else is refused before numpy parses it
 
 
 @dataclass
@@ -59,34 +63,87 @@ def load_checkpoint(path: Path) -> Checkpoint:
     raises UserError. allow_pickle=False means no code in the file can run."""
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist")
+    with open(path, "rb") as f:
+        if f.read(4) != ZIP_MAGIC:
+            raise UserError(f"{path} is not a charrnn checkpoint (not an .npz archive); "
+                            f"pass a ckpt_*.npz written by train.py")
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
-        raise UserError(f"{path} is not a readable charrnn checkpoint ({e}); "
+    # What a damaged zip or .npy header raises (measured by flipping every byte of a checkpoint), and
+    # MemoryError for a header that claims a huge array.
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError, RuntimeError,
+            MemoryError) as e:
+        reason = "it holds pickled objects, which are never loaded" if "pickle" in str(e) else str(e)
+        raise UserError(f"{path} is not a readable charrnn checkpoint ({reason}); "
                         f"pass a ckpt_*.npz written by train.py") from None
     if "format" not in arrays or str(arrays["format"]) != FORMAT:
         raise UserError(f"{path} is not a charrnn checkpoint (no '{FORMAT}' marker); "
                         f"pass a ckpt_*.npz written by train.py")
-    missing = [f"param/{k}" for k in PARAM_NAMES if f"param/{k}" not in arrays]
+    required = ["vocab", "config", "state", "h", *(f"param/{k}" for k in PARAM_NAMES)]
+    missing = [k for k in required if not isinstance(arrays.get(k), np.ndarray)]
     if missing:
         raise UserError(f"checkpoint {path} is incomplete: missing {', '.join(missing)}")
-    return Checkpoint(
+    ckpt = Checkpoint(
         params={k: arrays[f"param/{k}"] for k in PARAM_NAMES},
         optimizer_state={k[len("optim/"):]: v for k, v in arrays.items() if k.startswith("optim/")},
         vocab=arrays["vocab"],
-        config=json.loads(str(arrays["config"])),
-        state=json.loads(str(arrays["state"])),
+        config=_json_object(arrays["config"]),
+        state=_json_object(arrays["state"]),
         h=arrays["h"],
     )
+    problem = _problem(ckpt)
+    if problem:
+        raise UserError(f"checkpoint {path} is damaged: {problem}")
+    return ckpt
 
 
-def resolve_checkpoint(path_str: str) -> Path:
-    """A checkpoint file, or a run directory (its best checkpoint, else its last)."""
+def _json_object(entry: np.ndarray) -> dict | None:
+    try:
+        value = json.loads(str(entry))
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _problem(ckpt: Checkpoint) -> str | None:
+    """What makes a checkpoint that unzipped cleanly unusable, if anything. Shapes are checked where the
+    model is built (restore_backend), against the config."""
+    if ckpt.config is None or ckpt.state is None:
+        return "its config or state is not a JSON object"
+    v = ckpt.vocab
+    if v.ndim != 1 or v.dtype.kind not in "iu" or len(v) == 0 or (np.diff(v) <= 0).any() \
+            or v[0] < 0 or v[-1] > sys.maxunicode:
+        return "its vocabulary is not an ascending list of code points"
+    not_float = [k for k, a in {**ckpt.params, "h": ckpt.h}.items() if a.dtype.kind != "f"]
+    if not_float:
+        return f"not floating point: {', '.join(not_float)}"
+    return None
+
+
+def restore_backend(ckpt: Checkpoint, cfg) -> tuple[Backend, Vocab]:
+    """The checkpoint's model on cfg's backend (either backend takes any checkpoint) in cfg's dtype,
+    and its vocabulary. The one way a model is loaded: sample.py and a resumed run both come here."""
+    V, H = len(ckpt.vocab), cfg.model.hidden_size
+    expected = param_shapes(V, H)
+    if any(ckpt.params[k].shape != expected[k] for k in PARAM_NAMES):
+        raise UserError(f"the checkpoint's weights (Whh {ckpt.params['Whh'].shape}, Why {ckpt.params['Why'].shape}) "
+                        f"do not fit model.hidden_size={H} and its {V}-character vocabulary; a model keeps "
+                        f"the shape it was trained with")
+    params = {k: v.astype(cfg.model.dtype) for k, v in ckpt.params.items()}
+    return make_backend(cfg, params), Vocab(ckpt.vocab.astype(np.int32))
+
+
+BEST_THEN_LAST = ("ckpt_best.npz", "ckpt_last.npz")
+
+
+def resolve_checkpoint(path_str: str, names: tuple[str, ...] = BEST_THEN_LAST) -> Path:
+    """A checkpoint file, or a run directory: the first of names found in it (sampling wants the best
+    weights; a resume wants ckpt_last.npz, where the run stopped)."""
     path = Path(path_str).expanduser()
     if path.is_dir():
-        for name in ("ckpt_best.npz", "ckpt_last.npz"):
+        for name in names:
             if (path / name).is_file():
                 return path / name
-        raise UserError(f"no checkpoint (ckpt_best.npz or ckpt_last.npz) in directory {path}")
+        raise UserError(f"no checkpoint ({' or '.join(names)}) in directory {path}")
     return path

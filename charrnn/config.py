@@ -1,7 +1,8 @@
 """Typed configuration: the schema the YAML in conf/ must fit, and the checks on its values.
 
-Values live in conf/; these dataclasses only say what type each key has. to_config turns a
-composed Hydra config into a Config, or raises UserError naming the key and the fix.
+Values live in conf/; these dataclasses only say what type each key has. to_config (train.py) and
+to_sample_config (sample.py) turn a composed Hydra config into a typed one, or raise UserError
+naming the key and the fix.
 """
 
 from dataclasses import asdict, dataclass
@@ -74,6 +75,7 @@ class TrainConfig:
     grad_clip: float
     lr_schedule: str
     warmup_iters: int
+    lr_decay_iters: int
     min_lr: float
     max_iters: int
     max_seconds: Optional[float]
@@ -94,9 +96,28 @@ class Config:
     train: TrainConfig
 
 
-CHOICES = {
+@dataclass
+class SampleConfig:
+    checkpoint: str
+    backend: BackendConfig
+    length: int
+    temperature: float
+    top_k: Optional[int]
+    top_p: Optional[float]
+    greedy: bool
+    prime: str
+    skip_unknown: bool
+    seed: int
+    num_samples: int
+
+
+BACKEND_CHOICES = {
     "backend.name": ("numpy", "torch"),
     "backend.device": ("auto", "cpu", "cuda"),
+}
+
+CHOICES = {
+    **BACKEND_CHOICES,
     "model.init": ("normal", "uniform"),
     "model.dtype": ("float32", "float64"),
     "train.loss_reduction": ("mean", "sum"),
@@ -105,15 +126,42 @@ CHOICES = {
 }
 
 POSITIVE = ("model.hidden_size", "optim.lr", "train.batch_size", "train.seq_length", "train.grad_clip",
-            "train.max_iters", "train.eval_interval", "train.eval_batch_size", "train.log_interval")
+            "train.max_iters", "train.lr_decay_iters", "train.eval_interval", "train.eval_batch_size", "train.log_interval")
 NON_NEGATIVE = ("train.warmup_iters", "train.min_lr", "train.sample_length")
 
+# top_k and top_p may be null (no cut); the checks below skip a null value.
+SAMPLE_POSITIVE = ("temperature", "top_k", "num_samples")
+SAMPLE_NON_NEGATIVE = ("length",)
 
-def _get(cfg: Config, dotted: str):
+
+def lookup(cfg, dotted: str):
+    """The value at a dotted key of a typed config: lookup(cfg, "train.batch_size")."""
     value = cfg
     for part in dotted.split("."):
         value = getattr(value, part)
     return value
+
+
+def _typed(schema, raw: DictConfig):
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), raw))
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None)
+        where = f" at {key}" if key else ""
+        first_line = str(e).splitlines()[0]
+        raise UserError(f"invalid config{where}: {first_line}") from None
+
+
+def _check_values(cfg, choices: dict, positive: tuple, non_negative: tuple) -> None:
+    for key, allowed in choices.items():
+        if lookup(cfg, key) not in allowed:
+            raise UserError(f"{key}={lookup(cfg, key)!r} is not one of {', '.join(allowed)}")
+    for key in positive:
+        if lookup(cfg, key) is not None and not lookup(cfg, key) > 0:
+            raise UserError(f"{key} must be positive, got {lookup(cfg, key)}")
+    for key in non_negative:
+        if lookup(cfg, key) < 0:
+            raise UserError(f"{key} must not be negative, got {lookup(cfg, key)}")
 
 
 def to_config(raw: DictConfig) -> Config:
@@ -121,27 +169,24 @@ def to_config(raw: DictConfig) -> Config:
     optim_name = OmegaConf.select(raw, "optim.name")
     if optim_name not in OPTIMIZERS:
         raise UserError(f"unknown optimizer {optim_name!r}; choose optim= one of {', '.join(OPTIMIZERS)}")
-    try:
-        cfg: Config = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), raw))
-        cfg.optim = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(OPTIMIZERS[optim_name]), raw.optim))
-    except OmegaConfBaseException as e:
-        key = getattr(e, "full_key", None)
-        where = f" at {key}" if key else ""
-        first_line = str(e).splitlines()[0]
-        raise UserError(f"invalid config{where}: {first_line}") from None
-    for key, allowed in CHOICES.items():
-        if _get(cfg, key) not in allowed:
-            raise UserError(f"{key}={_get(cfg, key)!r} is not one of {', '.join(allowed)}")
-    for key in POSITIVE:
-        if not _get(cfg, key) > 0:
-            raise UserError(f"{key} must be positive, got {_get(cfg, key)}")
-    for key in NON_NEGATIVE:
-        if _get(cfg, key) < 0:
-            raise UserError(f"{key} must not be negative, got {_get(cfg, key)}")
+    cfg: Config = _typed(Config, raw)
+    cfg.optim = _typed(OPTIMIZERS[optim_name], raw.optim)
+    _check_values(cfg, CHOICES, POSITIVE, NON_NEGATIVE)
     if not 0 < cfg.data.val_fraction < 1:
         raise UserError(f"data.val_fraction must be between 0 and 1 (exclusive), got {cfg.data.val_fraction}")
     if cfg.train.max_seconds is not None and cfg.train.max_seconds <= 0:
         raise UserError(f"train.max_seconds must be positive or null, got {cfg.train.max_seconds}")
+    return cfg
+
+
+def to_sample_config(raw: DictConfig) -> SampleConfig:
+    """The same for sample.py's config (conf/sample.yaml)."""
+    if OmegaConf.is_missing(raw, "checkpoint"):
+        raise UserError("name the checkpoint to sample from: checkpoint=PATH (a ckpt_*.npz file or a run directory)")
+    cfg: SampleConfig = _typed(SampleConfig, raw)
+    _check_values(cfg, BACKEND_CHOICES, SAMPLE_POSITIVE, SAMPLE_NON_NEGATIVE)
+    if cfg.top_p is not None and not 0 < cfg.top_p <= 1:
+        raise UserError(f"top_p must be in (0, 1], got {cfg.top_p}")
     return cfg
 
 

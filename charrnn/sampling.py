@@ -1,8 +1,20 @@
-"""Generate text one character at a time from any backend's next-character logits."""
+"""Generate text one character at a time from any backend's next-character logits, and sample.py's
+command: a checkpoint's model, on either backend, writing text as it is drawn."""
 
+import sys
 from collections.abc import Iterator
+from dataclasses import asdict
+from typing import TextIO
 
 import numpy as np
+from omegaconf import OmegaConf
+
+from charrnn.checkpoint import load_checkpoint, resolve_checkpoint, restore_backend
+from charrnn.config import SampleConfig, to_config
+from charrnn.data import Vocab
+from charrnn.errors import UserError
+
+SEPARATOR = "\n" + "-" * 40 + "\n"  # between samples, when num_samples > 1
 
 
 def next_char_distribution(logits: np.ndarray, temperature: float, top_k: int | None,
@@ -40,3 +52,49 @@ def generate(backend, prime_ids: np.ndarray, h: np.ndarray, length: int, rng: np
             ix = int(rng.choice(len(logits[0]), p=next_char_distribution(logits[0], temperature, top_k, top_p)))
         yield ix
         logits, h = backend.step_logits(np.array([ix]), h)
+
+
+def start_ids(vocab: Vocab, prime: str) -> np.ndarray:
+    """The ids that warm the state up: the prime's or, with no prime, a newline (so the text starts
+    as a fresh line would), else the first character."""
+    if prime:
+        return vocab.encode(prime)
+    return vocab.encode("\n") if "\n" in vocab.chars else np.array([0])
+
+
+def sample(cfg: SampleConfig, out: TextIO) -> None:
+    """Write cfg.num_samples samples from the checkpoint to out, each character as soon as it is drawn.
+    One generator seeded by cfg.seed serves all samples, so the same options give the same text."""
+    path = resolve_checkpoint(cfg.checkpoint)
+    ckpt = load_checkpoint(path)
+    try:
+        model_cfg = to_config(OmegaConf.create({**ckpt.config, "backend": asdict(cfg.backend)}))
+    except UserError as e:
+        raise UserError(f"checkpoint {path} holds an unusable config ({e})") from None
+    backend, vocab = restore_backend(ckpt, model_cfg)
+    prime = _known_prime(cfg.prime, vocab, cfg.skip_unknown)
+    prime_ids = start_ids(vocab, prime)
+    chars = vocab.chars
+    rng = np.random.default_rng(cfg.seed)
+    for i in range(cfg.num_samples):
+        if i:
+            out.write(SEPARATOR)
+        out.write(prime)
+        h = np.zeros((1, model_cfg.model.hidden_size), model_cfg.model.dtype)
+        for ix in generate(backend, prime_ids, h, cfg.length, rng, cfg.temperature, cfg.top_k, cfg.top_p,
+                           cfg.greedy):
+            out.write(chars[ix])
+            out.flush()
+    out.write("\n")
+    out.flush()
+
+
+def _known_prime(prime: str, vocab: Vocab, skip_unknown: bool) -> str:
+    unknown = sorted(set(prime) - set(vocab.chars))
+    if unknown and not skip_unknown:
+        raise UserError(f"the prime has characters the checkpoint's vocabulary lacks: "
+                        f"{', '.join(map(repr, unknown))}; remove them, or pass skip_unknown=true to drop them")
+    if unknown:
+        print(f"skipping prime characters the checkpoint's vocabulary lacks: {', '.join(map(repr, unknown))}",
+              file=sys.stderr)
+    return "".join(c for c in prime if c not in unknown)

@@ -15,10 +15,13 @@ from charrnn.checkpoint import Checkpoint, save_checkpoint
 from charrnn.config import Config, config_to_dict
 from charrnn.data import Vocab, load_text, split
 from charrnn.errors import UserError
+from charrnn.interrupt import StopRequest
 from charrnn.model import init_params
 from charrnn.monitor import Monitor
 from charrnn.optim import learning_rate
-from charrnn.sampling import generate
+from charrnn.resume import resume
+from charrnn.run_state import RunState
+from charrnn.sampling import generate, start_ids
 
 
 @dataclass
@@ -28,6 +31,7 @@ class TrainResult:
     val_loss: float
     best_val_loss: float
     run_dir: Path
+    stopped_by: int | None  # the signal (SIGINT, SIGTERM) that stopped training early, if one did
 
 
 def evaluate(backend, batcher: StreamBatcher, hidden_size: int, dtype: str) -> float:
@@ -42,10 +46,11 @@ def evaluate(backend, batcher: StreamBatcher, hidden_size: int, dtype: str) -> f
 
 
 def run_progress(step: int, train_seconds: float, tc) -> float:
-    """Fraction of the run's budget spent: whichever of max_iters and max_seconds binds first.
-    Without max_seconds it depends on the step alone, so runs are reproducible to the bit; with it
-    the schedule follows the clock, so a short budget still anneals fully."""
-    progress = step / tc.max_iters
+    """Fraction of the schedule spent: of lr_decay_iters steps, or of max_seconds, whichever is further.
+    Without max_seconds it depends on the step alone, so runs are reproducible to the bit (and a run
+    stopped early and resumed follows the same schedule); with it the schedule follows the clock, so
+    a short time budget still anneals fully."""
+    progress = step / tc.lr_decay_iters
     if tc.max_seconds is not None:
         progress = max(progress, train_seconds / tc.max_seconds)
     return progress
@@ -66,70 +71,82 @@ def make_batchers(cfg: Config, ids: np.ndarray) -> tuple[StreamBatcher, StreamBa
 
 
 def train(cfg: Config, run_dir: Path) -> TrainResult:
-    run_dir.mkdir(parents=True, exist_ok=True)
+    """Train afresh into run_dir or, with train.resume, continue that checkpoint's run in its own directory
+    (so TensorBoard shows one unbroken run) exactly as if it had never stopped."""
     tc = cfg.train
     text = load_text(cfg.data)
     vocab = Vocab.from_text(text)
     train_batches, val_batches = make_batchers(cfg, vocab.encode(text))
     H, dtype = cfg.model.hidden_size, cfg.model.dtype
-    params = init_params(len(vocab), H, cfg.model.init, cfg.model.init_std, cfg.seed, dtype)
-    backend = make_backend(cfg, params)
+    zeros = np.zeros((tc.batch_size, H), dtype)
+    if tc.resume is None:
+        backend = make_backend(cfg, init_params(len(vocab), H, cfg.model.init, cfg.model.init_std, cfg.seed, dtype))
+        run = RunState(h=zeros)
+    else:
+        backend, run, run_dir = resume(cfg, vocab, len(train_batches))
+    run_dir.mkdir(parents=True, exist_ok=True)
     config_dict = config_to_dict(cfg)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(config_dict))
-    sample_rng = np.random.default_rng(cfg.seed)
-    zeros = np.zeros((tc.batch_size, H), dtype)
-
-    step, epoch, chunk, h = 0, 0, 0, zeros
-    best_val, val_loss, train_seconds = math.inf, math.nan, 0.0
-    monitor = Monitor(run_dir, tc.max_iters, step, tc.log_interval)
+    monitor = Monitor(run_dir, tc.max_iters, run.step, tc.log_interval, run.monitor)
     monitor.write(f"{len(text):,} chars, vocabulary {len(vocab)}, {train_batches.num_targets:,} train / "
-                  f"{val_batches.num_targets:,} val predictions per pass; run directory {run_dir}")
+                  f"{val_batches.num_targets:,} val predictions per pass; run directory {run_dir}"
+                  + (f"; resuming at step {run.step}" if run.step else ""))
+
+    def save(*names: str) -> None:
+        run.monitor = monitor.state_dict()
+        ckpt = Checkpoint(params=backend.export_params(), optimizer_state=backend.export_optimizer_state(),
+                          vocab=vocab.code_points, config=config_dict,
+                          state={**run.to_json(), "backend": cfg.backend.name}, h=run.h)
+        for name in names:
+            save_checkpoint(run_dir / name, ckpt)
 
     def evaluate_and_save() -> None:
-        nonlocal best_val, val_loss
-        val_loss = evaluate(backend, val_batches, H, dtype)
-        prime = vocab.encode("\n") if "\n" in vocab.chars else np.array([0])
-        sample_ids = generate(backend, prime, np.zeros((1, H), dtype), tc.sample_length, sample_rng)
-        monitor.evaluation(step, val_loss, vocab.decode(list(sample_ids)))
-        state = dict(step=step, epoch=epoch, chunk=chunk, best_val=min(best_val, val_loss),
-                     val_loss=val_loss, train_seconds=train_seconds, backend=cfg.backend.name)
-        ckpt = Checkpoint(params=backend.export_params(), optimizer_state=backend.export_optimizer_state(),
-                          vocab=vocab.code_points, config=config_dict, state=state, h=h)
-        save_checkpoint(run_dir / "ckpt_last.npz", ckpt)
-        if val_loss < best_val:
-            best_val = val_loss
-            save_checkpoint(run_dir / "ckpt_best.npz", ckpt)
+        run.val_loss = evaluate(backend, val_batches, H, dtype)
+        # Seeded by the step, not drawn from one long stream: a resumed run, or one whose extra final
+        # evaluation came in between, draws the same sample at each step as an unbroken run.
+        sample_rng = np.random.default_rng([cfg.seed, run.step])
+        sample_ids = generate(backend, start_ids(vocab, ""), np.zeros((1, H), dtype), tc.sample_length, sample_rng)
+        monitor.evaluation(run.step, run.val_loss, vocab.decode(list(sample_ids)))
+        run.eval_step = run.step
+        improved = run.val_loss < run.best_val
+        run.best_val = min(run.best_val, run.val_loss)
+        save("ckpt_last.npz", *(["ckpt_best.npz"] if improved else []))
 
-    try:
-        while step < tc.max_iters and (tc.max_seconds is None or train_seconds < tc.max_seconds):
-            # evaluate, sample and checkpoint (evaluation time is not training time)
-            if step % tc.eval_interval == 0:
+    with monitor, StopRequest() as stop:
+        while (run.step < tc.max_iters and (tc.max_seconds is None or run.train_seconds < tc.max_seconds)
+               and stop.signal is None):
+            # evaluate, sample and checkpoint, unless a resumed run starts at a step already evaluated
+            # (evaluation time is not training time)
+            if run.step % tc.eval_interval == 0 and run.eval_step != run.step:
                 evaluate_and_save()
             # learning rate for this step
-            lr = learning_rate(step, run_progress(step, train_seconds, tc), cfg.optim.lr, tc.lr_schedule,
-                               tc.warmup_iters, tc.min_lr)
+            lr = learning_rate(run.step, run_progress(run.step, run.train_seconds, tc), cfg.optim.lr,
+                               tc.lr_schedule, tc.warmup_iters, tc.min_lr)
             # forward, backward, clip, update on the next chunk of every stream
-            inputs, targets = train_batches.chunk(chunk)
+            inputs, targets = train_batches.chunk(run.chunk)
             started = time.perf_counter()
-            result = backend.train_step(inputs, targets, zeros if tc.reset_state else h, lr)
+            result = backend.train_step(inputs, targets, zeros if tc.reset_state else run.h, lr)
             seconds = time.perf_counter() - started
-            train_seconds += seconds
+            run.train_seconds += seconds
             if not math.isfinite(result.loss):
-                raise UserError(f"the loss became {result.loss} at step {step}; lower optim.lr or clip "
+                raise UserError(f"the loss became {result.loss} at step {run.step}; lower optim.lr or clip "
                                 f"gradients (train.clip_mode=norm train.grad_clip=5)")
             # advance the streams; the carried state is already detached (h_last has no history)
-            h = result.h_last
-            chunk += 1
-            if chunk == len(train_batches):
-                chunk, epoch, h = 0, epoch + 1, zeros
+            run.h = result.h_last
+            run.chunk += 1
+            if run.chunk == len(train_batches):
+                run.chunk, run.epoch, run.h = 0, run.epoch + 1, zeros
             # log
-            monitor.step(step, result, lr, inputs.size, seconds)
-            step += 1
-        evaluate_and_save()
-    finally:
-        monitor.close()
+            monitor.step(run.step, result, lr, inputs.size, seconds)
+            run.step += 1
+        # stopped by a signal: keep the state between two steps; finished: evaluate the last step
+        stopped_by = stop.signal
+        if stopped_by is not None:
+            save("ckpt_last.npz")
+        elif run.eval_step != run.step:
+            evaluate_and_save()
     (run_dir / "result.json").write_text(json.dumps(
-        dict(steps=step, train_seconds=train_seconds, val_loss=val_loss, best_val_loss=best_val,
-             val_bpc=val_loss / math.log(2)), indent=2))
-    return TrainResult(steps=step, train_seconds=train_seconds, val_loss=val_loss, best_val_loss=best_val,
-                       run_dir=run_dir)
+        dict(steps=run.step, train_seconds=run.train_seconds, val_loss=run.val_loss, best_val_loss=run.best_val,
+             val_bpc=run.val_loss / math.log(2)), indent=2))
+    return TrainResult(steps=run.step, train_seconds=run.train_seconds, val_loss=run.val_loss,
+                       best_val_loss=run.best_val, run_dir=run_dir, stopped_by=stopped_by)

@@ -1,11 +1,17 @@
 import pickle
+import random
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 
-from charrnn.checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint, save_checkpoint
+from charrnn.checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint, restore_backend, save_checkpoint
 from charrnn.errors import UserError
 from charrnn.model import init_params
+from charrnn.run_state import RunState
+from tests.conftest import REPO, TINY, make_config
 
 
 def checkpoint():
@@ -64,3 +70,107 @@ def test_truncated_and_foreign_files_are_refused(tmp_path):
     np.savez(foreign, weights=np.ones(3))
     with pytest.raises(UserError, match="not a charrnn checkpoint"):
         load_checkpoint(foreign)
+
+
+def test_a_crafted_torch_save_file_is_refused_without_running(tmp_path, monkeypatch):
+    torch = pytest.importorskip("torch")
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "model.pt"
+    torch.save({"format": "charrnn-checkpoint-v1", "payload": Boom()}, path)
+    with pytest.raises(UserError, match="not a charrnn checkpoint"):
+        load_checkpoint(path)
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_every_damaged_byte_is_refused_or_harmless(tmp_path):
+    path = tmp_path / "ckpt.npz"
+    save_checkpoint(path, checkpoint())
+    data = path.read_bytes()
+    damaged = tmp_path / "damaged.npz"
+    refused = 0
+    for i in range(0, len(data), 7):  # a stride prime to the zip's field sizes reaches every kind of byte
+        damaged.write_bytes(data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1:])
+        try:
+            loaded = load_checkpoint(damaged)
+        except UserError:
+            refused += 1
+            continue
+        # what still loads is byte for byte what was saved (the damage hit zip metadata nobody reads)
+        assert np.array_equal(loaded.params["Whh"], checkpoint().params["Whh"]), i
+    assert refused > len(data) / 7 / 2
+
+
+@pytest.mark.parametrize("entry,value,message", [
+    ("vocab", np.array([99, 98, 97], np.int32), "vocabulary is not an ascending list"),
+    ("param/Whh", np.zeros((5, 5), np.int64), "not floating point: Whh"),
+    ("config", np.array("{not json"), "config or state is not a JSON object"),
+    ("state", np.array("[1, 2]"), "config or state is not a JSON object"),
+])
+def test_damaged_entries_are_refused(tmp_path, entry, value, message):
+    path = tmp_path / "ckpt.npz"
+    save_checkpoint(path, checkpoint())
+    with np.load(path) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    np.savez(path, **{**arrays, entry: value})
+    with pytest.raises(UserError, match=message):
+        load_checkpoint(path)
+
+
+def test_weights_that_do_not_fit_the_config_are_refused(tmp_path):
+    ckpt = checkpoint()
+    cfg = make_config(["model.hidden_size=6"])
+    with pytest.raises(UserError, match="do not fit model.hidden_size=6 and its 7-character vocabulary"):
+        restore_backend(ckpt, cfg)
+    backend, vocab = restore_backend(ckpt, make_config(["model.hidden_size=5", "model.dtype=float64"]))
+    assert backend.export_params()["Whh"].dtype == np.float64 and vocab.chars == list("abcdefg")
+
+
+def bad_files(tmp_path):
+    """A corrupt, a truncated and a foreign checkpoint."""
+    good = tmp_path / "good.npz"
+    save_checkpoint(good, checkpoint())
+    data = good.read_bytes()
+    corrupt, truncated, foreign = tmp_path / "corrupt.npz", tmp_path / "truncated.npz", tmp_path / "foreign.npz"
+    corrupt.write_bytes(data[:1000] + bytes(64) + data[1064:])
+    truncated.write_bytes(data[: len(data) // 2])
+    np.savez(foreign, weights=np.ones(3))
+    return {"corrupt": (corrupt, "not a readable charrnn checkpoint"),
+            "truncated": (truncated, "not a readable charrnn checkpoint"),
+            "foreign": (foreign, "not a charrnn checkpoint")}
+
+
+def test_entry_points_refuse_bad_checkpoints_in_one_line_with_exit_2(tmp_path):
+    procs = []
+    for name, (path, message) in bad_files(tmp_path).items():
+        for cmd in (["sample.py", f"checkpoint={path}"],
+                    ["train.py", f"train.resume={path}", f"hydra.run.dir={tmp_path / name}"]):
+            proc = subprocess.Popen([sys.executable, *cmd], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    text=True)
+            procs.append((name, cmd[0], message, proc))  # all at once: each is mostly Python starting up
+    for name, script, message, proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 2, (name, script, err)
+        assert err.startswith("error: ") and message in err and err.count("\n") == 1, (name, script, err)
+        assert out == "", (name, script)
+
+
+def test_sigkill_at_any_moment_leaves_a_loadable_checkpoint(corpus, tmp_path):
+    """Each run evaluates and checkpoints at every step, so the kill often lands inside a write."""
+    runs = []
+    for i in range(3):
+        run_dir = tmp_path / f"run{i}"
+        cmd = [sys.executable, "train.py", f"data.path={corpus}", *TINY, "model.hidden_size=64",
+               "train.eval_interval=1", "train.max_iters=1000000", f"hydra.run.dir={run_dir}"]
+        runs.append((subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), run_dir))
+    rng = random.Random()
+    for proc, run_dir in runs:
+        while not (run_dir / "ckpt_last.npz").exists():
+            assert proc.poll() is None
+            time.sleep(0.01)
+        delay = rng.uniform(0, 0.5)
+        time.sleep(delay)
+        proc.kill()
+        proc.wait()
+        ckpt = load_checkpoint(run_dir / "ckpt_last.npz")
+        assert RunState.from_checkpoint(ckpt, run_dir, "float32").step >= 0, delay
+        load_checkpoint(resolve_checkpoint(str(run_dir)))

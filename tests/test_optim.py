@@ -95,7 +95,7 @@ def test_learning_rate_schedule():
 
 def test_run_progress_follows_whichever_budget_binds_first():
     from charrnn.trainer import run_progress
-    tc = type("T", (), {"max_iters": 1000, "max_seconds": None})
+    tc = type("T", (), {"lr_decay_iters": 1000, "max_seconds": None})
     assert run_progress(250, 999.0, tc) == 0.25
     tc.max_seconds = 10.0
     assert run_progress(250, 5.0, tc) == 0.5

@@ -1,0 +1,31 @@
+"""Ctrl-C and SIGTERM as a request to stop between two training steps, where the state is whole and
+can be checkpointed; stopping inside an optimizer update would leave half-updated weights."""
+
+import signal
+import threading
+
+
+class StopRequest:
+    """While entered, SIGINT and SIGTERM only set `signal`, for the training loop to see after its step.
+    A second signal raises KeyboardInterrupt at once, for a user who will not wait."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.signal: int | None = None
+        self._previous: dict = {}
+
+    def __enter__(self) -> "StopRequest":
+        # Python lets only the main thread set handlers; elsewhere signals keep their usual effect.
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+
+    def _handle(self, signum, frame) -> None:
+        if self.signal is not None:
+            raise KeyboardInterrupt
+        self.signal = signum

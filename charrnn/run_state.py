@@ -1,0 +1,41 @@
+"""A run's progress between two steps: what a checkpoint holds beyond the weights and the optimizer
+state so that training continues exactly as if it had never stopped.
+
+No random generator needs saving: initial weights come from the seed, batching is deterministic, and
+each evaluation draws its sample from a generator seeded by (seed, step) (see trainer.py).
+"""
+
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+from charrnn.checkpoint import Checkpoint
+from charrnn.errors import UserError
+
+
+@dataclass
+class RunState:
+    h: np.ndarray                  # (B, H) the hidden state carried into the next chunk
+    step: int = 0                  # training steps done
+    epoch: int = 0
+    chunk: int = 0                 # the next chunk of every train stream
+    eval_step: int = -1            # the step last evaluated: a resumed run must not evaluate or log it twice
+    val_loss: float = math.nan
+    best_val: float = math.inf
+    train_seconds: float = 0.0     # counts against train.max_seconds across resumes
+    monitor: dict = field(default_factory=dict)  # Monitor.state_dict() as of the save: smoothed loss, open log interval
+
+    def to_json(self) -> dict:
+        """Everything but h, which the checkpoint keeps as an array."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "h"}
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: Checkpoint, path: Path, dtype: str) -> "RunState":
+        names = [f.name for f in fields(cls) if f.name != "h"]
+        missing = [k for k in names if k not in ckpt.state]
+        if missing:
+            raise UserError(f"checkpoint {path} cannot be resumed: its state lacks {', '.join(missing)} "
+                            f"(it predates exact resume); sample from it, or train afresh")
+        return cls(h=ckpt.h.astype(dtype), **{k: ckpt.state[k] for k in names})
