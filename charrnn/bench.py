@@ -10,7 +10,9 @@ references run in the same process on the same shapes, so the ratios hold even o
                  float64 as written) with its Adagrad update; B=1 shapes only
   roofline       the GEMM rate of (B x H) @ (H x H) divided by 6H^2 + 6HV flops per character
 
-Peak memory is the growth of the process's peak resident set over the timed steps of each row.
+Peak memory (MB) is what one implementation adds to a fresh process's peak resident set while it
+is built and runs three steps: weights, optimizer state, buffers and temporaries. It is measured in
+a subprocess per row because a process reuses memory that an earlier measurement freed.
 """
 
 import argparse
@@ -19,6 +21,8 @@ import json
 import math
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -28,6 +32,7 @@ import numpy as np
 
 from charrnn.backends import make_backend
 from charrnn.config import AdamConfig
+from charrnn.errors import UserError
 from charrnn.model import init_params
 
 V = 65
@@ -43,16 +48,8 @@ def _rss_kb(field: str) -> int:
     return 0
 
 
-def measure(build: Callable[[], Callable[[], None]], chars: int, seconds: float) -> dict:
-    """Median chars/s of the step that build() returns, over about `seconds` of timed calls after
-    3 warm-up calls; peak_mb counts everything from build() on (weights, optimizer state, buffers)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # resets the peak resident set to the current one
-        base_kb = _rss_kb("VmRSS")
-    except OSError:
-        base_kb = None
-    step = build()
+def measure(step: Callable[[], None], chars: int, seconds: float) -> dict:
+    """Median chars/s of step() over about `seconds` of timed calls (at least 5) after 3 warm-up calls."""
     for _ in range(3):
         step()
     times = []
@@ -61,8 +58,26 @@ def measure(build: Callable[[], Callable[[], None]], chars: int, seconds: float)
         started = time.perf_counter()
         step()
         times.append(time.perf_counter() - started)
-    peak_mb = (_rss_kb("VmHWM") - base_kb) / 1024 if base_kb is not None else math.nan
-    return {"chars_per_sec": chars / statistics.median(times), "peak_mb": max(peak_mb, 0.0), "steps": len(times)}
+    return {"chars_per_sec": chars / statistics.median(times), "steps": len(times)}
+
+
+def peak_memory_mb(impl: str, H: int, B: int, T: int) -> float:
+    """What building impl and running it for three steps adds to a fresh process's peak RSS."""
+    cmd = [sys.executable, "-m", "charrnn.bench", "--peak-memory-of", impl, f"{H},{B},{T}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    return float(proc.stdout.strip()) if proc.returncode == 0 else math.nan
+
+
+def _own_peak_memory_mb(impl: str, H: int, B: int, T: int) -> float:
+    import torch  # noqa: F401  (imported before the baseline, so that no row is charged for it)
+
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # resets the peak resident set to the current one
+    base_kb = _rss_kb("VmRSS")
+    step = IMPLS[impl](H, B, T, np.random.default_rng(0))
+    for _ in range(3):
+        step()
+    return (_rss_kb("VmHWM") - base_kb) / 1024
 
 
 class _Cfg:
@@ -179,35 +194,28 @@ def gemm_flops_per_sec(H: int, B: int, seconds: float) -> float:
     def step():
         for _ in range(reps):
             np.matmul(a, w, out=out)
-    return measure(lambda: step, reps, seconds)["chars_per_sec"] * 2 * B * H * H
+    return measure(step, reps, seconds)["chars_per_sec"] * 2 * B * H * H
 
 
-def _torch_backend_available() -> bool:
-    try:
-        import charrnn.backends.torch_backend  # noqa: F401
-    except ImportError:
-        return False
-    return True
+IMPLS: dict[str, Callable] = {
+    "numpy": lambda H, B, T, rng: backend_step(_Cfg("numpy"), H, B, T, rng),
+    "torch": lambda H, B, T, rng: backend_step(_Cfg("torch"), H, B, T, rng),
+    "torch_nn_rnn": torch_rnn_step,
+    "torch_loop": torch_loop_step,
+    "per_char": per_char_step,
+}
 
 
-def run(shapes, seconds: float) -> list[dict]:
+def run(shapes, seconds: float, memory: bool = True) -> list[dict]:
     rows = []
-    have_torch_backend = _torch_backend_available()
     for H, B, T in shapes:
-        rng = np.random.default_rng(0)
-        chars = B * T
         row = {"H": H, "B": B, "T": T}
-        impls = {"numpy": lambda: backend_step(_Cfg("numpy"), H, B, T, rng),
-                 "torch_nn_rnn": lambda: torch_rnn_step(H, B, T, rng),
-                 "torch_loop": lambda: torch_loop_step(H, B, T, rng)}
-        if have_torch_backend:
-            impls["torch"] = lambda: backend_step(_Cfg("torch"), H, B, T, rng)
-        if B == 1:
-            impls["per_char"] = lambda: per_char_step(H, B, T, rng)
-        for name, build in impls.items():
-            row[name] = measure(build, chars, seconds)
-        flops_per_char = 6 * H * H + 6 * H * V
-        row["roofline_chars_per_sec"] = gemm_flops_per_sec(H, B, seconds) / flops_per_char
+        for name, build in IMPLS.items():
+            if name == "per_char" and B != 1:
+                continue
+            row[name] = measure(build(H, B, T, np.random.default_rng(0)), B * T, seconds)
+            row[name]["peak_mb"] = peak_memory_mb(name, H, B, T) if memory else math.nan
+        row["roofline_chars_per_sec"] = gemm_flops_per_sec(H, B, seconds) / (6 * H * H + 6 * H * V)
         rows.append(row)
         print(format_row(row), flush=True)
     return rows
@@ -215,9 +223,11 @@ def run(shapes, seconds: float) -> list[dict]:
 
 def trainer_overhead(seconds: float) -> dict:
     """chars/s of the whole training loop (data, step, logging, progress bar) at the default config,
-    against the bare step. Two runs of different lengths, each with one evaluation at its start and
-    one at its end, differ only by the extra steps: their time difference is the loop's cost."""
+    against the same number of bare steps. Two runs of different lengths, each with one evaluation at
+    its start and one at its end, differ only by the extra steps: their time difference is the loop's
+    cost. Both figures are means (total time over steps), so slow outliers count in both."""
     from hydra import compose, initialize_config_dir
+    from torch.utils.tensorboard import SummaryWriter  # noqa: F401  (imported once, before the clock runs)
 
     from charrnn.config import to_config
     from charrnn.trainer import train
@@ -225,11 +235,16 @@ def trainer_overhead(seconds: float) -> dict:
     with initialize_config_dir(str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
         cfg = to_config(compose("train"))
     H, B, T = cfg.model.hidden_size, cfg.train.batch_size, cfg.train.seq_length
-    bare = measure(lambda: backend_step(cfg, H, B, T, np.random.default_rng(0)), B * T, seconds)
-    extra_steps = max(20, int(2 * seconds * bare["chars_per_sec"] / (B * T)))
+    step = backend_step(cfg, H, B, T, np.random.default_rng(0))
+    probe = measure(step, B * T, seconds / 4)
+    extra_steps = max(20, int(2 * seconds * probe["chars_per_sec"] / (B * T)))
+    started = time.perf_counter()
+    for _ in range(extra_steps):
+        step()
+    bare = extra_steps * B * T / (time.perf_counter() - started)
 
     def wall(steps: int) -> float:
-        cfg.train.max_iters = steps
+        cfg.train.max_iters = cfg.train.lr_decay_iters = steps
         cfg.train.eval_interval = steps + 1
         with tempfile.TemporaryDirectory() as run_dir, open(os.devnull, "w") as quiet, \
                 contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
@@ -237,8 +252,8 @@ def trainer_overhead(seconds: float) -> dict:
             train(cfg, Path(run_dir))
             return time.perf_counter() - started
     short = 10
-    loop = (extra_steps * B * T) / (wall(short + extra_steps) - wall(short))
-    return {"H": H, "B": B, "T": T, "bare_chars_per_sec": bare["chars_per_sec"], "trainer_chars_per_sec": loop}
+    loop = extra_steps * B * T / (wall(short + extra_steps) - wall(short))
+    return {"H": H, "B": B, "T": T, "bare_chars_per_sec": bare, "trainer_chars_per_sec": loop}
 
 
 HEADER = (f"{'H':>4} {'B':>3} {'T':>3} | {'numpy':>9} {'torch':>9} {'nn.RNN':>9} {'t.loop':>9} {'per-char':>9} | "
@@ -268,15 +283,25 @@ def main(argv=None) -> None:
     parser.add_argument("--seconds", type=float, default=2.0, help="timed seconds per measurement")
     parser.add_argument("--shapes", nargs="+", help="H,B,T triples (default: the four reference shapes)")
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--peak-memory-of", nargs=2, metavar=("IMPL", "H,B,T"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.peak_memory_of:
+        impl, shape = args.peak_memory_of
+        print(_own_peak_memory_mb(impl, *(int(v) for v in shape.split(","))))
+        return
     shapes = [tuple(int(v) for v in s.split(",")) for s in args.shapes] if args.shapes else SHAPES
     print("chars/s of a full float32 training step (fwd, bwd, clip, Adam), V=65; medians")
     print(HEADER)
     rows = run(shapes, args.seconds)
-    overhead = trainer_overhead(args.seconds)
-    print(f"trainer loop at the default config (H={overhead['H']}, B={overhead['B']}, T={overhead['T']}): "
-          f"{overhead['trainer_chars_per_sec']:,.0f} chars/s against {overhead['bare_chars_per_sec']:,.0f} "
-          f"for the bare step ({overhead['trainer_chars_per_sec'] / overhead['bare_chars_per_sec']:.2f}x)")
+    try:
+        overhead = trainer_overhead(args.seconds)
+    except UserError as e:
+        overhead = None
+        print(f"trainer loop: not measured ({e})")
+    if overhead:
+        print(f"trainer loop at the default config (H={overhead['H']}, B={overhead['B']}, T={overhead['T']}): "
+              f"{overhead['trainer_chars_per_sec']:,.0f} chars/s against {overhead['bare_chars_per_sec']:,.0f} "
+              f"for the bare step ({overhead['trainer_chars_per_sec'] / overhead['bare_chars_per_sec']:.2f}x)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"steps": rows, "trainer": overhead}, f, indent=2)

@@ -4,10 +4,10 @@ from charrnn import bench
 
 
 def test_bench_measures_every_implementation_and_formats_a_row():
-    rows = bench.run([(8, 1, 4), (8, 2, 4)], seconds=0.01)
+    rows = bench.run([(8, 1, 4), (8, 2, 4)], seconds=0.01, memory=False)
     assert "per_char" in rows[0] and "per_char" not in rows[1]  # the per-character loop is B=1 only
     for row in rows:
-        for name in ("numpy", "torch_nn_rnn", "torch_loop"):
+        for name in ("numpy", "torch", "torch_nn_rnn", "torch_loop"):
             assert row[name]["chars_per_sec"] > 0 and row[name]["steps"] >= 5
         assert row["roofline_chars_per_sec"] > 0
         assert bench.format_row(row).split()[:3] == [str(row["H"]), str(row["B"]), str(row["T"])]
@@ -20,3 +20,9 @@ def test_min_char_rnn_reference_learns():
     for _ in range(200):
         last = step()
     assert first > 8 * np.log(bench.V) * 0.99 and last < 0.2 * first
+
+
+def test_peak_memory_counts_what_the_implementation_allocates():
+    small, large = bench.peak_memory_mb("numpy", 64, 4, 8), bench.peak_memory_mb("numpy", 512, 64, 64)
+    assert 0 <= small < large  # H=512: weights, Adam state and (T, B, H) buffers come to well over 10 MB
+    assert large > 10

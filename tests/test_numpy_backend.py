@@ -70,3 +70,11 @@ def test_workspace_reuse_gives_same_result_as_fresh_buffers():
     assert loss == expected[0]
     for k in PARAM_NAMES:
         assert np.array_equal(grads[k], expected[1][k])
+
+
+@pytest.mark.parametrize("bad", [-1, 6])
+def test_out_of_range_ids_are_refused_not_clamped(bad):
+    params, inputs, targets, h_prev = random_problem(2, 3, 4, 6)
+    inputs[1, 2] = bad
+    with pytest.raises(ValueError, match=r"\[0, 6\)"):
+        loss_and_grads(params, inputs, targets, h_prev)

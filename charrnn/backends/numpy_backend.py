@@ -78,10 +78,14 @@ def rnn_forward(params: dict, inputs: np.ndarray, targets: np.ndarray, h_prev: n
     y = targets.T.reshape(N)                       # (N,)
     hs = ws.hs
     hs[0] = h_prev
-    # Wxh x_t for a one-hot x_t is column x_t of Wxh: gather all T*B columns at once, no product;
-    # adding bh to the (V, H) table first saves a pass over the (T, B, H) result.
-    np.take(Wxh.T + bh, x, axis=0, out=hs[1:])      # (T, B, H) Wxh x_t + bh
-    WhhT = Whh.T
+    if x.size and not 0 <= x.min() <= x.max() < V:
+        raise ValueError(f"input ids must lie in [0, {V}); got {x.min()}..{x.max()}")
+    # Wxh x_t for a one-hot x_t is column x_t of Wxh: gather all T*B columns at once, no product.
+    # Adding bh to the (V, H) table first saves a pass over the (T, B, H) result; mode="clip" (a
+    # no-op for ids checked above) skips the buffered copy np.take makes for out= in its default mode.
+    np.take(Wxh.T + bh, x, axis=0, out=hs[1:], mode="clip")   # (T, B, H) Wxh x_t + bh
+    # A contiguous copy of Whh^T: OpenBLAS multiplies by it ~20% faster than by the transposed view.
+    WhhT = np.ascontiguousarray(Whh.T)             # (H, H)
     for t in range(T):
         np.matmul(hs[t], WhhT, out=ws.step)        # (B, H) Whh h_{t-1}
         ws.step += hs[t + 1]                       # a_t = Wxh x_t + bh + Whh h_{t-1}
@@ -133,7 +137,6 @@ def rnn_backward(params: dict, cache: ForwardCache, loss_scale: float = 1.0) -> 
         np.matmul(dh[t], Whh, out=dh_next)         # (B, H) Whh^T dh_raw_t, into step t-1
     dh_raw = dh.reshape(N, H)
     dWhh = dh_raw.T @ hs[:-1].reshape(N, H)        # (H, H) sum_t dh_raw_t h_{t-1}^T
-    dbh = dh_raw.sum(axis=0)                       # (H,)
     if V <= ONE_HOT_MAX_VOCAB:
         one_hot = ws.one_hot
         one_hot.fill(0)
@@ -143,6 +146,9 @@ def rnn_backward(params: dict, cache: ForwardCache, loss_scale: float = 1.0) -> 
         dWxhT = np.zeros((V, H), dh_raw.dtype)
         np.add.at(dWxhT, x.reshape(N), dh_raw)     # (V, H) row x_t collects dh_raw_t
         dWxh = dWxhT.T
+    # Each x_t is one-hot, so summing dWxh's columns adds up every dh_raw_t once: that is dbh,
+    # obtained from an (H, V) array instead of another pass over the (N, H) one.
+    dbh = dWxh.sum(axis=1)                         # (H,) sum_t dh_raw_t
     grads = {"Wxh": np.ascontiguousarray(dWxh), "Whh": dWhh, "Why": dWhy, "bh": dbh, "by": dby}
     return grads, dh_next.copy()
 
