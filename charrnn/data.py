@@ -38,7 +38,7 @@ class Vocab:
         return ids.astype(np.int32)
 
     def decode(self, ids) -> str:
-        return "".join(chr(c) for c in self.code_points[np.asarray(ids)])
+        return "".join(chr(c) for c in self.code_points[np.asarray(ids, dtype=np.intp)])
 
 
 def _code_points(text: str) -> np.ndarray:

@@ -24,6 +24,7 @@ def test_vocab_is_sorted_code_points_and_round_trips():
     assert vocab.chars == sorted(set(text))
     ids = vocab.encode(text)
     assert vocab.decode(ids) == text
+    assert vocab.decode([]) == ""
     with pytest.raises(UserError, match="'z'"):
         vocab.encode("zz")
 

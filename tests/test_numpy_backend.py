@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 
 from charrnn.backends import numpy_backend
-from charrnn.backends.numpy_backend import loss_and_grads, rnn_backward, rnn_forward, rnn_step
+from charrnn.backends.numpy_backend import NumpyBackend, loss_and_grads, rnn_backward, rnn_forward, rnn_step
 from charrnn.gradcheck import finite_differences, random_problem, relative_error
+from charrnn.config import AdagradConfig, AdamConfig, SGDConfig
 from charrnn.model import PARAM_NAMES
 
 
@@ -78,3 +79,21 @@ def test_out_of_range_ids_are_refused_not_clamped(bad):
     inputs[1, 2] = bad
     with pytest.raises(ValueError, match=r"\[0, 6\)"):
         loss_and_grads(params, inputs, targets, h_prev)
+
+
+@pytest.mark.parametrize("optim_cfg", [
+    AdagradConfig(name="adagrad", lr=0.1, eps=1e-10),
+    SGDConfig(name="sgd", lr=0.1, momentum=0.9, nesterov=True),
+    AdamConfig(name="adam", lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8),
+], ids=lambda c: c.name)
+@pytest.mark.parametrize("clip_mode", ["norm", "value", "none"])
+def test_float32_training_stays_float32_and_reuses_its_buffers(optim_cfg, clip_mode):
+    params, inputs, targets, h_prev = random_problem(3, 5, 8, 7, dtype="float32")
+    backend = NumpyBackend(params, optim_cfg, clip_mode, 0.01, "mean")
+    h = backend.train_step(inputs, targets, h_prev, optim_cfg.lr).h_last
+    workspace = backend.ws
+    h = backend.train_step(inputs, targets, h, optim_cfg.lr).h_last
+    assert backend.ws is workspace  # the (T, B, H) buffers are allocated once, not per step
+    assert h.dtype == np.float32
+    assert all(p.dtype == np.float32 for p in backend.params.values())
+    assert all(v.dtype == np.float32 for k, v in backend.export_optimizer_state().items() if k != "step")
