@@ -6,23 +6,23 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from charrnn.cli import Entry
 from charrnn.config import to_sample_config
-from charrnn.errors import UserError
 from charrnn.sampling import sample
+
+entry = Entry()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="sample")
 def main(raw: DictConfig) -> None:
-    try:
-        sample(to_sample_config(raw), sys.stdout)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except BrokenPipeError:
-        # The reader stopped early (`| head`): end quietly, as other Unix tools do. Pointing stdout at
-        # /dev/null keeps Python's final flush from raising again at exit.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    with entry.task():
+        try:
+            sample(to_sample_config(raw), sys.stdout)
+        except BrokenPipeError:
+            # The reader stopped early (`| head`): end quietly, as other Unix tools do. Pointing stdout at
+            # /dev/null keeps Python's final flush from raising again at exit.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 if __name__ == "__main__":
-    main()
+    entry.run(main)

@@ -8,22 +8,24 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from charrnn.errors import UserError
+from charrnn.cli import Entry, fail
 from charrnn.resume import config_for_run
 from charrnn.trainer import train
+
+entry = Entry()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(raw: DictConfig) -> float:
     hydra_cfg = HydraConfig.get()
-    try:
-        result = train(config_for_run(raw, list(hydra_cfg.overrides.task)), Path(hydra_cfg.runtime.output_dir))
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("interrupted without saving; the run's last checkpoint is as it was", file=sys.stderr)
-        sys.exit(128 + signal.SIGINT)
+    with entry.task():
+        try:
+            result = train(config_for_run(raw, list(hydra_cfg.overrides.task)), Path(hydra_cfg.runtime.output_dir))
+        except KeyboardInterrupt:
+            print("interrupted without saving; the run's last checkpoint is as it was", file=sys.stderr)
+            sys.exit(128 + signal.SIGINT)
+        except MemoryError:
+            fail("out of memory; lower model.hidden_size, train.batch_size or train.seq_length")
     if result.stopped_by is not None:
         print(f"{signal.Signals(result.stopped_by).name}: saved step {result.steps} to {result.run_dir}/ckpt_last.npz; "
               f"resume with: python train.py train.resume={result.run_dir}", file=sys.stderr)
@@ -33,4 +35,4 @@ def main(raw: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    main()
+    entry.run(main)

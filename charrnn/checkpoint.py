@@ -4,12 +4,13 @@ Layout (every entry a plain array; text entries are 0-d unicode arrays):
     format                  "charrnn-checkpoint-v1"
     param/<name>            the five weights, under charrnn.model's names
     optim/<key>             the optimizer state, flat (charrnn.optim names the keys)
-    vocab                   (V,) int32 code points, in id order
+    vocab                   (V,) int32 symbols in id order: code points, or byte values (config data.encoding=bytes)
     config                  the resolved config, as JSON
     state                   the trainer's progress (charrnn.run_state.RunState), as JSON
     h                       (B, H) the hidden state carried into the next chunk
 """
 
+import contextlib
 import json
 import os
 import sys
@@ -40,22 +41,28 @@ class Checkpoint:
 
 def save_checkpoint(path: Path, ckpt: Checkpoint) -> None:
     """Write atomically: a temporary file in the same directory, fsynced, then renamed over path,
-    so a crash at any moment leaves either the old checkpoint or the new one, never a torn file."""
+    so a crash at any moment leaves either the old checkpoint or the new one, never a torn file (and
+    a failed write leaves the old one, and no temporary file)."""
     arrays = {"format": np.array(FORMAT), "vocab": ckpt.vocab, "h": ckpt.h,
               "config": np.array(json.dumps(ckpt.config)), "state": np.array(json.dumps(ckpt.state))}
     arrays.update({f"param/{k}": v for k, v in ckpt.params.items()})
     arrays.update({f"optim/{k}": v for k, v in ckpt.optimizer_state.items()})
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError as e:  # a full disk, a directory gone or made read-only
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise UserError(f"cannot write checkpoint {path}: {e.strerror}; what was there before is as it was") from None
 
 
 def load_checkpoint(path: Path) -> Checkpoint:
@@ -130,8 +137,11 @@ def restore_backend(ckpt: Checkpoint, cfg) -> tuple[Backend, Vocab]:
         raise UserError(f"the checkpoint's weights (Whh {ckpt.params['Whh'].shape}, Why {ckpt.params['Why'].shape}) "
                         f"do not fit model.hidden_size={H} and its {V}-character vocabulary; a model keeps "
                         f"the shape it was trained with")
+    vocab = Vocab.from_corpus(ckpt.vocab, cfg.data.encoding)
+    if vocab.is_bytes and vocab.symbols[-1] > 255:
+        raise UserError("the checkpoint's vocabulary is not one of byte values, as its config data.encoding=bytes says")
     params = {k: v.astype(cfg.model.dtype) for k, v in ckpt.params.items()}
-    return make_backend(cfg, params), Vocab(ckpt.vocab.astype(np.int32))
+    return make_backend(cfg, params), vocab
 
 
 BEST_THEN_LAST = ("ckpt_best.npz", "ckpt_last.npz")

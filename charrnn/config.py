@@ -5,12 +5,14 @@ to_sample_config (sample.py) turn a composed Hydra config into a typed one, or r
 naming the key and the fix.
 """
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
 
+from charrnn.data import ENCODINGS
 from charrnn.errors import UserError
 
 
@@ -63,6 +65,8 @@ class DataConfig:
     url: Optional[str]
     sha256: Optional[str]
     val_fraction: float
+    # Defaults only for checkpoints written before the key existed (values live in conf/).
+    encoding: str = "utf-8"
 
 
 @dataclass
@@ -84,6 +88,7 @@ class TrainConfig:
     log_interval: int
     sample_length: int
     resume: Optional[str]
+    nonfinite: str = "stop"
 
 
 @dataclass
@@ -123,6 +128,8 @@ CHOICES = {
     "train.loss_reduction": ("mean", "sum"),
     "train.clip_mode": ("norm", "value", "none"),
     "train.lr_schedule": ("constant", "cosine"),
+    "train.nonfinite": ("stop", "skip"),
+    "data.encoding": ENCODINGS,
 }
 
 POSITIVE = ("model.hidden_size", "optim.lr", "train.batch_size", "train.seq_length", "train.grad_clip",
@@ -145,11 +152,19 @@ def lookup(cfg, dotted: str):
 def _typed(schema, raw: DictConfig):
     try:
         return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), raw))
+    except ConfigKeyError as e:
+        raise UserError(unknown_key_message(e.full_key)) from None
+    except MissingMandatoryValue as e:
+        raise UserError(f"{e.full_key} needs a value: pass {e.full_key}=...") from None
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", None)
         where = f" at {key}" if key else ""
         first_line = str(e).splitlines()[0]
         raise UserError(f"invalid config{where}: {first_line}") from None
+
+
+def unknown_key_message(key: str) -> str:
+    return f"{key} is not a config key; --cfg job lists the keys"
 
 
 def _check_values(cfg, choices: dict, positive: tuple, non_negative: tuple) -> None:
@@ -159,6 +174,8 @@ def _check_values(cfg, choices: dict, positive: tuple, non_negative: tuple) -> N
     for key in positive:
         if lookup(cfg, key) is not None and not lookup(cfg, key) > 0:
             raise UserError(f"{key} must be positive, got {lookup(cfg, key)}")
+        if lookup(cfg, key) == math.inf:
+            raise UserError(f"{key} must be finite, got {lookup(cfg, key)}")
     for key in non_negative:
         if lookup(cfg, key) < 0:
             raise UserError(f"{key} must not be negative, got {lookup(cfg, key)}")

@@ -108,7 +108,8 @@ def autograd_per_step(name: str, params, inputs, targets, h_prev) -> np.ndarray:
     x, y = torch_backend.time_major(inputs), torch_backend.time_major(targets)
     h, logits = torch.tensor(h_prev), []
     for t in range(T):
-        logits_t, h = torch_backend.rnn_forward({**weights, name: copies[t]}, x[t:t + 1], h)
+        logits_t, hs = torch_backend.rnn_forward({**weights, name: copies[t]}, x[t:t + 1], h)
+        h = hs[-1]
         logits.append(logits_t)
     logits = torch.cat(logits)                       # (T, B, V)
     loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))

@@ -49,11 +49,11 @@ def resume(cfg: Config, vocab: Vocab, num_chunks: int) -> tuple[Backend, RunStat
     train.resume, checked against cfg and the corpus's vocabulary."""
     path = resume_path(cfg.train.resume)
     ckpt = load_checkpoint(path)
-    if not np.array_equal(ckpt.vocab, vocab.code_points):
-        saved = {chr(c) for c in ckpt.vocab}
+    if not np.array_equal(ckpt.vocab, vocab.symbols):
         raise UserError(f"cannot resume {path}: the corpus's vocabulary differs from the checkpoint's "
-                        f"(new: {''.join(sorted(set(vocab.chars) - saved))!r}, "
-                        f"gone: {''.join(sorted(saved - set(vocab.chars)))!r}); resume on the corpus it was trained on")
+                        f"(new: {vocab.show(np.setdiff1d(vocab.symbols, ckpt.vocab))}, "
+                        f"gone: {vocab.show(np.setdiff1d(ckpt.vocab, vocab.symbols))}); "
+                        f"resume on the corpus it was trained on")
     saved_cfg = OmegaConf.create(ckpt.config)
     changed = [f"{key}={lookup(cfg, key)} (checkpoint: {OmegaConf.select(saved_cfg, key)})"
                for key in FIXED if lookup(cfg, key) != OmegaConf.select(saved_cfg, key)]

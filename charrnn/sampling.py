@@ -56,10 +56,10 @@ def generate(backend, prime_ids: np.ndarray, h: np.ndarray, length: int, rng: np
 
 def start_ids(vocab: Vocab, prime: str) -> np.ndarray:
     """The ids that warm the state up: the prime's or, with no prime, a newline (so the text starts
-    as a fresh line would), else the first character."""
+    as a fresh line would), else the first symbol."""
     if prime:
         return vocab.encode(prime)
-    return vocab.encode("\n") if "\n" in vocab.chars else np.array([0])
+    return np.array([0]) if vocab.unknown("\n") else vocab.encode("\n")
 
 
 def sample(cfg: SampleConfig, out: TextIO) -> None:
@@ -74,23 +74,23 @@ def sample(cfg: SampleConfig, out: TextIO) -> None:
     backend, vocab = restore_backend(ckpt, model_cfg)
     prime = _known_prime(cfg.prime, vocab, cfg.skip_unknown)
     prime_ids = start_ids(vocab, prime)
-    chars = vocab.chars
     rng = np.random.default_rng(cfg.seed)
     for i in range(cfg.num_samples):
         if i:
             out.write(SEPARATOR)
         out.write(prime)
         h = np.zeros((1, model_cfg.model.hidden_size), model_cfg.model.dtype)
-        for ix in generate(backend, prime_ids, h, cfg.length, rng, cfg.temperature, cfg.top_k, cfg.top_p,
-                           cfg.greedy):
-            out.write(chars[ix])
-            out.flush()
+        ids = generate(backend, prime_ids, h, cfg.length, rng, cfg.temperature, cfg.top_k, cfg.top_p, cfg.greedy)
+        for text in vocab.decode_stream(ids):
+            if text:  # a byte vocabulary's character of several bytes comes out with its last one
+                out.write(text)
+                out.flush()
     out.write("\n")
     out.flush()
 
 
 def _known_prime(prime: str, vocab: Vocab, skip_unknown: bool) -> str:
-    unknown = sorted(set(prime) - set(vocab.chars))
+    unknown = vocab.unknown(prime)
     if unknown and not skip_unknown:
         raise UserError(f"the prime has characters the checkpoint's vocabulary lacks: "
                         f"{', '.join(map(repr, unknown))}; remove them, or pass skip_unknown=true to drop them")

@@ -13,7 +13,7 @@ from charrnn.backends import make_backend
 from charrnn.batching import StreamBatcher
 from charrnn.checkpoint import Checkpoint, save_checkpoint
 from charrnn.config import Config, config_to_dict
-from charrnn.data import Vocab, load_text, split
+from charrnn.data import load_ids, split
 from charrnn.errors import UserError
 from charrnn.interrupt import StopRequest
 from charrnn.model import init_params
@@ -70,43 +70,78 @@ def make_batchers(cfg: Config, ids: np.ndarray) -> tuple[StreamBatcher, StreamBa
     return StreamBatcher(train_ids, B, T), StreamBatcher(val_ids, eval_streams, T)
 
 
+def check_fresh(run_dir: Path) -> None:
+    """A new run must not write over an earlier run's checkpoints (hydra.run.dir naming an old run)."""
+    found = sorted(p.name for p in run_dir.glob("ckpt_*.npz"))
+    if found:
+        raise UserError(f"{run_dir} already holds a run ({', '.join(found)}); continue it with "
+                        f"train.resume={run_dir}, or start afresh in another hydra.run.dir")
+
+
+def write_config(run_dir: Path, config_dict: dict) -> None:
+    """The run directory's first file: a directory that cannot be written fails here, before training."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(config_dict))
+    except OSError as e:
+        raise UserError(f"cannot write to the run directory {run_dir}: {e.strerror}; "
+                        f"name a writable one with hydra.run.dir=PATH") from None
+
+
+def nonfinite_error(problem: str, cfg: Config, run_dir: Path) -> UserError:
+    """Training cannot go on: what happened, its likely cause, and that the last checkpoint is intact."""
+    if cfg.train.clip_mode == "none":
+        cause = f"optim.lr={cfg.optim.lr} on unclipped gradients: lower it, or clip (train.clip_mode=norm)"
+    else:
+        cause = f"optim.lr={cfg.optim.lr}: lower it, or clip harder (train.grad_clip={cfg.train.grad_clip})"
+    return UserError(f"{problem}; likely cause: a learning rate too high, {cause}; nothing new was saved, "
+                     f"{run_dir / 'ckpt_last.npz'} holds the last good state")
+
+
 def train(cfg: Config, run_dir: Path) -> TrainResult:
     """Train afresh into run_dir or, with train.resume, continue that checkpoint's run in its own directory
     (so TensorBoard shows one unbroken run) exactly as if it had never stopped."""
     tc = cfg.train
-    text = load_text(cfg.data)
-    vocab = Vocab.from_text(text)
-    train_batches, val_batches = make_batchers(cfg, vocab.encode(text))
+    vocab, ids = load_ids(cfg.data)
+    train_batches, val_batches = make_batchers(cfg, ids)
     H, dtype = cfg.model.hidden_size, cfg.model.dtype
     zeros = np.zeros((tc.batch_size, H), dtype)
     if tc.resume is None:
+        check_fresh(run_dir)
         backend = make_backend(cfg, init_params(len(vocab), H, cfg.model.init, cfg.model.init_std, cfg.seed, dtype))
         run = RunState(h=zeros)
     else:
         backend, run, run_dir = resume(cfg, vocab, len(train_batches))
-    run_dir.mkdir(parents=True, exist_ok=True)
     config_dict = config_to_dict(cfg)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(config_dict))
+    write_config(run_dir, config_dict)
     monitor = Monitor(run_dir, tc.max_iters, run.step, tc.log_interval, run.monitor)
-    monitor.write(f"{len(text):,} chars, vocabulary {len(vocab)}, {train_batches.num_targets:,} train / "
-                  f"{val_batches.num_targets:,} val predictions per pass; run directory {run_dir}"
-                  + (f"; resuming at step {run.step}" if run.step else ""))
+    monitor.write(f"{len(ids):,} {'bytes' if vocab.is_bytes else 'chars'}, vocabulary {len(vocab)}, "
+                  f"{train_batches.num_targets:,} train / {val_batches.num_targets:,} val predictions per pass; "
+                  f"run directory {run_dir}" + (f"; resuming at step {run.step}" if run.step else ""))
+
+    def h_prev() -> np.ndarray:
+        return zeros if tc.reset_state else run.h
 
     def save(*names: str) -> None:
         run.monitor = monitor.state_dict()
         ckpt = Checkpoint(params=backend.export_params(), optimizer_state=backend.export_optimizer_state(),
-                          vocab=vocab.code_points, config=config_dict,
+                          vocab=vocab.symbols, config=config_dict,
                           state={**run.to_json(), "backend": cfg.backend.name}, h=run.h)
         for name in names:
             save_checkpoint(run_dir / name, ckpt)
 
     def evaluate_and_save() -> None:
         run.val_loss = evaluate(backend, val_batches, H, dtype)
+        if not math.isfinite(run.val_loss):
+            raise nonfinite_error(f"step {run.step}: the validation loss is {run.val_loss}, the weights have "
+                                  f"blown up", cfg, run_dir)
         # Seeded by the step, not drawn from one long stream: a resumed run, or one whose extra final
         # evaluation came in between, draws the same sample at each step as an unbroken run.
         sample_rng = np.random.default_rng([cfg.seed, run.step])
         sample_ids = generate(backend, start_ids(vocab, ""), np.zeros((1, H), dtype), tc.sample_length, sample_rng)
-        monitor.evaluation(run.step, run.val_loss, vocab.decode(list(sample_ids)))
+        # The chunk that training reads next, from the state it starts from: how far back its gradient reaches.
+        grads = backend.gradients(*train_batches.chunk(run.chunk), h_prev())
+        monitor.evaluation(run.step, run.val_loss, vocab.decode(sample_ids), backend.export_params(), grads)
         run.eval_step = run.step
         improved = run.val_loss < run.best_val
         run.best_val = min(run.best_val, run.val_loss)
@@ -125,14 +160,17 @@ def train(cfg: Config, run_dir: Path) -> TrainResult:
             # forward, backward, clip, update on the next chunk of every stream
             inputs, targets = train_batches.chunk(run.chunk)
             started = time.perf_counter()
-            result = backend.train_step(inputs, targets, zeros if tc.reset_state else run.h, lr)
+            result = backend.train_step(inputs, targets, h_prev(), lr)
             seconds = time.perf_counter() - started
             run.train_seconds += seconds
-            if not math.isfinite(result.loss):
-                raise UserError(f"the loss became {result.loss} at step {run.step}; lower optim.lr or clip "
-                                f"gradients (train.clip_mode=norm train.grad_clip=5)")
-            # advance the streams; the carried state is already detached (h_last has no history)
-            run.h = result.h_last
+            # a non-finite loss or gradient: the backend made no update; stop, or drop the chunk (train.nonfinite)
+            if result.skipped and tc.nonfinite == "stop":
+                raise nonfinite_error(f"step {run.step}: the loss is {result.loss:.4g} and the gradient norm "
+                                      f"{result.grad_norm:.4g}, so no update was made (train.nonfinite=skip "
+                                      f"would drop the step and go on)", cfg, run_dir)
+            # advance the streams; the carried state is already detached (h_last has no history), and one
+            # from a dropped chunk cannot be trusted
+            run.h = zeros if result.skipped else result.h_last
             run.chunk += 1
             if run.chunk == len(train_batches):
                 run.chunk, run.epoch, run.h = 0, run.epoch + 1, zeros
@@ -145,6 +183,7 @@ def train(cfg: Config, run_dir: Path) -> TrainResult:
             save("ckpt_last.npz")
         elif run.eval_step != run.step:
             evaluate_and_save()
+        monitor.hparams(config_dict)
     (run_dir / "result.json").write_text(json.dumps(
         dict(steps=run.step, train_seconds=run.train_seconds, val_loss=run.val_loss, best_val_loss=run.best_val,
              val_bpc=run.val_loss / math.log(2)), indent=2))

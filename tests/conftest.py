@@ -1,3 +1,5 @@
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,3 +32,25 @@ def corpus(tmp_path):
 # Tiny sizes: each run finishes in well under a second of compute.
 TINY = ["model.hidden_size=16", "train.batch_size=4", "train.seq_length=8", "train.eval_interval=10",
         "train.log_interval=5", "train.sample_length=20", "train.warmup_iters=0"]
+
+
+def run_scripts(*commands: list[str], timeout: float = 120) -> list[subprocess.CompletedProcess]:
+    """Run each command (the arguments after `python`, from the repository root) all at once: most of
+    each is Python starting up, so together they take little longer than one."""
+    procs = [subprocess.Popen([sys.executable, *cmd], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for cmd in commands]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=timeout)
+        results.append(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
+    return results
+
+
+def assert_user_error(proc: subprocess.CompletedProcess, message: str, alone: bool = True) -> None:
+    """Exit code 2, no traceback, and the message as the last line of stderr (alone: the only line)."""
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: ") and message in lines[-1], (message, proc.stderr)
+    if alone:
+        assert len(lines) == 1, proc.stderr

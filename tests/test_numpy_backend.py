@@ -97,3 +97,38 @@ def test_float32_training_stays_float32_and_reuses_its_buffers(optim_cfg, clip_m
     assert h.dtype == np.float32
     assert all(p.dtype == np.float32 for p in backend.params.values())
     assert all(v.dtype == np.float32 for k, v in backend.export_optimizer_state().items() if k != "step")
+
+
+def test_dh_t_is_the_gradient_of_the_rest_of_the_chunk_with_respect_to_h_t():
+    """h_t reaches the loss through y_t and through every later step: nudge h_t, run the chunk on from
+    it, and the mean loss changes by dL/dh_t (central finite differences)."""
+    params, inputs, targets, h_prev = random_problem(2, 5, 4, 6)
+    B, T = inputs.shape
+    _, cache = rnn_forward(params, inputs, targets, h_prev)
+    hs = cache.ws.hs[1:].copy()                    # (T, B, H) h_t
+    dh = np.empty_like(hs)
+    rnn_backward(params, cache, dh_out=dh)
+
+    def loss_from(t, h):
+        """The loss of outputs t..T-1 with h_t = h, as a share of the mean over all B*T."""
+        total = 0.0
+        for s in range(t, T):
+            if s > t:
+                _, h = rnn_step(params, inputs[:, s], h)
+            logits = h @ params["Why"].T + params["by"]
+            logp = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+            total -= logp[np.arange(B), targets[:, s]].sum()
+        return total / (B * T)
+
+    eps = 1e-6
+    for t in range(T):
+        numeric = np.zeros_like(hs[t])
+        for i in np.ndindex(hs[t].shape):
+            up, down = hs[t].copy(), hs[t].copy()
+            up[i] += eps
+            down[i] -= eps
+            numeric[i] = (loss_from(t, up) - loss_from(t, down)) / (2 * eps)
+        assert relative_error(dh[t], numeric) < 1e-7, t
+    sgd = SGDConfig(name="sgd", lr=0.1, momentum=0.0, nesterov=False)
+    shown = NumpyBackend(params, sgd, "none", 1.0, "mean").gradients(inputs, targets, h_prev)
+    np.testing.assert_allclose(shown.dh_norms, np.linalg.norm(dh, axis=2).mean(axis=1), rtol=1e-14)

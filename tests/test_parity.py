@@ -14,7 +14,7 @@ from charrnn.backends.torch_backend import TorchBackend
 from charrnn.batching import StreamBatcher
 from charrnn.checkpoint import load_checkpoint
 from charrnn.config import AdagradConfig, AdamConfig, SGDConfig
-from charrnn.data import Vocab
+from charrnn.data import load_ids
 from charrnn.gradcheck import random_problem, relative_error
 from charrnn.model import PARAM_NAMES, init_params
 from tests.conftest import TINY, make_config
@@ -44,6 +44,21 @@ def test_a_gradient_off_by_one_part_in_a_billion_is_caught():
         wrong = t_grads[k].copy()
         wrong.flat[0] += 1e-9 * np.abs(wrong).max()
         assert relative_error(wrong, grads[k]) > GRAD_TOL, k
+
+
+@pytest.mark.parametrize("loss_reduction", ["mean", "sum"])
+def test_the_gradients_shown_agree_and_are_the_ones_training_uses(loss_reduction):
+    params, inputs, targets, h_prev = random_problem(3, 9, 8, 11)
+    ours = NumpyBackend(params, OPTIMIZERS["adam"], "norm", 1.0, loss_reduction).gradients(inputs, targets, h_prev)
+    theirs = TorchBackend(params, "cpu", OPTIMIZERS["adam"], "norm", 1.0, loss_reduction).gradients(
+        inputs, targets, h_prev)
+    assert ours.dh_norms.shape == theirs.dh_norms.shape == (9,)
+    assert relative_error(theirs.dh_norms, ours.dh_norms) < GRAD_TOL
+    _, grads, _ = numpy_backend.loss_and_grads(params, inputs, targets, h_prev)
+    scale = inputs.size if loss_reduction == "sum" else 1
+    for k in PARAM_NAMES:
+        assert relative_error(theirs.params[k], ours.params[k]) < GRAD_TOL, k
+        assert relative_error(ours.params[k], grads[k] * scale) < 1e-14, k
 
 
 OPTIMIZERS = {
@@ -164,8 +179,7 @@ def test_checkpoint_from_one_backend_evaluates_and_continues_in_the_other(corpus
         cfg = make_config([*overrides, f"backend={name}"])
         backend = make_backend(cfg, ckpt.params)
         backend.load_optimizer_state(ckpt.optimizer_state)
-        text = corpus.read_text()
-        train_batches, val_batches = trainer.make_batchers(cfg, Vocab.from_text(text).encode(text))
+        train_batches, val_batches = trainer.make_batchers(cfg, load_ids(cfg.data)[1])
         val_loss = trainer.evaluate(backend, val_batches, cfg.model.hidden_size, cfg.model.dtype)
         h, losses = ckpt.h, []
         for chunk in range(ckpt.state["chunk"], ckpt.state["chunk"] + 5):

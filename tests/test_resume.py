@@ -174,6 +174,18 @@ def test_resume_refuses_a_checkpoint_without_progress(corpus, tmp_path):
         trainer.train(cfg, tmp_path / "new")
 
 
+def test_a_checkpoint_from_before_encodings_and_skipped_steps_resumes_and_samples(corpus, tmp_path):
+    run_dir = trained(corpus, tmp_path)
+    ckpt = load_checkpoint(run_dir / "ckpt_last.npz")
+    del ckpt.config["data"]["encoding"], ckpt.config["train"]["nonfinite"], ckpt.state["monitor"]["skipped_steps"]
+    save_checkpoint(run_dir / "ckpt_last.npz", ckpt)
+    result = trainer.train(make_config([f"data.path={corpus}", *TINY, "train.max_iters=15", f"train.resume={run_dir}"]),
+                           tmp_path / "new")
+    assert result.steps == 15
+    resumed = load_checkpoint(run_dir / "ckpt_last.npz").config
+    assert (resumed["data"]["encoding"], resumed["train"]["nonfinite"]) == ("utf-8", "stop")
+
+
 def test_a_signal_asks_to_stop_and_a_second_one_stops_at_once():
     before = signal.getsignal(signal.SIGINT)
     with StopRequest() as stop:

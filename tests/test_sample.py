@@ -124,3 +124,31 @@ def test_sample_py_streams_from_the_command_line(run_dir):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == sample_text(run_dir, "length=50", "prime='the '", "num_samples=2")
     assert proc.stderr == ""
+
+
+def test_a_byte_vocabulary_round_trips_through_the_checkpoint_and_sample_py(tmp_path):
+    """A file that is not UTF-8 (Latin-1 lines among UTF-8 ones) trains as bytes; samples come out
+    decoded from UTF-8, and a prime goes in as its UTF-8 bytes."""
+    raw = ("the café by the fjord ✓\n".encode() + "naïve fiancé\n".encode("latin-1")) * 60
+    corpus = tmp_path / "mixed.txt"
+    corpus.write_bytes(raw)
+    cfg = make_config([f"data.path={corpus}", *TINY, "data.encoding=bytes", "model.dtype=float64",
+                       "train.max_iters=40", "optim.lr=0.03"])
+    run_dir = trainer.train(cfg, tmp_path / "run").run_dir
+    ckpt = load_checkpoint(run_dir / "ckpt_best.npz")
+    assert ckpt.config["data"]["encoding"] == "bytes" and list(ckpt.vocab) == sorted(set(raw))
+
+    symbols, h = list(ckpt.vocab), np.zeros((1, 16))
+    for byte in "café".encode():
+        logits, h = rnn_step(ckpt.params, np.array([symbols.index(byte)]), h)
+    drawn = []
+    for _ in range(60):
+        drawn.append(symbols[int(np.argmax(logits[0]))])
+        logits, h = rnn_step(ckpt.params, np.array([symbols.index(drawn[-1])]), h)
+    expected = "café" + bytes(drawn).decode("utf-8", "backslashreplace") + "\n"
+    assert sample_text(run_dir, "length=60", "prime='café'", "greedy=true") == expected
+    proc = subprocess.run([sys.executable, "sample.py", f"checkpoint={run_dir}", "length=60", "prime='café'",
+                           "greedy=true"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout == expected, proc.stderr
+    with pytest.raises(UserError, match="lacks: 'è'"):   # è is c3 a8 in UTF-8: no a8 in the corpus
+        sample_text(run_dir, "prime='è'")

@@ -72,3 +72,32 @@ def test_backends_train_on_copies_of_the_arrays_they_are_given(backend_cls):
     backend.train_step(inputs, targets, h_prev, 0.01)
     for k, v in {**params, **state}.items():
         np.testing.assert_array_equal(v, given[k], err_msg=k)
+
+
+def nan_in_the_state(params, h_prev):
+    h_prev = h_prev.copy()
+    h_prev[1, 2] = np.nan     # the loss is NaN
+    return params, h_prev
+
+
+def overflowing_logits(params, h_prev):
+    return {**params, "Why": params["Why"] * np.float32(1e38)}, h_prev   # finite loss, infinite gradient
+
+
+@pytest.mark.parametrize("poison", [nan_in_the_state, overflowing_logits])
+@pytest.mark.parametrize("backend_cls", [NumpyBackend, TorchBackend])
+def test_a_nonfinite_step_leaves_weights_and_optimizer_state_untouched(backend_cls, poison):
+    params, inputs, targets, h_prev = random_problem(2, 4, 5, 6, dtype="float32")
+    params, bad_h = poison(params, h_prev)
+    args = ("cpu",) if backend_cls is TorchBackend else ()
+    backend = backend_cls(params, *args, ADAM, "none", 5.0, "mean")
+    backend.load_optimizer_state({**backend.export_optimizer_state(), "step": np.array(3)})
+    weights, state = backend.export_params(), backend.export_optimizer_state()
+    result = backend.train_step(inputs, targets, bad_h, 0.01)
+    assert result.skipped and not (np.isfinite(result.loss) and np.isfinite(result.grad_norm))
+    for k, v in {**backend.export_params(), **backend.export_optimizer_state()}.items():
+        np.testing.assert_array_equal(v, {**weights, **state}[k], err_msg=k)
+    # a finite step after it updates as usual
+    if poison is nan_in_the_state:
+        assert not backend.train_step(inputs, targets, h_prev, 0.01).skipped
+        assert not np.array_equal(backend.export_params()["Whh"], weights["Whh"])

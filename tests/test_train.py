@@ -5,9 +5,12 @@ import sys
 import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from charrnn import trainer
 from charrnn.checkpoint import load_checkpoint
+from charrnn.errors import UserError
+from charrnn.monitor import sparkline
 from tests.conftest import REPO, TINY, make_config
 
 
@@ -20,15 +23,33 @@ def test_training_writes_events_and_checkpoints_and_loss_falls(corpus, tmp_path)
     result = run(corpus, tmp_path, "train.max_iters=60", "optim.lr=0.03")
     run_dir = result.run_dir
     assert result.steps == 60
-    events = EventAccumulator(str(run_dir)).Reload()
+    events = EventAccumulator(str(run_dir), size_guidance={"histograms": 0}).Reload()
     tags = events.Tags()["scalars"]
     for tag in ("loss/train", "loss/train_smooth", "loss/val", "bpc/val", "grad_norm/global",
                 "grad_norm/global_clipped", "grad_norm/Whh", "grad_norm_clipped/Whh",
-                "grad_norm/clipped_fraction", "lr", "throughput/chars_per_sec"):
+                "grad_norm/clipped_fraction", "lr", "throughput/chars_per_sec", "train/skipped_steps",
+                "Whh/spectral_norm"):
         assert tag in tags, tag
     assert "sample" in " ".join(events.Tags()["tensors"])
     val = [e.value for e in events.Scalars("loss/val")]
     assert [e.step for e in events.Scalars("loss/val")] == [0, 10, 20, 30, 40, 50, 60]
+    # what the weights and gradients look like at each evaluation
+    for name in ("Wxh", "Whh", "Why", "bh", "by"):
+        assert [e.step for e in events.Histograms(f"weights/{name}")] == [0, 10, 20, 30, 40, 50, 60]
+        assert len(events.Histograms(f"grads/{name}")) == 7
+    whh = load_checkpoint(run_dir / "ckpt_last.npz").params["Whh"]
+    assert events.Scalars("Whh/spectral_norm")[-1].value == pytest.approx(np.linalg.svd(whh)[1][0], rel=1e-6)
+    # |dL/dh_t| for each lag back from the end of the 8-step window
+    assert sorted(t for t in tags if t.startswith("grad_flow/")) == [f"grad_flow/lag_{k:02d}" for k in range(8)]
+    assert all(e.value > 0 for k in range(8) for e in events.Scalars(f"grad_flow/lag_{k:02d}"))
+    # one row of the HPARAMS table: the config, with the curves that hold the final validation figures
+    hparams = events.PluginTagToContent("hparams")
+    start = HParamsPluginData.FromString(hparams["_hparams_/session_start_info"]).session_start_info
+    assert start.hparams["model.hidden_size"].number_value == 16
+    assert start.hparams["optim.name"].string_value == "adam"
+    assert start.hparams["train.reset_state"].string_value == "False"
+    experiment = HParamsPluginData.FromString(hparams["_hparams_/experiment"]).experiment
+    assert {m.name.tag for m in experiment.metric_infos} == {"loss/val", "bpc/val"}
     assert val[-1] < 0.7 * val[0]   # a repetitive corpus is learned fast
     train_loss = [e.value for e in events.Scalars("loss/train")]
     assert train_loss[-1] < 0.7 * train_loss[0]
@@ -107,3 +128,79 @@ def test_train_py_runs_from_the_command_line_and_multirun_sweeps(corpus, tmp_pat
         assert (out / job / "ckpt_last.npz").is_file()
         assert json.loads((out / job / "result.json").read_text())["steps"] == 5
     assert load_checkpoint(out / "1" / "ckpt_last.npz").config["optim"]["name"] == "sgd"
+
+
+def test_sparkline_draws_a_log_scale_between_the_ends():
+    assert sparkline(np.array([1e-3, 1e-2, 1e-1, 1.0])) == "1.00e-03 ▁▃▆█ 1.00e+00"
+    assert sparkline(np.full(3, 0.5)) == "5.00e-01 ▁▁▁ 5.00e-01"
+    assert "not finite" in sparkline(np.array([1.0, np.nan]))
+    assert len(sparkline(np.geomspace(1, 2, 300)).split()[1]) == 64
+
+
+BLOW_UP = ["optim=sgd", "optim.lr=1e38", "train.clip_mode=none", "train.lr_schedule=constant", "train.max_iters=30"]
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_a_blow_up_stops_the_run_and_saves_nothing_new(corpus, tmp_path, backend):
+    with pytest.raises(UserError, match=r"^step [1-9]\d*: the loss is (nan|inf) and the gradient norm \S+, so no "
+                                        r"update was made .*too high, optim.lr=1e\+38 on unclipped gradients"):
+        run(corpus, tmp_path, f"backend={backend}", "backend.device=cpu", *BLOW_UP)
+    ckpt = load_checkpoint(tmp_path / "run" / "ckpt_last.npz")
+    assert ckpt.state["step"] == 0 and all(np.isfinite(v).all() for v in ckpt.params.values())
+    assert not (tmp_path / "run" / "result.json").exists()
+
+
+class Poisoner:
+    """Wraps a backend: at the given steps, hands it an h_prev holding a NaN, and checks that its
+    weights and optimizer state are the same after the step as before."""
+
+    def __init__(self, backend, steps):
+        self.backend, self.steps, self.step, self.untouched = backend, steps, 0, []
+
+    def train_step(self, inputs, targets, h_prev, lr):
+        poisoned = self.step in self.steps
+        if poisoned:
+            h_prev = h_prev.copy()
+            h_prev[0, 0] = np.nan
+            before = {**self.backend.export_params(), **self.backend.export_optimizer_state()}
+        result = self.backend.train_step(inputs, targets, h_prev, lr)
+        if poisoned:
+            after = {**self.backend.export_params(), **self.backend.export_optimizer_state()}
+            self.untouched.append(result.skipped and all(np.array_equal(after[k], before[k]) for k in before))
+        self.step += 1
+        return result
+
+    def __getattr__(self, name):
+        return getattr(self.backend, name)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_nonfinite_steps_are_skipped_counted_and_logged(corpus, tmp_path, monkeypatch, backend):
+    poisoners = []
+    real = trainer.make_backend
+    monkeypatch.setattr(trainer, "make_backend", lambda cfg, params: poisoners.append(
+        Poisoner(real(cfg, params), steps={0, 1, 2, 3, 4, 7, 8})) or poisoners[-1])
+    result = run(corpus, tmp_path, f"backend={backend}", "backend.device=cpu", "train.nonfinite=skip",
+                 "train.max_iters=20")
+    assert result.steps == 20 and np.isfinite(result.val_loss)
+    assert poisoners[0].untouched == [True] * 7
+    events = EventAccumulator(str(result.run_dir)).Reload()
+    assert [(e.step, e.value) for e in events.Scalars("train/skipped_steps")] == [(5, 5), (10, 7), (15, 7), (20, 7)]
+    # the first log interval had no step that counted; the others average only the steps that did
+    assert [e.step for e in events.Scalars("loss/train")] == [10, 15, 20]
+    assert all(np.isfinite(e.value) for e in events.Scalars("loss/train"))
+    # and the same poison stops a run that asks to stop, naming the step
+    monkeypatch.setattr(trainer, "make_backend", lambda cfg, params: Poisoner(real(cfg, params), steps={3}))
+    with pytest.raises(UserError, match=r"^step 3: the loss is nan"):
+        run(corpus, tmp_path / "stop", f"backend={backend}", "backend.device=cpu", "train.max_iters=20")
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_a_vocabulary_of_thousands_of_characters_trains(tmp_path, backend):
+    rng = np.random.default_rng(0)
+    code_points = 0x4E00 + np.concatenate([np.arange(3000), rng.integers(0, 3000, 3000)])  # 3000 CJK ideographs
+    path = tmp_path / "cjk.txt"
+    path.write_text("".join(map(chr, code_points)), encoding="utf-8")
+    result = run(path, tmp_path, f"backend={backend}", "backend.device=cpu", "train.max_iters=2")
+    assert result.steps == 2 and np.log(3000) - 0.5 < result.val_loss < np.log(3000) + 0.5
+    assert len(load_checkpoint(result.run_dir / "ckpt_last.npz").vocab) == 3000

@@ -1,6 +1,6 @@
 """Backends behind one interface (interface.Backend), chosen by name from the config."""
 
-from charrnn.backends.interface import Backend, StepResult
+from charrnn.backends.interface import Backend, Gradients, StepResult
 
 BACKENDS = ("numpy", "torch")
 
@@ -22,4 +22,4 @@ def make_backend(cfg, params: dict) -> Backend:
     raise ValueError(f"unknown backend {name!r}")
 
 
-__all__ = ["BACKENDS", "Backend", "StepResult", "make_backend"]
+__all__ = ["BACKENDS", "Backend", "Gradients", "StepResult", "make_backend"]

@@ -4,6 +4,7 @@ Arrays cross it as NumPy: ids (B, T) int, hidden states (B, H), weights under th
 charrnn.model. A backend owns its parameters, its optimizer and its gradient clipping.
 """
 
+import math
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -16,6 +17,7 @@ class StepResult:
     h_last: np.ndarray                     # (B, H) last hidden state, detached: the next chunk's h_prev
     grad_norms: dict[str, float]           # L2 norm of each parameter's gradient, before clipping
     clipped_grad_norms: dict[str, float]   # the same after clipping (what the optimizer used)
+    skipped: bool                          # the loss or a gradient was not finite: no update was made
 
     @property
     def grad_norm(self) -> float:
@@ -26,13 +28,31 @@ class StepResult:
         return global_norm(self.clipped_grad_norms)
 
 
+@dataclass
+class Gradients:
+    """A chunk's gradients, to look at rather than to train on."""
+
+    params: dict[str, np.ndarray]   # dL/dW under the model's names, before clipping
+    dh_norms: np.ndarray            # (T,) |dL/dh_t| (L2 over H, averaged over the B streams) at each step t
+
+
 def global_norm(norms: dict[str, float]) -> float:
     return float(np.sqrt(sum(n * n for n in norms.values())))
 
 
+def finite(loss: float, grad_norms: dict[str, float]) -> bool:
+    """Whether an update may be made: a NaN or infinity anywhere in a gradient reaches its norm."""
+    return math.isfinite(loss) and math.isfinite(global_norm(grad_norms))
+
+
 class Backend(Protocol):
     def train_step(self, inputs: np.ndarray, targets: np.ndarray, h_prev: np.ndarray, lr: float) -> StepResult:
-        """Forward, backward through the chunk, clip, and one optimizer update at learning rate lr."""
+        """Forward, backward through the chunk, clip, and one optimizer update at learning rate lr, unless
+        the loss or a gradient is not finite (see `finite`): then weights and optimizer state stay as they
+        were, and the result says skipped."""
+
+    def gradients(self, inputs: np.ndarray, targets: np.ndarray, h_prev: np.ndarray) -> Gradients:
+        """The gradients of the chunk's loss, as train_step differentiates it, without updating anything."""
 
     def evaluate(self, inputs: np.ndarray, targets: np.ndarray, h_prev: np.ndarray) -> tuple[float, np.ndarray]:
         """Mean cross-entropy (nats) over the chunk without updating anything, and h_last (B, H)."""

@@ -18,11 +18,12 @@ The equations are for one stream with column vectors; the code keeps the B strea
 `Whh h` is written `h @ Whh.T` and `Whh^T dh_raw` is written `dh_raw @ Whh`.
 """
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 
-from charrnn.backends.interface import StepResult
+from charrnn.backends.interface import Gradients, StepResult, finite
 from charrnn.optim import clip_gradients, grad_norms, make_optimizer
 
 # Above this vocabulary size the one-hot product for dWxh costs more than a scatter-add
@@ -103,11 +104,13 @@ def rnn_forward(params: dict, inputs: np.ndarray, targets: np.ndarray, h_prev: n
     return loss, ForwardCache(x=x, y=y, ws=ws)
 
 
-def rnn_backward(params: dict, cache: ForwardCache, loss_scale: float = 1.0) -> tuple[dict, np.ndarray]:
+def rnn_backward(params: dict, cache: ForwardCache, loss_scale: float = 1.0,
+                 dh_out: np.ndarray | None = None) -> tuple[dict, np.ndarray]:
     """Backpropagate through the chunk. Consumes the cache (its buffers are overwritten).
 
     loss_scale multiplies the loss being differentiated: 1 for the mean over the N predictions,
-    N for min-char-rnn's sum. Returns the gradients (same keys and shapes as params) and
+    N for min-char-rnn's sum. dh_out, if given, (T, B, H), receives every dL/dh_t, to show how far
+    back the gradient reaches. Returns the gradients (same keys and shapes as params) and
     dL/dh_prev (B, H), the gradient that truncated BPTT cuts at the chunk boundary.
     """
     Whh, Why = params["Whh"], params["Why"]
@@ -131,6 +134,8 @@ def rnn_backward(params: dict, cache: ForwardCache, loss_scale: float = 1.0) -> 
         # The subtle point of BPTT: h_t feeds both y_t and h_{t+1}, so its gradient is the sum of
         # the loss's own (already in dh[t]) and the one flowing back from step t+1 (dh_next).
         dh[t] += dh_next                           # (B, H) dh_t
+        if dh_out is not None:
+            dh_out[t] = dh[t]
         np.multiply(hs[t + 1], hs[t + 1], out=dtanh)
         np.subtract(1, dtanh, out=dtanh)           # (B, H) 1 - h_t^2, computed while h_t is in cache
         dh[t] *= dtanh                             # (B, H) dh_raw_t
@@ -173,6 +178,16 @@ def rnn_step(params: dict, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np
     return h_next @ params["Why"].T + params["by"], h_next
 
 
+def quiet(method):
+    """Overflow and NaN are caught by value (StepResult.skipped, a non-finite loss), which says what to
+    do about them; NumPy's own warnings would only clutter that one line."""
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        with np.errstate(over="ignore", invalid="ignore"):
+            return method(*args, **kwargs)
+    return wrapper
+
+
 class NumpyBackend:
     """The Backend interface (see interface.py) on the hand-written BPTT above."""
 
@@ -186,18 +201,31 @@ class NumpyBackend:
         self.ws: Workspace | None = None
         self.eval_ws: Workspace | None = None
 
+    @quiet
     def train_step(self, inputs: np.ndarray, targets: np.ndarray, h_prev: np.ndarray, lr: float) -> StepResult:
         loss, cache = rnn_forward(self.params, inputs, targets, h_prev, self.ws)
         self.ws = cache.ws
         h_last = cache.ws.hs[-1].copy()
-        loss_scale = inputs.size if self.loss_reduction == "sum" else 1.0
-        grads, _ = rnn_backward(self.params, cache, loss_scale)
+        grads, _ = rnn_backward(self.params, cache, self._loss_scale(inputs))
         before = grad_norms(grads)
+        if not finite(loss, before):
+            return StepResult(loss=loss, h_last=h_last, grad_norms=before, clipped_grad_norms=before, skipped=True)
         clip_gradients(grads, self.clip_mode, self.grad_clip)
         after = before if self.clip_mode == "none" else grad_norms(grads)
         self.optimizer.step(self.params, grads, lr)
-        return StepResult(loss=loss, h_last=h_last, grad_norms=before, clipped_grad_norms=after)
+        return StepResult(loss=loss, h_last=h_last, grad_norms=before, clipped_grad_norms=after, skipped=False)
 
+    def _loss_scale(self, inputs: np.ndarray) -> float:
+        return inputs.size if self.loss_reduction == "sum" else 1.0
+
+    @quiet
+    def gradients(self, inputs: np.ndarray, targets: np.ndarray, h_prev: np.ndarray) -> Gradients:
+        _, cache = rnn_forward(self.params, inputs, targets, h_prev)
+        dh = np.empty_like(cache.ws.dh)            # (T, B, H)
+        grads, _ = rnn_backward(self.params, cache, self._loss_scale(inputs), dh_out=dh)
+        return Gradients(params=grads, dh_norms=np.sqrt(np.einsum("tbh,tbh->tb", dh, dh)).mean(axis=1))
+
+    @quiet
     def evaluate(self, inputs: np.ndarray, targets: np.ndarray, h_prev: np.ndarray) -> tuple[float, np.ndarray]:
         loss, cache = rnn_forward(self.params, inputs, targets, h_prev, self.eval_ws)
         self.eval_ws = cache.ws

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from charrnn.backends.interface import StepResult
+from charrnn.backends.interface import Gradients, StepResult, finite
 from charrnn.backends.torch_optim import clip_gradients, export_state, load_state, make_torch_optimizer
 from charrnn.errors import UserError
 
@@ -41,8 +41,9 @@ def time_major(ids: np.ndarray, device: torch.device | None = None) -> torch.Ten
 
 
 def rnn_forward(weights: dict[str, torch.Tensor], x: torch.Tensor,
-                h_prev: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """x (T, B) int64 ids, h_prev (B, H) -> logits (T, B, V) for the next characters, h_last (B, H)."""
+                h_prev: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """x (T, B) int64 ids, h_prev (B, H) -> logits (T, B, V) for the next characters, and the hidden
+    states h_0 ... h_{T-1}, each (B, H): the last is the next chunk's h_prev."""
     # Wxh x_t for a one-hot x_t is column x_t of Wxh: one gather for all T*B columns.
     xw = (F.embedding(x, weights["Wxh"].t()) + weights["bh"]).unbind(0)   # T x (B, H) Wxh x_t + bh
     WhhT = weights["Whh"].t()
@@ -52,15 +53,15 @@ def rnn_forward(weights: dict[str, torch.Tensor], x: torch.Tensor,
         h = torch.addmm(xw_t, h, WhhT).tanh_()                              # (B, H) h_t
         hs.append(h)
     logits = F.linear(torch.stack(hs), weights["Why"], weights["by"])       # (T, B, V)
-    return logits, h
+    return logits, hs
 
 
 def chunk_loss(weights: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, h_prev: torch.Tensor,
-               reduction: str = "mean") -> tuple[torch.Tensor, torch.Tensor]:
+               reduction: str = "mean") -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Cross-entropy (nats) of the chunk, x and y (T, B) ids: the mean over its T*B predictions or,
-    with reduction="sum", their sum (min-char-rnn's). Returns (loss, h_last (B, H))."""
-    logits, h_last = rnn_forward(weights, x, h_prev)
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction=reduction), h_last
+    with reduction="sum", their sum (min-char-rnn's). Returns (loss, the hidden states as rnn_forward)."""
+    logits, hs = rnn_forward(weights, x, h_prev)
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction=reduction), hs
 
 
 def loss_and_grads(params: dict, inputs: np.ndarray, targets: np.ndarray,
@@ -72,9 +73,9 @@ def loss_and_grads(params: dict, inputs: np.ndarray, targets: np.ndarray,
     mean loss keyed like params, h_last (B, H)).
     """
     weights = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
-    loss, h_last = chunk_loss(weights, time_major(inputs), time_major(targets), torch.tensor(h_prev))
+    loss, hs = chunk_loss(weights, time_major(inputs), time_major(targets), torch.tensor(h_prev))
     grads = torch.autograd.grad(loss, list(weights.values()))
-    return loss.item(), {k: g.numpy() for k, g in zip(weights, grads)}, h_last.detach().numpy()
+    return loss.item(), {k: g.numpy() for k, g in zip(weights, grads)}, hs[-1].detach().numpy()
 
 
 class TorchBackend:
@@ -97,32 +98,47 @@ class TorchBackend:
     def train_step(self, inputs: np.ndarray, targets: np.ndarray, h_prev: np.ndarray, lr: float) -> StepResult:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        # h_prev comes in as NumPy, with no history: truncated BPTT's cut at the chunk boundary.
-        loss, h_last = chunk_loss(self.weights, time_major(inputs, self.device), time_major(targets, self.device),
-                                  self._state(h_prev), self.loss_reduction)
+        loss, hs = self._loss(inputs, targets, h_prev, self.loss_reduction)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        # Clipping writes only .grad, so it may come before the check; the optimizer may not.
         before, after = clip_gradients(list(self.weights.values()), self.clip_mode, self.grad_clip)
-        self.optimizer.step()
-        self.steps += 1
         # One device-to-host copy for all the figures: each .item() would wait for the device again.
         stats = torch.cat([loss.detach().reshape(1), before, after]).cpu().numpy().astype(np.float64)
-        loss_value = stats[0] / inputs.size if self.loss_reduction == "sum" else stats[0]
+        loss_value = float(stats[0] / inputs.size if self.loss_reduction == "sum" else stats[0])
         P = len(self.weights)
-        return StepResult(loss=float(loss_value), h_last=h_last.detach().cpu().numpy(),
-                          grad_norms=dict(zip(self.weights, stats[1:1 + P].tolist())),
-                          clipped_grad_norms=dict(zip(self.weights, stats[1 + P:].tolist())))
+        grad_norms = dict(zip(self.weights, stats[1:1 + P].tolist()))
+        skipped = not finite(loss_value, grad_norms)
+        if not skipped:
+            self.optimizer.step()
+            self.steps += 1
+        return StepResult(loss=loss_value, h_last=hs[-1].detach().cpu().numpy(), grad_norms=grad_norms,
+                          clipped_grad_norms=dict(zip(self.weights, stats[1 + P:].tolist())), skipped=skipped)
+
+    def _loss(self, inputs: np.ndarray, targets: np.ndarray, h_prev: np.ndarray,
+              reduction: str = "mean") -> tuple[torch.Tensor, list[torch.Tensor]]:
+        # h_prev comes in as NumPy, with no history: truncated BPTT's cut at the chunk boundary.
+        return chunk_loss(self.weights, time_major(inputs, self.device), time_major(targets, self.device),
+                          self._state(h_prev), reduction)
+
+    def gradients(self, inputs: np.ndarray, targets: np.ndarray, h_prev: np.ndarray) -> Gradients:
+        loss, hs = self._loss(inputs, targets, h_prev, self.loss_reduction)
+        weights = list(self.weights.values())
+        # The gradient with respect to each h_t sums both of its uses: the output y_t and the step to h_{t+1}.
+        grads = torch.autograd.grad(loss, weights + hs)
+        dh = torch.stack(grads[len(weights):])                              # (T, B, H)
+        return Gradients(params={k: g.cpu().numpy() for k, g in zip(self.weights, grads)},
+                         dh_norms=torch.linalg.vector_norm(dh, dim=2).mean(dim=1).cpu().numpy())
 
     @torch.inference_mode()
     def evaluate(self, inputs: np.ndarray, targets: np.ndarray, h_prev: np.ndarray) -> tuple[float, np.ndarray]:
-        loss, h_last = chunk_loss(self.weights, time_major(inputs, self.device), time_major(targets, self.device),
-                                  self._state(h_prev))
-        return loss.item(), h_last.cpu().numpy()
+        loss, hs = self._loss(inputs, targets, h_prev)
+        return loss.item(), hs[-1].cpu().numpy()
 
     @torch.inference_mode()
     def step_logits(self, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        logits, h_next = rnn_forward(self.weights, time_major(x[:, None], self.device), self._state(h))
-        return logits[0].cpu().numpy(), h_next.cpu().numpy()
+        logits, hs = rnn_forward(self.weights, time_major(x[:, None], self.device), self._state(h))
+        return logits[0].cpu().numpy(), hs[-1].cpu().numpy()
 
     def export_params(self) -> dict[str, np.ndarray]:
         return {k: w.detach().cpu().numpy().copy() for k, w in self.weights.items()}
