@@ -18,7 +18,6 @@ The equations are for one stream with column vectors; the code keeps the B strea
 `Whh h` is written `h @ Whh.T` and `Whh^T dh_raw` is written `dh_raw @ Whh`.
 """
 
-import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -178,16 +177,6 @@ def rnn_step(params: dict, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np
     return h_next @ params["Why"].T + params["by"], h_next
 
 
-def quiet(method):
-    """Overflow and NaN are caught by value (StepResult.skipped, a non-finite loss), which says what to
-    do about them; NumPy's own warnings would only clutter that one line."""
-    @functools.wraps(method)
-    def wrapper(*args, **kwargs):
-        with np.errstate(over="ignore", invalid="ignore"):
-            return method(*args, **kwargs)
-    return wrapper
-
-
 class NumpyBackend:
     """The Backend interface (see interface.py) on the hand-written BPTT above."""
 
@@ -201,7 +190,6 @@ class NumpyBackend:
         self.ws: Workspace | None = None
         self.eval_ws: Workspace | None = None
 
-    @quiet
     def train_step(self, inputs: np.ndarray, targets: np.ndarray, h_prev: np.ndarray, lr: float) -> StepResult:
         loss, cache = rnn_forward(self.params, inputs, targets, h_prev, self.ws)
         self.ws = cache.ws
@@ -218,14 +206,12 @@ class NumpyBackend:
     def _loss_scale(self, inputs: np.ndarray) -> float:
         return inputs.size if self.loss_reduction == "sum" else 1.0
 
-    @quiet
     def gradients(self, inputs: np.ndarray, targets: np.ndarray, h_prev: np.ndarray) -> Gradients:
         _, cache = rnn_forward(self.params, inputs, targets, h_prev)
         dh = np.empty_like(cache.ws.dh)            # (T, B, H)
         grads, _ = rnn_backward(self.params, cache, self._loss_scale(inputs), dh_out=dh)
         return Gradients(params=grads, dh_norms=np.sqrt(np.einsum("tbh,tbh->tb", dh, dh)).mean(axis=1))
 
-    @quiet
     def evaluate(self, inputs: np.ndarray, targets: np.ndarray, h_prev: np.ndarray) -> tuple[float, np.ndarray]:
         loss, cache = rnn_forward(self.params, inputs, targets, h_prev, self.eval_ws)
         self.eval_ws = cache.ws
