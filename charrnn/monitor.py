@@ -182,8 +182,8 @@ def sparkline(values: np.ndarray, width: int = 64) -> str:
     if not np.isfinite(values).all() or (values <= 0).any():
         return f"{values[0]:.2e} (not finite or not positive) {values[-1]:.2e}"
     logs = np.log(values)
-    span = logs.max() - logs.min()
-    levels = np.zeros(len(logs), int) if span == 0 else np.round((logs - logs.min()) / span * (len(BARS) - 1)).astype(int)
+    span = (logs.max() - logs.min()) or 1.0
+    levels = np.round((logs - logs.min()) / span * (len(BARS) - 1)).astype(int)
     return f"{values[0]:.2e} {''.join(BARS[i] for i in levels)} {values[-1]:.2e}"
 
 

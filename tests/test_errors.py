@@ -38,8 +38,8 @@ def test_bad_values_name_the_key(override, message):
 
 def bad_inputs(tmp_path) -> dict[str, tuple[list[str], str]]:
     """name: (the command after `python`, the message its one line must hold)."""
-    files = {"ok.txt": b"to be or not to be\n" * 100, "empty.txt": b"", "latin1.txt": "café\n".encode("latin-1") * 100, "short.txt": b"abcdefghij" * 5,
-             "no_val.txt": b"abcdefghij" * 20, "unreadable.txt": b"abc" * 1000}
+    files = {"ok.txt": b"to be or not to be\n" * 100, "empty.txt": b"", "latin1.txt": "café\n".encode("latin-1") * 100,
+             "short.txt": b"abcdefghij" * 5, "no_val.txt": b"abcdefghij" * 20, "unreadable.txt": b"abc" * 1000}
     for name, content in files.items():
         (tmp_path / name).write_bytes(content)
     (tmp_path / "unreadable.txt").chmod(0)
