@@ -10,9 +10,11 @@ from omegaconf import DictConfig
 
 from charrnn.cli import Entry, fail
 from charrnn.resume import config_for_run
+from charrnn.run_name import register_resolvers
 from charrnn.trainer import train
 
 entry = Entry()
+register_resolvers()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")

@@ -99,6 +99,7 @@ class Config:
     optim: Any  # one of OPTIMIZERS, chosen by optim.name
     data: DataConfig
     train: TrainConfig
+    name: Optional[str] = None  # only names the run directory (conf/train.yaml); default for older checkpoints
 
 
 @dataclass

@@ -2,9 +2,11 @@
 
 Per-step figures are accumulated and written every log_interval steps as interval averages,
 so logging costs nothing measurable even when a step takes a fraction of a millisecond.
+docs/monitoring.md lists every tag and says how to read it.
 """
 
 import math
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -12,11 +14,16 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from charrnn import grad_flow
 from charrnn.backends.interface import Gradients, StepResult
+from charrnn.dashboard import LAYOUT, flatten, hparams_summaries
 
 LOG2E = 1.0 / math.log(2.0)
 SMOOTHING = 0.99  # min-char-rnn's smooth_loss keeps 0.999; per step of 32+ streams 0.99 reads better
 HISTOGRAM_BINS = 64
+# The matrices that carry the state from one step to the next, by min-char-rnn's naming (W, from, to):
+# Whh, and per layer or gate Whh_l1, Whz, ...; Why reads the state out and is not one of them.
+RECURRENT = re.compile(r"^Wh(?!y)")
 
 
 def _wait_to_sort_last(run_dir: Path) -> None:
@@ -28,6 +35,10 @@ def _wait_to_sort_last(run_dir: Path) -> None:
     delay = max(opened, default=0) + 1 - time.time()
     if 0 < delay <= 1:
         time.sleep(delay)
+
+
+def recurrent_matrices(params: dict[str, np.ndarray]) -> list[str]:
+    return [k for k, v in params.items() if RECURRENT.match(k) and v.ndim == 2]
 
 
 @dataclass
@@ -46,7 +57,8 @@ class Interval:
 
 
 class Monitor:
-    def __init__(self, run_dir: Path, max_iters: int, start_step: int, log_interval: int, state: dict | None = None):
+    def __init__(self, run_dir: Path, max_iters: int, start_step: int, log_interval: int, clip_mode: str,
+                 state: dict | None = None):
         """state: a resumed run's state_dict(), whose run directory already has curves up to start_step."""
         # Imported here: it pulls in torch, which the NumPy backend otherwise never needs.
         from torch.utils.tensorboard import SummaryWriter
@@ -56,22 +68,32 @@ class Monitor:
         if state:
             _wait_to_sort_last(run_dir)
         self.writer = SummaryWriter(log_dir=str(run_dir), purge_step=start_step + 1 if state else None)
+        self.writer.add_custom_scalars(LAYOUT)
         self.bar = tqdm(total=max_iters, initial=start_step, unit="step", dynamic_ncols=True)
         self.log_interval = log_interval
-        self.smooth_loss: float | None = state["smooth_loss"] if state else None
-        self.interval = Interval(**state["interval"]) if state else Interval()
-        self.skipped_steps: int = state.get("skipped_steps", 0) if state else 0
+        # Without clipping the clipped norms are the norms; with clip_mode=norm each parameter's is its
+        # norm times the one factor that the global norms already show.
+        self.clipping = clip_mode != "none"
+        self.clipped_per_param = clip_mode == "value"
+        state = state or {}
+        self.smooth_loss: float | None = state.get("smooth_loss")
+        self.interval = Interval(**state["interval"]) if "interval" in state else Interval()
+        self.skipped_steps: int = state.get("skipped_steps", 0)
+        self.clipped_steps: int = state.get("clipped_steps", 0)
+        self.chars_per_step: int | None = state.get("chars_per_step")
         self.val_bpc: float | None = None
 
     def state_dict(self) -> dict:
         """What a resumed run needs for its curves to go on as if unbroken, as JSON."""
-        return {"smooth_loss": self.smooth_loss, "interval": asdict(self.interval), "skipped_steps": self.skipped_steps}
+        return {"smooth_loss": self.smooth_loss, "interval": asdict(self.interval), "skipped_steps": self.skipped_steps,
+                "clipped_steps": self.clipped_steps, "chars_per_step": self.chars_per_step}
 
     def step(self, step: int, result: StepResult, lr: float, chars: int, seconds: float) -> None:
         """Record training step `step` (0-based); `seconds` is its wall time."""
         iv = self.interval
         iv.chars += chars
         iv.seconds += seconds
+        self.chars_per_step = chars
         self.bar.update(1)
         # A skipped step's figures are not finite: counted, but kept out of every average.
         if result.skipped:
@@ -90,6 +112,7 @@ class Monitor:
         iv.global_norm += norm
         iv.global_clipped += clipped_norm
         iv.clipped += int(clipped_norm < norm)
+        self.clipped_steps += int(clipped_norm < norm)
         for k, v in result.grad_norms.items():
             iv.norms[k] = iv.norms.get(k, 0.0) + v
         for k, v in result.clipped_grad_norms.items():
@@ -103,12 +126,16 @@ class Monitor:
             w.add_scalar("loss/train_smooth", self.smooth_loss, step)
             w.add_scalar("bpc/train", iv.loss / n * LOG2E, step)
             w.add_scalar("grad_norm/global", iv.global_norm / n, step)
-            w.add_scalar("grad_norm/global_clipped", iv.global_clipped / n, step)
-            w.add_scalar("grad_norm/clipped_fraction", iv.clipped / n, step)
+            if self.clipping:
+                w.add_scalar("grad_norm/global_clipped", iv.global_clipped / n, step)
             for k, v in iv.norms.items():
-                w.add_scalar(f"grad_norm/{k}", v / n, step)
-                w.add_scalar(f"grad_norm_clipped/{k}", iv.clipped_norms[k] / n, step)
-        w.add_scalar("train/skipped_steps", self.skipped_steps, step)
+                w.add_scalar(f"param_grad_norm/{k}", v / n, step)
+                if self.clipped_per_param:
+                    w.add_scalar(f"param_grad_norm/{k}_clipped", iv.clipped_norms[k] / n, step)
+        # Cumulative counts: a burst of clipping stays visible as a step in the curve, whatever the scale.
+        if self.clipping:
+            w.add_scalar("steps/clipped", self.clipped_steps, step)
+        w.add_scalar("steps/skipped", self.skipped_steps, step)
         w.add_scalar("lr", lr, step)
         w.add_scalar("throughput/chars_per_sec", chars_per_sec, step)
         postfix = {"chars/s": f"{chars_per_sec:,.0f}"}
@@ -122,41 +149,55 @@ class Monitor:
         self.interval = Interval()
 
     def evaluation(self, step: int, val_loss: float, sample: str, params: dict[str, np.ndarray],
-                   grads: Gradients) -> None:
-        """Validation figures and a sample, and what the weights and gradients look like: a histogram of
-        each, Whh's largest singular value, and |dL/dh_t| by lag back from the end of a training chunk."""
+                   grads: Gradients, best_val_loss: float, train_seconds: float) -> None:
+        """Validation figures and a sample; the run so far (HPARAMS' metrics); what the weights and gradients
+        look like: a histogram of each, the recurrent matrices' largest singular values, and how far back
+        the gradient reaches (grad_flow)."""
         w = self.writer
         self.val_bpc = val_loss * LOG2E
-        perplexity = math.exp(val_loss) if val_loss < 700 else math.inf
         w.add_scalar("loss/val", val_loss, step)
         w.add_scalar("bpc/val", self.val_bpc, step)
-        w.add_scalar("perplexity/val", perplexity, step)
+        w.add_scalar("run/best_val_loss", best_val_loss, step)
+        w.add_scalar("run/best_val_bpc", best_val_loss * LOG2E, step)
+        w.add_scalar("run/steps", step, step)
+        w.add_scalar("run/train_seconds", train_seconds, step)
+        if self.chars_per_step is not None and train_seconds > 0:
+            w.add_scalar("run/chars_per_sec", step * self.chars_per_step / train_seconds, step)
         # TensorBoard's text plugin renders markdown; a code block keeps line breaks and spaces.
         w.add_text("sample", "```\n" + sample + "\n```", step)
-        spectral_norm = float(np.linalg.norm(params["Whh"].astype(np.float64), 2))
-        w.add_scalar("Whh/spectral_norm", spectral_norm, step)
+        spectral = {k: float(np.linalg.norm(params[k].astype(np.float64), 2)) for k in recurrent_matrices(params)}
+        for k, norm in spectral.items():
+            w.add_scalar(f"spectral_norm/{k}", norm, step)
         for k in params:
             for kind, values in (("weights", params[k]), ("grads", grads.params[k])):
                 # Buckets over the values' own range: the default ones end at 1e20, where a blow-up is only
                 # starting. None holds an infinity or a NaN (a gradient about to be skipped may).
                 if np.isfinite(values).all():
                     w.add_histogram(f"{kind}/{k}", values, step, bins=HISTOGRAM_BINS)
-        by_lag = grads.dh_norms[::-1]
-        width = max(2, len(str(len(by_lag) - 1)))
-        for lag, norm in enumerate(by_lag):
-            w.add_scalar(f"grad_flow/lag_{lag:0{width}d}", norm, step)
+        flow = self._grad_flow(step, grads.dh_norms)
         w.flush()
+        perplexity = math.exp(val_loss) if val_loss < 700 else math.inf
+        spectral_text = ", ".join(f"{k} {v:.3f}" for k, v in spectral.items())
         self.write(f"step {step}: val {val_loss:.4f} nats/char, {self.val_bpc:.4f} bits/char, "
-                   f"perplexity {perplexity:.2f}; Whh spectral norm {spectral_norm:.3f}\n"
-                   f"|dL/dh| from lag 0 to lag {len(by_lag) - 1}: {sparkline(by_lag)}\n{sample}\n")
+                   f"perplexity {perplexity:.2f}; spectral norm {spectral_text}\n{flow}\n{sample}\n")
+
+    def _grad_flow(self, step: int, dh_norms: np.ndarray) -> str:
+        """One picture of |dL/dh| against lag, each layer's growth and reach; returns the terminal's lines."""
+        lagged = grad_flow.by_lag(dh_norms)
+        self.writer.add_image("grad_flow/by_lag", grad_flow.picture(lagged, step), step, dataformats="HWC")
+        lines = []
+        for layer, norms in enumerate(lagged):
+            suffix, name = ("", "") if len(lagged) == 1 else (f"_l{layer}", f" (layer {layer})")
+            summary = grad_flow.summarize(norms)
+            if summary is not None:
+                self.writer.add_scalar(f"grad_flow/growth{suffix}", summary.growth, step)
+                self.writer.add_scalar(f"grad_flow/reach{suffix}", summary.reach, step)
+            lines.append(f"|dL/dh|{name} from lag 0 to lag {len(norms) - 1}: {grad_flow.sparkline(norms)}")
+        return "\n".join(lines)
 
     def hparams(self, config: dict) -> None:
-        """The run's config beside its last validation figures, one row of TensorBoard's HPARAMS table."""
-        from torch.utils.tensorboard.summary import hparams
-
-        flat = {k: str(v) if isinstance(v, bool) else v for k, v in _flatten(config).items()}
-        # The table reads each metric's last value from the run's own curve of that name.
-        for summary in hparams(flat, {"loss/val": None, "bpc/val": None}):
+        """The run's config beside its figures, one row of TensorBoard's HPARAMS table (dashboard.py)."""
+        for summary in hparams_summaries(flatten(config)):
             self.writer.file_writer.add_summary(summary)
         self.writer.flush()
 
@@ -170,29 +211,3 @@ class Monitor:
     def __exit__(self, *exc) -> None:
         self.bar.close()
         self.writer.close()
-
-
-BARS = "▁▂▃▄▅▆▇█"
-
-
-def sparkline(values: np.ndarray, width: int = 64) -> str:
-    """Positive values on a log scale as a line of block characters, between the first and last value;
-    a long series is sampled down to `width` columns."""
-    values = np.asarray(values, np.float64)[np.linspace(0, len(values) - 1, min(len(values), width)).astype(int)]
-    if not np.isfinite(values).all() or (values <= 0).any():
-        return f"{values[0]:.2e} (not finite or not positive) {values[-1]:.2e}"
-    logs = np.log(values)
-    span = (logs.max() - logs.min()) or 1.0
-    levels = np.round((logs - logs.min()) / span * (len(BARS) - 1)).astype(int)
-    return f"{values[0]:.2e} {''.join(BARS[i] for i in levels)} {values[-1]:.2e}"
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    """{"train": {"lr": 1}} -> {"train.lr": 1}"""
-    flat = {}
-    for k, v in tree.items():
-        if isinstance(v, dict):
-            flat.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            flat[f"{prefix}{k}"] = v
-    return flat

@@ -115,7 +115,7 @@ def train(cfg: Config, run_dir: Path) -> TrainResult:
         backend, run, run_dir = resume(cfg, vocab, len(train_batches))
     config_dict = config_to_dict(cfg)
     write_config(run_dir, config_dict)
-    monitor = Monitor(run_dir, tc.max_iters, run.step, tc.log_interval, run.monitor)
+    monitor = Monitor(run_dir, tc.max_iters, run.step, tc.log_interval, tc.clip_mode, run.monitor)
     monitor.write(f"{len(ids):,} {'bytes' if vocab.is_bytes else 'chars'}, vocabulary {len(vocab)}, "
                   f"{train_batches.num_targets:,} train / {val_batches.num_targets:,} val predictions per pass; "
                   f"run directory {run_dir}" + (f"; resuming at step {run.step}" if run.step else ""))
@@ -142,7 +142,8 @@ def train(cfg: Config, run_dir: Path) -> TrainResult:
         sample_ids = generate(backend, start_ids(vocab, ""), np.zeros((1, H), dtype), tc.sample_length, sample_rng)
         # The chunk that training reads next, from the state it starts from: how far back its gradient reaches.
         grads = backend.gradients(*train_batches.chunk(run.chunk), h_prev())
-        monitor.evaluation(run.step, run.val_loss, vocab.decode(sample_ids), backend.export_params(), grads)
+        monitor.evaluation(run.step, run.val_loss, vocab.decode(sample_ids), backend.export_params(), grads,
+                           best_val_loss=min(run.best_val, run.val_loss), train_seconds=run.train_seconds)
         run.eval_step = run.step
         improved = run.val_loss < run.best_val
         run.best_val = min(run.best_val, run.val_loss)

@@ -51,10 +51,11 @@ def signal_after(monkeypatch, last_step, sig):
 
 
 def curves(run_dir):
-    """Every TensorBoard scalar as [(step, value)] (wall-clock throughput left out), and the samples by step."""
+    """Every TensorBoard scalar as [(step, value)] (wall-clock ones left out), and the samples by step."""
     events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "tensors": 0}).Reload()
+    wall_clock = ("throughput/chars_per_sec", "run/chars_per_sec", "run/train_seconds")
     scalars = {tag: [(e.step, e.value) for e in events.Scalars(tag)]
-               for tag in events.Tags()["scalars"] if tag != "throughput/chars_per_sec"}
+               for tag in events.Tags()["scalars"] if tag not in wall_clock}
     samples = {e.step: e.tensor_proto.string_val[0] for e in events.Tensors("sample/text_summary")}
     return scalars, samples
 

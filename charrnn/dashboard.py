@@ -1,0 +1,116 @@
+"""What TensorBoard shows before anyone scrolls: the CUSTOM SCALARS page's layout, and HPARAMS' columns.
+
+Both are the same for every run, so that runs side by side (a -m sweep, or a clipped and an
+unclipped run) share one page and one table: TensorBoard merges the layouts of all runs, and takes
+the HPARAMS columns from whichever run it reads first.
+"""
+
+import dataclasses
+import math
+import typing
+
+from charrnn.config import CHOICES, OPTIMIZERS, Config
+
+# Each chart lists the tags it draws as regular expressions, so a tag the run does not write (a clipped
+# norm without clipping, a second layer) is simply absent from it.
+LAYOUT = {
+    "training": {
+        "loss (nats/char): train, smoothed train, val": ["Multiline", [r"^loss/(train|train_smooth|val)$"]],
+        "bits/char: train, val (set smoothing to 0 for val)": ["Multiline", [r"^bpc/(train|val)$"]],
+        "gradient norm before and after clipping": ["Multiline", [r"^grad_norm/global(_clipped)?$"]],
+        "steps clipped and skipped (cumulative)": ["Multiline", [r"^steps/(clipped|skipped)$"]],
+        "learning rate": ["Multiline", [r"^lr$"]],
+        "gradient flow: growth from lag 0 to the far end": ["Multiline", [r"^grad_flow/growth"]],
+        "gradient flow: reach (lags)": ["Multiline", [r"^grad_flow/reach"]],
+        "spectral norm of the recurrent matrices": ["Multiline", [r"^spectral_norm/"]],
+        "throughput (chars/s)": ["Multiline", [r"^throughput/chars_per_sec$"]],
+    },
+    "per parameter": {
+        "gradient norm of each parameter": ["Multiline", [r"^param_grad_norm/"]],
+    },
+}
+
+# Keys that say where things are or how often to report, not what was trained.
+BOOKKEEPING = ("name", "data.url", "data.sha256", "data.download_path", "train.resume", "train.log_interval",
+               "train.sample_length")
+# The groups in the order of the table's columns: what was trained first.
+COLUMN_ORDER = ("model", "optim", "train", "data", "backend", "seed")
+# Figures of the whole run, each the last value of a curve (HPARAMS reads them so): name -> label.
+METRICS = {
+    "loss/val": "val loss (last)",
+    "bpc/val": "val bpc (last)",
+    "run/best_val_loss": "best val loss",
+    "run/best_val_bpc": "best val bpc",
+    "run/steps": "steps",
+    "run/train_seconds": "train seconds",
+    "run/chars_per_sec": "chars/s",
+}
+
+
+def _leaf_types(schema, prefix: str = "") -> dict[str, type]:
+    """{"train.batch_size": int, ...} from a config dataclass; optim holds the keys of every optimizer."""
+    types = {}
+    for name, hint in typing.get_type_hints(schema).items():
+        key = f"{prefix}{name}"
+        if key == "optim":
+            for optimizer in OPTIMIZERS.values():
+                types.update({k: t for k, t in _leaf_types(optimizer, "optim.").items() if k not in types})
+        elif dataclasses.is_dataclass(hint):
+            types.update(_leaf_types(hint, f"{key}."))
+        else:
+            args = [a for a in typing.get_args(hint) if a is not type(None)]  # Optional[X] -> X
+            types[key] = args[0] if args else hint
+    return types
+
+
+def hparam_columns() -> dict[str, type]:
+    """The HPARAMS table's columns with their types: every key of the schema but bookkeeping."""
+    types = {k: t for k, t in _leaf_types(Config).items() if k not in BOOKKEEPING}
+    return dict(sorted(types.items(), key=lambda item: COLUMN_ORDER.index(item[0].split(".")[0])))
+
+
+def hparams_summaries(flat_config: dict) -> list:
+    """The three summaries of one HPARAMS row: the table's columns and metrics, this run's values (a key
+    this run does not have, such as another optimizer's, stays blank), and the run's end."""
+    from tensorboard.compat.proto.summary_pb2 import Summary
+    from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+    from google.protobuf import struct_pb2
+
+    data_types = {bool: "DATA_TYPE_BOOL", str: "DATA_TYPE_STRING"}
+    infos, values = [], {}
+    for key, kind in hparam_columns().items():
+        info = api_pb2.HParamInfo(name=key, type=data_types.get(kind, "DATA_TYPE_FLOAT64"))
+        choices = CHOICES.get(key, tuple(OPTIMIZERS) if key == "optim.name" else ())
+        if choices:
+            info.domain_discrete.extend(choices)
+        infos.append(info)
+        value = flat_config.get(key)
+        if isinstance(value, bool):
+            values[key] = struct_pb2.Value(bool_value=value)
+        elif isinstance(value, str):
+            values[key] = struct_pb2.Value(string_value=value)
+        elif value is not None and math.isfinite(value):
+            values[key] = struct_pb2.Value(number_value=value)
+    metrics = [api_pb2.MetricInfo(name=api_pb2.MetricName(tag=tag), display_name=label)
+               for tag, label in METRICS.items()]
+    contents = {
+        metadata.EXPERIMENT_TAG: plugin_data_pb2.HParamsPluginData(
+            experiment=api_pb2.Experiment(hparam_infos=infos, metric_infos=metrics)),
+        metadata.SESSION_START_INFO_TAG: plugin_data_pb2.HParamsPluginData(
+            session_start_info=plugin_data_pb2.SessionStartInfo(hparams=values)),
+        metadata.SESSION_END_INFO_TAG: plugin_data_pb2.HParamsPluginData(
+            session_end_info=plugin_data_pb2.SessionEndInfo(status=api_pb2.STATUS_SUCCESS)),
+    }
+    return [Summary(value=[Summary.Value(tag=tag, metadata=metadata.create_summary_metadata(content))])
+            for tag, content in contents.items()]
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    """{"train": {"lr": 1}} -> {"train.lr": 1}"""
+    flat = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            flat.update(flatten(v, f"{prefix}{k}."))
+        else:
+            flat[f"{prefix}{k}"] = v
+    return flat

@@ -1,0 +1,160 @@
+import io
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.custom_scalar import layout_pb2
+from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+from charrnn import grad_flow, trainer
+from charrnn.backends.interface import Gradients
+from charrnn.dashboard import BOOKKEEPING, METRICS, hparam_columns
+from charrnn.monitor import Monitor
+from charrnn.run_name import register_resolvers, run_label, unique_dir
+from tests.conftest import CONF_DIR, TINY, make_config
+
+EVALS = [0, 10, 20]
+
+
+def events_of(corpus, tmp_path, *overrides):
+    """A 20-step run evaluated at EVALS, and its TensorBoard events."""
+    cfg = make_config([f"data.path={corpus}", *TINY, "train.max_iters=20", *overrides])
+    run_dir = trainer.train(cfg, tmp_path / "run").run_dir
+    return EventAccumulator(str(run_dir), size_guidance={"images": 0, "scalars": 0}).Reload()
+
+
+def test_a_default_run_writes_few_tags_a_first_page_and_one_gradient_flow_picture_per_evaluation(corpus, tmp_path):
+    events = events_of(corpus, tmp_path)
+    scalars = set(events.Tags()["scalars"])
+    assert scalars == {
+        "loss/train", "loss/train_smooth", "loss/val", "bpc/train", "bpc/val",
+        "grad_norm/global", "grad_norm/global_clipped", "steps/clipped", "steps/skipped", "lr",
+        "throughput/chars_per_sec", "spectral_norm/Whh", "grad_flow/growth", "grad_flow/reach",
+        *(f"param_grad_norm/{k}" for k in ("Wxh", "Whh", "Why", "bh", "by")),
+        *METRICS,
+    }
+    assert len(scalars) <= 30
+
+    # the CUSTOM SCALARS page: every chart of the first category draws something, and together they
+    # draw every curve but the per-parameter ones and the run's totals (HPARAMS' metrics)
+    content = events.PluginTagToContent("custom_scalars")
+    assert content  # the layout is there
+    layout = layout_pb2.Layout.FromString(events.Tensors("custom_scalars__config__")[0].tensor_proto.string_val[0])
+    assert [c.title for c in layout.category] == ["training", "per parameter"]
+    drawn = {}
+    for category in layout.category:
+        for chart in category.chart:
+            drawn[chart.title] = {t for t in scalars if any(re.search(r, t) for r in chart.multiline.tag)}
+            assert drawn[chart.title], chart.title
+    first_page = set().union(*(drawn[c.title] for c in layout.category[0].chart))
+    assert first_page == {t for t in scalars if not t.startswith(("param_grad_norm/", "run/"))}
+    assert {"loss/train", "loss/train_smooth", "loss/val"} in drawn.values()
+    assert {"grad_norm/global", "grad_norm/global_clipped"} in drawn.values()
+
+    # gradient flow: one picture per evaluation (and no per-lag curves), with its two summary curves
+    pictures = events.Images("grad_flow/by_lag")
+    assert [e.step for e in pictures] == EVALS
+    assert Image.open(io.BytesIO(pictures[0].encoded_image_string)).size == (pictures[0].width, pictures[0].height)
+    assert [e.step for e in events.Scalars("grad_flow/growth")] == EVALS
+    assert all(np.isfinite(e.value) for e in events.Scalars("grad_flow/growth"))
+    assert all(e.value in range(8) for e in events.Scalars("grad_flow/reach"))  # a lag of seq_length 8
+
+
+def test_hparams_has_the_same_columns_for_every_optimizer_and_no_bookkeeping(corpus, tmp_path):
+    columns = list(hparam_columns())
+    assert not set(BOOKKEEPING) & set(columns)
+    assert {"optim.lr", "optim.momentum", "optim.nesterov", "optim.beta1", "optim.beta2", "optim.eps",
+            "model.hidden_size", "train.clip_mode"} <= set(columns)
+    assert columns[0].startswith("model.")
+    events = events_of(corpus, tmp_path, "optim=sgd", "train.max_iters=10")
+    content = events.PluginTagToContent("hparams")
+    experiment = HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+    assert [h.name for h in experiment.hparam_infos] == columns
+    assert {m.name.tag for m in experiment.metric_infos} == set(METRICS) <= set(events.Tags()["scalars"])
+    values = HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info.hparams
+    assert values["optim.name"].string_value == "sgd" and values["optim.momentum"].number_value == 0.9
+    assert values["train.reset_state"].bool_value is False
+    assert "optim.beta1" not in values  # Adam's, blank in an SGD run's row
+    assert events.Scalars("run/steps")[-1].value == 10
+
+
+@pytest.mark.parametrize("clip_mode,clipped_tags", [
+    ("none", set()),
+    ("norm", {"grad_norm/global_clipped", "steps/clipped"}),
+    ("value", {"grad_norm/global_clipped", "steps/clipped", "param_grad_norm/Whh_clipped"}),
+])
+def test_clipped_norms_are_written_only_where_they_differ_from_the_norms(corpus, tmp_path, clip_mode, clipped_tags):
+    events = events_of(corpus, tmp_path, f"train.clip_mode={clip_mode}", "train.grad_clip=0.05", "train.max_iters=10")
+    scalars = set(events.Tags()["scalars"])
+    assert {t for t in scalars if "clipped" in t and t != "param_grad_norm/Wxh_clipped"} >= clipped_tags
+    assert not {"grad_norm/global_clipped", "steps/clipped", "param_grad_norm/Whh_clipped"} - clipped_tags & scalars
+    if clip_mode != "none":  # a bound this tight clips every step
+        assert [e.value for e in events.Scalars("steps/clipped")] == [5, 10]
+
+
+def test_layers_and_recurrent_matrices_each_get_their_own_curves(tmp_path):
+    """Gradients of two layers (issue 10's (L, T)), and two recurrent matrices."""
+    rng = np.random.default_rng(0)
+    params = {name: rng.standard_normal(shape) for name, shape in
+              {"Wxh": (4, 3), "Whh": (4, 4), "Whh_l1": (4, 4), "Why": (3, 4), "bh": (4,)}.items()}
+    dh_norms = np.array([np.geomspace(1e-3, 1e-4, 8), np.full(8, 1e-3)])   # time order: layer 0 rises by lag
+    with Monitor(tmp_path, 10, 0, 5, "norm") as monitor:
+        monitor.evaluation(0, 1.0, "sample", params, Gradients(params, dh_norms), 1.0, 0.0)
+    events = EventAccumulator(str(tmp_path), size_guidance={"images": 0}).Reload()
+    scalars = set(events.Tags()["scalars"])
+    assert {"spectral_norm/Whh", "spectral_norm/Whh_l1"} <= scalars and "spectral_norm/Why" not in scalars
+    assert events.Scalars("grad_flow/growth_l0")[0].value == pytest.approx(10)
+    assert events.Scalars("grad_flow/growth_l1")[0].value == pytest.approx(1)
+    assert len(events.Images("grad_flow/by_lag")) == 1
+
+
+def test_growth_and_reach_read_the_curve_by_lag():
+    flat_after_4 = np.minimum(np.geomspace(1, 2 ** 7, 8), 2 ** 4)       # doubles each lag up to lag 4
+    assert grad_flow.summarize(flat_after_4) == grad_flow.FlowSummary(growth=16.0, reach=4)
+    exploding = np.geomspace(1, 1e6, 64)                                 # 90% of the rise: lag 56.7
+    assert grad_flow.summarize(exploding).reach == 57 and grad_flow.summarize(exploding).growth == pytest.approx(1e6)
+    assert grad_flow.summarize(np.geomspace(1, 0.5, 8)) == grad_flow.FlowSummary(growth=0.5, reach=0)
+    assert grad_flow.summarize(np.array([1.0, np.inf])) is None
+    assert grad_flow.summarize(np.array([1.0, 0.0])) is None
+    # time order in, lag order out; a 1-D curve is one layer
+    np.testing.assert_array_equal(grad_flow.by_lag(np.array([1.0, 2.0, 3.0])), [[3.0, 2.0, 1.0]])
+    picture = grad_flow.picture(np.array([[1.0, np.nan, 2.0]]), step=5)   # a blown-up value is left out
+    assert picture.dtype == np.uint8 and picture.ndim == 3 and picture.shape[2] == 3
+
+
+def test_sparkline_draws_a_log_scale_between_the_ends():
+    assert grad_flow.sparkline(np.array([1e-3, 1e-2, 1e-1, 1.0])) == "1.00e-03 ▁▃▆█ 1.00e+00"
+    assert grad_flow.sparkline(np.full(3, 0.5)) == "5.00e-01 ▁▁▁ 5.00e-01"
+    assert "not finite" in grad_flow.sparkline(np.array([1.0, np.nan]))
+    assert len(grad_flow.sparkline(np.geomspace(1, 2, 300)).split()[1]) == 64
+
+
+def test_run_names_carry_the_overrides_or_the_name():
+    assert run_label(None, []) == "default"
+    assert run_label(None, ["optim=sgd", "optim.lr=1.0"]) == "optim=sgd,optim.lr=1.0"
+    assert run_label("baseline", ["optim=sgd"]) == "baseline"
+    assert run_label(None, ["data.path=/home/me/corpora/input.txt", "name=x"]) == "data.path=input.txt"
+    assert run_label(None, ["prime='a b'"]) == "prime=_a_b"
+    assert len(run_label(None, [f"seed={'1' * 300}"])) == 100
+
+
+def test_the_run_directory_pattern_reads_the_command_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    register_resolvers()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=["optim=sgd", "train.max_iters=5"], return_hydra_config=True)
+    assert re.fullmatch(r"runs/optim=sgd,train.max_iters=5/\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d", cfg.hydra.run.dir)
+    assert cfg.hydra.run.dir == cfg.hydra.run.dir  # asked again, the same directory
+
+
+def test_runs_started_at_once_never_share_a_directory(tmp_path):
+    claim = f"from charrnn.run_name import unique_dir; print(unique_dir({str(tmp_path / 'run')!r}))"
+    procs = [subprocess.Popen([sys.executable, "-c", claim], stdout=subprocess.PIPE, text=True) for _ in range(3)]
+    got = sorted(p.communicate()[0].strip() for p in procs)
+    assert got == [str(tmp_path / name) for name in ("run", "run-2", "run-3")]
+    assert unique_dir(str(tmp_path / "run")) == str(tmp_path / "run-4")
