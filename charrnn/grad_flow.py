@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-REACH_SHARE = 0.9  # reach: where the curve has made this share of its rise (on a log scale)
+REACH_SHARE = 0.9  # reach: where the curve has made this share of its rise to the far end (log scale)
+FAR_END = 0.25     # the far end: the median over this last share of the lags, steadier than one lag
 BARS = "▁▂▃▄▅▆▇█"
 
 
@@ -22,51 +23,60 @@ def by_lag(dh_norms: np.ndarray) -> np.ndarray:
 
 @dataclass
 class FlowSummary:
-    growth: float  # |dL/dh| at the farthest lag over lag 0
-    reach: int     # the first lag at which the curve has made REACH_SHARE of its rise; 0 if it never rises
+    growth: float  # |dL/dh| at the far end over lag 0
+    reach: int     # the first lag at which the curve has made REACH_SHARE of its growth; 0 if it does not grow
 
 
 def summarize(norms: np.ndarray) -> FlowSummary | None:
     """One layer's curve in lag order (T,); None unless every value is finite and positive (a blown-up
-    chunk), where neither number means anything."""
+    chunk), where neither number means anything. The far end is the median of the last FAR_END of the
+    lags: a single lag's value is noisy, the median is where a curve that has gone flat lies."""
     if not (np.isfinite(norms).all() and (norms > 0).all()):
         return None
-    logs = np.log(norms)
-    rise = logs - logs[0]
-    reach = int(np.argmax(rise >= REACH_SHARE * rise.max())) if rise.max() > 0 else 0
-    return FlowSummary(growth=float(norms[-1] / norms[0]), reach=reach)
+    rise = np.log(norms) - np.log(norms[0])
+    far = float(np.median(rise[-max(1, round(len(rise) * FAR_END)):]))
+    reach = int(np.argmax(rise >= REACH_SHARE * far)) if far > 0 else 0
+    return FlowSummary(growth=float(np.exp(far)), reach=reach)
 
 
 def picture(lagged: np.ndarray, step: int) -> np.ndarray:
     """(L, T) norms in lag order as an RGB image (height, width, 3) of uint8: one line per layer against
-    lag, log scale, each layer's reach marked."""
+    lag, log scale, each layer's reach marked by a dotted line, growth and reach in the title (one layer)
+    or the legend."""
     # Imported here: matplotlib takes a noticeable part of a second to load, and only evaluations draw.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    # Few, large letters: TensorBoard shows the picture about 300 pixels wide.
     fig = Figure(figsize=(6.4, 3.6), dpi=80)
     # Fixed margins and legend place: matplotlib's automatic ones (tight_layout, loc="best") cost more
     # than the rest of the drawing.
-    fig.subplots_adjust(left=0.15, right=0.97, bottom=0.14, top=0.91)
+    fig.subplots_adjust(left=0.17, right=0.97, bottom=0.16, top=0.89)
     canvas = FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     lags = np.arange(lagged.shape[1])
+    summaries = []
     for layer, norms in enumerate(lagged):
         shown = np.where(np.isfinite(norms) & (norms > 0), norms, np.nan)
-        label = f"layer {layer}" if len(lagged) > 1 else "|dL/dh|"
-        line, = ax.plot(lags, shown, label=label, linewidth=1.5)
+        line, = ax.plot(lags, shown, linewidth=2)
         summary = summarize(norms)
+        text = "not finite" if summary is None else f"{summary.growth:.3g}x, reach {summary.reach}"
+        summaries.append(text if len(lagged) == 1 else f"layer {layer}: {text}")
+        line.set_label(summaries[-1])
         if summary is not None:
-            ax.axvline(summary.reach, color=line.get_color(), linestyle=":", linewidth=1)
-            line.set_label(f"{label}: {summary.growth:.3g}x by lag {lags[-1]}, reach {summary.reach}")
+            ax.axvline(summary.reach, color=line.get_color(), linestyle=":", linewidth=1.5)
     if np.isfinite(lagged).any() and (lagged > 0).any():
         ax.set_yscale("log")
     ax.set_xlim(0, max(1, lags[-1]))
-    ax.set_xlabel("lag (steps back from the end of the chunk)")
-    ax.set_ylabel("|dL/dh_t|")
-    ax.set_title(f"gradient flow at step {step}", y=1.0)  # a given height skips a costly layout pass
+    ax.tick_params(labelsize=12)
+    ax.yaxis.set_tick_params(which="minor", labelsize=9)
+    ax.set_xlabel("lag (steps back from the chunk's end)", fontsize=13)
+    ax.set_ylabel("|dL/dh|", fontsize=13)
+    title = f"step {step}" + (f": {summaries[0]}" if len(lagged) == 1 else "")
+    ax.set_title(title, fontsize=15, y=1.0)  # a given height skips a costly layout pass
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="upper left", fontsize="small")
+    if len(lagged) > 1:
+        ax.legend(loc="upper left", fontsize=11)
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[:, :, :3].copy()
 
