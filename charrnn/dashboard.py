@@ -33,8 +33,8 @@ LAYOUT = {
 # Keys that say where things are or how often to report, not what was trained.
 BOOKKEEPING = ("name", "data.url", "data.sha256", "data.download_path", "train.resume", "train.log_interval",
                "train.sample_length")
-# The groups in the order of the table's columns: what was trained first.
-COLUMN_ORDER = ("model", "optim", "train", "data", "backend", "seed")
+# The columns HPARAMS shows when it opens (it shows five, the ones marked `differs` first, then by name).
+SHOWN_FIRST = ("model.hidden_size", "optim.lr", "optim.name", "train.clip_mode", "train.seq_length")
 # Figures of the whole run, each the last value of a curve (HPARAMS reads them so): name -> label.
 METRICS = {
     "loss/val": "val loss (last)",
@@ -65,8 +65,7 @@ def _leaf_types(schema, prefix: str = "") -> dict[str, type]:
 
 def hparam_columns() -> dict[str, type]:
     """The HPARAMS table's columns with their types: every key of the schema but bookkeeping."""
-    types = {k: t for k, t in _leaf_types(Config).items() if k not in BOOKKEEPING}
-    return dict(sorted(types.items(), key=lambda item: COLUMN_ORDER.index(item[0].split(".")[0])))
+    return {k: t for k, t in _leaf_types(Config).items() if k not in BOOKKEEPING}
 
 
 def hparams_summaries(flat_config: dict) -> list:
@@ -79,7 +78,8 @@ def hparams_summaries(flat_config: dict) -> list:
     data_types = {bool: "DATA_TYPE_BOOL", str: "DATA_TYPE_STRING"}
     infos, values = [], {}
     for key, kind in hparam_columns().items():
-        info = api_pb2.HParamInfo(name=key, type=data_types.get(kind, "DATA_TYPE_FLOAT64"))
+        info = api_pb2.HParamInfo(name=key, type=data_types.get(kind, "DATA_TYPE_FLOAT64"),
+                                  differs=key in SHOWN_FIRST)
         choices = CHOICES.get(key, tuple(OPTIMIZERS) if key == "optim.name" else ())
         if choices:
             info.domain_discrete.extend(choices)

@@ -14,7 +14,7 @@ from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from charrnn import grad_flow, trainer
 from charrnn.backends.interface import Gradients
-from charrnn.dashboard import BOOKKEEPING, METRICS, hparam_columns
+from charrnn.dashboard import BOOKKEEPING, METRICS, SHOWN_FIRST, hparam_columns
 from charrnn.monitor import Monitor
 from charrnn.run_name import register_resolvers, run_label, unique_dir
 from tests.conftest import CONF_DIR, TINY, make_config
@@ -71,11 +71,11 @@ def test_hparams_has_the_same_columns_for_every_optimizer_and_no_bookkeeping(cor
     assert not set(BOOKKEEPING) & set(columns)
     assert {"optim.lr", "optim.momentum", "optim.nesterov", "optim.beta1", "optim.beta2", "optim.eps",
             "model.hidden_size", "train.clip_mode"} <= set(columns)
-    assert columns[0].startswith("model.")
     events = events_of(corpus, tmp_path, "optim=sgd", "train.max_iters=10")
     content = events.PluginTagToContent("hparams")
     experiment = HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
     assert [h.name for h in experiment.hparam_infos] == columns
+    assert sorted(h.name for h in experiment.hparam_infos if h.differs) == list(SHOWN_FIRST)  # what it shows first
     assert {m.name.tag for m in experiment.metric_infos} == set(METRICS) <= set(events.Tags()["scalars"])
     values = HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info.hparams
     assert values["optim.name"].string_value == "sgd" and values["optim.momentum"].number_value == 0.9
