@@ -60,7 +60,7 @@ def picture(lagged: np.ndarray, step: int) -> np.ndarray:
         shown = np.where(np.isfinite(norms) & (norms > 0), norms, np.nan)
         line, = ax.plot(lags, shown, linewidth=2)
         summary = summarize(norms)
-        text = "not finite" if summary is None else f"{summary.growth:.3g}x, reach {summary.reach}"
+        text = "not finite or zero" if summary is None else f"{summary.growth:.3g}x, reach {summary.reach}"
         summaries.append(text if len(lagged) == 1 else f"layer {layer}: {text}")
         line.set_label(summaries[-1])
         if summary is not None:
