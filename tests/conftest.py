@@ -2,9 +2,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
+from charrnn import grad_flow
 from charrnn.config import to_config
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
@@ -18,6 +20,14 @@ def compose_raw(overrides=(), config_name="train"):
 
 def make_config(overrides=()):
     return to_config(compose_raw(overrides))
+
+
+@pytest.fixture(autouse=True)
+def blank_gradient_flow_pictures(request, monkeypatch):
+    """matplotlib takes longer to draw the gradient-flow picture than a tiny run takes to evaluate: tests
+    not marked `pictures` get a blank one (tests/test_monitor.py draws real ones)."""
+    if "pictures" not in request.keywords:
+        monkeypatch.setattr(grad_flow, "picture", lambda lagged, step: np.zeros((4, 8, 3), np.uint8))
 
 
 @pytest.fixture

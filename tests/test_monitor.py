@@ -29,6 +29,7 @@ def events_of(corpus, tmp_path, *overrides):
     return EventAccumulator(str(run_dir), size_guidance={"images": 0, "scalars": 0}).Reload()
 
 
+@pytest.mark.pictures
 def test_a_default_run_writes_few_tags_a_first_page_and_one_gradient_flow_picture_per_evaluation(corpus, tmp_path):
     events = events_of(corpus, tmp_path)
     scalars = set(events.Tags()["scalars"])
@@ -61,6 +62,7 @@ def test_a_default_run_writes_few_tags_a_first_page_and_one_gradient_flow_pictur
     pictures = events.Images("grad_flow/by_lag")
     assert [e.step for e in pictures] == EVALS
     assert Image.open(io.BytesIO(pictures[0].encoded_image_string)).size == (pictures[0].width, pictures[0].height)
+    assert (pictures[0].width, pictures[0].height) == (512, 288)   # drawn by matplotlib
     assert [e.step for e in events.Scalars("grad_flow/growth")] == EVALS
     assert all(np.isfinite(e.value) for e in events.Scalars("grad_flow/growth"))
     assert all(e.value in range(8) for e in events.Scalars("grad_flow/reach"))  # a lag of seq_length 8
@@ -114,6 +116,7 @@ def test_layers_and_recurrent_matrices_each_get_their_own_curves(tmp_path):
     assert len(events.Images("grad_flow/by_lag")) == 1
 
 
+@pytest.mark.pictures
 def test_growth_and_reach_read_the_curve_by_lag():
     flat_after_4 = np.minimum(np.geomspace(1, 2 ** 7, 8), 2 ** 4)        # doubles each lag up to lag 4
     assert astuple(grad_flow.summarize(flat_after_4)) == (pytest.approx(16), 4)
