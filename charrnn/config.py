@@ -67,6 +67,7 @@ class DataConfig:
     val_fraction: float
     # Defaults only for checkpoints written before the key existed (values live in conf/).
     encoding: str = "utf-8"
+    cache_dir: Optional[str] = None
 
 
 @dataclass

@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,15 @@ def compose_raw(overrides=(), config_name="train"):
 
 def make_config(overrides=()):
     return to_config(compose_raw(overrides))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def data_cache(tmp_path_factory):
+    """Encoded corpora go to one directory for the session (conf/data's cache_dir reads the variable, and
+    the scripts the tests run inherit it), never beside a shared corpus."""
+    os.environ["CHARRNN_DATA_CACHE"] = str(tmp_path_factory.mktemp("data_cache"))
+    yield
+    del os.environ["CHARRNN_DATA_CACHE"]
 
 
 @pytest.fixture
