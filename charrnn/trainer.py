@@ -24,6 +24,7 @@ from charrnn.optim import learning_rate
 from charrnn.resume import resume
 from charrnn.run_state import RunState
 from charrnn.sampling import generate, start_ids
+from charrnn.threads import thread_counts
 
 
 @dataclass
@@ -110,7 +111,7 @@ def train(cfg: Config, run_dir: Path) -> TrainResult:
     monitor.write(f"{len(ids):,} {'bytes' if vocab.is_bytes else 'chars'}, vocabulary {len(vocab)}, "
                   f"{train_batches.num_targets:,} train / {val_batches.num_targets:,} val predictions per pass"
                   f"{'' if val_batches is full_val_batches else ' (train.eval_chars of the split)'}; "
-                  f"run directory {run_dir}" + (f"; resuming at step {run.step}" if run.step else ""))
+                  f"run directory {run_dir}; {thread_counts()}" + (f"; resuming at step {run.step}" if run.step else ""))
 
     def h_prev() -> np.ndarray:
         return zeros if tc.reset_state else run.h
