@@ -3,7 +3,7 @@ import json
 import numpy as np
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from charrnn import trainer
+from charrnn import evaluation, trainer
 from charrnn.batching import StreamBatcher
 from charrnn.checkpoint import load_checkpoint, restore_backend
 from charrnn.data import load_ids
@@ -36,6 +36,16 @@ def test_a_budget_reads_the_same_leading_stretch_every_time_state_carried():
     assert np.array_equal(targets, np.arange(1000).reshape(4, 250)[:, 1:])
     assert loss == targets.mean()  # the mean over every prediction (chunks weighted by their size)
     assert [float(h[0, 0]) for _, _, h in first.reads] == list(range(len(budget)))  # state carried, from zeros
+
+
+def test_a_long_evaluation_shows_its_progress_in_chunks(monkeypatch, capsys):
+    monkeypatch.setattr(evaluation, "BAR_DELAY", 0)  # what an evaluation longer than the delay shows
+    batcher = StreamBatcher(np.arange(1000), 4, 8)
+    evaluate(Recorder(), batcher, 3, "float64")
+    err = capsys.readouterr().err
+    assert "evaluating:" in err and f"0/{len(batcher)} [" in err  # chunks done of all
+    evaluate(Recorder(), batcher, 3, "float64", progress=False)
+    assert capsys.readouterr().err == ""
 
 
 def test_eval_keys_skip_step_0_bound_each_evaluation_and_add_a_full_one_at_the_end(corpus, tmp_path):
