@@ -67,6 +67,7 @@ class DataConfig:
     val_fraction: float
     # Defaults only for checkpoints written before the key existed (values live in conf/).
     encoding: str = "utf-8"
+    cache_dir: Optional[str] = None
 
 
 @dataclass
@@ -89,6 +90,9 @@ class TrainConfig:
     sample_length: int
     resume: Optional[str]
     nonfinite: str = "stop"
+    eval_chars: Optional[int] = None
+    eval_at_start: bool = True
+    final_full_eval: bool = False
 
 
 @dataclass
@@ -134,7 +138,8 @@ CHOICES = {
 }
 
 POSITIVE = ("model.hidden_size", "optim.lr", "train.batch_size", "train.seq_length", "train.grad_clip",
-            "train.max_iters", "train.lr_decay_iters", "train.eval_interval", "train.eval_batch_size", "train.log_interval")
+            "train.max_iters", "train.lr_decay_iters", "train.eval_interval", "train.eval_batch_size", "train.log_interval",
+            "train.eval_chars")
 NON_NEGATIVE = ("train.warmup_iters", "train.min_lr", "train.sample_length")
 
 # top_k and top_p may be null (no cut); the checks below skip a null value.

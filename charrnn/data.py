@@ -1,4 +1,5 @@
-"""Text in, ids out: find or fetch the corpus, build the vocabulary, encode, split.
+"""Text in, ids out: find or fetch the corpus, its vocabulary and ids (encoded once, then memory-mapped:
+see charrnn.data_cache), split.
 
 A corpus is read as symbols, and data.encoding says what a symbol is:
 
@@ -19,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from charrnn.corpus_reader import code_points
+from charrnn.data_cache import load_encoded
 from charrnn.errors import UserError
 
 ENCODINGS = ("utf-8", "utf-8-replace", "bytes")
@@ -53,7 +56,7 @@ class Vocab:
         """text's code points or, in a byte vocabulary, its UTF-8 bytes."""
         if self.is_bytes:
             return np.frombuffer(text.encode("utf-8"), np.uint8).astype(np.int64)
-        return _code_points(text)
+        return code_points(text).astype(np.int64)
 
     def unknown(self, text: str) -> list[str]:
         """The characters of text that the vocabulary cannot encode, sorted."""
@@ -78,10 +81,6 @@ class Vocab:
         return repr(bytes(map(int, symbols))) if self.is_bytes else repr("".join(map(chr, symbols)))
 
 
-def _code_points(text: str) -> np.ndarray:
-    return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.int64)
-
-
 def fetch(path: Path, url: str, sha256: str | None) -> None:
     """Download url to path, verifying its sha256; write atomically so a failed fetch leaves nothing."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -100,44 +99,22 @@ def fetch(path: Path, url: str, sha256: str | None) -> None:
     os.replace(tmp, path)
 
 
-def load_corpus(cfg) -> np.ndarray:
-    """The symbols (see Vocab) of the corpus named by a DataConfig: data.path as given, else
-    download_path, fetched from url if absent; (n,) int64."""
+def corpus_path(cfg) -> Path:
+    """The corpus file named by a DataConfig: data.path as given, else download_path, fetched from url
+    if absent."""
     if cfg.path is not None:
-        return read_corpus(Path(cfg.path).expanduser(), cfg.encoding)
+        return Path(cfg.path).expanduser()
     path = Path(cfg.download_path)
     if not path.exists():
         fetch(path, cfg.url, cfg.sha256)
-    return read_corpus(path, cfg.encoding)
+    return path
 
 
 def load_ids(cfg) -> tuple[Vocab, np.ndarray]:
-    """The corpus named by a DataConfig as ids (n,), and its vocabulary."""
-    corpus = load_corpus(cfg)
-    vocab = Vocab.from_corpus(corpus, cfg.encoding)
-    return vocab, vocab.ids(corpus)
-
-
-def read_corpus(path: Path, encoding: str) -> np.ndarray:
-    if not path.exists():
-        raise UserError(f"corpus file {path} does not exist; pass data.path=/path/to/file.txt")
-    if path.is_dir():
-        raise UserError(f"corpus path {path} is a directory; pass data.path=/path/to/file.txt")
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise UserError(f"cannot read corpus file {path}: {e.strerror}; pass a readable file as data.path") from None
-    if not raw:
-        raise UserError(f"corpus file {path} is empty; pass data.path=/path/to/a/text/file.txt")
-    if encoding == "bytes":
-        return np.frombuffer(raw, np.uint8).astype(np.int64)
-    try:
-        text = raw.decode("utf-8", "replace" if encoding == "utf-8-replace" else "strict")
-    except UnicodeDecodeError as e:
-        raise UserError(f"corpus file {path} is not valid UTF-8 (byte offset {e.start}); convert it, or pass "
-                        f"data.encoding=utf-8-replace (invalid bytes read as U+FFFD) or data.encoding=bytes "
-                        f"(a vocabulary of byte values)") from None
-    return _code_points(text)
+    """The corpus named by a DataConfig as ids (n,), memory-mapped from its encoded copy in the cache
+    (charrnn.data_cache), and its vocabulary."""
+    symbols, ids = load_encoded(corpus_path(cfg), cfg.encoding, cfg.cache_dir)
+    return Vocab(symbols, cfg.encoding == "bytes"), ids
 
 
 def split(ids: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:

@@ -16,6 +16,7 @@ from charrnn.checkpoint import Checkpoint, save_checkpoint
 from charrnn.config import Config, config_to_dict
 from charrnn.data import load_ids, split
 from charrnn.errors import UserError
+from charrnn.evaluation import evaluate, full_evaluation
 from charrnn.interrupt import StopRequest
 from charrnn.model import init_params
 from charrnn.monitor import Monitor
@@ -23,6 +24,7 @@ from charrnn.optim import learning_rate
 from charrnn.resume import resume
 from charrnn.run_state import RunState
 from charrnn.sampling import generate, start_ids
+from charrnn.threads import thread_counts
 
 
 @dataclass
@@ -33,17 +35,6 @@ class TrainResult:
     best_val_loss: float
     run_dir: Path
     stopped_by: int | None  # the signal (SIGINT, SIGTERM) that stopped training early, if one did
-
-
-def evaluate(backend, batcher: StreamBatcher, hidden_size: int, dtype: str) -> float:
-    """Mean nats/char over the whole split, each stream read in order with its hidden state carried."""
-    h = np.zeros((batcher.batch_size, hidden_size), dtype)
-    total = 0.0
-    for k in range(len(batcher)):
-        inputs, targets = batcher.chunk(k)
-        loss, h = backend.evaluate(inputs, targets, h)
-        total += loss * inputs.size
-    return total / batcher.num_targets
 
 
 def run_progress(step: int, train_seconds: float, tc) -> float:
@@ -104,7 +95,8 @@ def train(cfg: Config, run_dir: Path) -> TrainResult:
     (so TensorBoard shows one unbroken run) exactly as if it had never stopped."""
     tc = cfg.train
     vocab, ids = load_ids(cfg.data)
-    train_batches, val_batches = make_batchers(cfg, ids)
+    train_batches, full_val_batches = make_batchers(cfg, ids)
+    val_batches = full_val_batches.head(tc.eval_chars)
     H, dtype = cfg.model.hidden_size, cfg.model.dtype
     zeros = np.zeros((tc.batch_size, H), dtype)
     if tc.resume is None:
@@ -117,8 +109,9 @@ def train(cfg: Config, run_dir: Path) -> TrainResult:
     write_config(run_dir, config_dict)
     monitor = Monitor(run_dir, tc.max_iters, run.step, tc.log_interval, tc.clip_mode, run.monitor)
     monitor.write(f"{len(ids):,} {'bytes' if vocab.is_bytes else 'chars'}, vocabulary {len(vocab)}, "
-                  f"{train_batches.num_targets:,} train / {val_batches.num_targets:,} val predictions per pass; "
-                  f"run directory {run_dir}" + (f"; resuming at step {run.step}" if run.step else ""))
+                  f"{train_batches.num_targets:,} train / {val_batches.num_targets:,} val predictions per pass"
+                  f"{'' if val_batches is full_val_batches else ' (train.eval_chars of the split)'}; "
+                  f"run directory {run_dir}; {thread_counts()}" + (f"; resuming at step {run.step}" if run.step else ""))
 
     def h_prev() -> np.ndarray:
         return zeros if tc.reset_state else run.h
@@ -157,7 +150,7 @@ def train(cfg: Config, run_dir: Path) -> TrainResult:
                and stop.signal is None):
             # evaluate, sample and checkpoint, unless a resumed run starts at a step already evaluated
             # (evaluation time is not training time)
-            if run.step % tc.eval_interval == 0 and run.eval_step != run.step:
+            if run.step % tc.eval_interval == 0 and run.eval_step != run.step and (run.step or tc.eval_at_start):
                 evaluate_and_save()
             # learning rate for this step
             lr = learning_rate(run.step, run_progress(run.step, run.train_seconds, tc), cfg.optim.lr,
@@ -188,9 +181,13 @@ def train(cfg: Config, run_dir: Path) -> TrainResult:
             save("ckpt_last.npz")
         elif run.eval_step != run.step:
             evaluate_and_save()
+        full_val_loss = None
+        if stopped_by is None and tc.final_full_eval:
+            full_val_loss = full_evaluation(backend, val_batches, full_val_batches, run.val_loss, H, dtype,
+                                            monitor, run.step)
         monitor.hparams(config_dict)
     (run_dir / "result.json").write_text(json.dumps(
         dict(steps=run.step, train_seconds=run.train_seconds, val_loss=run.val_loss, best_val_loss=run.best_val,
-             val_bpc=run.val_loss / math.log(2)), indent=2))
+             val_bpc=run.val_loss / math.log(2), val_loss_full=full_val_loss), indent=2))
     return TrainResult(steps=run.step, train_seconds=run.train_seconds, val_loss=run.val_loss,
                        best_val_loss=run.best_val, run_dir=run_dir, stopped_by=stopped_by)

@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +29,15 @@ def blank_gradient_flow_pictures(request, monkeypatch):
     not marked `pictures` get a blank one (tests/test_monitor.py draws real ones)."""
     if "pictures" not in request.keywords:
         monkeypatch.setattr(grad_flow, "picture", lambda lagged, step: np.zeros((4, 8, 3), np.uint8))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def data_cache(tmp_path_factory):
+    """Encoded corpora go to one directory for the session (conf/data's cache_dir reads the variable, and
+    the scripts the tests run inherit it), never beside a shared corpus."""
+    os.environ["CHARRNN_DATA_CACHE"] = str(tmp_path_factory.mktemp("data_cache"))
+    yield
+    del os.environ["CHARRNN_DATA_CACHE"]
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from charrnn.config import DataConfig
-from charrnn.data import Vocab, load_corpus, split
+from charrnn.data import Vocab, load_ids, split
 from charrnn.errors import UserError
 
 SHARED = Path(os.environ.get("CHARRNN_TINYSHAKESPEARE",
@@ -15,8 +15,14 @@ SHARED = Path(os.environ.get("CHARRNN_TINYSHAKESPEARE",
 
 def data_cfg(**kw):
     base = dict(name="text", path=None, download_path=None, url=None, sha256=None, val_fraction=0.1,
-                encoding="utf-8")
+                encoding="utf-8", cache_dir=os.environ["CHARRNN_DATA_CACHE"])
     return DataConfig(**{**base, **kw})
+
+
+def load_corpus(cfg) -> np.ndarray:
+    """The corpus's symbols, through its ids and vocabulary."""
+    vocab, ids = load_ids(cfg)
+    return vocab.symbols[ids]
 
 
 def text_of(symbols) -> str:
@@ -122,9 +128,9 @@ def test_an_unreadable_file_is_named(tmp_path, monkeypatch):
     path = tmp_path / "locked.txt"
     path.write_text("abc")
 
-    def refuse(self):
+    def refuse(self, *args):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(Path, "read_bytes", refuse)  # chmod 000 stops no root
+    monkeypatch.setattr(Path, "open", refuse)  # chmod 000 stops no root
     with pytest.raises(UserError, match=f"cannot read corpus file {path}: Permission denied; pass a readable file"):
         load_corpus(data_cfg(path=str(path)))

@@ -1,0 +1,18 @@
+"""How many threads the math libraries run, for the run's first line: a sweep's parallel jobs (Hydra's
+joblib launcher) must each use fewer, or together they oversubscribe the cores.
+
+joblib's loky workers start with OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, MKL_NUM_THREADS (and the like)
+set to cores // n_jobs unless the user set them, before NumPy or torch is imported in the worker: that
+is what bounds a job's BLAS and torch threads (see docs/scaling.md), and what this line shows.
+"""
+
+from threadpoolctl import threadpool_info
+
+
+def thread_counts() -> str:
+    """e.g. 'threads: openblas 1, torch 1'."""
+    import torch
+
+    pools = sorted({(pool["internal_api"], pool["num_threads"]) for pool in threadpool_info()
+                    if pool["user_api"] == "blas"})
+    return "threads: " + ", ".join([*(f"{name} {count}" for name, count in pools), f"torch {torch.get_num_threads()}"])
