@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from charrnn.backends.interface import Gradients, StepResult, finite
 from charrnn.backends.torch_optim import clip_gradients, export_state, load_state, make_torch_optimizer
+from charrnn.distributed import SOLO
 from charrnn.errors import UserError
 
 
@@ -91,6 +92,7 @@ class TorchBackend:
         self.clip_mode = clip_mode
         self.grad_clip = grad_clip
         self.loss_reduction = loss_reduction
+        self.replicas = SOLO
 
     def _state(self, h: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(h).to(self.device, self.dtype)
@@ -101,6 +103,7 @@ class TorchBackend:
         loss, hs = self._loss(inputs, targets, h_prev, self.loss_reduction)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        loss = self.replicas.average_(loss.detach(), [w.grad for w in self.weights.values()], self.loss_reduction)
         # Clipping writes only .grad, so it may come before the check; the optimizer may not.
         before, after = clip_gradients(list(self.weights.values()), self.clip_mode, self.grad_clip)
         # One device-to-host copy for all the figures: each .item() would wait for the device again.
