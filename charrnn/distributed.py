@@ -21,6 +21,7 @@ arrays travel as tensors sharing their memory) and on NCCL for CUDA tensors.
 """
 
 import os
+import re
 import time
 from datetime import timedelta
 
@@ -160,9 +161,15 @@ class Replicas(Solo):
         try:
             op(*args)
         except RuntimeError as e:  # torch's DistBackendError and gloo's errors are RuntimeErrors
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise UserError(f"rank {self.rank} of {self.world_size} could not {what} ({reason}): another rank "
+            raise UserError(f"rank {self.rank} of {self.world_size} could not {what} ({first_sentence(e)}): another rank "
                             f"has stopped or died; its own error, above, says why") from None
+
+
+def first_sentence(error: Exception) -> str:
+    """"Connection reset by peer" out of gloo's "[.../pair.cc:537] Read error [...]: Connection reset by peer.
+    This is typically caused by ...": the cause without the source location and the advice."""
+    text = re.sub(r"^\[[^\]]*\]\s*", "", str(error).strip())
+    return text.split(". ")[0].rstrip(".") or type(error).__name__
 
 
 class Muted:

@@ -56,11 +56,16 @@ def capture_backends(monkeypatch) -> list:
     return made
 
 
+def become_rank(rank: int, world_size: int, port: int) -> None:
+    """The environment torchrun gives a worker on one machine."""
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+
+
 def rank_main(rank: int, world_size: int, port: int, backend: str, corpus: str, out: str) -> None:
     """One rank: train to STOP_AT, copy the run, resume the copy to the end; save the losses (rank 0
     logs them) and this rank's final weights and optimizer state."""
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    become_rank(rank, world_size, port)
     torch.set_num_threads(1)
     with pytest.MonkeyPatch.context() as m:
         losses, backends = record_losses(m), capture_backends(m)
@@ -73,6 +78,28 @@ def rank_main(rank: int, world_size: int, port: int, backend: str, corpus: str, 
         np.savez(Path(out, f"rank{rank}.npz"), losses=np.array(losses),
                  **{f"param/{k}": v for k, v in backends[-1].export_params().items()},
                  **{f"optim/{k}": v for k, v in backends[-1].export_optimizer_state().items()})
+
+
+def rank_dies(rank: int, world_size: int, port: int, corpus: str, out: str) -> None:
+    """Rank 1 dies at its fifth step, as a killed process would; rank 0 must end with one clear error."""
+    become_rank(rank, world_size, port)
+    with pytest.MonkeyPatch.context() as m:
+        if rank == 1:
+            from charrnn.backends.numpy_backend import NumpyBackend
+
+            real_step, steps = NumpyBackend.train_step, []
+
+            def train_step(self, *args):
+                steps.append(None)
+                if len(steps) == 5:
+                    os._exit(9)
+                return real_step(self, *args)
+
+            m.setattr(NumpyBackend, "train_step", train_step)
+        try:
+            trainer.train(make_config([f"data.path={corpus}", *EXACT]), Path(out))
+        except UserError as e:
+            Path(out, "error.txt").write_text(str(e))
 
 
 def spawn(world_size: int, *args) -> None:
@@ -109,6 +136,21 @@ def test_two_ranks_follow_one_process_and_resume_anywhere(corpus, tmp_path, monk
     losses.clear()
     trainer.train(make_config([*config, f"train.resume={tmp_path / 'first'}"]), tmp_path / "unused")
     np.testing.assert_allclose(losses, one_process[STOP_AT:], rtol=0, atol=1e-9)
+
+
+@pytest.mark.slow
+def test_a_rank_that_dies_ends_the_others_with_one_message(corpus, tmp_path):
+    context = mp.start_processes(rank_dies, args=(2, free_port(), str(corpus), str(tmp_path)), nprocs=2,
+                                 join=False, start_method="spawn")
+    try:
+        for process in context.processes:
+            process.join(TIMEOUT)
+        assert [p.exitcode for p in context.processes] == [0, 9]
+    finally:
+        for process in context.processes:
+            if process.is_alive():
+                process.kill()
+    assert (tmp_path / "error.txt").read_text().startswith("rank 0 of 2 could not average the gradients (")
 
 
 def test_streams_are_shared_out_whole_and_disjoint():
