@@ -1,5 +1,6 @@
 """Data-parallel training (charrnn.distributed): 2 gloo ranks on the CPU follow one process's curve."""
 
+import json
 import os
 import shutil
 import socket
@@ -9,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from charrnn import distributed, trainer
+from charrnn import bench_distributed, distributed, trainer
 from charrnn.distributed import shard_state, stream_slice
 from charrnn.errors import UserError
 from charrnn.monitor import Monitor
@@ -179,3 +180,12 @@ def test_a_batch_that_does_not_split_over_the_ranks_is_refused(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "3")
     with pytest.raises(UserError, match=r"train.batch_size=8 streams do not split evenly over 3 ranks"):
         distributed.join(batch_size=8)
+
+
+def test_the_benchmark_worker_times_full_steps(capsys, monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    bench_distributed.main(["--worker", "--steps", "2"])
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["world_size"] == 1 and figures["reduce_fraction"] == 0.0
+    B, T = bench_distributed.B, bench_distributed.T
+    assert figures["chars_per_sec"] == pytest.approx(B * T * 1000 / figures["step_ms"])
