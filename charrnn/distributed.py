@@ -22,6 +22,7 @@ arrays travel as tensors sharing their memory) and on NCCL for CUDA tensors.
 
 import os
 import re
+import signal as signals
 import time
 from datetime import timedelta
 
@@ -68,13 +69,16 @@ class Solo:
     def gather(self, state: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
         return state
 
+    def watch(self, stop) -> None:
+        pass
+
     def average_(self, loss, grads: list, reduction: str):
         return loss
 
     def sum(self, value: float) -> float:
         return value
 
-    def agree(self, signal: int | None, train_seconds: float) -> tuple[int | None, float]:
+    def agree(self, signal: int | None, train_seconds: float, clock: bool) -> tuple[int | None, float]:
         return signal, train_seconds
 
 
@@ -91,6 +95,8 @@ class Replicas(Solo):
         self.rank, self.world_size, self.is_main = rank, world_size, rank == 0
         self.rows = stream_slice(rank, world_size, batch_size)
         self.reduce_seconds = 0.0  # wall time spent in the gradient all-reduce, for the benchmark
+        self.stop = None           # the StopRequest whose signal rides in the all-reduce
+        self.signalled = None      # the ranks' signals, summed by the last all-reduce (a 1-element tensor)
 
     def streams(self, num_streams: int) -> slice:
         return stream_slice(self.rank, self.world_size, num_streams)
@@ -115,8 +121,13 @@ class Replicas(Solo):
             gathered.append(torch.cat(parts, dim=-2).numpy())
         return tuple(gathered)
 
+    def watch(self, stop) -> None:
+        """Send whether `stop` (an interrupt.StopRequest) has seen a signal with every step's gradients."""
+        self.stop = stop
+
     def average_(self, loss, grads: list, reduction: str):
-        """The step's one all-reduce, between backward and clipping. grads: the rank's gradients, tensors
+        """The step's one all-reduce, between backward and clipping, which also carries whether this
+        rank has been signalled (see agree). grads: the rank's gradients, tensors
         or NumPy arrays, overwritten with the gradient of the global loss: the ranks' mean with
         reduction="mean", their sum with "sum". loss (a float or a 0-d tensor) comes back as the ranks'
         mean, a float or a tensor as it came: the global mean loss, or with "sum" the global sum over
@@ -125,16 +136,19 @@ class Replicas(Solo):
 
         # torch.from_numpy shares the arrays' memory: the results are copied straight back into them.
         tensors = [torch.from_numpy(g) if isinstance(g, np.ndarray) else g for g in grads]
-        head = torch.as_tensor(loss, dtype=tensors[0].dtype, device=tensors[0].device).reshape(1)
+        signal = self.stop.signal if self.stop is not None else None
+        like = dict(dtype=tensors[0].dtype, device=tensors[0].device)
         with torch.no_grad():
-            flat = torch.cat([head] + [t.reshape(-1) for t in tensors])
+            head = [torch.as_tensor(loss, **like).reshape(1), torch.tensor([float(signal or 0)], **like)]
+            flat = torch.cat(head + [t.reshape(-1) for t in tensors])
             started = time.perf_counter()
             self._collective("average the gradients", self.dist.all_reduce, flat)
             self.reduce_seconds += time.perf_counter() - started
             flat[0] /= self.world_size
             if reduction == "mean":
-                flat[1:] /= self.world_size
-            offset = 1
+                flat[2:] /= self.world_size
+            self.signalled = flat[1:2]
+            offset = 2
             for t in tensors:
                 t.copy_(flat[offset:offset + t.numel()].view_as(t))
                 offset += t.numel()
@@ -148,21 +162,27 @@ class Replicas(Solo):
         self._collective("add up the evaluation", self.dist.all_reduce, total)
         return float(total[0])
 
-    def agree(self, signal: int | None, train_seconds: float) -> tuple[int | None, float]:
-        """What every rank must decide alike after a step: stop if any rank was signalled, and go by the
-        slowest rank's clock (train.max_seconds, and the learning rate schedule that follows it)."""
+    def agree(self, signal: int | None, train_seconds: float, clock: bool) -> tuple[int | None, float]:
+        """What every rank must decide alike after a step: stop if any rank had been signalled when the
+        step's all-reduce ran (a signal after it stops the ranks one step later), and with clock (a run
+        under train.max_seconds, whose clock also drives the learning rate schedule) go by the slowest
+        rank's clock, which takes an all-reduce of its own."""
         import torch
 
-        flags = torch.tensor([signal or 0, train_seconds], dtype=torch.float64)
-        self._collective("agree on stopping", self.dist.all_reduce, flags, self.dist.ReduceOp.MAX)
-        return (int(flags[0]) or None), float(flags[1])
+        if clock:
+            seconds = torch.tensor([train_seconds], dtype=torch.float64)
+            self._collective("agree on the clock", self.dist.all_reduce, seconds, self.dist.ReduceOp.MAX)
+            train_seconds = float(seconds[0])
+        if self.signalled is None or not float(self.signalled[0]):
+            return None, train_seconds
+        return signal or signals.SIGTERM, train_seconds
 
     def _collective(self, what: str, op, *args) -> None:
         try:
             op(*args)
         except RuntimeError as e:  # torch's DistBackendError and gloo's errors are RuntimeErrors
-            raise UserError(f"rank {self.rank} of {self.world_size} could not {what} ({first_sentence(e)}): another rank "
-                            f"has stopped or died; its own error, above, says why") from None
+            raise UserError(f"rank {self.rank} of {self.world_size} could not {what} ({first_sentence(e)}): "
+                            f"another rank has stopped or died; its own error, above, says why") from None
 
 
 def first_sentence(error: Exception) -> str:

@@ -167,6 +167,7 @@ def train(cfg: Config, run_dir: Path) -> TrainResult:
         # A blow-up is reported below in one line; NumPy's overflow warnings on the way would bury it.
         # (A filter costs nothing until a warning is raised; np.errstate slowed every step by ~3%.)
         warnings.filterwarnings("ignore", r"(overflow|invalid value) encountered", RuntimeWarning)
+        replicas.watch(stop)
         stopped_by = None
         while (run.step < tc.max_iters and (tc.max_seconds is None or run.train_seconds < tc.max_seconds)
                and stopped_by is None):
@@ -198,7 +199,8 @@ def train(cfg: Config, run_dir: Path) -> TrainResult:
             monitor.step(run.step, result, lr, inputs.size * replicas.world_size, seconds)
             run.step += 1
             # every rank stops at the same step, and goes by the same clock
-            stopped_by, run.train_seconds = replicas.agree(stop.signal, run.train_seconds)
+            stopped_by, run.train_seconds = replicas.agree(stop.signal, run.train_seconds,
+                                                           clock=tc.max_seconds is not None)
         # stopped by a signal: keep the state between two steps; finished: evaluate the last step
         if stopped_by is not None:
             save("ckpt_last.npz")

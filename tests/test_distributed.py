@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import signal
 import socket
 import time
 from pathlib import Path
@@ -103,8 +104,25 @@ def rank_dies(rank: int, world_size: int, port: int, corpus: str, out: str) -> N
             Path(out, "error.txt").write_text(str(e))
 
 
-def spawn(world_size: int, *args) -> None:
-    context = mp.start_processes(rank_main, args=(world_size, free_port(), *args), nprocs=world_size,
+def rank_signalled(rank: int, world_size: int, port: int, corpus: str, out: str) -> None:
+    """Only rank 0 gets Ctrl-C, at step 12; both ranks must stop at the same step (or the next collective
+    would fail). train.max_seconds makes them agree on the clock as well."""
+    become_rank(rank, world_size, port)
+    with pytest.MonkeyPatch.context() as m:
+        real = Monitor.step
+
+        def step(self, step, result, *args):
+            real(self, step, result, *args)
+            if step == 12:
+                os.kill(os.getpid(), signal.SIGINT)
+
+        m.setattr(Monitor, "step", step)
+        result = trainer.train(make_config([f"data.path={corpus}", *EXACT, "train.max_seconds=1000"]), Path(out))
+    Path(out, f"rank{rank}.json").write_text(json.dumps({"steps": result.steps, "stopped_by": result.stopped_by}))
+
+
+def spawn(world_size: int, *args, main=rank_main) -> None:
+    context = mp.start_processes(main, args=(world_size, free_port(), *args), nprocs=world_size,
                                  join=False, start_method="spawn")
     deadline = time.monotonic() + TIMEOUT
     try:
@@ -152,6 +170,15 @@ def test_a_rank_that_dies_ends_the_others_with_one_message(corpus, tmp_path):
             if process.is_alive():
                 process.kill()
     assert (tmp_path / "error.txt").read_text().startswith("rank 0 of 2 could not average the gradients (")
+
+
+@pytest.mark.slow
+def test_a_signal_to_one_rank_stops_every_rank_at_the_same_step(corpus, tmp_path):
+    spawn(2, str(corpus), str(tmp_path), main=rank_signalled)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    # the signal came after step 12's all-reduce, so the ranks agree on it at step 13's
+    assert ranks == [{"steps": 14, "stopped_by": signal.SIGINT}, {"steps": 14, "stopped_by": signal.SIGTERM}]
+    assert int(json.loads(np.load(tmp_path / "ckpt_last.npz")["state"].item())["step"]) == 14
 
 
 def test_streams_are_shared_out_whole_and_disjoint():
