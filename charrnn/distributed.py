@@ -126,12 +126,12 @@ class Replicas(Solo):
         self.stop = stop
 
     def average_(self, loss, grads: list, reduction: str):
-        """The step's one all-reduce, between backward and clipping, which also carries whether this
-        rank has been signalled (see agree). grads: the rank's gradients, tensors
-        or NumPy arrays, overwritten with the gradient of the global loss: the ranks' mean with
-        reduction="mean", their sum with "sum". loss (a float or a 0-d tensor) comes back as the ranks'
-        mean, a float or a tensor as it came: the global mean loss, or with "sum" the global sum over
-        the world size (a per-rank sum divided by the rank's chars is the global mean)."""
+        """The step's one all-reduce, between backward and clipping; it also carries whether this rank
+        has been signalled (see agree). grads: the rank's gradients, tensors or NumPy arrays, overwritten
+        with the gradient of the global loss: the ranks' mean with reduction="mean", their sum with
+        "sum". loss (a float or a 0-d tensor) comes back as the ranks' mean, a float or a tensor as it
+        came: the global mean loss, or with "sum" the global sum over the world size (a per-rank sum
+        divided by the rank's chars is the global mean)."""
         import torch
 
         # torch.from_numpy shares the arrays' memory: the results are copied straight back into them.
