@@ -9,6 +9,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from charrnn.cli import Entry, fail
+from charrnn.distributed import is_main_process
 from charrnn.resume import config_for_run
 from charrnn.run_name import register_resolvers
 from charrnn.trainer import train
@@ -29,8 +30,10 @@ def main(raw: DictConfig) -> float:
         except MemoryError:
             fail("out of memory; lower model.hidden_size, train.batch_size or train.seq_length")
     if result.stopped_by is not None:
-        print(f"{signal.Signals(result.stopped_by).name}: saved step {result.steps} to {result.run_dir}/ckpt_last.npz; "
-              f"resume with: python train.py train.resume={result.run_dir}", file=sys.stderr)
+        if is_main_process():
+            print(f"{signal.Signals(result.stopped_by).name}: saved step {result.steps} to "
+                  f"{result.run_dir}/ckpt_last.npz; resume with: python train.py train.resume={result.run_dir}",
+                  file=sys.stderr)
         sys.exit(128 + result.stopped_by)
     # Returned so that Hydra sweepers can minimise it.
     return result.best_val_loss

@@ -10,32 +10,32 @@ import numpy as np
 from tqdm import tqdm
 
 from charrnn.batching import StreamBatcher
+from charrnn.distributed import SOLO, Solo
 
 BAR_DELAY = 2.0  # seconds: an evaluation that takes longer shows a bar of its own under training's
 
 
-def evaluate(backend, batcher: StreamBatcher, hidden_size: int, dtype: str, progress: bool = True) -> float:
-    """Mean nats/char over all the batcher's chunks."""
-    h = np.zeros((batcher.batch_size, hidden_size), dtype)
+def evaluate(backend, batcher: StreamBatcher, hidden_size: int, dtype: str, replicas: Solo = SOLO) -> float:
+    """Mean nats/char over all the batcher's chunks; under torchrun each rank reads its share of the
+    streams and the sums are added across ranks (rank 0 alone shows a bar)."""
+    rows = replicas.streams(batcher.batch_size)
+    h = np.zeros((rows.stop - rows.start, hidden_size), dtype)
     total = 0.0
     with tqdm(total=len(batcher), desc="evaluating", unit="chunk", leave=False, delay=BAR_DELAY,
-              disable=not progress) as bar:
-        for k in range(len(batcher)):
+              disable=not replicas.is_main) as bar:
+        for k in range(len(batcher) if h.size else 0):
             inputs, targets = batcher.chunk(k)
-            loss, h = backend.evaluate(inputs, targets, h)
-            total += loss * inputs.size
+            loss, h = backend.evaluate(inputs[rows], targets[rows], h)
+            total += loss * inputs[rows].size
             bar.update()
-    return total / batcher.num_targets
+    return replicas.sum(total) / batcher.num_targets
 
 
 def full_evaluation(backend, val_batches: StreamBatcher, full_val_batches: StreamBatcher, val_loss: float,
-                    hidden_size: int, dtype: str, monitor, step: int) -> float:
+                    hidden_size: int, dtype: str, replicas: Solo, monitor, step: int) -> float:
     """The val loss over the whole split (val_loss, if the budget already covered it), shown and logged
     as loss/val_full."""
     if full_val_batches is not val_batches:
-        val_loss = evaluate(backend, full_val_batches, hidden_size, dtype)
-    monitor.writer.add_scalar("loss/val_full", val_loss, step)
-    monitor.writer.flush()
-    monitor.write(f"step {step}: val {val_loss:.4f} nats/char over the whole val split "
-                  f"({full_val_batches.num_targets:,} predictions)")
+        val_loss = evaluate(backend, full_val_batches, hidden_size, dtype, replicas)
+    monitor.full_evaluation(step, val_loss, full_val_batches.num_targets)
     return val_loss

@@ -7,12 +7,15 @@ import threading
 
 class StopRequest:
     """While entered, SIGINT and SIGTERM only set `signal`, for the training loop to see after its step.
-    A second signal raises KeyboardInterrupt at once, for a user who will not wait."""
+    A second signal raises KeyboardInterrupt at once, for a user who will not wait, unless repeat_raises
+    is False: under torchrun, Ctrl-C reaches each worker twice (from the terminal, then forwarded by
+    torchrun), and torchrun itself kills workers that have not finished within its grace period."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def __init__(self):
+    def __init__(self, repeat_raises: bool = True):
         self.signal: int | None = None
+        self.repeat_raises = repeat_raises
         self._previous: dict = {}
 
     def __enter__(self) -> "StopRequest":
@@ -27,5 +30,7 @@ class StopRequest:
 
     def _handle(self, signum, frame) -> None:
         if self.signal is not None:
-            raise KeyboardInterrupt
+            if self.repeat_raises:
+                raise KeyboardInterrupt
+            return
         self.signal = signum

@@ -181,6 +181,12 @@ class Monitor:
         self.write(f"step {step}: val {val_loss:.4f} nats/char, {self.val_bpc:.4f} bits/char, "
                    f"perplexity {perplexity:.2f}; spectral norm {spectral_text}\n{flow}\n{sample}\n")
 
+    def full_evaluation(self, step: int, val_loss: float, predictions: int) -> None:
+        """The val loss over the whole split after the last step (train.final_full_eval)."""
+        self.writer.add_scalar("loss/val_full", val_loss, step)
+        self.writer.flush()
+        self.write(f"step {step}: val {val_loss:.4f} nats/char over the whole val split ({predictions:,} predictions)")
+
     def _grad_flow(self, step: int, dh_norms: np.ndarray) -> str:
         """One picture of |dL/dh| against lag, each layer's growth and reach; returns the terminal's lines."""
         lagged = grad_flow.by_lag(dh_norms)

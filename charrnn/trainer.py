@@ -15,6 +15,7 @@ from charrnn.batching import StreamBatcher
 from charrnn.checkpoint import Checkpoint, save_checkpoint
 from charrnn.config import Config, config_to_dict
 from charrnn.data import load_ids, split
+from charrnn.distributed import Muted, join
 from charrnn.errors import UserError
 from charrnn.evaluation import evaluate, full_evaluation
 from charrnn.interrupt import StopRequest
@@ -94,20 +95,27 @@ def train(cfg: Config, run_dir: Path) -> TrainResult:
     """Train afresh into run_dir or, with train.resume, continue that checkpoint's run in its own directory
     (so TensorBoard shows one unbroken run) exactly as if it had never stopped."""
     tc = cfg.train
+    # this process's rank and streams, under torchrun (charrnn.distributed); one process otherwise
+    replicas = join(tc.batch_size)
     vocab, ids = load_ids(cfg.data)
     train_batches, full_val_batches = make_batchers(cfg, ids)
     val_batches = full_val_batches.head(tc.eval_chars)
     H, dtype = cfg.model.hidden_size, cfg.model.dtype
-    zeros = np.zeros((tc.batch_size, H), dtype)
+    zeros = np.zeros((tc.batch_size // replicas.world_size, H), dtype)
     if tc.resume is None:
-        check_fresh(run_dir)
+        if replicas.is_main:
+            check_fresh(run_dir)
         backend = make_backend(cfg, init_params(len(vocab), H, cfg.model.init, cfg.model.init_std, cfg.seed, dtype))
         run = RunState(h=zeros)
     else:
         backend, run, run_dir = resume(cfg, vocab, len(train_batches))
+        run.h, = replicas.shard((run.h,))
+    backend.replicas = replicas
     config_dict = config_to_dict(cfg)
-    write_config(run_dir, config_dict)
-    monitor = Monitor(run_dir, tc.max_iters, run.step, tc.log_interval, tc.clip_mode, run.monitor)
+    if replicas.is_main:
+        write_config(run_dir, config_dict)
+    monitor = (Monitor(run_dir, tc.max_iters, run.step, tc.log_interval, tc.clip_mode, run.monitor)
+               if replicas.is_main else Muted())
     monitor.write(f"{len(ids):,} {'bytes' if vocab.is_bytes else 'chars'}, vocabulary {len(vocab)}, "
                   f"{train_batches.num_targets:,} train / {val_batches.num_targets:,} val predictions per pass"
                   f"{'' if val_batches is full_val_batches else ' (train.eval_chars of the split)'}; "
@@ -117,37 +125,45 @@ def train(cfg: Config, run_dir: Path) -> TrainResult:
         return zeros if tc.reset_state else run.h
 
     def save(*names: str) -> None:
+        h, = replicas.gather((run.h,))
+        if not replicas.is_main:
+            return
         run.monitor = monitor.state_dict()
         ckpt = Checkpoint(params=backend.export_params(), optimizer_state=backend.export_optimizer_state(),
                           vocab=vocab.symbols, config=config_dict,
-                          state={**run.to_json(), "backend": cfg.backend.name}, h=run.h)
+                          state={**run.to_json(), "backend": cfg.backend.name}, h=h)
         for name in names:
             save_checkpoint(run_dir / name, ckpt)
 
     def evaluate_and_save() -> None:
-        run.val_loss = evaluate(backend, val_batches, H, dtype)
+        run.val_loss = evaluate(backend, val_batches, H, dtype, replicas)
         if not math.isfinite(run.val_loss):
             raise nonfinite_error(f"step {run.step}: the validation loss is {run.val_loss}, the weights have "
                                   f"blown up", cfg, run_dir)
-        # Seeded by the step, not drawn from one long stream: a resumed run, or one whose extra final
-        # evaluation came in between, draws the same sample at each step as an unbroken run.
-        sample_rng = np.random.default_rng([cfg.seed, run.step])
-        sample_ids = generate(backend, start_ids(vocab, ""), np.zeros((1, H), dtype), tc.sample_length, sample_rng)
-        # The chunk that training reads next, from the state it starts from: how far back its gradient reaches.
-        grads = backend.gradients(*train_batches.chunk(run.chunk), h_prev())
-        monitor.evaluation(run.step, run.val_loss, vocab.decode(sample_ids), backend.export_params(), grads,
-                           best_val_loss=min(run.best_val, run.val_loss), train_seconds=run.train_seconds)
+        if replicas.is_main:
+            # Seeded by the step, not drawn from one long stream: a resumed run, or one whose extra final
+            # evaluation came in between, draws the same sample at each step as an unbroken run.
+            sample_rng = np.random.default_rng([cfg.seed, run.step])
+            sample_ids = generate(backend, start_ids(vocab, ""), np.zeros((1, H), dtype), tc.sample_length,
+                                  sample_rng)
+            # The chunk that training reads next (this rank's streams), from the state it starts from:
+            # how far back its gradient reaches.
+            grads = backend.gradients(*replicas.local(*train_batches.chunk(run.chunk)), h_prev())
+            monitor.evaluation(run.step, run.val_loss, vocab.decode(sample_ids), backend.export_params(), grads,
+                               best_val_loss=min(run.best_val, run.val_loss), train_seconds=run.train_seconds)
         run.eval_step = run.step
         improved = run.val_loss < run.best_val
         run.best_val = min(run.best_val, run.val_loss)
         save("ckpt_last.npz", *(["ckpt_best.npz"] if improved else []))
 
-    with monitor, StopRequest() as stop, warnings.catch_warnings():
+    with monitor, StopRequest(repeat_raises=replicas.world_size == 1) as stop, warnings.catch_warnings():
         # A blow-up is reported below in one line; NumPy's overflow warnings on the way would bury it.
         # (A filter costs nothing until a warning is raised; np.errstate slowed every step by ~3%.)
         warnings.filterwarnings("ignore", r"(overflow|invalid value) encountered", RuntimeWarning)
+        replicas.watch(stop)
+        stopped_by = None
         while (run.step < tc.max_iters and (tc.max_seconds is None or run.train_seconds < tc.max_seconds)
-               and stop.signal is None):
+               and stopped_by is None):
             # evaluate, sample and checkpoint, unless a resumed run starts at a step already evaluated
             # (evaluation time is not training time)
             if run.step % tc.eval_interval == 0 and run.eval_step != run.step and (run.step or tc.eval_at_start):
@@ -156,7 +172,7 @@ def train(cfg: Config, run_dir: Path) -> TrainResult:
             lr = learning_rate(run.step, run_progress(run.step, run.train_seconds, tc), cfg.optim.lr,
                                tc.lr_schedule, tc.warmup_iters, tc.min_lr)
             # forward, backward, clip, update on the next chunk of every stream
-            inputs, targets = train_batches.chunk(run.chunk)
+            inputs, targets = replicas.local(*train_batches.chunk(run.chunk))
             started = time.perf_counter()
             result = backend.train_step(inputs, targets, h_prev(), lr)
             seconds = time.perf_counter() - started
@@ -173,10 +189,12 @@ def train(cfg: Config, run_dir: Path) -> TrainResult:
             if run.chunk == len(train_batches):
                 run.chunk, run.epoch, run.h = 0, run.epoch + 1, zeros
             # log
-            monitor.step(run.step, result, lr, inputs.size, seconds)
+            monitor.step(run.step, result, lr, inputs.size * replicas.world_size, seconds)
             run.step += 1
+            # every rank stops at the same step, and goes by the same clock
+            stopped_by, run.train_seconds = replicas.agree(stop.signal, run.train_seconds,
+                                                           clock=tc.max_seconds is not None)
         # stopped by a signal: keep the state between two steps; finished: evaluate the last step
-        stopped_by = stop.signal
         if stopped_by is not None:
             save("ckpt_last.npz")
         elif run.eval_step != run.step:
@@ -184,10 +202,12 @@ def train(cfg: Config, run_dir: Path) -> TrainResult:
         full_val_loss = None
         if stopped_by is None and tc.final_full_eval:
             full_val_loss = full_evaluation(backend, val_batches, full_val_batches, run.val_loss, H, dtype,
-                                            monitor, run.step)
+                                            replicas, monitor, run.step)
         monitor.hparams(config_dict)
-    (run_dir / "result.json").write_text(json.dumps(
-        dict(steps=run.step, train_seconds=run.train_seconds, val_loss=run.val_loss, best_val_loss=run.best_val,
-             val_bpc=run.val_loss / math.log(2), val_loss_full=full_val_loss), indent=2))
+    if replicas.is_main:
+        (run_dir / "result.json").write_text(json.dumps(
+            dict(steps=run.step, train_seconds=run.train_seconds, val_loss=run.val_loss,
+                 best_val_loss=run.best_val, val_bpc=run.val_loss / math.log(2), val_loss_full=full_val_loss),
+            indent=2))
     return TrainResult(steps=run.step, train_seconds=run.train_seconds, val_loss=run.val_loss,
                        best_val_loss=run.best_val, run_dir=run_dir, stopped_by=stopped_by)

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from charrnn.backends.numpy_backend import NumpyBackend
-from charrnn.backends.torch_backend import TorchBackend, loss_and_grads, resolve_device
+from charrnn.backends.torch_backend import (FUSED, TorchBackend, chunk_loss, loop_rnn_tanh, loss_and_grads,
+                                            resolve_device, time_major)
 from charrnn.config import AdamConfig
 from charrnn.errors import UserError
 from charrnn.gradcheck import random_problem
@@ -21,6 +22,35 @@ def test_auto_device_is_the_cpu_and_asking_for_cuda_without_one_is_a_user_error(
     assert resolve_device("auto") == torch.device("cpu")
     with pytest.raises(UserError, match="backend.device=cuda but torch sees no CUDA device"):
         resolve_device("cuda")
+
+
+def test_the_fused_kernel_computes_the_loop_to_round_off():
+    """What a GPU runs (torch's fused rnn_tanh, on the CPU here) against the loop: loss, the last state
+    and the gradients of every weight and of h_prev, in float64."""
+    params, inputs, targets, h_prev = random_problem(3, 9, 5, 7, seed=2)
+    results = []
+    for recurrence in (loop_rnn_tanh, FUSED["rnn"]):
+        weights = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+        h0 = torch.tensor(h_prev, requires_grad=True)
+        loss, hs = chunk_loss(weights, time_major(inputs), time_major(targets), h0, "mean", recurrence)
+        grads = torch.autograd.grad(loss, [*weights.values(), h0])
+        results.append([loss.detach(), hs[-1].detach(), *grads])
+    for ours, fused in zip(*results):
+        torch.testing.assert_close(fused, ours, rtol=0, atol=1e-10)
+
+
+def test_a_backend_on_the_fused_kernel_trains_as_on_the_loop():
+    params, inputs, targets, h_prev = random_problem(4, 6, 5, 7, seed=3)
+    loop, fused = make(params), make(params)
+    fused.recurrence = FUSED["rnn"]
+    for _ in range(5):
+        ours, theirs = loop.train_step(inputs, targets, h_prev, 0.01), fused.train_step(inputs, targets, h_prev, 0.01)
+        assert abs(ours.loss - theirs.loss) < 1e-10
+        np.testing.assert_allclose(theirs.h_last, ours.h_last, rtol=0, atol=1e-10)
+        h_prev = ours.h_last
+    for k, v in loop.export_params().items():
+        np.testing.assert_allclose(fused.export_params()[k], v, rtol=0, atol=1e-10, err_msg=k)
+    assert abs(loop.evaluate(inputs, targets, h_prev)[0] - fused.evaluate(inputs, targets, h_prev)[0]) < 1e-10
 
 
 def test_float32_stays_float32():

@@ -46,10 +46,14 @@ def finite(loss: float, grad_norms: dict[str, float]) -> bool:
 
 
 class Backend(Protocol):
+    # The ranks whose gradients train_step averages between backward and clipping (charrnn.distributed);
+    # distributed.SOLO, one process, unless the trainer sets it.
+    replicas: object
+
     def train_step(self, inputs: np.ndarray, targets: np.ndarray, h_prev: np.ndarray, lr: float) -> StepResult:
-        """Forward, backward through the chunk, clip, and one optimizer update at learning rate lr, unless
-        the loss or a gradient is not finite (see `finite`): then weights and optimizer state stay as they
-        were, and the result says skipped."""
+        """Forward, backward through the chunk, replicas.average_ of the gradients, clip, and one optimizer
+        update at learning rate lr, unless the loss or a gradient is not finite (see `finite`): then weights
+        and optimizer state stay as they were, and the result says skipped."""
 
     def gradients(self, inputs: np.ndarray, targets: np.ndarray, h_prev: np.ndarray) -> Gradients:
         """The gradients of the chunk's loss, as train_step differentiates it, without updating anything."""

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from charrnn.backends.interface import Gradients, StepResult, finite
+from charrnn.distributed import SOLO
 from charrnn.optim import clip_gradients, grad_norms, make_optimizer
 
 # Above this vocabulary size the one-hot product for dWxh costs more than a scatter-add
@@ -189,12 +190,14 @@ class NumpyBackend:
         self.loss_reduction = loss_reduction
         self.ws: Workspace | None = None
         self.eval_ws: Workspace | None = None
+        self.replicas = SOLO
 
     def train_step(self, inputs: np.ndarray, targets: np.ndarray, h_prev: np.ndarray, lr: float) -> StepResult:
         loss, cache = rnn_forward(self.params, inputs, targets, h_prev, self.ws)
         self.ws = cache.ws
         h_last = cache.ws.hs[-1].copy()
         grads, _ = rnn_backward(self.params, cache, self._loss_scale(inputs))
+        loss = self.replicas.average_(loss, list(grads.values()), self.loss_reduction)
         before = grad_norms(grads)
         if not finite(loss, before):
             return StepResult(loss=loss, h_last=h_last, grad_norms=before, clipped_grad_norms=before, skipped=True)

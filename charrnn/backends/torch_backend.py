@@ -14,7 +14,9 @@ frozen), both exact, in whole training steps on 2 CPU cores, float32, V=65, char
     (256, 64, 64)    218k    211k
     (512, 64, 64)     80k     77k
 
-On a GPU cuDNN's fused kernel may well win; that has not been measured.
+On a GPU, where each small step is a kernel launch, the backend runs torch's fused multi-step kernel
+instead (cuDNN's, through the rnn_tanh that torch.nn.RNN calls) on the same hoisted projection: see
+`fused_rnn_tanh`. A test proves it equal to the loop on the CPU; no GPU was at hand to time it.
 """
 
 import numpy as np
@@ -23,6 +25,7 @@ import torch.nn.functional as F
 
 from charrnn.backends.interface import Gradients, StepResult, finite
 from charrnn.backends.torch_optim import clip_gradients, export_state, load_state, make_torch_optimizer
+from charrnn.distributed import SOLO
 from charrnn.errors import UserError
 
 
@@ -40,27 +43,53 @@ def time_major(ids: np.ndarray, device: torch.device | None = None) -> torch.Ten
     return torch.as_tensor(ids.T, dtype=torch.long).to(device)
 
 
-def rnn_forward(weights: dict[str, torch.Tensor], x: torch.Tensor,
-                h_prev: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """x (T, B) int64 ids, h_prev (B, H) -> logits (T, B, V) for the next characters, and the hidden
-    states h_0 ... h_{T-1}, each (B, H): the last is the next chunk's h_prev."""
-    # Wxh x_t for a one-hot x_t is column x_t of Wxh: one gather for all T*B columns.
-    xw = (F.embedding(x, weights["Wxh"].t()) + weights["bh"]).unbind(0)   # T x (B, H) Wxh x_t + bh
-    WhhT = weights["Whh"].t()
+def loop_rnn_tanh(xw: torch.Tensor, h_prev: torch.Tensor, Whh: torch.Tensor) -> list[torch.Tensor]:
+    """h_t = tanh(xw_t + Whh h_{t-1}) step by step: xw (T, B, H) Wxh x_t + bh, h_prev (B, H) -> the T
+    hidden states, each (B, H) and each a node of the graph (so autograd can give dL/dh_t)."""
+    WhhT = Whh.t()
     h, hs = h_prev, []
-    for xw_t in xw:
+    for xw_t in xw.unbind(0):
         # tanh in place is safe: addmm's backward needs its inputs, not its output.
         h = torch.addmm(xw_t, h, WhhT).tanh_()                              # (B, H) h_t
         hs.append(h)
+    return hs
+
+
+def fused_rnn_tanh(xw: torch.Tensor, h_prev: torch.Tensor, Whh: torch.Tensor) -> list[torch.Tensor]:
+    """The same recurrence in one call of torch's fused kernel (cuDNN's on a GPU): the kernel computes
+    tanh(W_ih u_t + b_ih + W_hh h_{t-1} + b_hh), here with u_t = xw_t, W_ih = I and no biases (bh is in
+    xw already), so the input stays the hoisted gather, never a (T, B, V) one-hot. The states come out
+    as views of one (T, B, H) output, not graph nodes: fine for training, not for dL/dh_t."""
+    H = Whh.shape[0]
+    identity = torch.eye(H, dtype=Whh.dtype, device=Whh.device)
+    # arguments: input, h_0 (layers, B, H), weights, has_biases, layers, dropout, train, bidirectional, batch_first
+    output, _ = torch._VF.rnn_tanh(xw, h_prev.unsqueeze(0), [identity, Whh], False, 1, 0.0,
+                                   torch.is_grad_enabled(), False, False)
+    return list(output.unbind(0))
+
+
+# torch's fused multi-step kernel for each cell that it computes exactly (issue 10's lstm and gru:
+# torch._VF.lstm and torch._VF.gru, one entry each).
+FUSED = {"rnn": fused_rnn_tanh}
+
+
+def rnn_forward(weights: dict[str, torch.Tensor], x: torch.Tensor, h_prev: torch.Tensor,
+                recurrence=loop_rnn_tanh) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """x (T, B) int64 ids, h_prev (B, H) -> logits (T, B, V) for the next characters, and the hidden
+    states h_0 ... h_{T-1}, each (B, H): the last is the next chunk's h_prev. recurrence: the loop, or a
+    fused kernel from FUSED."""
+    # Wxh x_t for a one-hot x_t is column x_t of Wxh: one gather for all T*B columns.
+    xw = F.embedding(x, weights["Wxh"].t()) + weights["bh"]                # (T, B, H) Wxh x_t + bh
+    hs = recurrence(xw, h_prev, weights["Whh"])
     logits = F.linear(torch.stack(hs), weights["Why"], weights["by"])       # (T, B, V)
     return logits, hs
 
 
 def chunk_loss(weights: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, h_prev: torch.Tensor,
-               reduction: str = "mean") -> tuple[torch.Tensor, list[torch.Tensor]]:
+               reduction: str = "mean", recurrence=loop_rnn_tanh) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Cross-entropy (nats) of the chunk, x and y (T, B) ids: the mean over its T*B predictions or,
     with reduction="sum", their sum (min-char-rnn's). Returns (loss, the hidden states as rnn_forward)."""
-    logits, hs = rnn_forward(weights, x, h_prev)
+    logits, hs = rnn_forward(weights, x, h_prev, recurrence)
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction=reduction), hs
 
 
@@ -91,6 +120,9 @@ class TorchBackend:
         self.clip_mode = clip_mode
         self.grad_clip = grad_clip
         self.loss_reduction = loss_reduction
+        self.replicas = SOLO
+        # On a GPU, one fused kernel per chunk instead of T small steps (the module's docstring).
+        self.recurrence = FUSED["rnn"] if self.device.type == "cuda" else loop_rnn_tanh
 
     def _state(self, h: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(h).to(self.device, self.dtype)
@@ -101,6 +133,7 @@ class TorchBackend:
         loss, hs = self._loss(inputs, targets, h_prev, self.loss_reduction)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        loss = self.replicas.average_(loss.detach(), [w.grad for w in self.weights.values()], self.loss_reduction)
         # Clipping writes only .grad, so it may come before the check; the optimizer may not.
         before, after = clip_gradients(list(self.weights.values()), self.clip_mode, self.grad_clip)
         # One device-to-host copy for all the figures: each .item() would wait for the device again.
@@ -115,14 +148,15 @@ class TorchBackend:
         return StepResult(loss=loss_value, h_last=hs[-1].detach().cpu().numpy(), grad_norms=grad_norms,
                           clipped_grad_norms=dict(zip(self.weights, stats[1 + P:].tolist())), skipped=skipped)
 
-    def _loss(self, inputs: np.ndarray, targets: np.ndarray, h_prev: np.ndarray,
-              reduction: str = "mean") -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def _loss(self, inputs: np.ndarray, targets: np.ndarray, h_prev: np.ndarray, reduction: str = "mean",
+              recurrence=None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         # h_prev comes in as NumPy, with no history: truncated BPTT's cut at the chunk boundary.
         return chunk_loss(self.weights, time_major(inputs, self.device), time_major(targets, self.device),
-                          self._state(h_prev), reduction)
+                          self._state(h_prev), reduction, recurrence or self.recurrence)
 
     def gradients(self, inputs: np.ndarray, targets: np.ndarray, h_prev: np.ndarray) -> Gradients:
-        loss, hs = self._loss(inputs, targets, h_prev, self.loss_reduction)
+        # The loop: dL/dh_t needs every h_t as a node of the graph.
+        loss, hs = self._loss(inputs, targets, h_prev, self.loss_reduction, loop_rnn_tanh)
         weights = list(self.weights.values())
         # The gradient with respect to each h_t sums both of its uses: the output y_t and the step to h_{t+1}.
         grads = torch.autograd.grad(loss, weights + hs)
