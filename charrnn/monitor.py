@@ -141,7 +141,8 @@ class Monitor:
                 # starting. None holds an infinity or a NaN (a gradient about to be skipped may).
                 if np.isfinite(values).all():
                     w.add_histogram(f"{kind}/{k}", values, step, bins=HISTOGRAM_BINS)
-        by_lag = grads.dh_norms[::-1]
+        # The bottom layer's (row 0 of the (L, T) dh_norms): the whole stack lies on its path to the loss.
+        by_lag = np.atleast_2d(grads.dh_norms)[0][::-1]
         width = max(2, len(str(len(by_lag) - 1)))
         for lag, norm in enumerate(by_lag):
             w.add_scalar(f"grad_flow/lag_{lag:0{width}d}", norm, step)

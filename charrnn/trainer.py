@@ -17,7 +17,8 @@ from charrnn.config import Config, config_to_dict
 from charrnn.data import load_ids, split
 from charrnn.errors import UserError
 from charrnn.interrupt import StopRequest
-from charrnn.model import init_params
+from charrnn.dropout import dropout_masks
+from charrnn.model import ModelSpec, init_params, spec_of, zero_state
 from charrnn.monitor import Monitor
 from charrnn.optim import learning_rate
 from charrnn.resume import resume
@@ -35,13 +36,13 @@ class TrainResult:
     stopped_by: int | None  # the signal (SIGINT, SIGTERM) that stopped training early, if one did
 
 
-def evaluate(backend, batcher: StreamBatcher, hidden_size: int, dtype: str) -> float:
-    """Mean nats/char over the whole split, each stream read in order with its hidden state carried."""
-    h = np.zeros((batcher.batch_size, hidden_size), dtype)
+def evaluate(backend, batcher: StreamBatcher, spec: ModelSpec, dtype: str) -> float:
+    """Mean nats/char over the whole split, each stream read in order with its recurrent state carried."""
+    state = zero_state(spec, batcher.batch_size, dtype)
     total = 0.0
     for k in range(len(batcher)):
         inputs, targets = batcher.chunk(k)
-        loss, h = backend.evaluate(inputs, targets, h)
+        loss, state = backend.evaluate(inputs, targets, state)
         total += loss * inputs.size
     return total / batcher.num_targets
 
@@ -105,12 +106,13 @@ def train(cfg: Config, run_dir: Path) -> TrainResult:
     tc = cfg.train
     vocab, ids = load_ids(cfg.data)
     train_batches, val_batches = make_batchers(cfg, ids)
-    H, dtype = cfg.model.hidden_size, cfg.model.dtype
-    zeros = np.zeros((tc.batch_size, H), dtype)
+    spec, dtype = spec_of(cfg.model, len(vocab)), cfg.model.dtype
+    zeros = zero_state(spec, tc.batch_size, dtype)
     if tc.resume is None:
         check_fresh(run_dir)
-        backend = make_backend(cfg, init_params(len(vocab), H, cfg.model.init, cfg.model.init_std, cfg.seed, dtype))
-        run = RunState(h=zeros)
+        params = init_params(spec, cfg.model.init, cfg.model.init_std, cfg.seed, dtype, cfg.model.forget_bias)
+        backend = make_backend(cfg, spec, params)
+        run = RunState(hidden=zeros)
     else:
         backend, run, run_dir = resume(cfg, vocab, len(train_batches))
     config_dict = config_to_dict(cfg)
@@ -120,28 +122,34 @@ def train(cfg: Config, run_dir: Path) -> TrainResult:
                   f"{train_batches.num_targets:,} train / {val_batches.num_targets:,} val predictions per pass; "
                   f"run directory {run_dir}" + (f"; resuming at step {run.step}" if run.step else ""))
 
-    def h_prev() -> np.ndarray:
-        return zeros if tc.reset_state else run.h
+    def state_prev() -> tuple:
+        return zeros if tc.reset_state else run.hidden
+
+    def masks(step: int, inputs: np.ndarray) -> tuple | None:
+        """Training step `step`'s dropout masks for the chunk inputs (B, T) (an epoch's last may be shorter)."""
+        return dropout_masks(cfg.model.dropout, spec, *inputs.shape, cfg.seed, step, dtype)
 
     def save(*names: str) -> None:
         run.monitor = monitor.state_dict()
         ckpt = Checkpoint(params=backend.export_params(), optimizer_state=backend.export_optimizer_state(),
                           vocab=vocab.symbols, config=config_dict,
-                          state={**run.to_json(), "backend": cfg.backend.name}, h=run.h)
+                          state={**run.to_json(), "backend": cfg.backend.name},
+                          hidden=dict(zip(spec.state_names, run.hidden)))
         for name in names:
             save_checkpoint(run_dir / name, ckpt)
 
     def evaluate_and_save() -> None:
-        run.val_loss = evaluate(backend, val_batches, H, dtype)
+        run.val_loss = evaluate(backend, val_batches, spec, dtype)
         if not math.isfinite(run.val_loss):
             raise nonfinite_error(f"step {run.step}: the validation loss is {run.val_loss}, the weights have "
                                   f"blown up", cfg, run_dir)
         # Seeded by the step, not drawn from one long stream: a resumed run, or one whose extra final
         # evaluation came in between, draws the same sample at each step as an unbroken run.
         sample_rng = np.random.default_rng([cfg.seed, run.step])
-        sample_ids = generate(backend, start_ids(vocab, ""), np.zeros((1, H), dtype), tc.sample_length, sample_rng)
+        sample_ids = generate(backend, start_ids(vocab, ""), zero_state(spec, 1, dtype), tc.sample_length, sample_rng)
         # The chunk that training reads next, from the state it starts from: how far back its gradient reaches.
-        grads = backend.gradients(*train_batches.chunk(run.chunk), h_prev())
+        inputs, targets = train_batches.chunk(run.chunk)
+        grads = backend.gradients(inputs, targets, state_prev(), masks(run.step, inputs))
         monitor.evaluation(run.step, run.val_loss, vocab.decode(sample_ids), backend.export_params(), grads)
         run.eval_step = run.step
         improved = run.val_loss < run.best_val
@@ -164,7 +172,7 @@ def train(cfg: Config, run_dir: Path) -> TrainResult:
             # forward, backward, clip, update on the next chunk of every stream
             inputs, targets = train_batches.chunk(run.chunk)
             started = time.perf_counter()
-            result = backend.train_step(inputs, targets, h_prev(), lr)
+            result = backend.train_step(inputs, targets, state_prev(), lr, masks(run.step, inputs))
             seconds = time.perf_counter() - started
             run.train_seconds += seconds
             # a non-finite loss or gradient: the backend made no update; stop, or drop the chunk (train.nonfinite)
@@ -172,12 +180,12 @@ def train(cfg: Config, run_dir: Path) -> TrainResult:
                 raise nonfinite_error(f"step {run.step}: the loss is {result.loss:.4g} and the gradient norm "
                                       f"{result.grad_norm:.4g}, so no update was made (train.nonfinite=skip "
                                       f"would drop the step and go on)", cfg, run_dir)
-            # advance the streams; the carried state is already detached (h_last has no history), and one
-            # from a dropped chunk cannot be trusted
-            run.h = zeros if result.skipped else result.h_last
+            # advance the streams; the carried state is already detached (state_last has no history), and
+            # one from a dropped chunk cannot be trusted
+            run.hidden = zeros if result.skipped else result.state_last
             run.chunk += 1
             if run.chunk == len(train_batches):
-                run.chunk, run.epoch, run.h = 0, run.epoch + 1, zeros
+                run.chunk, run.epoch, run.hidden = 0, run.epoch + 1, zeros
             # log
             monitor.step(run.step, result, lr, inputs.size, seconds)
             run.step += 1
