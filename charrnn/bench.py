@@ -3,7 +3,8 @@
 
 Every figure is chars/s of a full training step (forward, backward, clipping, optimizer update) in
 float32 at V=65 (Tiny Shakespeare's vocabulary), the median over timed steps after warm-up. The
-references run in the same process on the same shapes, so the ratios hold even on a noisy machine:
+references run in the same process on the same shapes, one step of each in turn, so the ratios hold
+even on a machine whose load changes:
 
   torch nn       torch's fused nn.RNN / nn.LSTM / nn.GRU (the --cell, --layers) + nn.Linear head,
                  torch.optim.Adam, clip_grad_norm_
@@ -62,6 +63,22 @@ def measure(step: Callable[[], None], chars: int, seconds: float) -> dict:
         step()
         times.append(time.perf_counter() - started)
     return {"chars_per_sec": chars / statistics.median(times), "steps": len(times)}
+
+
+def measure_interleaved(steps: dict[str, Callable[[], None]], chars: int, seconds: float) -> dict[str, dict]:
+    """measure() for several implementations at once, one step of each in turn, so that a machine
+    whose load changes during the run slows them all alike and their ratios hold."""
+    for step in steps.values():
+        for _ in range(3):
+            step()
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    deadline = time.perf_counter() + seconds * len(steps)
+    while min(map(len, times.values())) < 5 or time.perf_counter() < deadline:
+        for name, step in steps.items():
+            started = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - started)
+    return {name: {"chars_per_sec": chars / statistics.median(t), "steps": len(t)} for name, t in times.items()}
 
 
 def peak_memory_mb(impl: str, H: int, B: int, T: int, cell: str, layers: int) -> float:
@@ -222,10 +239,11 @@ def run(shapes, seconds: float, cell: str = "rnn", layers: int = 1, memory: bool
     for H, B, T in shapes:
         row = {"H": H, "B": B, "T": T, "cell": cell, "layers": layers}
         spec = model_spec(cell, V, H, layers)
-        for name, build in IMPLS.items():
-            if (name == "per_char" and B != 1) or (name in RNN_ONLY and (cell, layers) != ("rnn", 1)):
-                continue
-            row[name] = measure(build(H, B, T, np.random.default_rng(0), spec), B * T, seconds)
+        names = [name for name in IMPLS if not ((name == "per_char" and B != 1)
+                                                or (name in RNN_ONLY and (cell, layers) != ("rnn", 1)))]
+        row.update(measure_interleaved({name: IMPLS[name](H, B, T, np.random.default_rng(0), spec)
+                                        for name in names}, B * T, seconds))
+        for name in names:
             row[name]["peak_mb"] = peak_memory_mb(name, H, B, T, cell, layers) if memory else math.nan
         flops_per_char = 6 * gates * H * H * layers + 6 * gates * H * (V + H * (layers - 1)) + 6 * H * V
         row["roofline_chars_per_sec"] = gemm_flops_per_sec(H, B, seconds, gates) / flops_per_char

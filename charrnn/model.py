@@ -28,6 +28,7 @@ The public contract of both backends' loss_and_grads (see numpy_backend):
 Initial weights are drawn here, in NumPy, so that both backends start from the same numbers.
 """
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,8 +65,13 @@ class ModelSpec:
 
     def layer_names(self, layer: int) -> dict[str, str]:
         """{"Wxh": "Wxh_1", ...}: the names of one layer's parameters, by their name in the cell's equations."""
-        suffix = f"_{layer}" if layer else ""
-        return {base: base + suffix for base in ("Wxh", "Whh", "bh", *CELLS[self.cell].extra)}
+        return _layer_names(self.cell, layer)
+
+
+@functools.cache
+def _layer_names(cell: str, layer: int) -> dict[str, str]:
+    suffix = f"_{layer}" if layer else ""
+    return {base: base + suffix for base in ("Wxh", "Whh", "bh", *CELLS[cell].extra)}
 
 
 def model_spec(cell: str = "rnn", vocab_size: int = 65, hidden_size: int = 100, num_layers: int = 1) -> ModelSpec:

@@ -37,8 +37,17 @@ class StackCache:
     @property
     def state_last(self) -> tuple[np.ndarray, ...]:
         """Each state array (L, B, H) after the chunk's last step (copies: the buffers get reused)."""
-        per_layer = [layer.state_last for layer in self.layers]
-        return tuple(np.stack(arrays) for arrays in zip(*per_layer))
+        return stack_layers([layer.state_last for layer in self.layers])
+
+
+def stack_layers(per_layer: list[tuple]) -> tuple[np.ndarray, ...]:
+    """L tuples of (B, H) state arrays -> one tuple of (L, B, H) arrays (copies)."""
+    first = per_layer[0]
+    stacked = tuple(np.empty((len(per_layer), *a.shape), a.dtype) for a in first)
+    for layer, arrays in enumerate(per_layer):
+        for out, a in zip(stacked, arrays):
+            out[layer] = a
+    return stacked
 
 
 def layer_weights(params: dict, spec: ModelSpec, layer: int) -> dict:
@@ -82,7 +91,9 @@ def stack_backward(params: dict, spec: ModelSpec, cache: StackCache, loss_scale:
     loss_scale multiplies the loss being differentiated (1: the mean; N: min-char-rnn's sum).
     traces, if given, holds one dict per layer for its cell's backward to fill (dh_t, and dc_t for the
     LSTM, at every step). Returns the gradients (keyed like params) and dL/dstate, each (L, B, H)."""
-    grads, dout = head.backward(cache.head, loss_scale)   # dout (T, B, H) dL/dx^L
+    # Every cell's cache has dh (T, B, H), where its backward sums dh_t: the head writes straight into it.
+    dout = cache.layers[-1].dh
+    grads = head.backward(cache.head, dout, loss_scale)     # dout (T, B, H) dL/dx^L
     cell = CELL_LAYERS[spec.cell]
     dstate = []
     for layer in reversed(range(spec.num_layers)):
@@ -92,7 +103,7 @@ def stack_backward(params: dict, spec: ModelSpec, cache: StackCache, loss_scale:
         grads.update({spec.layer_names(layer)[base]: g for base, g in layer_grads.items()})
         dstate.append(dstate_layer)
     dstate.reverse()
-    return {k: grads[k] for k in params}, tuple(np.stack(arrays) for arrays in zip(*dstate))
+    return {k: grads[k] for k in params}, stack_layers(dstate)
 
 
 def loss_and_grads(params: dict, inputs: np.ndarray, targets: np.ndarray, state, spec: ModelSpec | None = None,
@@ -127,7 +138,7 @@ def step_logits(params: dict, spec: ModelSpec, x: np.ndarray, state: tuple) -> t
         new_state.append(cache.state_last)
         inputs = out                               # (1, B, H)
     logits = inputs[0] @ params["Why"].T + params["by"]    # (B, V)
-    return logits, tuple(np.stack(arrays) for arrays in zip(*new_state))
+    return logits, stack_layers(new_state)
 
 
 def dh_norms(traces: list) -> np.ndarray:

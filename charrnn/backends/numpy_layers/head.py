@@ -8,7 +8,7 @@ Shapes: T steps, B streams, H hidden units, V characters, N = T*B, time-major.
     p_t = softmax(y_t)                           dWhy = sum_t dy_t h_t^T,  dby = sum_t dy_t
     L   = -1/N sum_t log p_t[target_t]          dh_t = Why^T dy_t                     (into the top layer)
 
-Memory: probs (N, V), kept between steps (logits, then p_t, then dy_t, in place), and dh (T, B, H).
+Memory: probs (N, V), kept between steps (logits, then p_t, then dy_t, in place).
 """
 
 from dataclasses import dataclass
@@ -22,7 +22,6 @@ class HeadCache:
     h: np.ndarray        # (T, B, H) the top layer's outputs (after dropout)
     y: np.ndarray        # (N,) target ids, time-major, flattened
     probs: np.ndarray    # (N, V) logits, then p_t, then dL/dy_t (in place)
-    dh: np.ndarray       # (T, B, H) dL/dh_t, the backward's result (a buffer reused across steps)
 
 
 def forward(W: dict, h: np.ndarray, targets: np.ndarray, reuse: HeadCache | None = None
@@ -32,10 +31,10 @@ def forward(W: dict, h: np.ndarray, targets: np.ndarray, reuse: HeadCache | None
     T, B, H = h.shape
     N = T * B
     V = Why.shape[0]
-    if reuse is not None and reuse.probs.shape == (N, V) and reuse.dh.shape == h.shape and reuse.dh.dtype == h.dtype:
-        probs, dh = reuse.probs, reuse.dh
+    if reuse is not None and reuse.probs.shape == (N, V) and reuse.probs.dtype == Why.dtype:
+        probs = reuse.probs
     else:
-        probs, dh = np.empty((N, V), Why.dtype), np.empty(h.shape, Why.dtype)
+        probs = np.empty((N, V), Why.dtype)
     y = targets.reshape(N)
     logits = probs
     np.matmul(h.reshape(N, H), Why.T, out=logits)  # (N, V) y_t = Why h_t + by
@@ -46,13 +45,14 @@ def forward(W: dict, h: np.ndarray, targets: np.ndarray, reuse: HeadCache | None
     total = logits.sum(axis=1, keepdims=True)      # (N, 1)
     loss = float(np.mean(np.log(total[:, 0]) - target_logit, dtype=np.float64))  # -log p_t[target]
     logits /= total                                # (N, V) p_t
-    return loss, HeadCache(W=W, h=h, y=y, probs=probs, dh=dh)
+    return loss, HeadCache(W=W, h=h, y=y, probs=probs)
 
 
-def backward(cache: HeadCache, loss_scale: float = 1.0) -> tuple[dict, np.ndarray]:
-    """-> grads {Why, by} and dL/dh_t (T, B, H) (the cache's dh buffer). loss_scale multiplies the loss
-    being differentiated: 1 for the mean over the N predictions, N for min-char-rnn's sum. Consumes the
-    cache (probs becomes dy)."""
+def backward(cache: HeadCache, dh: np.ndarray, loss_scale: float = 1.0) -> dict:
+    """Writes dL/dh_t into dh (T, B, H) (the top layer's own buffer, which its backward accumulates in,
+    so nothing is copied) and returns the grads {Why, by}. loss_scale multiplies the loss being
+    differentiated: 1 for the mean over the N predictions, N for min-char-rnn's sum. Consumes the cache
+    (probs becomes dy)."""
     T, B, H = cache.h.shape
     N = T * B
     dy = cache.probs
@@ -60,5 +60,5 @@ def backward(cache: HeadCache, loss_scale: float = 1.0) -> tuple[dict, np.ndarra
     dy *= loss_scale / N
     dWhy = dy.T @ cache.h.reshape(N, H)            # (V, H) sum_t dy_t h_t^T
     dby = dy.sum(axis=0)                           # (V,)
-    np.matmul(dy, cache.W["Why"], out=cache.dh.reshape(N, H))   # (T, B, H) Why^T dy_t
-    return {"Why": dWhy, "by": dby}, cache.dh
+    np.matmul(dy, cache.W["Why"], out=dh.reshape(N, H))   # (T, B, H) Why^T dy_t
+    return {"Why": dWhy, "by": dby}
