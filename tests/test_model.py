@@ -4,7 +4,8 @@ import torch
 
 from charrnn.backends import numpy_backend
 from charrnn.gradcheck import random_problem, relative_error
-from charrnn.model import CELLS, init_params, model_spec, param_shapes, to_torch, zero_state
+from charrnn.model import CELLS, init_params, model_spec, param_shapes, spec_of, to_torch, zero_state
+from tests.conftest import REPO, make_config
 
 TOL = 1e-10
 
@@ -78,3 +79,11 @@ def test_layers_cells_and_the_forget_bias():
 def test_a_bad_spec_is_refused(args, message):
     with pytest.raises(ValueError, match=message):
         model_spec(*args)
+
+
+@pytest.mark.parametrize("group,option", [(conf.parent.name, conf.stem) for group in ("model", "experiment")
+                                          for conf in sorted((REPO / "conf" / group).glob("*.yaml"))])
+def test_every_model_and_experiment_option_composes_into_a_model(group, option):
+    cfg = make_config([f"{group}={option}"])
+    spec = spec_of(cfg.model, 65)
+    assert spec.cell == cfg.model.cell and param_shapes(spec)["Why"] == (65, cfg.model.hidden_size)
