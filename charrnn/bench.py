@@ -1,14 +1,18 @@
-"""Throughput benchmark: python -m charrnn.bench [--json FILE] [--seconds S] [--shapes H,B,T ...].
+"""Throughput benchmark: python -m charrnn.bench [--cell rnn|lstm|gru] [--layers N] [--json FILE]
+[--seconds S] [--shapes H,B,T ...].
 
 Every figure is chars/s of a full training step (forward, backward, clipping, optimizer update) in
 float32 at V=65 (Tiny Shakespeare's vocabulary), the median over timed steps after warm-up. The
-references run in the same process on the same shapes, so the ratios hold even on a noisy machine:
+references run in the same process on the same shapes, one step of each in turn, so the ratios hold
+even on a machine whose load changes:
 
-  torch nn.RNN   torch's fused nn.RNN + nn.Linear head, torch.optim.Adam, clip_grad_norm_
-  torch loop     a hand loop on torch autograd with the input projection hoisted out of it
-  per-char loop  min-char-rnn's own lossFun (one-hot column vectors, one character at a time,
-                 float64 as written) with its Adagrad update; B=1 shapes only
-  roofline       the GEMM rate of (B x H) @ (H x H) divided by 6H^2 + 6HV flops per character
+  torch nn       torch's fused nn.RNN / nn.LSTM / nn.GRU (the --cell, --layers) + nn.Linear head,
+                 torch.optim.Adam, clip_grad_norm_
+  torch loop     (rnn only) a hand loop on torch autograd with the input projection hoisted out of it
+  per-char loop  (rnn only) min-char-rnn's own lossFun (one-hot column vectors, one character at a
+                 time, float64 as written) with its Adagrad update; B=1 shapes only
+  roofline       the GEMM rate of (B x H) @ (H x GH) divided by the recurrent and head flops per
+                 character, 6 G H^2 L + 6 H V (G = the cell's gates: 1, 4, 3)
 
 Peak memory (MB) is what one implementation adds to a fresh process's peak resident set while it
 is built and runs three steps: weights, optimizer state, buffers and temporaries. It is measured in
@@ -33,7 +37,7 @@ import numpy as np
 from charrnn.backends import make_backend
 from charrnn.config import AdamConfig
 from charrnn.errors import UserError
-from charrnn.model import init_params
+from charrnn.model import CELLS, ModelSpec, init_params, model_spec, zero_state
 
 V = 65
 SHAPES = [(100, 1, 25), (128, 32, 64), (256, 64, 64), (512, 64, 64)]
@@ -61,20 +65,37 @@ def measure(step: Callable[[], None], chars: int, seconds: float) -> dict:
     return {"chars_per_sec": chars / statistics.median(times), "steps": len(times)}
 
 
-def peak_memory_mb(impl: str, H: int, B: int, T: int) -> float:
+def measure_interleaved(steps: dict[str, Callable[[], None]], chars: int, seconds: float) -> dict[str, dict]:
+    """measure() for several implementations at once, one step of each in turn, so that a machine
+    whose load changes during the run slows them all alike and their ratios hold."""
+    for step in steps.values():
+        for _ in range(3):
+            step()
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    deadline = time.perf_counter() + seconds * len(steps)
+    while min(map(len, times.values())) < 5 or time.perf_counter() < deadline:
+        for name, step in steps.items():
+            started = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - started)
+    return {name: {"chars_per_sec": chars / statistics.median(t), "steps": len(t)} for name, t in times.items()}
+
+
+def peak_memory_mb(impl: str, H: int, B: int, T: int, cell: str, layers: int) -> float:
     """What building impl and running it for three steps adds to a fresh process's peak RSS."""
-    cmd = [sys.executable, "-m", "charrnn.bench", "--peak-memory-of", impl, f"{H},{B},{T}"]
+    cmd = [sys.executable, "-m", "charrnn.bench", "--peak-memory-of", impl, f"{H},{B},{T}", "--cell", cell,
+           "--layers", str(layers)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     return float(proc.stdout.strip()) if proc.returncode == 0 else math.nan
 
 
-def _own_peak_memory_mb(impl: str, H: int, B: int, T: int) -> float:
+def _own_peak_memory_mb(impl: str, H: int, B: int, T: int, cell: str, layers: int) -> float:
     import torch  # noqa: F401  (imported before the baseline, so that no row is charged for it)
 
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # resets the peak resident set to the current one
     base_kb = _rss_kb("VmRSS")
-    step = IMPLS[impl](H, B, T, np.random.default_rng(0))
+    step = IMPLS[impl](H, B, T, np.random.default_rng(0), model_spec(cell, V, H, layers))
     for _ in range(3):
         step()
     return (_rss_kb("VmHWM") - base_kb) / 1024
@@ -89,25 +110,27 @@ class _Cfg:
         self.train = type("T", (), {"clip_mode": "norm", "grad_clip": 5.0, "loss_reduction": "mean"})
 
 
-def backend_step(cfg, H: int, B: int, T: int, rng) -> Callable[[], None]:
-    backend = make_backend(cfg, init_params(V, H, "uniform", 0.01, 0, "float32"))
+def backend_step(cfg, H: int, B: int, T: int, rng, spec: ModelSpec) -> Callable[[], None]:
+    backend = make_backend(cfg, spec, init_params(spec, "uniform", 0.01, 0, "float32"))
     inputs, targets = rng.integers(0, V, (B, T)), rng.integers(0, V, (B, T))
-    state = {"h": np.zeros((B, H), np.float32)}
+    state = {"h": zero_state(spec, B, np.float32)}
 
     def step():
-        state["h"] = backend.train_step(inputs, targets, state["h"], LR).h_last
+        state["h"] = backend.train_step(inputs, targets, state["h"], LR).state_last
     return step
 
 
-def torch_rnn_step(H: int, B: int, T: int, rng) -> Callable[[], None]:
+def torch_nn_step(H: int, B: int, T: int, rng, spec: ModelSpec) -> Callable[[], None]:
     import torch
 
-    rnn, head = torch.nn.RNN(V, H, batch_first=True), torch.nn.Linear(H, V)
+    module = getattr(torch.nn, CELLS[spec.cell].torch_module)
+    rnn, head = module(V, H, num_layers=spec.num_layers, batch_first=True), torch.nn.Linear(H, V)
     params = list(rnn.parameters()) + list(head.parameters())
     opt = torch.optim.Adam(params, lr=LR)
     x = torch.nn.functional.one_hot(torch.as_tensor(rng.integers(0, V, (B, T))), V).float()
     y = torch.as_tensor(rng.integers(0, V, (B, T)))
-    state = {"h": torch.zeros(1, B, H)}
+    zeros = tuple(torch.zeros(spec.num_layers, B, H) for _ in spec.state_names)
+    state = {"h": zeros if len(zeros) == 2 else zeros[0]}
 
     def step():
         out, h = rnn(x, state["h"])
@@ -116,14 +139,15 @@ def torch_rnn_step(H: int, B: int, T: int, rng) -> Callable[[], None]:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 5.0)
         opt.step()
-        state["h"] = h.detach()
+        state["h"] = tuple(s.detach() for s in h) if isinstance(h, tuple) else h.detach()
     return step
 
 
-def torch_loop_step(H: int, B: int, T: int, rng) -> Callable[[], None]:
+def torch_loop_step(H: int, B: int, T: int, rng, spec: ModelSpec) -> Callable[[], None]:
     import torch
 
-    p = {k: torch.tensor(v, requires_grad=True) for k, v in init_params(V, H, "uniform", 0.01, 0, "float32").items()}
+    p = {k: torch.tensor(v, requires_grad=True) for k, v in init_params(model_spec("rnn", V, H), "uniform", 0.01, 0,
+                                                                         "float32").items()}
     opt = torch.optim.Adam(list(p.values()), lr=LR)
     x = torch.as_tensor(rng.integers(0, V, (T, B)))
     y = torch.as_tensor(rng.integers(0, V, (T * B,)))
@@ -145,7 +169,7 @@ def torch_loop_step(H: int, B: int, T: int, rng) -> Callable[[], None]:
     return step
 
 
-def per_char_step(H: int, B: int, T: int, rng) -> Callable[[], None]:
+def per_char_step(H: int, B: int, T: int, rng, spec: ModelSpec) -> Callable[[], None]:
     """min-char-rnn.py's lossFun and Adagrad update, as written (column vectors, dicts per step)."""
     Wxh, Whh, Why = (rng.standard_normal(s) * 0.01 for s in ((H, V), (H, H), (V, H)))
     bh, by = np.zeros((H, 1)), np.zeros((V, 1))
@@ -187,35 +211,42 @@ def per_char_step(H: int, B: int, T: int, rng) -> Callable[[], None]:
     return step
 
 
-def gemm_flops_per_sec(H: int, B: int, seconds: float) -> float:
-    a, w, out = np.ones((B, H), np.float32), np.ones((H, H), np.float32), np.empty((B, H), np.float32)
-    reps = max(1, int(2e7 / (B * H * H)))
+def gemm_flops_per_sec(H: int, B: int, seconds: float, gates: int = 1) -> float:
+    """The rate of the recurrent product (B x H) @ (H x GH), in flops/s."""
+    G = gates * H
+    a, w, out = np.ones((B, H), np.float32), np.ones((H, G), np.float32), np.empty((B, G), np.float32)
+    reps = max(1, int(2e7 / (B * H * G)))
 
     def step():
         for _ in range(reps):
             np.matmul(a, w, out=out)
-    return measure(step, reps, seconds)["chars_per_sec"] * 2 * B * H * H
+    return measure(step, reps, seconds)["chars_per_sec"] * 2 * B * H * G
 
 
 IMPLS: dict[str, Callable] = {
-    "numpy": lambda H, B, T, rng: backend_step(_Cfg("numpy"), H, B, T, rng),
-    "torch": lambda H, B, T, rng: backend_step(_Cfg("torch"), H, B, T, rng),
-    "torch_nn_rnn": torch_rnn_step,
+    "numpy": lambda H, B, T, rng, spec: backend_step(_Cfg("numpy"), H, B, T, rng, spec),
+    "torch": lambda H, B, T, rng, spec: backend_step(_Cfg("torch"), H, B, T, rng, spec),
+    "torch_nn": torch_nn_step,
     "torch_loop": torch_loop_step,
     "per_char": per_char_step,
 }
+RNN_ONLY = ("torch_loop", "per_char")   # written for the one-layer tanh RNN
 
 
-def run(shapes, seconds: float, memory: bool = True) -> list[dict]:
+def run(shapes, seconds: float, cell: str = "rnn", layers: int = 1, memory: bool = True) -> list[dict]:
     rows = []
+    gates = CELLS[cell].gates
     for H, B, T in shapes:
-        row = {"H": H, "B": B, "T": T}
-        for name, build in IMPLS.items():
-            if name == "per_char" and B != 1:
-                continue
-            row[name] = measure(build(H, B, T, np.random.default_rng(0)), B * T, seconds)
-            row[name]["peak_mb"] = peak_memory_mb(name, H, B, T) if memory else math.nan
-        row["roofline_chars_per_sec"] = gemm_flops_per_sec(H, B, seconds) / (6 * H * H + 6 * H * V)
+        row = {"H": H, "B": B, "T": T, "cell": cell, "layers": layers}
+        spec = model_spec(cell, V, H, layers)
+        names = [name for name in IMPLS if not ((name == "per_char" and B != 1)
+                                                or (name in RNN_ONLY and (cell, layers) != ("rnn", 1)))]
+        row.update(measure_interleaved({name: IMPLS[name](H, B, T, np.random.default_rng(0), spec)
+                                        for name in names}, B * T, seconds))
+        for name in names:
+            row[name]["peak_mb"] = peak_memory_mb(name, H, B, T, cell, layers) if memory else math.nan
+        flops_per_char = 6 * gates * H * H * layers + 6 * gates * H * (V + H * (layers - 1)) + 6 * H * V
+        row["roofline_chars_per_sec"] = gemm_flops_per_sec(H, B, seconds, gates) / flops_per_char
         rows.append(row)
         print(format_row(row), flush=True)
     return rows
@@ -235,7 +266,7 @@ def trainer_overhead(seconds: float) -> dict:
     with initialize_config_dir(str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
         cfg = to_config(compose("train"))
     H, B, T = cfg.model.hidden_size, cfg.train.batch_size, cfg.train.seq_length
-    step = backend_step(cfg, H, B, T, np.random.default_rng(0))
+    step = backend_step(cfg, H, B, T, np.random.default_rng(0), model_spec(cfg.model.cell, V, H, cfg.model.num_layers))
     probe = measure(step, B * T, seconds / 4)
     extra_steps = max(20, int(2 * seconds * probe["chars_per_sec"] / (B * T)))
     started = time.perf_counter()
@@ -256,8 +287,11 @@ def trainer_overhead(seconds: float) -> dict:
     return {"H": H, "B": B, "T": T, "bare_chars_per_sec": bare, "trainer_chars_per_sec": loop}
 
 
-HEADER = (f"{'H':>4} {'B':>3} {'T':>3} | {'numpy':>9} {'torch':>9} {'nn.RNN':>9} {'t.loop':>9} {'per-char':>9} | "
-          f"{'np/nnRNN':>8} {'np/char':>8} {'np%roof':>7} {'tb/best':>7} | {'np MB':>6} {'tb MB':>6}")
+def header(cell: str) -> str:
+    nn = "nn." + CELLS[cell].torch_module
+    return (f"{'H':>4} {'B':>3} {'T':>3} | {'numpy':>9} {'torch':>9} {nn:>9} {'t.loop':>9} {'per-char':>9} | "
+            f"{'np/' + nn[3:]:>8} {'np/char':>8} {'np%roof':>7} {'tb/best':>7} | "
+            f"{'np MB':>6} {'tb MB':>6} {'nn MB':>6}")
 
 
 def format_row(row: dict) -> str:
@@ -269,32 +303,35 @@ def format_row(row: dict) -> str:
             return f"{'-':>8}"
         r = row[a]["chars_per_sec"] / row[b]["chars_per_sec"]
         return f"{r:>8.2f}"
-    best_torch_ref = max(row["torch_nn_rnn"]["chars_per_sec"], row["torch_loop"]["chars_per_sec"])
+    best_torch_ref = max(row[name]["chars_per_sec"] for name in ("torch_nn", "torch_loop") if name in row)
     tb = f"{row['torch']['chars_per_sec'] / best_torch_ref:>7.2f}" if "torch" in row else f"{'-':>7}"
     roof = f"{100 * row['numpy']['chars_per_sec'] / row['roofline_chars_per_sec']:>6.0f}%"
     mem = lambda name: f"{row[name]['peak_mb']:>6.1f}" if name in row else f"{'-':>6}"  # noqa: E731
-    return (f"{row['H']:>4} {row['B']:>3} {row['T']:>3} | {cps('numpy')} {cps('torch')} {cps('torch_nn_rnn')} "
-            f"{cps('torch_loop')} {cps('per_char')} | {ratio('numpy', 'torch_nn_rnn')} {ratio('numpy', 'per_char')} "
-            f"{roof} {tb} | {mem('numpy')} {mem('torch')}")
+    return (f"{row['H']:>4} {row['B']:>3} {row['T']:>3} | {cps('numpy')} {cps('torch')} {cps('torch_nn')} "
+            f"{cps('torch_loop')} {cps('per_char')} | {ratio('numpy', 'torch_nn')} {ratio('numpy', 'per_char')} "
+            f"{roof} {tb} | {mem('numpy')} {mem('torch')} {mem('torch_nn')}")
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.0, help="timed seconds per measurement")
     parser.add_argument("--shapes", nargs="+", help="H,B,T triples (default: the four reference shapes)")
+    parser.add_argument("--cell", choices=CELLS, default="rnn", help="the recurrent cell (default rnn)")
+    parser.add_argument("--layers", type=int, default=1, help="stacked layers (default 1)")
+    parser.add_argument("--no-trainer", action="store_true", help="skip the trainer loop's overhead")
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--peak-memory-of", nargs=2, metavar=("IMPL", "H,B,T"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.peak_memory_of:
         impl, shape = args.peak_memory_of
-        print(_own_peak_memory_mb(impl, *(int(v) for v in shape.split(","))))
+        print(_own_peak_memory_mb(impl, *(int(v) for v in shape.split(",")), args.cell, args.layers))
         return
     shapes = [tuple(int(v) for v in s.split(",")) for s in args.shapes] if args.shapes else SHAPES
-    print("chars/s of a full float32 training step (fwd, bwd, clip, Adam), V=65; medians")
-    print(HEADER)
-    rows = run(shapes, args.seconds)
+    print(f"chars/s of a full float32 training step (fwd, bwd, clip, Adam), V=65, {args.cell} x{args.layers}; medians")
+    print(header(args.cell))
+    rows = run(shapes, args.seconds, args.cell, args.layers)
     try:
-        overhead = trainer_overhead(args.seconds)
+        overhead = None if args.no_trainer else trainer_overhead(args.seconds)
     except UserError as e:
         overhead = None
         print(f"trainer loop: not measured ({e})")

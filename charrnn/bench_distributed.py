@@ -22,7 +22,7 @@ import numpy as np
 from charrnn.backends import make_backend
 from charrnn.bench import LR, V, _Cfg
 from charrnn.distributed import join
-from charrnn.model import init_params
+from charrnn.model import init_params, model_spec, zero_state
 
 H, B, T = 384, 64, 64
 
@@ -30,15 +30,16 @@ H, B, T = 384, 64, 64
 def worker(backend_name: str, steps: int) -> None:
     """One rank (or the one process): time `steps` training steps on its share of the B streams."""
     replicas = join(B)
-    backend = make_backend(_Cfg(backend_name), init_params(V, H, "uniform", 0.01, 0, "float32"))
+    spec = model_spec("rnn", V, H)
+    backend = make_backend(_Cfg(backend_name), spec, init_params(spec, "uniform", 0.01, 0, "float32"))
     backend.replicas = replicas
     rng = np.random.default_rng(0)
     inputs, targets = replicas.local(rng.integers(0, V, (B, T)), rng.integers(0, V, (B, T)))
-    h = np.zeros((len(inputs), H), np.float32)
+    state = zero_state(spec, len(inputs), np.float32)
     for i in range(3 + steps):
         if i == 3:
             started, reduce_before = time.perf_counter(), getattr(replicas, "reduce_seconds", 0.0)
-        h = backend.train_step(inputs, targets, h, LR).h_last
+        state = backend.train_step(inputs, targets, state, LR).state_last
         replicas.agree(None, 0.0, clock=False)
     wall = time.perf_counter() - started
     reduce_seconds = getattr(replicas, "reduce_seconds", 0.0) - reduce_before

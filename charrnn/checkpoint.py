@@ -2,12 +2,15 @@
 
 Layout (every entry a plain array; text entries are 0-d unicode arrays):
     format                  "charrnn-checkpoint-v1"
-    param/<name>            the five weights, under charrnn.model's names
+    param/<name>            the weights, under charrnn.model's names (the config's model section says
+                            which cell, how many layers and what dropout they were trained with)
     optim/<key>             the optimizer state, flat (charrnn.optim names the keys)
     vocab                   (V,) int32 symbols in id order: code points, or byte values (config data.encoding=bytes)
     config                  the resolved config, as JSON
     state                   the trainer's progress (charrnn.run_state.RunState), as JSON
-    h                       (B, H) the hidden state carried into the next chunk
+    h, c                    (L, B, H) the recurrent state carried into the next chunk, one entry per
+                            name in the cell's state (c: the LSTM's only); a checkpoint written before
+                            layers (the same format) holds h as (B, H), read as one layer
 """
 
 import contextlib
@@ -23,7 +26,7 @@ import numpy as np
 from charrnn.backends import Backend, make_backend
 from charrnn.data import Vocab
 from charrnn.errors import UserError
-from charrnn.model import PARAM_NAMES, param_shapes
+from charrnn.model import STATE_NAMES, param_shapes, spec_of
 
 FORMAT = "charrnn-checkpoint-v1"
 ZIP_MAGIC = b"PK\x03\x04"  # an .npz is a zip archive; anything else is refused before numpy parses it
@@ -36,14 +39,14 @@ class Checkpoint:
     vocab: np.ndarray
     config: dict
     state: dict
-    h: np.ndarray
+    hidden: dict[str, np.ndarray]   # the recurrent state by name ("h", "c"), each (L, B, H)
 
 
 def save_checkpoint(path: Path, ckpt: Checkpoint) -> None:
     """Write atomically: a temporary file in the same directory, fsynced, then renamed over path,
     so a crash at any moment leaves either the old checkpoint or the new one, never a torn file (and
     a failed write leaves the old one, and no temporary file)."""
-    arrays = {"format": np.array(FORMAT), "vocab": ckpt.vocab, "h": ckpt.h,
+    arrays = {"format": np.array(FORMAT), "vocab": ckpt.vocab, **ckpt.hidden,
               "config": np.array(json.dumps(ckpt.config)), "state": np.array(json.dumps(ckpt.state))}
     arrays.update({f"param/{k}": v for k, v in ckpt.params.items()})
     arrays.update({f"optim/{k}": v for k, v in ckpt.optimizer_state.items()})
@@ -87,17 +90,20 @@ def load_checkpoint(path: Path) -> Checkpoint:
     if "format" not in arrays or str(arrays["format"]) != FORMAT:
         raise UserError(f"{path} is not a charrnn checkpoint (no '{FORMAT}' marker); "
                         f"pass a ckpt_*.npz written by train.py")
-    required = ["vocab", "config", "state", "h", *(f"param/{k}" for k in PARAM_NAMES)]
+    required = ["vocab", "config", "state", "h"]
     missing = [k for k in required if not isinstance(arrays.get(k), np.ndarray)]
     if missing:
         raise UserError(f"checkpoint {path} is incomplete: missing {', '.join(missing)}")
+    hidden = {k: arrays[k] for k in STATE_NAMES if k in arrays}
+    if hidden["h"].ndim == 2:   # written before layers: one layer's (B, H)
+        hidden["h"] = hidden["h"][None]
     ckpt = Checkpoint(
-        params={k: arrays[f"param/{k}"] for k in PARAM_NAMES},
+        params={k[len("param/"):]: v for k, v in arrays.items() if k.startswith("param/")},
         optimizer_state={k[len("optim/"):]: v for k, v in arrays.items() if k.startswith("optim/")},
         vocab=arrays["vocab"],
         config=_json_object(arrays["config"]),
         state=_json_object(arrays["state"]),
-        h=arrays["h"],
+        hidden=hidden,
     )
     problem = _problem(ckpt)
     if problem:
@@ -122,7 +128,7 @@ def _problem(ckpt: Checkpoint) -> str | None:
     if v.ndim != 1 or v.dtype.kind not in "iu" or len(v) == 0 or (np.diff(v) <= 0).any() \
             or v[0] < 0 or v[-1] > sys.maxunicode:
         return "its vocabulary is not an ascending list of code points"
-    not_float = [k for k, a in {**ckpt.params, "h": ckpt.h}.items() if a.dtype.kind != "f"]
+    not_float = [k for k, a in {**ckpt.params, **ckpt.hidden}.items() if a.dtype.kind != "f"]
     if not_float:
         return f"not floating point: {', '.join(not_float)}"
     return None
@@ -131,17 +137,20 @@ def _problem(ckpt: Checkpoint) -> str | None:
 def restore_backend(ckpt: Checkpoint, cfg) -> tuple[Backend, Vocab]:
     """The checkpoint's model on cfg's backend (either backend takes any checkpoint) in cfg's dtype,
     and its vocabulary. The one way a model is loaded: sample.py and a resumed run both come here."""
-    V, H = len(ckpt.vocab), cfg.model.hidden_size
-    expected = param_shapes(V, H)
-    if any(ckpt.params[k].shape != expected[k] for k in PARAM_NAMES):
-        raise UserError(f"the checkpoint's weights (Whh {ckpt.params['Whh'].shape}, Why {ckpt.params['Why'].shape}) "
-                        f"do not fit model.hidden_size={H} and its {V}-character vocabulary; a model keeps "
-                        f"the shape it was trained with")
+    spec = spec_of(cfg.model, len(ckpt.vocab))
+    expected = param_shapes(spec)
+    found = {k: v.shape for k, v in ckpt.params.items()}
+    if found != expected:
+        differ = sorted(set(found) ^ set(expected)) or [k for k in expected if found[k] != expected[k]]
+        shown = ", ".join(f"{k} {found.get(k, 'missing')}" for k in differ[:4])
+        raise UserError(f"the checkpoint's weights ({shown}) do not fit model.hidden_size={spec.hidden_size}, "
+                        f"model.cell={spec.cell}, model.num_layers={spec.num_layers} and its "
+                        f"{spec.vocab_size}-character vocabulary; a model keeps the shape it was trained with")
     vocab = Vocab.from_corpus(ckpt.vocab, cfg.data.encoding)
     if vocab.is_bytes and vocab.symbols[-1] > 255:
         raise UserError("the checkpoint's vocabulary is not one of byte values, as its config data.encoding=bytes says")
     params = {k: v.astype(cfg.model.dtype) for k, v in ckpt.params.items()}
-    return make_backend(cfg, params), vocab
+    return make_backend(cfg, spec, params), vocab
 
 
 BEST_THEN_LAST = ("ckpt_best.npz", "ckpt_last.npz")

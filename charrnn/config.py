@@ -14,6 +14,7 @@ from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBas
 
 from charrnn.data import ENCODINGS
 from charrnn.errors import UserError
+from charrnn.model import CELLS
 
 
 @dataclass
@@ -28,6 +29,11 @@ class ModelConfig:
     init: str
     init_std: float
     dtype: str
+    # Defaults only for checkpoints written before the keys existed (values live in conf/model/).
+    cell: str = "rnn"
+    num_layers: int = 1
+    dropout: float = 0.0
+    forget_bias: float = 0.0
 
 
 @dataclass
@@ -128,6 +134,7 @@ BACKEND_CHOICES = {
 
 CHOICES = {
     **BACKEND_CHOICES,
+    "model.cell": tuple(CELLS),
     "model.init": ("normal", "uniform"),
     "model.dtype": ("float32", "float64"),
     "train.loss_reduction": ("mean", "sum"),
@@ -137,9 +144,9 @@ CHOICES = {
     "data.encoding": ENCODINGS,
 }
 
-POSITIVE = ("model.hidden_size", "optim.lr", "train.batch_size", "train.seq_length", "train.grad_clip",
-            "train.max_iters", "train.lr_decay_iters", "train.eval_interval", "train.eval_batch_size", "train.log_interval",
-            "train.eval_chars")
+POSITIVE = ("model.hidden_size", "model.num_layers", "optim.lr", "train.batch_size", "train.seq_length",
+            "train.grad_clip", "train.max_iters", "train.lr_decay_iters", "train.eval_interval", "train.eval_batch_size",
+            "train.log_interval", "train.eval_chars")
 NON_NEGATIVE = ("train.warmup_iters", "train.min_lr", "train.sample_length")
 
 # top_k and top_p may be null (no cut); the checks below skip a null value.
@@ -195,6 +202,9 @@ def to_config(raw: DictConfig) -> Config:
     cfg: Config = _typed(Config, raw)
     cfg.optim = _typed(OPTIMIZERS[optim_name], raw.optim)
     _check_values(cfg, CHOICES, POSITIVE, NON_NEGATIVE)
+    if not 0 <= cfg.model.dropout < 1:
+        raise UserError(f"model.dropout must be in [0, 1) (the probability of dropping a unit), "
+                        f"got {cfg.model.dropout}")
     if not 0 < cfg.data.val_fraction < 1:
         raise UserError(f"data.val_fraction must be between 0 and 1 (exclusive), got {cfg.data.val_fraction}")
     if cfg.train.max_seconds is not None and cfg.train.max_seconds <= 0:

@@ -6,36 +6,36 @@ same contiguous stretch every time, so that every point of the val curve measure
 train.final_full_eval reads the whole split once more after the last step.
 """
 
-import numpy as np
 from tqdm import tqdm
 
 from charrnn.batching import StreamBatcher
 from charrnn.distributed import SOLO, Solo
+from charrnn.model import ModelSpec, zero_state
 
 BAR_DELAY = 2.0  # seconds: an evaluation that takes longer shows a bar of its own under training's
 
 
-def evaluate(backend, batcher: StreamBatcher, hidden_size: int, dtype: str, replicas: Solo = SOLO) -> float:
+def evaluate(backend, batcher: StreamBatcher, spec: ModelSpec, dtype: str, replicas: Solo = SOLO) -> float:
     """Mean nats/char over all the batcher's chunks; under torchrun each rank reads its share of the
     streams and the sums are added across ranks (rank 0 alone shows a bar)."""
     rows = replicas.streams(batcher.batch_size)
-    h = np.zeros((rows.stop - rows.start, hidden_size), dtype)
+    state = zero_state(spec, rows.stop - rows.start, dtype)
     total = 0.0
     with tqdm(total=len(batcher), desc="evaluating", unit="chunk", leave=False, delay=BAR_DELAY,
               disable=not replicas.is_main) as bar:
-        for k in range(len(batcher) if h.size else 0):
+        for k in range(len(batcher) if rows.stop > rows.start else 0):
             inputs, targets = batcher.chunk(k)
-            loss, h = backend.evaluate(inputs[rows], targets[rows], h)
+            loss, state = backend.evaluate(inputs[rows], targets[rows], state)
             total += loss * inputs[rows].size
             bar.update()
     return replicas.sum(total) / batcher.num_targets
 
 
 def full_evaluation(backend, val_batches: StreamBatcher, full_val_batches: StreamBatcher, val_loss: float,
-                    hidden_size: int, dtype: str, replicas: Solo, monitor, step: int) -> float:
+                    spec: ModelSpec, dtype: str, replicas: Solo, monitor, step: int) -> float:
     """The val loss over the whole split (val_loss, if the budget already covered it), shown and logged
     as loss/val_full."""
     if full_val_batches is not val_batches:
-        val_loss = evaluate(backend, full_val_batches, hidden_size, dtype, replicas)
+        val_loss = evaluate(backend, full_val_batches, spec, dtype, replicas)
     monitor.full_evaluation(step, val_loss, full_val_batches.num_targets)
     return val_loss

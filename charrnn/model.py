@@ -1,42 +1,163 @@
-"""The model's parameters: names, shapes and initialisation, shared by every backend.
+"""The model: its description (ModelSpec), parameter names and shapes, initial weights and zero state,
+shared by every backend, and its export to stock torch.nn modules.
 
-    h_t = tanh(Wxh x_t + Whh h_{t-1} + bh)      x_t one-hot over the V characters
-    y_t = Why h_t + by                          logits over the next character
-    p_t = softmax(y_t),  loss = -log p_t[target_t]
+    layer 0 reads x_t (one-hot over the V characters), layer l > 0 reads layer l-1's h_t;
+    each layer is one recurrent cell (rnn, lstm or gru, below); the head reads the top layer's h_t:
+    y_t = Why h_t + by,  p_t = softmax(y_t),  loss = -log p_t[target_t]
 
-Shapes are min-char-rnn's, which are also torch's: Wxh (H, V), Whh (H, H), Why (V, H), bh (H,), by (V,).
+Parameters, for each layer l (names end in _l for l >= 1, so a one-layer rnn keeps min-char-rnn's
+names Wxh, Whh, Why, bh, by), G = the cell's gate count, In = V for layer 0 and H above it:
+
+    Wxh (G*H, In)   input weights, the gates stacked in torch.nn's order
+    Whh (G*H, H)    recurrent weights, the same order
+    bh  (G*H,)      the gates' biases (torch's b_ih + b_hh: the sum is all the math sees)
+    bhn (H,)        gru only: b_hn, the recurrent bias inside the reset gate's product
+    Why (V, H), by (V,)   the head, once
+
+    cell  G  gates (torch's order)   state
+    rnn   1  tanh                    (h,)
+    lstm  4  i, f, g, o              (h, c)
+    gru   3  r, z, n                 (h,)
+
+The recurrent state is a tuple of arrays, one per entry of the cell's state, each (L, B, H) for L
+layers and B streams: torch.nn's layout (nn.LSTM's (h0, c0)). zero_state builds it.
+
+The public contract of both backends' loss_and_grads (see numpy_backend):
+    loss_and_grads(params, inputs, targets, state, spec=model_spec(...), masks=None)
+        -> (loss, grads keyed like params, state_last)
 Initial weights are drawn here, in NumPy, so that both backends start from the same numbers.
 """
 
+import functools
+from dataclasses import dataclass
+
 import numpy as np
 
-PARAM_NAMES = ("Wxh", "Whh", "Why", "bh", "by")
+
+@dataclass(frozen=True)
+class Cell:
+    gates: int                  # G: how many H-sized blocks the input and recurrent products produce
+    state: tuple[str, ...]      # the names of the arrays its state carries, in order
+    extra: tuple[str, ...]      # per-layer parameters beyond Wxh, Whh, bh, each (H,)
+    torch_module: str           # its stock torch.nn module
+    forget_gate: int | None     # which gate block model.forget_bias shifts
 
 
-def param_shapes(vocab_size: int, hidden_size: int) -> dict[str, tuple[int, ...]]:
-    V, H = vocab_size, hidden_size
-    return {"Wxh": (H, V), "Whh": (H, H), "Why": (V, H), "bh": (H,), "by": (V,)}
+CELLS = {
+    "rnn": Cell(gates=1, state=("h",), extra=(), torch_module="RNN", forget_gate=None),
+    "lstm": Cell(gates=4, state=("h", "c"), extra=(), torch_module="LSTM", forget_gate=1),
+    "gru": Cell(gates=3, state=("h",), extra=("bhn",), torch_module="GRU", forget_gate=None),
+}
+STATE_NAMES = ("h", "c")  # every name a cell's state may use, as checkpoints store them
+HEAD = ("Why", "by")
 
 
-def init_params(vocab_size: int, hidden_size: int, init: str, init_std: float, seed: int,
-                dtype: str) -> dict[str, np.ndarray]:
-    """Draw the five parameters.
+@dataclass(frozen=True)
+class ModelSpec:
+    cell: str
+    vocab_size: int
+    hidden_size: int
+    num_layers: int = 1
+
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        return CELLS[self.cell].state
+
+    def layer_names(self, layer: int) -> dict[str, str]:
+        """{"Wxh": "Wxh_1", ...}: the names of one layer's parameters, by their name in the cell's equations."""
+        return _layer_names(self.cell, layer)
+
+
+@functools.cache
+def _layer_names(cell: str, layer: int) -> dict[str, str]:
+    suffix = f"_{layer}" if layer else ""
+    return {base: base + suffix for base in ("Wxh", "Whh", "bh", *CELLS[cell].extra)}
+
+
+def model_spec(cell: str = "rnn", vocab_size: int = 65, hidden_size: int = 100, num_layers: int = 1) -> ModelSpec:
+    """The model's description, checked. The one public way to build one."""
+    if cell not in CELLS:
+        raise ValueError(f"unknown cell {cell!r}; one of {', '.join(CELLS)}")
+    if min(vocab_size, hidden_size, num_layers) < 1:
+        raise ValueError(f"vocab_size, hidden_size and num_layers must be positive, got "
+                         f"{vocab_size}, {hidden_size}, {num_layers}")
+    return ModelSpec(cell, vocab_size, hidden_size, num_layers)
+
+
+def spec_of(model_cfg, vocab_size: int) -> ModelSpec:
+    """The spec a config's model section (charrnn.config.ModelConfig) describes."""
+    return model_spec(model_cfg.cell, vocab_size, model_cfg.hidden_size, model_cfg.num_layers)
+
+
+def param_shapes(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
+    """Every parameter's shape, weights first and biases after (the order initial values are drawn in)."""
+    V, H, G = spec.vocab_size, spec.hidden_size, CELLS[spec.cell].gates
+    weights, biases = {}, {}
+    for layer in range(spec.num_layers):
+        names = spec.layer_names(layer)
+        weights[names["Wxh"]] = (G * H, V if layer == 0 else H)
+        weights[names["Whh"]] = (G * H, H)
+        biases[names["bh"]] = (G * H,)
+        for extra in CELLS[spec.cell].extra:
+            biases[names[extra]] = (H,)
+    return {**weights, "Why": (V, H), **biases, "by": (V,)}
+
+
+def init_params(spec: ModelSpec, init: str, init_std: float, seed: int, dtype: str,
+                forget_bias: float = 0.0) -> dict[str, np.ndarray]:
+    """Draw every parameter.
 
     init="normal": min-char-rnn's N(0, init_std^2) weights and zero biases.
-    init="uniform": torch.nn.RNN's U(-1/sqrt(H), 1/sqrt(H)) for every parameter, biases included;
+    init="uniform": torch.nn's U(-1/sqrt(H), 1/sqrt(H)) for every parameter, biases included;
     it keeps tanh out of saturation for any H, which trains faster at H >= 128.
+    forget_bias is added to the LSTM's forget-gate bias (char-rnn uses 1; torch 0).
     """
     rng = np.random.default_rng(seed)
-    shapes = param_shapes(vocab_size, hidden_size)
+    H = spec.hidden_size
     params = {}
-    for name in PARAM_NAMES:
-        shape = shapes[name]
+    for name, shape in param_shapes(spec).items():
         if init == "normal":
             value = rng.standard_normal(shape) * init_std if name.startswith("W") else np.zeros(shape)
         elif init == "uniform":
-            bound = 1.0 / np.sqrt(hidden_size)
+            bound = 1.0 / np.sqrt(H)
             value = rng.uniform(-bound, bound, shape)
         else:
             raise ValueError(f"unknown init {init!r}")
         params[name] = value.astype(dtype)
+    gate = CELLS[spec.cell].forget_gate
+    if gate is not None:
+        for layer in range(spec.num_layers):
+            params[spec.layer_names(layer)["bh"]][gate * H:(gate + 1) * H] += forget_bias
     return params
+
+
+def zero_state(spec: ModelSpec, batch_size: int, dtype) -> tuple[np.ndarray, ...]:
+    """The state at the start of a stream: a zero (L, B, H) array for each name in the cell's state."""
+    return tuple(np.zeros((spec.num_layers, batch_size, spec.hidden_size), dtype) for _ in spec.state_names)
+
+
+def to_torch(spec: ModelSpec, params: dict[str, np.ndarray]):
+    """Stock torch modules holding exactly these weights: (nn.RNN / nn.LSTM / nn.GRU with num_layers and
+    batch_first=True, nn.Linear head). The recurrent module reads one-hot inputs (B, T, V) and a state in
+    the layout above; head(out) are the logits. torch keeps two biases per layer: b_ih gets bh and b_hh
+    zeros, except the GRU's b_hn (the n block of b_hh), which gets bhn."""
+    import torch
+
+    module = getattr(torch.nn, CELLS[spec.cell].torch_module)
+    dtype = getattr(torch, str(params["Why"].dtype))
+    H = spec.hidden_size
+    rnn = module(spec.vocab_size, H, num_layers=spec.num_layers, batch_first=True, dtype=dtype)
+    head = torch.nn.Linear(H, spec.vocab_size, dtype=dtype)
+    with torch.no_grad():
+        for layer in range(spec.num_layers):
+            names = spec.layer_names(layer)
+            getattr(rnn, f"weight_ih_l{layer}").copy_(torch.as_tensor(params[names["Wxh"]]))
+            getattr(rnn, f"weight_hh_l{layer}").copy_(torch.as_tensor(params[names["Whh"]]))
+            getattr(rnn, f"bias_ih_l{layer}").copy_(torch.as_tensor(params[names["bh"]]))
+            b_hh = getattr(rnn, f"bias_hh_l{layer}")
+            b_hh.zero_()
+            if "bhn" in names:
+                b_hh[2 * H:] = torch.as_tensor(params[names["bhn"]])
+        head.weight.copy_(torch.as_tensor(params["Why"]))
+        head.bias.copy_(torch.as_tensor(params["by"]))
+    return rnn, head

@@ -11,6 +11,7 @@ from charrnn.checkpoint import load_checkpoint, resolve_checkpoint, restore_back
 from charrnn.config import Config, lookup, to_config
 from charrnn.data import Vocab
 from charrnn.errors import UserError
+from charrnn.model import spec_of, zero_state
 from charrnn.run_state import RunState
 
 # What the data pointer, the carried state and the optimizer state are laid out by. (The model shape
@@ -62,10 +63,13 @@ def resume(cfg: Config, vocab: Vocab, num_chunks: int) -> tuple[Backend, RunStat
                         f"and optimizer state only fit the values the run started with")
     backend, _ = restore_backend(ckpt, cfg)
     backend.load_optimizer_state(ckpt.optimizer_state)
-    run = RunState.from_checkpoint(ckpt, path, cfg.model.dtype)
-    if run.h.shape != (cfg.train.batch_size, cfg.model.hidden_size) or not 0 <= run.chunk < num_chunks:
+    spec = spec_of(cfg.model, len(vocab))
+    run = RunState.from_checkpoint(ckpt, path, cfg.model.dtype, spec.state_names)
+    expected = zero_state(spec, cfg.train.batch_size, cfg.model.dtype)
+    shapes = [s.shape for s in run.hidden]
+    if shapes != [s.shape for s in expected] or not 0 <= run.chunk < num_chunks:
         raise UserError(f"cannot resume {path}: its data pointer (chunk {run.chunk}) or carried state "
-                        f"{run.h.shape} does not fit this corpus and config")
+                        f"{', '.join(map(str, shapes))} does not fit this corpus and config")
     done = run.step >= cfg.train.max_iters or (cfg.train.max_seconds is not None
                                                and run.train_seconds >= cfg.train.max_seconds)
     # A run stopped by a signal right at its end still owes its final evaluation.

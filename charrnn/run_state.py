@@ -9,7 +9,6 @@ import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-import numpy as np
 
 from charrnn.checkpoint import Checkpoint
 from charrnn.errors import UserError
@@ -17,7 +16,7 @@ from charrnn.errors import UserError
 
 @dataclass
 class RunState:
-    h: np.ndarray                  # (B, H) the hidden state carried into the next chunk
+    hidden: tuple                  # (L, B, H) arrays: the recurrent state carried into the next chunk
     step: int = 0                  # training steps done
     epoch: int = 0
     chunk: int = 0                 # the next chunk of every train stream
@@ -28,14 +27,19 @@ class RunState:
     monitor: dict = field(default_factory=dict)  # Monitor.state_dict() as of the save: smoothed loss, open log interval
 
     def to_json(self) -> dict:
-        """Everything but h, which the checkpoint keeps as an array."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "h"}
+        """Everything but hidden, which the checkpoint keeps as arrays."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "hidden"}
 
     @classmethod
-    def from_checkpoint(cls, ckpt: Checkpoint, path: Path, dtype: str) -> "RunState":
-        names = [f.name for f in fields(cls) if f.name != "h"]
+    def from_checkpoint(cls, ckpt: Checkpoint, path: Path, dtype: str, state_names: tuple[str, ...]) -> "RunState":
+        """The run's progress, its carried state ordered by state_names (the model spec's)."""
+        names = [f.name for f in fields(cls) if f.name != "hidden"]
         missing = [k for k in names if k not in ckpt.state]
         if missing:
             raise UserError(f"checkpoint {path} cannot be resumed: its state lacks {', '.join(missing)} "
                             f"(it predates exact resume); sample from it, or train afresh")
-        return cls(h=ckpt.h.astype(dtype), **{k: ckpt.state[k] for k in names})
+        lacking = [k for k in state_names if k not in ckpt.hidden]
+        if lacking:
+            raise UserError(f"checkpoint {path} cannot be resumed: its carried state lacks {', '.join(lacking)}, "
+                            f"which its model's cell carries")
+        return cls(hidden=tuple(ckpt.hidden[k].astype(dtype) for k in state_names), **{k: ckpt.state[k] for k in names})

@@ -13,6 +13,7 @@ from charrnn.checkpoint import load_checkpoint, resolve_checkpoint, restore_back
 from charrnn.config import SampleConfig, to_config
 from charrnn.data import Vocab
 from charrnn.errors import UserError
+from charrnn.model import spec_of, zero_state
 
 SEPARATOR = "\n" + "-" * 40 + "\n"  # between samples, when num_samples > 1
 
@@ -37,21 +38,21 @@ def next_char_distribution(logits: np.ndarray, temperature: float, top_k: int | 
     return p
 
 
-def generate(backend, prime_ids: np.ndarray, h: np.ndarray, length: int, rng: np.random.Generator,
+def generate(backend, prime_ids: np.ndarray, state: tuple, length: int, rng: np.random.Generator,
              temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
              greedy: bool = False) -> Iterator[int]:
-    """Feed prime_ids (at least one) through the model to warm up h (1, H), then yield `length`
-    sampled ids, each fed back in as the next input."""
+    """Feed prime_ids (at least one) through the model to warm up the state (one stream: (L, 1, H)
+    arrays, charrnn.model.zero_state's), then yield `length` sampled ids, each fed back in as the next input."""
     logits = None
     for ix in prime_ids:
-        logits, h = backend.step_logits(np.array([ix]), h)
+        logits, state = backend.step_logits(np.array([ix]), state)
     for _ in range(length):
         if greedy:
             ix = int(np.argmax(logits[0]))
         else:
             ix = int(rng.choice(len(logits[0]), p=next_char_distribution(logits[0], temperature, top_k, top_p)))
         yield ix
-        logits, h = backend.step_logits(np.array([ix]), h)
+        logits, state = backend.step_logits(np.array([ix]), state)
 
 
 def start_ids(vocab: Vocab, prime: str) -> np.ndarray:
@@ -79,8 +80,8 @@ def sample(cfg: SampleConfig, out: TextIO) -> None:
         if i:
             out.write(SEPARATOR)
         out.write(prime)
-        h = np.zeros((1, model_cfg.model.hidden_size), model_cfg.model.dtype)
-        ids = generate(backend, prime_ids, h, cfg.length, rng, cfg.temperature, cfg.top_k, cfg.top_p, cfg.greedy)
+        state = zero_state(spec_of(model_cfg.model, len(vocab)), 1, model_cfg.model.dtype)
+        ids = generate(backend, prime_ids, state, cfg.length, rng, cfg.temperature, cfg.top_k, cfg.top_p, cfg.greedy)
         for text in vocab.decode_stream(ids):
             if text:  # a byte vocabulary's character of several bytes comes out with its last one
                 out.write(text)

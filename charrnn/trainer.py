@@ -19,7 +19,8 @@ from charrnn.distributed import Muted, join
 from charrnn.errors import UserError
 from charrnn.evaluation import evaluate, full_evaluation
 from charrnn.interrupt import StopRequest
-from charrnn.model import init_params
+from charrnn.dropout import dropout_masks
+from charrnn.model import init_params, spec_of, zero_state
 from charrnn.monitor import Monitor
 from charrnn.optim import learning_rate
 from charrnn.resume import resume
@@ -100,16 +101,17 @@ def train(cfg: Config, run_dir: Path) -> TrainResult:
     vocab, ids = load_ids(cfg.data)
     train_batches, full_val_batches = make_batchers(cfg, ids)
     val_batches = full_val_batches.head(tc.eval_chars)
-    H, dtype = cfg.model.hidden_size, cfg.model.dtype
-    zeros = np.zeros((tc.batch_size // replicas.world_size, H), dtype)
+    spec, dtype = spec_of(cfg.model, len(vocab)), cfg.model.dtype
+    zeros = zero_state(spec, tc.batch_size // replicas.world_size, dtype)
     if tc.resume is None:
         if replicas.is_main:
             check_fresh(run_dir)
-        backend = make_backend(cfg, init_params(len(vocab), H, cfg.model.init, cfg.model.init_std, cfg.seed, dtype))
-        run = RunState(h=zeros)
+        params = init_params(spec, cfg.model.init, cfg.model.init_std, cfg.seed, dtype, cfg.model.forget_bias)
+        backend = make_backend(cfg, spec, params)
+        run = RunState(hidden=zeros)
     else:
         backend, run, run_dir = resume(cfg, vocab, len(train_batches))
-        run.h, = replicas.shard((run.h,))
+        run.hidden = replicas.shard(run.hidden)
     backend.replicas = replicas
     config_dict = config_to_dict(cfg)
     if replicas.is_main:
@@ -121,22 +123,29 @@ def train(cfg: Config, run_dir: Path) -> TrainResult:
                   f"{'' if val_batches is full_val_batches else ' (train.eval_chars of the split)'}; "
                   f"run directory {run_dir}; {thread_counts()}" + (f"; resuming at step {run.step}" if run.step else ""))
 
-    def h_prev() -> np.ndarray:
-        return zeros if tc.reset_state else run.h
+    def state_prev() -> tuple:
+        return zeros if tc.reset_state else run.hidden
+
+    def masks(step: int, inputs: np.ndarray) -> tuple | None:
+        """Training step `step`'s dropout masks for this rank's streams of the chunk inputs (B, T) (an epoch's
+        last chunk may be shorter): drawn for every stream, so that any number of ranks applies the same."""
+        drawn = dropout_masks(cfg.model.dropout, spec, tc.batch_size, inputs.shape[1], cfg.seed, step, dtype)
+        return None if drawn is None else replicas.shard(drawn)
 
     def save(*names: str) -> None:
-        h, = replicas.gather((run.h,))
+        hidden = replicas.gather(run.hidden)
         if not replicas.is_main:
             return
         run.monitor = monitor.state_dict()
         ckpt = Checkpoint(params=backend.export_params(), optimizer_state=backend.export_optimizer_state(),
                           vocab=vocab.symbols, config=config_dict,
-                          state={**run.to_json(), "backend": cfg.backend.name}, h=h)
+                          state={**run.to_json(), "backend": cfg.backend.name},
+                          hidden=dict(zip(spec.state_names, hidden)))
         for name in names:
             save_checkpoint(run_dir / name, ckpt)
 
     def evaluate_and_save() -> None:
-        run.val_loss = evaluate(backend, val_batches, H, dtype, replicas)
+        run.val_loss = evaluate(backend, val_batches, spec, dtype, replicas)
         if not math.isfinite(run.val_loss):
             raise nonfinite_error(f"step {run.step}: the validation loss is {run.val_loss}, the weights have "
                                   f"blown up", cfg, run_dir)
@@ -144,11 +153,12 @@ def train(cfg: Config, run_dir: Path) -> TrainResult:
             # Seeded by the step, not drawn from one long stream: a resumed run, or one whose extra final
             # evaluation came in between, draws the same sample at each step as an unbroken run.
             sample_rng = np.random.default_rng([cfg.seed, run.step])
-            sample_ids = generate(backend, start_ids(vocab, ""), np.zeros((1, H), dtype), tc.sample_length,
+            sample_ids = generate(backend, start_ids(vocab, ""), zero_state(spec, 1, dtype), tc.sample_length,
                                   sample_rng)
             # The chunk that training reads next (this rank's streams), from the state it starts from:
             # how far back its gradient reaches.
-            grads = backend.gradients(*replicas.local(*train_batches.chunk(run.chunk)), h_prev())
+            inputs, targets = replicas.local(*train_batches.chunk(run.chunk))
+            grads = backend.gradients(inputs, targets, state_prev(), masks(run.step, inputs))
             monitor.evaluation(run.step, run.val_loss, vocab.decode(sample_ids), backend.export_params(), grads,
                                best_val_loss=min(run.best_val, run.val_loss), train_seconds=run.train_seconds)
         run.eval_step = run.step
@@ -174,7 +184,7 @@ def train(cfg: Config, run_dir: Path) -> TrainResult:
             # forward, backward, clip, update on the next chunk of every stream
             inputs, targets = replicas.local(*train_batches.chunk(run.chunk))
             started = time.perf_counter()
-            result = backend.train_step(inputs, targets, h_prev(), lr)
+            result = backend.train_step(inputs, targets, state_prev(), lr, masks(run.step, inputs))
             seconds = time.perf_counter() - started
             run.train_seconds += seconds
             # a non-finite loss or gradient: the backend made no update; stop, or drop the chunk (train.nonfinite)
@@ -182,12 +192,12 @@ def train(cfg: Config, run_dir: Path) -> TrainResult:
                 raise nonfinite_error(f"step {run.step}: the loss is {result.loss:.4g} and the gradient norm "
                                       f"{result.grad_norm:.4g}, so no update was made (train.nonfinite=skip "
                                       f"would drop the step and go on)", cfg, run_dir)
-            # advance the streams; the carried state is already detached (h_last has no history), and one
-            # from a dropped chunk cannot be trusted
-            run.h = zeros if result.skipped else result.h_last
+            # advance the streams; the carried state is already detached (state_last has no history), and
+            # one from a dropped chunk cannot be trusted
+            run.hidden = zeros if result.skipped else result.state_last
             run.chunk += 1
             if run.chunk == len(train_batches):
-                run.chunk, run.epoch, run.h = 0, run.epoch + 1, zeros
+                run.chunk, run.epoch, run.hidden = 0, run.epoch + 1, zeros
             # log
             monitor.step(run.step, result, lr, inputs.size * replicas.world_size, seconds)
             run.step += 1
@@ -201,7 +211,7 @@ def train(cfg: Config, run_dir: Path) -> TrainResult:
             evaluate_and_save()
         full_val_loss = None
         if stopped_by is None and tc.final_full_eval:
-            full_val_loss = full_evaluation(backend, val_batches, full_val_batches, run.val_loss, H, dtype,
+            full_val_loss = full_evaluation(backend, val_batches, full_val_batches, run.val_loss, spec, dtype,
                                             replicas, monitor, run.step)
         monitor.hparams(config_dict)
     if replicas.is_main:

@@ -9,16 +9,17 @@ import pytest
 
 from charrnn.checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint, restore_backend, save_checkpoint
 from charrnn.errors import UserError
-from charrnn.model import init_params
+from charrnn.model import init_params, model_spec
 from charrnn.run_state import RunState
 from tests.conftest import REPO, TINY, assert_user_error, make_config, run_scripts
 
 
 def checkpoint():
-    return Checkpoint(params=init_params(7, 5, "uniform", 0.01, 0, "float32"),
+    return Checkpoint(params=init_params(model_spec("rnn", 7, 5), "uniform", 0.01, 0, "float32"),
                       optimizer_state={"step": np.array(3), "sum/Whh": np.ones((5, 5))},
                       vocab=np.arange(97, 104, dtype=np.int32), config={"model": {"hidden_size": 5}},
-                      state={"step": 3, "best_val": 1.5}, h=np.zeros((2, 5), np.float32))
+                      state={"step": 3, "best_val": 1.5},
+                      hidden={"h": np.zeros((1, 2, 5), np.float32)})
 
 
 def test_round_trip(tmp_path):
@@ -129,8 +130,15 @@ def test_damaged_entries_are_refused(tmp_path, entry, value, message):
 def test_weights_that_do_not_fit_the_config_are_refused(tmp_path):
     ckpt = checkpoint()
     cfg = make_config(["model.hidden_size=6"])
-    with pytest.raises(UserError, match="do not fit model.hidden_size=6 and its 7-character vocabulary"):
+    with pytest.raises(UserError, match="do not fit model.hidden_size=6, model.cell=rnn, model.num_layers=1 and "
+                                        "its 7-character vocabulary"):
         restore_backend(ckpt, cfg)
+    with pytest.raises(UserError, match=r"weights \(Wxh \(5, 7\), Whh \(5, 5\), bh \(5,\)\) do not fit "
+                                        r"model.hidden_size=5, model.cell=lstm"):
+        restore_backend(ckpt, make_config(["model=lstm", "model.hidden_size=5"]))
+    with pytest.raises(UserError, match=r"weights \(Whh_1 missing, Wxh_1 missing, bh_1 missing\) do not fit "
+                                        r"model.hidden_size=5, model.cell=rnn, model.num_layers=2"):
+        restore_backend(ckpt, make_config(["model.num_layers=2", "model.hidden_size=5"]))
     backend, vocab = restore_backend(ckpt, make_config(["model.hidden_size=5", "model.dtype=float64"]))
     assert backend.export_params()["Whh"].dtype == np.float64 and vocab.decode(range(7)) == "abcdefg"
 
@@ -176,5 +184,32 @@ def test_sigkill_at_any_moment_leaves_a_loadable_checkpoint(corpus, tmp_path):
         proc.kill()
         proc.wait()
         ckpt = load_checkpoint(run_dir / "ckpt_last.npz")
-        assert RunState.from_checkpoint(ckpt, run_dir, "float32").step >= 0, delay
+        assert RunState.from_checkpoint(ckpt, run_dir, "float32", ("h",)).step >= 0, delay
         load_checkpoint(resolve_checkpoint(str(run_dir)))
+
+
+FIXTURES = REPO / "tests" / "fixtures"
+
+
+def test_a_checkpoint_written_before_cells_and_layers_samples_and_resumes_as_it_did(tmp_path):
+    """v1_rnn_ckpt.npz was written by the code before LSTM/GRU and layers (h saved as (B, H), no
+    model.cell / num_layers / dropout in its config); its .json holds what that code sampled and
+    the validation loss it reached when resumed, which today's code must reproduce exactly."""
+    import json
+    import shutil
+
+    expected = json.loads((FIXTURES / "v1_rnn_ckpt.json").read_text())
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    shutil.copy(FIXTURES / "v1_rnn_ckpt.npz", run_dir / "ckpt_last.npz")
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the quick brown fox jumps over the lazy dog.\n" * 120, encoding="utf-8")
+    ckpt = load_checkpoint(run_dir / "ckpt_last.npz")
+    assert "cell" not in ckpt.config["model"] and ckpt.hidden["h"].shape == (1, 4, 8)
+    sampled, resumed = run_scripts(
+        ["sample.py", f"checkpoint={run_dir / 'ckpt_last.npz'}", "length=40", "seed=3"],
+        ["train.py", f"train.resume={run_dir}", "train.max_iters=30", f"data.path={corpus}"])
+    assert sampled.returncode == 0 and sampled.stdout == expected["sample"], sampled.stderr
+    assert resumed.returncode == 0, resumed.stderr
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["steps"] == 30 and result["val_loss"] == expected["resumed_val_loss"]

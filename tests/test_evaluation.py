@@ -9,7 +9,10 @@ from charrnn.checkpoint import load_checkpoint, restore_backend
 from charrnn.data import load_ids
 from charrnn.distributed import Solo
 from charrnn.evaluation import evaluate
+from charrnn.model import model_spec, spec_of
 from tests.conftest import TINY, make_config
+
+SPEC = model_spec("rnn", vocab_size=10, hidden_size=3)
 
 
 class Recorder:
@@ -18,17 +21,18 @@ class Recorder:
     def __init__(self):
         self.reads = []
 
-    def evaluate(self, inputs, targets, h_prev):
-        self.reads.append((inputs.copy(), targets.copy(), h_prev.copy()))
-        return float(targets.mean()), h_prev + 1
+    def evaluate(self, inputs, targets, state):
+        (h_prev,) = state                          # (1, B, H): one rnn layer
+        self.reads.append((inputs.copy(), targets.copy(), h_prev[0].copy()))
+        return float(targets.mean()), (h_prev + 1,)
 
 
 def test_a_budget_reads_the_same_leading_stretch_every_time_state_carried():
     val = StreamBatcher(np.arange(10_000), 4, 8)
     budget = val.head(1000)
     first, second = Recorder(), Recorder()
-    loss = evaluate(first, budget, 3, "float64")
-    assert evaluate(second, budget, 3, "float64") == loss
+    loss = evaluate(first, budget, SPEC, "float64")
+    assert evaluate(second, budget, SPEC, "float64") == loss
     assert len(first.reads) == len(second.reads) == len(budget)
     for (inputs, targets, h), (inputs2, targets2, h2) in zip(first.reads, second.reads):
         assert np.array_equal(inputs, inputs2) and np.array_equal(targets, targets2) and np.array_equal(h, h2)
@@ -42,10 +46,10 @@ def test_a_budget_reads_the_same_leading_stretch_every_time_state_carried():
 def test_a_long_evaluation_shows_its_progress_in_chunks(monkeypatch, capsys):
     monkeypatch.setattr(evaluation, "BAR_DELAY", 0)  # what an evaluation longer than the delay shows
     batcher = StreamBatcher(np.arange(1000), 4, 8)
-    evaluate(Recorder(), batcher, 3, "float64")
+    evaluate(Recorder(), batcher, SPEC, "float64")
     err = capsys.readouterr().err
     assert "evaluating:" in err and f"0/{len(batcher)} [" in err  # chunks done of all
-    evaluate(Recorder(), batcher, 3, "float64", OtherRank())
+    evaluate(Recorder(), batcher, SPEC, "float64", OtherRank())
     assert capsys.readouterr().err == ""  # ranks other than 0 show nothing
 
 
@@ -67,7 +71,8 @@ def test_eval_keys_skip_step_0_bound_each_evaluation_and_add_a_full_one_at_the_e
     assert summary["val_loss_full"] != summary["val_loss"]  # 100 chars against the whole split
 
     # the figures are those of the final weights, over the first 100 val chars and over all of them
-    backend, _ = restore_backend(load_checkpoint(result.run_dir / "ckpt_last.npz"), cfg)
+    backend, vocab = restore_backend(load_checkpoint(result.run_dir / "ckpt_last.npz"), cfg)
     _, full_val = trainer.make_batchers(cfg, load_ids(cfg.data)[1])
-    assert evaluate(backend, full_val, 16, "float32") == summary["val_loss_full"]
-    assert evaluate(backend, full_val.head(100), 16, "float32") == summary["val_loss"]
+    spec = spec_of(cfg.model, len(vocab))
+    assert evaluate(backend, full_val, spec, "float32") == summary["val_loss_full"]
+    assert evaluate(backend, full_val.head(100), spec, "float32") == summary["val_loss"]

@@ -5,14 +5,15 @@ import numpy as np
 import pytest
 
 from charrnn import gradcheck
-from charrnn.backends import numpy_backend
-from charrnn.model import PARAM_NAMES
+from charrnn.backends.numpy_layers import lstm, rnn
 from tests.conftest import REPO
+
+RNN_PARAMS = ["Wxh", "Whh", "Why", "bh", "by"]
 
 
 def verdicts(output: str) -> dict[str, list[str]]:
     """The PASS/FAIL words of each table row, by the row's first word: a parameter name, "h_prev",
-    a time step, "sum"."""
+    a time step, "sum", "t=3" (a row of the state's gradient through time, the last layer's)."""
     return {line.split()[0]: [w for w in line.split() if w in ("PASS", "FAIL")]
             for line in output.splitlines() if line.strip()}
 
@@ -22,11 +23,28 @@ def test_module_runs_and_passes_with_exit_code_0():
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     table = verdicts(proc.stdout)
-    for name in [*PARAM_NAMES, "h_prev"]:
+    for name in [*RNN_PARAMS, "h_prev"]:
         assert table[name] == ["PASS", "PASS"], name
     for t in ["0", "1", "2", "3", "sum"]:
         assert table[t] == ["PASS"], t
     assert proc.stdout.splitlines()[-1] == "PASS"
+
+
+@pytest.mark.parametrize("args,names", [
+    (["--cell", "lstm", "--layers", "2", "--dropout", "0.3", "--per-step", "Whh_1"],
+     ["Wxh", "Whh", "bh", "Wxh_1", "Whh_1", "bh_1", "Why", "by", "h_prev", "c_prev"]),
+    (["--cell", "gru", "--per-step", "bhn"], ["Wxh", "Whh", "bh", "bhn", "Why", "by", "h_prev"]),
+])
+def test_every_cell_passes_with_every_parameter_and_the_state_through_time(args, names, capsys):
+    assert gradcheck.main([*args, "--seq-length", "3"]) == 0
+    output = capsys.readouterr().out
+    table = verdicts(output)
+    for name in names:
+        assert table[name] == ["PASS", "PASS"], name
+    assert set(name for name in table if name[0] in "Wbh" and name != "h_prev") <= set(names)
+    cells = 2 if "lstm" in args else 1                   # dL/dh_t, and the LSTM's dL/dc_t beside it
+    assert [table[f"t={t}"] for t in range(3)] == [["PASS"] * cells] * 3
+    assert "FAIL" not in output
 
 
 @pytest.mark.parametrize("args", [["--dtype", "float32"], ["--batch-size", "1", "--seq-length", "1", "--seed", "3"]])
@@ -35,12 +53,21 @@ def test_other_sizes_and_float32_pass(args, capsys):
     assert "FAIL" not in capsys.readouterr().out
 
 
+def test_an_unknown_per_step_name_is_refused_naming_the_choices(capsys):
+    assert gradcheck.main(["--cell", "gru", "--per-step", "Whh_1"]) == 2
+    assert "one of Wxh, Whh, Why, bh, bhn, by" in capsys.readouterr().err
+
+
+def without_recurrent_weights(real):
+    """A cell backward that uses a zero Whh: it forgets the dh_next term, the classic BPTT mistake."""
+    def backward(dout, cache, *args):
+        cache.W = {**cache.W, "Whh": np.zeros_like(cache.W["Whh"])}
+        return real(dout, cache, *args)
+    return backward
+
+
 def test_a_forgotten_dh_next_fails_and_the_per_step_table_shows_where(monkeypatch, capsys):
-    real = numpy_backend.rnn_backward
-    # rnn_backward sends dh_raw_t back to step t-1 through Whh: a zero Whh is a backward pass that
-    # forgot the dh_next term, the classic BPTT mistake.
-    monkeypatch.setattr(numpy_backend, "rnn_backward",
-                        lambda params, cache, *a: real({**params, "Whh": np.zeros_like(params["Whh"])}, cache, *a))
+    monkeypatch.setattr(rnn, "backward", without_recurrent_weights(rnn.backward))
     assert gradcheck.main(["--per-step", "Whh", "--seq-length", "4"]) == 1
     output = capsys.readouterr().out
     table = verdicts(output)
@@ -49,19 +76,30 @@ def test_a_forgotten_dh_next_fails_and_the_per_step_table_shows_where(monkeypatc
     for name in ("Why", "by"):
         assert table[name] == ["PASS", "PASS"], name
     assert [table[t] for t in ["0", "1", "2", "3", "sum"]] == [["FAIL"], ["FAIL"], ["FAIL"], ["PASS"], ["FAIL"]]
+    # dL/dh_t is right at the last step only, where nothing flows back from later steps
+    assert [table[f"t={t}"] for t in range(4)] == [["FAIL"], ["FAIL"], ["FAIL"], ["PASS"]]
     assert output.splitlines()[-1] == "FAIL"
 
 
+def test_an_lstm_without_its_recurrent_path_fails_but_keeps_its_cell_state_path(monkeypatch, capsys):
+    monkeypatch.setattr(lstm, "backward", without_recurrent_weights(lstm.backward))
+    assert gradcheck.main(["--cell", "lstm", "--per-step", "Whh", "--seq-length", "4"]) == 1
+    table = verdicts(capsys.readouterr().out)
+    assert table["Whh"] == ["FAIL", "FAIL"] and table["Why"] == ["PASS", "PASS"]
+    assert table["t=3"] == ["PASS", "PASS"]                  # dh, dc at the last step
+    assert table["t=0"][0] == "FAIL"                         # dh_0 lacks the path through Whh
+
+
 def test_an_error_too_small_for_finite_differences_is_caught_by_autograd(monkeypatch, capsys):
-    real = numpy_backend.rnn_backward
+    real = rnn.backward
 
-    def slightly_off(params, cache, *args):
-        grads, dh_prev = real(params, cache, *args)
-        grads["Why"] *= 1 + 1e-8
-        return grads, dh_prev
+    def slightly_off(dout, cache, *args):
+        grads, dx, dstate = real(dout, cache, *args)
+        grads["Whh"] *= 1 + 1e-8
+        return grads, dx, dstate
 
-    monkeypatch.setattr(numpy_backend, "rnn_backward", slightly_off)
+    monkeypatch.setattr(rnn, "backward", slightly_off)
     assert gradcheck.main([]) == 1
     table = verdicts(capsys.readouterr().out)
-    assert table["Why"] == ["FAIL", "PASS"]          # vs autograd, vs finite differences
-    assert table["Whh"] == ["PASS", "PASS"]
+    assert table["Whh"] == ["FAIL", "PASS"]          # vs autograd, vs finite differences
+    assert table["Why"] == ["PASS", "PASS"]

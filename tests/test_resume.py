@@ -60,17 +60,22 @@ def curves(run_dir):
     return scalars, samples
 
 
-@pytest.mark.parametrize("backend,stop,at", [
-    ("numpy", "signal", 23),     # mid log interval, mid epoch, carried state non-zero
-    ("numpy", "signal", 20),     # at an evaluation step that the stopped run did not reach
-    ("numpy", "max_iters", 23),  # the first run's extra final evaluation must not be repeated
-    ("numpy", "max_iters", 20),  # ... nor the regular one it resumes at
-    ("torch", "signal", 23),
+LSTM_DROPOUT = ["model=lstm", "model.num_layers=2", "model.dropout=0.3", "model.hidden_size=8"]
+
+
+@pytest.mark.parametrize("backend,stop,at,model", [
+    ("numpy", "signal", 23, []),     # mid log interval, mid epoch, carried state non-zero
+    ("numpy", "signal", 20, []),     # at an evaluation step that the stopped run did not reach
+    ("numpy", "max_iters", 23, []),  # the first run's extra final evaluation must not be repeated
+    ("numpy", "max_iters", 20, []),  # ... nor the regular one it resumes at
+    ("torch", "signal", 23, []),
+    ("numpy", "signal", 23, LSTM_DROPOUT),   # (h, c) of two layers carried, dropout masks drawn again
 ])
-def test_stopped_and_resumed_run_matches_an_unbroken_one(corpus, tmp_path, monkeypatch, losses, backend, stop, at):
+def test_stopped_and_resumed_run_matches_an_unbroken_one(corpus, tmp_path, monkeypatch, losses, backend, stop, at,
+                                                         model):
     if backend == "torch":
         pytest.importorskip("charrnn.backends.torch_backend")
-    config = [f"data.path={corpus}", f"backend={backend}", *EXACT]
+    config = [f"data.path={corpus}", f"backend={backend}", *EXACT, *model]
     trainer.train(make_config(config), tmp_path / "unbroken")
     unbroken_losses = losses[:]
     losses.clear()
@@ -118,7 +123,9 @@ def test_stopped_and_resumed_run_matches_an_unbroken_one(corpus, tmp_path, monke
         assert np.abs(a.params[k] - b.params[k]).max() <= tolerance, k
     for k in a.optimizer_state:
         assert np.abs(a.optimizer_state[k] - b.optimizer_state[k]).max() <= tolerance, k
-    assert np.abs(a.h - b.h).max() <= tolerance
+    assert a.hidden.keys() == b.hidden.keys() == {"h", *(["c"] if model else [])}
+    for k in a.hidden:
+        assert np.abs(a.hidden[k] - b.hidden[k]).max() <= tolerance, k
     for k in ("step", "epoch", "chunk", "eval_step"):
         assert a.state[k] == b.state[k], k
     assert a.state["monitor"]["smooth_loss"] == pytest.approx(b.state["monitor"]["smooth_loss"], abs=tolerance)

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 from charrnn import trainer
-from charrnn.backends.numpy_backend import rnn_step
 from charrnn.checkpoint import load_checkpoint
 from charrnn.config import to_sample_config
 from charrnn.errors import UserError
+from charrnn.backends.numpy_backend import step_logits
+from charrnn.model import model_spec, to_torch, zero_state
 from charrnn.sampling import SEPARATOR, next_char_distribution, sample
 from tests.conftest import REPO, TINY, compose_raw, make_config
 
@@ -21,6 +22,17 @@ def run_dir(tmp_path_factory):
     corpus = tmp / "corpus.txt"
     corpus.write_text("the quick brown fox jumps over the lazy dog.\n" * 120, encoding="utf-8")
     cfg = make_config([f"data.path={corpus}", *TINY, "model.dtype=float64", "train.max_iters=60", "optim.lr=0.03"])
+    return trainer.train(cfg, tmp / "run").run_dir
+
+
+@pytest.fixture(scope="module")
+def lstm_run_dir(tmp_path_factory):
+    """The same, with two LSTM layers trained with dropout."""
+    tmp = tmp_path_factory.mktemp("sample_lstm")
+    corpus = tmp / "corpus.txt"
+    corpus.write_text("the quick brown fox jumps over the lazy dog.\n" * 120, encoding="utf-8")
+    cfg = make_config([f"data.path={corpus}", *TINY, "model=lstm", "model.hidden_size=16", "model.num_layers=2",
+                       "model.dropout=0.1", "model.dtype=float64", "train.max_iters=30", "optim.lr=0.03"])
     return trainer.train(cfg, tmp / "run").run_dir
 
 
@@ -37,16 +49,32 @@ def test_same_seed_gives_the_same_text_after_the_echoed_prime(run_dir):
     assert text.startswith("the ") and len(text) == len("the ") + 80 + 1  # and a final newline
 
 
-def test_greedy_text_is_the_checkpoints_own_most_likely_continuation(run_dir):
+@pytest.mark.parametrize("which", ["run_dir", "lstm_run_dir"])
+def test_greedy_text_is_the_most_likely_continuation_by_stock_torch_nn(which, request):
+    """The checkpoint's weights in torch.nn.RNN / LSTM (charrnn.model.to_torch) pick the same characters."""
+    import torch
+
+    run_dir = request.getfixturevalue(which)
     ckpt = load_checkpoint(run_dir / "ckpt_best.npz")
+    model = ckpt.config["model"]
+    rnn, head = to_torch(model_spec(model["cell"], len(ckpt.vocab), model["hidden_size"], model["num_layers"]),
+                         ckpt.params)
     chars = [chr(c) for c in ckpt.vocab]
-    h, expected = np.zeros((1, 16)), "the "
-    for c in "the ":
-        logits, h = rnn_step(ckpt.params, np.array([chars.index(c)]), h)
-    for _ in range(30):
-        expected += chars[int(np.argmax(logits[0]))]
-        logits, h = rnn_step(ckpt.params, np.array([chars.index(expected[-1])]), h)
-    assert sample_text(run_dir, "length=30", "prime='the '", "greedy=true", "seed=3") == expected + "\n"
+    expected, state = "the ", None
+
+    def step(c):
+        x = torch.nn.functional.one_hot(torch.tensor([[chars.index(c)]]), len(chars)).double()
+        out, new_state = rnn(x, state)
+        return head(out)[0, -1], new_state
+    with torch.no_grad():
+        for c in expected:
+            logits, state = step(c)
+        for _ in range(30):
+            expected += chars[int(torch.argmax(logits))]
+            logits, state = step(expected[-1])
+    for backend in ("numpy", "torch"):
+        assert sample_text(run_dir, "length=30", "prime='the '", "greedy=true", "seed=3",
+                           f"backend={backend}", "backend.device=cpu") == expected + "\n"
 
 
 def test_text_is_written_as_it_is_generated(run_dir, monkeypatch):
@@ -138,13 +166,14 @@ def test_a_byte_vocabulary_round_trips_through_the_checkpoint_and_sample_py(tmp_
     ckpt = load_checkpoint(run_dir / "ckpt_best.npz")
     assert ckpt.config["data"]["encoding"] == "bytes" and list(ckpt.vocab) == sorted(set(raw))
 
-    symbols, h = list(ckpt.vocab), np.zeros((1, 16))
+    spec = model_spec("rnn", len(ckpt.vocab), 16)
+    symbols, state = list(ckpt.vocab), zero_state(spec, 1, np.float64)
     for byte in "café".encode():
-        logits, h = rnn_step(ckpt.params, np.array([symbols.index(byte)]), h)
+        logits, state = step_logits(ckpt.params, spec, np.array([symbols.index(byte)]), state)
     drawn = []
     for _ in range(60):
         drawn.append(symbols[int(np.argmax(logits[0]))])
-        logits, h = rnn_step(ckpt.params, np.array([symbols.index(drawn[-1])]), h)
+        logits, state = step_logits(ckpt.params, spec, np.array([symbols.index(drawn[-1])]), state)
     expected = "café" + bytes(drawn).decode("utf-8", "backslashreplace") + "\n"
     assert sample_text(run_dir, "length=60", "prime='café'", "greedy=true") == expected
     proc = subprocess.run([sys.executable, "sample.py", f"checkpoint={run_dir}", "length=60", "prime='café'",

@@ -3,18 +3,24 @@ import pytest
 import torch
 
 from charrnn.backends.numpy_backend import NumpyBackend
-from charrnn.backends.torch_backend import (FUSED, TorchBackend, chunk_loss, loop_rnn_tanh, loss_and_grads,
+from charrnn.backends.torch_backend import (FUSED, TorchBackend, chunk_loss, loop_recurrence, loss_and_grads,
                                             resolve_device, time_major)
 from charrnn.config import AdamConfig
 from charrnn.errors import UserError
 from charrnn.gradcheck import random_problem
-from charrnn.model import PARAM_NAMES
+from charrnn.model import CELLS, model_spec
 
 ADAM = AdamConfig(name="adam", lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8)
 
 
-def make(params, clip_mode="norm", grad_clip=5.0):
-    return TorchBackend(params, "cpu", ADAM, clip_mode, grad_clip, "mean")
+def problem(B, T, H, V, dtype="float64", cell="rnn", num_layers=1):
+    """(spec, params, inputs, targets, state) of a small random problem."""
+    pb = random_problem(B, T, H, V, dtype, cell=cell, num_layers=num_layers)
+    return model_spec(cell, V, H, num_layers), pb.params, pb.inputs, pb.targets, pb.state
+
+
+def make(spec, params, clip_mode="norm", grad_clip=5.0):
+    return TorchBackend(spec, params, "cpu", ADAM, clip_mode, grad_clip, "mean")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without CUDA")
@@ -24,67 +30,75 @@ def test_auto_device_is_the_cpu_and_asking_for_cuda_without_one_is_a_user_error(
         resolve_device("cuda")
 
 
-def test_the_fused_kernel_computes_the_loop_to_round_off():
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_the_fused_kernel_computes_the_loop_to_round_off(num_layers):
     """What a GPU runs (torch's fused rnn_tanh, on the CPU here) against the loop: loss, the last state
-    and the gradients of every weight and of h_prev, in float64."""
-    params, inputs, targets, h_prev = random_problem(3, 9, 5, 7, seed=2)
+    and the gradients of every weight and of the carried state, in float64."""
+    spec, params, inputs, targets, state = problem(3, 9, 5, 7, num_layers=num_layers)
     results = []
-    for recurrence in (loop_rnn_tanh, FUSED["rnn"]):
+    for recurrence in (loop_recurrence, FUSED["rnn"]):
         weights = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
-        h0 = torch.tensor(h_prev, requires_grad=True)
-        loss, hs = chunk_loss(weights, time_major(inputs), time_major(targets), h0, "mean", recurrence)
+        h0 = torch.tensor(state[0], requires_grad=True)
+        loss, _, (h_last,) = chunk_loss(weights, spec, time_major(inputs), time_major(targets), (h0,),
+                                        recurrence=recurrence)
         grads = torch.autograd.grad(loss, [*weights.values(), h0])
-        results.append([loss.detach(), hs[-1].detach(), *grads])
+        results.append([loss.detach(), h_last.detach(), *grads])
     for ours, fused in zip(*results):
         torch.testing.assert_close(fused, ours, rtol=0, atol=1e-10)
 
 
 def test_a_backend_on_the_fused_kernel_trains_as_on_the_loop():
-    params, inputs, targets, h_prev = random_problem(4, 6, 5, 7, seed=3)
-    loop, fused = make(params), make(params)
+    spec, params, inputs, targets, state = problem(4, 6, 5, 7)
+    loop, fused = make(spec, params), make(spec, params)
     fused.recurrence = FUSED["rnn"]
     for _ in range(5):
-        ours, theirs = loop.train_step(inputs, targets, h_prev, 0.01), fused.train_step(inputs, targets, h_prev, 0.01)
+        ours, theirs = loop.train_step(inputs, targets, state, 0.01), fused.train_step(inputs, targets, state, 0.01)
         assert abs(ours.loss - theirs.loss) < 1e-10
-        np.testing.assert_allclose(theirs.h_last, ours.h_last, rtol=0, atol=1e-10)
-        h_prev = ours.h_last
+        np.testing.assert_allclose(theirs.state_last[0], ours.state_last[0], rtol=0, atol=1e-10)
+        state = ours.state_last
     for k, v in loop.export_params().items():
         np.testing.assert_allclose(fused.export_params()[k], v, rtol=0, atol=1e-10, err_msg=k)
-    assert abs(loop.evaluate(inputs, targets, h_prev)[0] - fused.evaluate(inputs, targets, h_prev)[0]) < 1e-10
+    assert abs(loop.evaluate(inputs, targets, state)[0] - fused.evaluate(inputs, targets, state)[0]) < 1e-10
 
 
 def test_float32_stays_float32():
-    params, inputs, targets, h_prev = random_problem(2, 5, 6, 7, dtype="float32")
-    _, grads, h_last = loss_and_grads(params, inputs, targets, h_prev)
-    assert h_last.dtype == np.float32 and all(grads[k].dtype == np.float32 for k in PARAM_NAMES)
-    backend = make(params)
-    result = backend.train_step(inputs, targets, h_prev, 0.01)
-    assert result.h_last.dtype == np.float32 and isinstance(result.loss, float)
+    spec, params, inputs, targets, state = problem(2, 5, 6, 7, dtype="float32", cell="lstm", num_layers=2)
+    _, grads, state_last = loss_and_grads(params, inputs, targets, state, spec=spec)
+    assert all(s.dtype == np.float32 for s in state_last) and all(g.dtype == np.float32 for g in grads.values())
+    backend = make(spec, params)
+    result = backend.train_step(inputs, targets, state, 0.01)
+    assert all(s.dtype == np.float32 for s in result.state_last) and isinstance(result.loss, float)
     assert all(v.dtype == np.float32 for v in backend.export_params().values())
     assert backend.export_optimizer_state()["exp_avg/Whh"].dtype == np.float32
 
 
-def test_evaluate_and_step_logits_match_numpy():
-    params, inputs, targets, h_prev = random_problem(3, 6, 5, 7)
-    ours, theirs = NumpyBackend(params, ADAM, "norm", 5.0, "mean"), make(params)
-    loss, h_last = ours.evaluate(inputs, targets, h_prev)
-    t_loss, t_h_last = theirs.evaluate(inputs, targets, h_prev)
+@pytest.mark.parametrize("cell", CELLS)
+def test_evaluate_and_step_logits_match_numpy(cell):
+    spec, params, inputs, targets, state = problem(3, 6, 5, 7, cell=cell, num_layers=2)
+    ours, theirs = NumpyBackend(spec, params, ADAM, "norm", 5.0, "mean"), make(spec, params)
+    loss, state_last = ours.evaluate(inputs, targets, state)
+    t_loss, t_state_last = theirs.evaluate(inputs, targets, state)
     assert t_loss == pytest.approx(loss, rel=1e-12)
-    np.testing.assert_allclose(t_h_last, h_last, rtol=1e-12, atol=1e-15)
-    for a, b in zip(ours.step_logits(inputs[:, 0], h_prev), theirs.step_logits(inputs[:, 0], h_prev)):
-        assert b.shape == a.shape
+    for a, b in zip(state_last, t_state_last, strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-15)
+    one = tuple(s[:, :1] for s in state)
+    (logits, new), (t_logits, t_new) = ours.step_logits(inputs[:1, 0], one), theirs.step_logits(inputs[:1, 0], one)
+    assert t_logits.shape == logits.shape == (1, 7)
+    np.testing.assert_allclose(t_logits, logits, rtol=1e-12, atol=1e-15)
+    for a, b in zip(new, t_new, strict=True):
+        assert a.shape == b.shape == (2, 1, 5)
         np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-15)
 
 
 @pytest.mark.parametrize("clip_mode,grad_clip", [("norm", 0.01), ("value", 1e-4), ("none", 1e-4)])
 def test_grad_norms_are_reported_before_and_after_clipping(clip_mode, grad_clip):
-    params, inputs, targets, h_prev = random_problem(3, 6, 5, 7)
-    result = make(params, clip_mode, grad_clip).train_step(inputs, targets, h_prev, 0.01)
+    spec, params, inputs, targets, state = problem(3, 6, 5, 7)
+    result = make(spec, params, clip_mode, grad_clip).train_step(inputs, targets, state, 0.01)
     assert result.grad_norm > 0.1
     if clip_mode == "norm":
         assert result.clipped_grad_norm == pytest.approx(grad_clip, rel=1e-4)
     elif clip_mode == "value":
-        for k in PARAM_NAMES:
+        for k in params:
             assert result.clipped_grad_norms[k] <= grad_clip * np.sqrt(params[k].size)
     else:
         assert result.clipped_grad_norms == result.grad_norms
@@ -92,22 +106,23 @@ def test_grad_norms_are_reported_before_and_after_clipping(clip_mode, grad_clip)
 
 @pytest.mark.parametrize("backend_cls", [NumpyBackend, TorchBackend])
 def test_backends_train_on_copies_of_the_arrays_they_are_given(backend_cls):
-    params, inputs, targets, h_prev = random_problem(2, 4, 5, 6)
+    spec, params, inputs, targets, h_prev = problem(2, 4, 5, 6, cell="gru")
     args = ("cpu",) if backend_cls is TorchBackend else ()
-    backend = backend_cls(params, *args, ADAM, "norm", 5.0, "mean")
+    backend = backend_cls(spec, params, *args, ADAM, "norm", 5.0, "mean")
     backend.train_step(inputs, targets, h_prev, 0.01)
     state = backend.export_optimizer_state()
-    given = {k: v.copy() for k, v in {**params, **state}.items()}
+    given = {k: v.copy() for k, v in {**params, **state, "h": h_prev[0]}.items()}
     backend.load_optimizer_state(state)
     backend.train_step(inputs, targets, h_prev, 0.01)
+    assert np.array_equal(h_prev[0], given.pop("h"))
     for k, v in {**params, **state}.items():
         np.testing.assert_array_equal(v, given[k], err_msg=k)
 
 
-def nan_in_the_state(params, h_prev):
-    h_prev = h_prev.copy()
-    h_prev[1, 2] = np.nan     # the loss is NaN
-    return params, h_prev
+def nan_in_the_state(params, state):
+    h_prev = state[0].copy()
+    h_prev[0, 1, 2] = np.nan     # the loss is NaN
+    return params, (h_prev,)
 
 
 def overflowing_logits(params, h_prev):
@@ -117,10 +132,10 @@ def overflowing_logits(params, h_prev):
 @pytest.mark.parametrize("poison", [nan_in_the_state, overflowing_logits])
 @pytest.mark.parametrize("backend_cls", [NumpyBackend, TorchBackend])
 def test_a_nonfinite_step_leaves_weights_and_optimizer_state_untouched(backend_cls, poison):
-    params, inputs, targets, h_prev = random_problem(2, 4, 5, 6, dtype="float32")
+    spec, params, inputs, targets, h_prev = problem(2, 4, 5, 6, dtype="float32")
     params, bad_h = poison(params, h_prev)
     args = ("cpu",) if backend_cls is TorchBackend else ()
-    backend = backend_cls(params, *args, ADAM, "none", 5.0, "mean")
+    backend = backend_cls(spec, params, *args, ADAM, "none", 5.0, "mean")
     backend.load_optimizer_state({**backend.export_optimizer_state(), "step": np.array(3)})
     weights, state = backend.export_params(), backend.export_optimizer_state()
     result = backend.train_step(inputs, targets, bad_h, 0.01)

@@ -44,32 +44,34 @@ def test_training_writes_events_and_checkpoints_and_loss_falls(corpus, tmp_path)
 
 
 class Recorder:
-    """Wraps a backend and records the h_prev it is handed at each step and the h_last it returned."""
+    """Wraps a backend and records the state it is handed at each step and the state_last it returned."""
 
     def __init__(self, backend):
         self.backend = backend
         self.calls = []
 
-    def train_step(self, inputs, targets, h_prev, lr):
-        result = self.backend.train_step(inputs, targets, h_prev, lr)
-        self.calls.append((h_prev.copy(), result.h_last.copy()))
+    def train_step(self, inputs, targets, state, lr, masks=None):
+        result = self.backend.train_step(inputs, targets, state, lr, masks)
+        self.calls.append((np.stack(state), np.stack(result.state_last)))
         return result
 
     def __getattr__(self, name):
         return getattr(self.backend, name)
 
 
-@pytest.mark.parametrize("reset_state", [False, True])
-def test_hidden_state_carries_across_chunks_and_resets_at_epoch_end(corpus, tmp_path, monkeypatch, reset_state):
+@pytest.mark.parametrize("reset_state,model", [(False, ["model=rnn"]), (True, ["model=rnn"]),
+                                               (False, ["model=lstm", "model.num_layers=2"])])
+def test_hidden_state_carries_across_chunks_and_resets_at_epoch_end(corpus, tmp_path, monkeypatch, reset_state,
+                                                                    model):
     recorders = []
     real = trainer.make_backend
 
-    def recording(cfg, params):
-        recorders.append(Recorder(real(cfg, params)))
+    def recording(cfg, spec, params):
+        recorders.append(Recorder(real(cfg, spec, params)))
         return recorders[-1]
 
     monkeypatch.setattr(trainer, "make_backend", recording)
-    cfg = make_config([f"data.path={corpus}", *TINY, "train.batch_size=16", "train.seq_length=64",
+    cfg = make_config([f"data.path={corpus}", *model, *TINY, "train.batch_size=16", "train.seq_length=64",
                        f"train.reset_state={reset_state}", "train.max_iters=12", "train.eval_interval=100"])
     train_chunks = len(trainer.make_batchers(cfg, np.zeros(len(corpus.read_text()), int))[0])
     assert train_chunks < 12  # the run crosses an epoch boundary
@@ -132,13 +134,13 @@ class Poisoner:
     def __init__(self, backend, steps):
         self.backend, self.steps, self.step, self.untouched = backend, steps, 0, []
 
-    def train_step(self, inputs, targets, h_prev, lr):
+    def train_step(self, inputs, targets, state, lr, masks=None):
         poisoned = self.step in self.steps
         if poisoned:
-            h_prev = h_prev.copy()
-            h_prev[0, 0] = np.nan
+            state = tuple(s.copy() for s in state)
+            state[0][0, 0, 0] = np.nan
             before = {**self.backend.export_params(), **self.backend.export_optimizer_state()}
-        result = self.backend.train_step(inputs, targets, h_prev, lr)
+        result = self.backend.train_step(inputs, targets, state, lr, masks)
         if poisoned:
             after = {**self.backend.export_params(), **self.backend.export_optimizer_state()}
             self.untouched.append(result.skipped and all(np.array_equal(after[k], before[k]) for k in before))
@@ -153,8 +155,8 @@ class Poisoner:
 def test_nonfinite_steps_are_skipped_counted_and_logged(corpus, tmp_path, monkeypatch, backend):
     poisoners = []
     real = trainer.make_backend
-    monkeypatch.setattr(trainer, "make_backend", lambda cfg, params: poisoners.append(
-        Poisoner(real(cfg, params), steps={0, 1, 2, 3, 4, 7, 8})) or poisoners[-1])
+    monkeypatch.setattr(trainer, "make_backend", lambda cfg, spec, params: poisoners.append(
+        Poisoner(real(cfg, spec, params), steps={0, 1, 2, 3, 4, 7, 8})) or poisoners[-1])
     result = run(corpus, tmp_path, f"backend={backend}", "backend.device=cpu", "train.nonfinite=skip",
                  "train.max_iters=20")
     assert result.steps == 20 and np.isfinite(result.val_loss)
@@ -165,7 +167,8 @@ def test_nonfinite_steps_are_skipped_counted_and_logged(corpus, tmp_path, monkey
     assert [e.step for e in events.Scalars("loss/train")] == [10, 15, 20]
     assert all(np.isfinite(e.value) for e in events.Scalars("loss/train"))
     # and the same poison stops a run that asks to stop, naming the step
-    monkeypatch.setattr(trainer, "make_backend", lambda cfg, params: Poisoner(real(cfg, params), steps={3}))
+    monkeypatch.setattr(trainer, "make_backend", lambda cfg, spec, params: Poisoner(real(cfg, spec, params),
+                                                                                    steps={3}))
     with pytest.raises(UserError, match=r"^step 3: the loss is nan"):
         run(corpus, tmp_path / "stop", f"backend={backend}", "backend.device=cpu", "train.max_iters=20")
 

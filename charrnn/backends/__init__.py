@@ -5,8 +5,9 @@ from charrnn.backends.interface import Backend, Gradients, StepResult
 BACKENDS = ("numpy", "torch")
 
 
-def make_backend(cfg, params: dict) -> Backend:
-    """Build the backend named by cfg.backend.name around initial params (NumPy arrays).
+def make_backend(cfg, spec, params: dict) -> Backend:
+    """Build the backend named by cfg.backend.name for the model spec (charrnn.model.ModelSpec) around
+    initial params (NumPy arrays).
 
     torch is imported only when asked for, so the NumPy backend starts fast.
     """
@@ -15,10 +16,10 @@ def make_backend(cfg, params: dict) -> Backend:
                   loss_reduction=cfg.train.loss_reduction)
     if name == "numpy":
         from charrnn.backends.numpy_backend import NumpyBackend
-        return NumpyBackend(params, **common)
+        return NumpyBackend(spec, params, **common)
     if name == "torch":
         from charrnn.backends.torch_backend import TorchBackend
-        return TorchBackend(params, device=cfg.backend.device, **common)
+        return TorchBackend(spec, params, device=cfg.backend.device, **common)
     raise ValueError(f"unknown backend {name!r}")
 
 

@@ -1,7 +1,9 @@
 """The one small interface every backend meets. The trainer, sampler and checkpoints use nothing else.
 
-Arrays cross it as NumPy: ids (B, T) int, hidden states (B, H), weights under the names of
-charrnn.model. A backend owns its parameters, its optimizer and its gradient clipping.
+Arrays cross it as NumPy: ids (B, T) int, the recurrent state as a tuple of (L, B, H) arrays
+(charrnn.model.zero_state's layout: (h,) or, for the LSTM, (h, c)), dropout masks as None or a tuple
+of L (T, B, H) arrays (charrnn.dropout), weights under the names of charrnn.model. A backend owns its
+model spec, its parameters, its optimizer and its gradient clipping.
 """
 
 import math
@@ -14,7 +16,7 @@ import numpy as np
 @dataclass
 class StepResult:
     loss: float                            # mean cross-entropy over the chunk, nats per character
-    h_last: np.ndarray                     # (B, H) last hidden state, detached: the next chunk's h_prev
+    state_last: tuple                      # (L, B, H) arrays: the state after the chunk, detached, the next chunk's
     grad_norms: dict[str, float]           # L2 norm of each parameter's gradient, before clipping
     clipped_grad_norms: dict[str, float]   # the same after clipping (what the optimizer used)
     skipped: bool                          # the loss or a gradient was not finite: no update was made
@@ -33,7 +35,8 @@ class Gradients:
     """A chunk's gradients, to look at rather than to train on."""
 
     params: dict[str, np.ndarray]   # dL/dW under the model's names, before clipping
-    dh_norms: np.ndarray            # (T,) |dL/dh_t| (L2 over H, averaged over the B streams) at each step t
+    dh_norms: np.ndarray            # (L, T) |dL/dh_t| (L2 over H, averaged over the B streams) of layer l
+                                    # (row l, 0 = the bottom layer) at each step t
 
 
 def global_norm(norms: dict[str, float]) -> float:
@@ -50,19 +53,20 @@ class Backend(Protocol):
     # distributed.SOLO, one process, unless the trainer sets it.
     replicas: object
 
-    def train_step(self, inputs: np.ndarray, targets: np.ndarray, h_prev: np.ndarray, lr: float) -> StepResult:
-        """Forward, backward through the chunk, replicas.average_ of the gradients, clip, and one optimizer
-        update at learning rate lr, unless the loss or a gradient is not finite (see `finite`): then weights
-        and optimizer state stay as they were, and the result says skipped."""
+    def train_step(self, inputs: np.ndarray, targets: np.ndarray, state: tuple, lr: float,
+                   masks: tuple | None = None) -> StepResult:
+        """Forward (with the dropout masks, if any), backward through the chunk, replicas.average_ of the
+        gradients, clip, and one optimizer update at learning rate lr, unless the loss or a gradient is not
+        finite (see `finite`): then weights and optimizer state stay as they were, and the result says skipped."""
 
-    def gradients(self, inputs: np.ndarray, targets: np.ndarray, h_prev: np.ndarray) -> Gradients:
+    def gradients(self, inputs: np.ndarray, targets: np.ndarray, state: tuple, masks: tuple | None = None) -> Gradients:
         """The gradients of the chunk's loss, as train_step differentiates it, without updating anything."""
 
-    def evaluate(self, inputs: np.ndarray, targets: np.ndarray, h_prev: np.ndarray) -> tuple[float, np.ndarray]:
-        """Mean cross-entropy (nats) over the chunk without updating anything, and h_last (B, H)."""
+    def evaluate(self, inputs: np.ndarray, targets: np.ndarray, state: tuple) -> tuple[float, tuple]:
+        """Mean cross-entropy (nats) over the chunk without dropout or updates, and the state after it."""
 
-    def step_logits(self, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """One step: x (B,) ids, h (B, H) -> logits (B, V) for the next character, new h (B, H)."""
+    def step_logits(self, x: np.ndarray, state: tuple) -> tuple[np.ndarray, tuple]:
+        """One step without dropout: x (B,) ids, state -> logits (B, V) for the next character, new state."""
 
     def export_params(self) -> dict[str, np.ndarray]:
         """A copy of the weights as NumPy arrays under their model names."""

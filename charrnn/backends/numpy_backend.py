@@ -1,21 +1,18 @@
 """The NumPy backend: forward and backward through time, written out by hand.
 
-Letters for shapes: B parallel streams, T time steps, H hidden units, V characters, N = T*B.
-Inside, arrays are time-major (T, B, ...): the recurrence reads and writes one contiguous (B, H)
-block per step. Everything that does not depend on h_{t-1} (input projection, output projection,
-softmax, and all the weight gradients) is done for the whole chunk at once as a few large
-operations; only the recurrence itself steps through time.
+A model is a stack of layers, each a forward/backward pair in numpy_layers/: the recurrent cell of
+every layer (rnn.py, lstm.py, gru.py, each with its equations at the top), then the head (head.py:
+logits and softmax cross-entropy). Between layers, and between the top layer and the head, dropout
+multiplies each output h_t by a mask given from outside (charrnn.dropout):
 
-    forward                                     backward (loss = mean over the N predictions)
-    a_t = Wxh x_t + Whh h_{t-1} + bh            dy_t     = (p_t - onehot(target_t)) / N
-    h_t = tanh(a_t)                             dh_t     = Why^T dy_t + dh_next        (two paths into h_t)
-    y_t = Why h_t + by                          dh_raw_t = (1 - h_t^2) * dh_t         (tanh' = 1 - tanh^2)
-    p_t = softmax(y_t)                          dh_next  = Whh^T dh_raw_t             (becomes dh_{t-1}'s second path)
-    L   = -1/N sum_t log p_t[target_t]          dWhh = sum_t dh_raw_t h_{t-1}^T,  dWxh = sum_t dh_raw_t x_t^T,
-                                                dbh = sum_t dh_raw_t,  dWhy = sum_t dy_t h_t^T,  dby = sum_t dy_t
+    x^0 = the ids                                backward, top down:
+    h^l = cell_forward(x^l, state^l)             dh^top = head_backward(...) * m^top
+    x^{l+1} = h^l * m^l    (m = 1: no dropout)   dx^l, dstate^l = cell_backward(dh^l)
+    loss = head_forward(x^L, targets)            dh^{l-1} = dx^l * m^{l-1}
 
-The equations are for one stream with column vectors; the code keeps the B streams as rows, so
-`Whh h` is written `h @ Whh.T` and `Whh^T dh_raw` is written `dh_raw @ Whh`.
+Letters for shapes: B parallel streams, T time steps, H hidden units, V characters, L layers,
+N = T*B. Inside, arrays are time-major (T, B, ...). Every layer keeps its buffers between steps,
+so the hot path allocates nothing big.
 """
 
 from dataclasses import dataclass
@@ -23,205 +20,184 @@ from dataclasses import dataclass
 import numpy as np
 
 from charrnn.backends.interface import Gradients, StepResult, finite
+from charrnn.backends.numpy_layers import CELL_LAYERS, head
 from charrnn.distributed import SOLO
+from charrnn.model import HEAD, ModelSpec, model_spec
 from charrnn.optim import clip_gradients, grad_norms, make_optimizer
 
-# Above this vocabulary size the one-hot product for dWxh costs more than a scatter-add
-# (measured: 9x faster at V=65, 8x slower at V=5000).
-ONE_HOT_MAX_VOCAB = 512
-
 
 @dataclass
-class Workspace:
-    """Buffers for one chunk shape, reused across steps so the hot path allocates nothing big."""
+class StackCache:
+    """What stack_backward needs from stack_forward; reused by the next stack_forward of the same shape."""
 
-    hs: np.ndarray       # (T+1, B, H) hs[0] = h_prev, hs[t+1] = h_t
-    probs: np.ndarray    # (N, V) logits, then softmax p_t, then dL/dy_t (in place)
-    dh: np.ndarray       # (T, B, H) dL/dh_t from the outputs, then dh_raw_t (in place)
-    step: np.ndarray     # (B, H) Whh h_{t-1} in the forward loop, dh_next in the backward loop
-    dtanh: np.ndarray    # (B, H) 1 - h_t^2 in the backward loop
-    one_hot: np.ndarray  # (N, V) x_t as one-hot rows, for dWxh (only for V <= ONE_HOT_MAX_VOCAB)
+    layers: list                      # each layer's cache (its cell module's *Cache)
+    dropped: list                     # (T, B, H) each layer's output times its mask, or None
+    masks: tuple | None               # L (T, B, H) dropout masks, or None
+    head: head.HeadCache
 
-    @classmethod
-    def allocate(cls, T: int, B: int, H: int, V: int, dtype) -> "Workspace":
-        one_hot_shape = (T * B, V) if V <= ONE_HOT_MAX_VOCAB else (0, V)
-        return cls(hs=np.empty((T + 1, B, H), dtype), probs=np.empty((T * B, V), dtype),
-                   dh=np.empty((T, B, H), dtype), step=np.empty((B, H), dtype),
-                   dtanh=np.empty((B, H), dtype), one_hot=np.zeros(one_hot_shape, dtype))
-
-    def fits(self, T: int, B: int, H: int, V: int, dtype) -> bool:
-        return self.hs.shape == (T + 1, B, H) and self.probs.shape[1] == V and self.hs.dtype == dtype
+    @property
+    def state_last(self) -> tuple[np.ndarray, ...]:
+        """Each state array (L, B, H) after the chunk's last step (copies: the buffers get reused)."""
+        return stack_layers([layer.state_last for layer in self.layers])
 
 
-@dataclass
-class ForwardCache:
-    """What the backward pass needs from the forward pass (views into a Workspace)."""
+def stack_layers(per_layer: list[tuple]) -> tuple[np.ndarray, ...]:
+    """L tuples of (B, H) state arrays -> one tuple of (L, B, H) arrays (copies)."""
+    first = per_layer[0]
+    stacked = tuple(np.empty((len(per_layer), *a.shape), a.dtype) for a in first)
+    for layer, arrays in enumerate(per_layer):
+        for out, a in zip(stacked, arrays):
+            out[layer] = a
+    return stacked
 
-    x: np.ndarray        # (T, B) input ids, time-major
-    y: np.ndarray        # (N,) target ids, time-major, flattened
-    ws: Workspace
+
+def layer_weights(params: dict, spec: ModelSpec, layer: int) -> dict:
+    """One layer's weights under their names in its cell's equations (Wxh, Whh, bh, ...)."""
+    return {base: params[name] for base, name in spec.layer_names(layer).items()}
 
 
-def rnn_forward(params: dict, inputs: np.ndarray, targets: np.ndarray, h_prev: np.ndarray,
-                ws: Workspace | None = None) -> tuple[float, ForwardCache]:
-    """Run the RNN over a chunk and score it.
-
-    inputs, targets: (B, T) int ids; h_prev: (B, H). Returns the mean cross-entropy in nats over the
-    N = B*T predictions, and the cache for rnn_backward (the last hidden state is cache.ws.hs[-1]).
-    """
-    Wxh, Whh, Why, bh, by = (params[k] for k in ("Wxh", "Whh", "Why", "bh", "by"))
-    B, T = inputs.shape
-    H, V = Wxh.shape
-    N = B * T
-    if ws is None or not ws.fits(T, B, H, V, Wxh.dtype):
-        ws = Workspace.allocate(T, B, H, V, Wxh.dtype)
-    x = inputs.T                                   # (T, B)
-    y = targets.T.reshape(N)                       # (N,)
-    hs = ws.hs
-    hs[0] = h_prev
+def stack_forward(params: dict, spec: ModelSpec, inputs: np.ndarray, targets: np.ndarray,
+                  state: tuple[np.ndarray, ...], masks: tuple | None = None,
+                  reuse: StackCache | None = None) -> tuple[float, StackCache]:
+    """inputs, targets (B, T) ids; state a tuple of (L, B, H) arrays; masks None or L (T, B, H) arrays.
+    Returns the mean cross-entropy in nats over the N predictions, and the cache."""
+    V = spec.vocab_size
+    x = inputs.T                                   # (T, B) time-major
     if x.size and not 0 <= x.min() <= x.max() < V:
         raise ValueError(f"input ids must lie in [0, {V}); got {x.min()}..{x.max()}")
-    # Wxh x_t for a one-hot x_t is column x_t of Wxh: gather all T*B columns at once, no product.
-    # Adding bh to the (V, H) table first saves a pass over the (T, B, H) result; mode="clip" (a
-    # no-op for ids checked above) skips the buffered copy np.take makes for out= in its default mode.
-    np.take(Wxh.T + bh, x, axis=0, out=hs[1:], mode="clip")   # (T, B, H) Wxh x_t + bh
-    # A contiguous copy of Whh^T: OpenBLAS multiplies by it ~20% faster than by the transposed view.
-    WhhT = np.ascontiguousarray(Whh.T)             # (H, H)
-    for t in range(T):
-        np.matmul(hs[t], WhhT, out=ws.step)        # (B, H) Whh h_{t-1}
-        ws.step += hs[t + 1]                       # a_t = Wxh x_t + bh + Whh h_{t-1}
-        np.tanh(ws.step, out=hs[t + 1])            # h_t = tanh(a_t)
-    h_flat = hs[1:].reshape(N, H)
-    logits = ws.probs
-    np.matmul(h_flat, Why.T, out=logits)           # (N, V) y_t = Why h_t + by
-    logits += by
-    logits -= logits.max(axis=1, keepdims=True)    # softmax is shift-invariant; this keeps exp finite
-    target_logit = logits[np.arange(N), y]         # (N,)
-    np.exp(logits, out=logits)
-    total = logits.sum(axis=1, keepdims=True)      # (N, 1)
-    loss = float(np.mean(np.log(total[:, 0]) - target_logit, dtype=np.float64))  # -log p_t[target]
-    logits /= total                                # (N, V) p_t
-    return loss, ForwardCache(x=x, y=y, ws=ws)
+    cell = CELL_LAYERS[spec.cell]
+    layers, dropped = [], []
+    for layer in range(spec.num_layers):
+        out, cache = cell.forward(layer_weights(params, spec, layer), x, tuple(s[layer] for s in state),
+                                  reuse.layers[layer] if reuse else None)
+        layers.append(cache)
+        if masks is None:
+            dropped.append(None)
+        else:
+            buffer = reuse.dropped[layer] if reuse and reuse.dropped[layer] is not None else None
+            if buffer is None or buffer.shape != out.shape or buffer.dtype != out.dtype:
+                buffer = np.empty_like(out)
+            x = np.multiply(out, masks[layer], out=buffer)   # (T, B, H) x^{l+1} = h^l * m^l
+            dropped.append(x)
+            continue
+        x = out                                    # (T, B, H)
+    loss, head_cache = head.forward({k: params[k] for k in HEAD}, x, targets.T, reuse.head if reuse else None)
+    return loss, StackCache(layers=layers, dropped=dropped, masks=masks, head=head_cache)
 
 
-def rnn_backward(params: dict, cache: ForwardCache, loss_scale: float = 1.0,
-                 dh_out: np.ndarray | None = None) -> tuple[dict, np.ndarray]:
-    """Backpropagate through the chunk. Consumes the cache (its buffers are overwritten).
+def stack_backward(params: dict, spec: ModelSpec, cache: StackCache, loss_scale: float = 1.0,
+                   traces: list | None = None) -> tuple[dict, tuple[np.ndarray, ...]]:
+    """Backpropagate through the head and every layer, top down. Consumes the cache.
 
-    loss_scale multiplies the loss being differentiated: 1 for the mean over the N predictions,
-    N for min-char-rnn's sum. dh_out, if given, (T, B, H), receives every dL/dh_t, to show how far
-    back the gradient reaches. Returns the gradients (same keys and shapes as params) and
-    dL/dh_prev (B, H), the gradient that truncated BPTT cuts at the chunk boundary.
+    loss_scale multiplies the loss being differentiated (1: the mean; N: min-char-rnn's sum).
+    traces, if given, holds one dict per layer for its cell's backward to fill (dh_t, and dc_t for the
+    LSTM, at every step). Returns the gradients (keyed like params) and dL/dstate, each (L, B, H)."""
+    # Every cell's cache has dh (T, B, H), where its backward sums dh_t: the head writes straight into it.
+    dout = cache.layers[-1].dh
+    grads = head.backward(cache.head, dout, loss_scale)     # dout (T, B, H) dL/dx^L
+    cell = CELL_LAYERS[spec.cell]
+    dstate = []
+    for layer in reversed(range(spec.num_layers)):
+        if cache.masks is not None:
+            dout *= cache.masks[layer]             # (T, B, H) dL/dh^l = dL/dx^{l+1} * m^l
+        layer_grads, dout, dstate_layer = cell.backward(dout, cache.layers[layer], traces[layer] if traces else None)
+        grads.update({spec.layer_names(layer)[base]: g for base, g in layer_grads.items()})
+        dstate.append(dstate_layer)
+    dstate.reverse()
+    return {k: grads[k] for k in params}, stack_layers(dstate)
+
+
+def loss_and_grads(params: dict, inputs: np.ndarray, targets: np.ndarray, state, spec: ModelSpec | None = None,
+                   masks: tuple | None = None):
+    """Mean cross-entropy (nats) over a chunk, its gradients, and the last state.
+
+    inputs, targets: (B, T) int arrays. params: the model's weights (charrnn.model names them), all
+    float32 or all float64. With spec (charrnn.model.model_spec(...)): state is a tuple of (L, B, H)
+    arrays (charrnn.model.zero_state's layout), masks None or L dropout masks (T, B, H), and the result
+    is (loss, grads keyed like params, state_last: the same tuple after the chunk). Without spec: the
+    one-layer rnn of min-char-rnn, state is h_prev (B, H) and the result (loss, grads, h_last (B, H)).
+    Gradients are of the mean loss, before clipping.
     """
-    Whh, Why = params["Whh"], params["Why"]
-    ws, x, y = cache.ws, cache.x, cache.y
-    hs = ws.hs
-    T, B, H = ws.dh.shape
-    N = T * B
-    V = ws.probs.shape[1]
-    dy = ws.probs
-    dy[np.arange(N), y] -= 1                       # (N, V) dL/dy_t = p_t - onehot(target_t), softmax+CE
-    dy *= loss_scale / N
-    h_flat = hs[1:].reshape(N, H)
-    dWhy = dy.T @ h_flat                           # (V, H) sum_t dy_t h_t^T
-    dby = dy.sum(axis=0)                           # (V,)
-    dh = ws.dh
-    np.matmul(dy, Why, out=dh.reshape(N, H))       # (T, B, H) Why^T dy_t: each step's own output path
-    dtanh = ws.dtanh
-    dh_next = ws.step
-    dh_next.fill(0)                                # nothing flows back from beyond the chunk
-    for t in reversed(range(T)):
-        # The subtle point of BPTT: h_t feeds both y_t and h_{t+1}, so its gradient is the sum of
-        # the loss's own (already in dh[t]) and the one flowing back from step t+1 (dh_next).
-        dh[t] += dh_next                           # (B, H) dh_t
-        if dh_out is not None:
-            dh_out[t] = dh[t]
-        np.multiply(hs[t + 1], hs[t + 1], out=dtanh)
-        np.subtract(1, dtanh, out=dtanh)           # (B, H) 1 - h_t^2, computed while h_t is in cache
-        dh[t] *= dtanh                             # (B, H) dh_raw_t
-        np.matmul(dh[t], Whh, out=dh_next)         # (B, H) Whh^T dh_raw_t, into step t-1
-    dh_raw = dh.reshape(N, H)
-    dWhh = dh_raw.T @ hs[:-1].reshape(N, H)        # (H, H) sum_t dh_raw_t h_{t-1}^T
-    if V <= ONE_HOT_MAX_VOCAB:
-        one_hot = ws.one_hot
-        one_hot.fill(0)
-        one_hot[np.arange(N), x.reshape(N)] = 1
-        dWxh = dh_raw.T @ one_hot                  # (H, V) sum_t dh_raw_t x_t^T
-    else:
-        dWxhT = np.zeros((V, H), dh_raw.dtype)
-        np.add.at(dWxhT, x.reshape(N), dh_raw)     # (V, H) row x_t collects dh_raw_t
-        dWxh = dWxhT.T
-    # Each x_t is one-hot, so summing dWxh's columns adds up every dh_raw_t once: that is dbh,
-    # obtained from an (H, V) array instead of another pass over the (N, H) one.
-    dbh = dWxh.sum(axis=1)                         # (H,) sum_t dh_raw_t
-    grads = {"Wxh": np.ascontiguousarray(dWxh), "Whh": dWhh, "Why": dWhy, "bh": dbh, "by": dby}
-    return grads, dh_next.copy()
+    if spec is not None:
+        loss, cache = stack_forward(params, spec, inputs, targets, state, masks)
+        state_last = cache.state_last
+        grads, _ = stack_backward(params, spec, cache)
+        return loss, grads, state_last
+    rnn = model_spec("rnn", params["Why"].shape[0], params["Why"].shape[1])
+    loss, grads, (h_last,) = loss_and_grads(params, inputs, targets, (state[None],), rnn, masks)
+    return loss, grads, h_last[0]
 
 
-def loss_and_grads(params: dict, inputs: np.ndarray, targets: np.ndarray,
-                   h_prev: np.ndarray) -> tuple[float, dict, np.ndarray]:
-    """Mean cross-entropy (nats) over a chunk, its gradients, and the last hidden state.
+def step_logits(params: dict, spec: ModelSpec, x: np.ndarray, state: tuple) -> tuple[np.ndarray, tuple]:
+    """One step for sampling: x (B,) ids, state (L, B, H) arrays -> logits (B, V) of the next character,
+    and the new state."""
+    cell = CELL_LAYERS[spec.cell]
+    inputs = x[None, :]                            # (1, B)
+    new_state = []
+    for layer in range(spec.num_layers):
+        out, cache = cell.forward(layer_weights(params, spec, layer), inputs, tuple(s[layer] for s in state))
+        new_state.append(cache.state_last)
+        inputs = out                               # (1, B, H)
+    logits = inputs[0] @ params["Why"].T + params["by"]    # (B, V)
+    return logits, stack_layers(new_state)
 
-    params: {"Wxh" (H, V), "Whh" (H, H), "Why" (V, H), "bh" (H,), "by" (V,)}, all float32 or all
-    float64. inputs, targets: (B, T) int arrays. h_prev: (B, H). Returns (loss, grads, h_last) with
-    grads keyed like params (gradients of the mean loss, before clipping) and h_last (B, H).
-    """
-    loss, cache = rnn_forward(params, inputs, targets, h_prev)
-    h_last = cache.ws.hs[-1].copy()
-    grads, _ = rnn_backward(params, cache)
-    return loss, grads, h_last
 
-
-def rnn_step(params: dict, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One step for sampling: x (B,) ids, h (B, H) -> logits (B, V) of the next character, h_t (B, H)."""
-    h_next = np.tanh(params["Wxh"].T[x] + h @ params["Whh"].T + params["bh"])
-    return h_next @ params["Why"].T + params["by"], h_next
+def dh_norms(traces: list) -> np.ndarray:
+    """(L, T) |dL/dh_t| (L2 over H, averaged over the B streams) of each layer at each step."""
+    return np.stack([np.sqrt(np.einsum("tbh,tbh->tb", trace["h"], trace["h"])).mean(axis=1) for trace in traces])
 
 
 class NumpyBackend:
     """The Backend interface (see interface.py) on the hand-written BPTT above."""
 
-    def __init__(self, params: dict, optim_cfg, clip_mode: str, grad_clip: float, loss_reduction: str):
+    def __init__(self, spec: ModelSpec, params: dict, optim_cfg, clip_mode: str, grad_clip: float,
+                 loss_reduction: str):
+        self.spec = spec
         # Copies: the optimizer updates them in place, which must not write into the caller's arrays.
         self.params = {k: np.array(v, order="C") for k, v in params.items()}
         self.optimizer = make_optimizer(optim_cfg, self.params)
         self.clip_mode = clip_mode
         self.grad_clip = grad_clip
         self.loss_reduction = loss_reduction
-        self.ws: Workspace | None = None
-        self.eval_ws: Workspace | None = None
+        self.cache: StackCache | None = None
+        self.eval_cache: StackCache | None = None
         self.replicas = SOLO
 
-    def train_step(self, inputs: np.ndarray, targets: np.ndarray, h_prev: np.ndarray, lr: float) -> StepResult:
-        loss, cache = rnn_forward(self.params, inputs, targets, h_prev, self.ws)
-        self.ws = cache.ws
-        h_last = cache.ws.hs[-1].copy()
-        grads, _ = rnn_backward(self.params, cache, self._loss_scale(inputs))
+    def train_step(self, inputs: np.ndarray, targets: np.ndarray, state: tuple, lr: float,
+                   masks: tuple | None = None) -> StepResult:
+        loss, cache = stack_forward(self.params, self.spec, inputs, targets, state, masks, self.cache)
+        self.cache = cache
+        state_last = cache.state_last
+        grads, _ = stack_backward(self.params, self.spec, cache, self._loss_scale(inputs))
         loss = self.replicas.average_(loss, list(grads.values()), self.loss_reduction)
         before = grad_norms(grads)
         if not finite(loss, before):
-            return StepResult(loss=loss, h_last=h_last, grad_norms=before, clipped_grad_norms=before, skipped=True)
+            return StepResult(loss=loss, state_last=state_last, grad_norms=before, clipped_grad_norms=before,
+                              skipped=True)
         clip_gradients(grads, self.clip_mode, self.grad_clip)
         after = before if self.clip_mode == "none" else grad_norms(grads)
         self.optimizer.step(self.params, grads, lr)
-        return StepResult(loss=loss, h_last=h_last, grad_norms=before, clipped_grad_norms=after, skipped=False)
+        return StepResult(loss=loss, state_last=state_last, grad_norms=before, clipped_grad_norms=after, skipped=False)
 
     def _loss_scale(self, inputs: np.ndarray) -> float:
         return inputs.size if self.loss_reduction == "sum" else 1.0
 
-    def gradients(self, inputs: np.ndarray, targets: np.ndarray, h_prev: np.ndarray) -> Gradients:
-        _, cache = rnn_forward(self.params, inputs, targets, h_prev)
-        dh = np.empty_like(cache.ws.dh)            # (T, B, H)
-        grads, _ = rnn_backward(self.params, cache, self._loss_scale(inputs), dh_out=dh)
-        return Gradients(params=grads, dh_norms=np.sqrt(np.einsum("tbh,tbh->tb", dh, dh)).mean(axis=1))
+    def gradients(self, inputs: np.ndarray, targets: np.ndarray, state: tuple, masks: tuple | None = None) -> Gradients:
+        _, cache = stack_forward(self.params, self.spec, inputs, targets, state, masks)
+        T, B = inputs.shape[1], inputs.shape[0]
+        traces = [{"h": np.empty((T, B, self.spec.hidden_size), self.params["Why"].dtype)}
+                  for _ in range(self.spec.num_layers)]
+        grads, _ = stack_backward(self.params, self.spec, cache, self._loss_scale(inputs), traces)
+        return Gradients(params=grads, dh_norms=dh_norms(traces))
 
-    def evaluate(self, inputs: np.ndarray, targets: np.ndarray, h_prev: np.ndarray) -> tuple[float, np.ndarray]:
-        loss, cache = rnn_forward(self.params, inputs, targets, h_prev, self.eval_ws)
-        self.eval_ws = cache.ws
-        return loss, cache.ws.hs[-1].copy()
+    def evaluate(self, inputs: np.ndarray, targets: np.ndarray, state: tuple) -> tuple[float, tuple]:
+        loss, cache = stack_forward(self.params, self.spec, inputs, targets, state, None, self.eval_cache)
+        self.eval_cache = cache
+        return loss, cache.state_last
 
-    def step_logits(self, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return rnn_step(self.params, x, h.astype(self.params["Whh"].dtype, copy=False))
+    def step_logits(self, x: np.ndarray, state: tuple) -> tuple[np.ndarray, tuple]:
+        dtype = self.params["Why"].dtype
+        return step_logits(self.params, self.spec, x, tuple(s.astype(dtype, copy=False) for s in state))
 
     def export_params(self) -> dict[str, np.ndarray]:
         return {k: v.copy() for k, v in self.params.items()}

@@ -1,11 +1,12 @@
 """The PyTorch backend: the model of numpy_backend, differentiated by autograd instead of by hand.
 
 Same parameters (charrnn.model's names, shapes and initial values), same float32/float64 switch
-(the dtype of the params handed in), same loss. Inside, ids and states are time-major (T, B, ...)
-like the NumPy backend's, so both sum the same numbers in nearly the same order.
+(the dtype of the params handed in), same cells, dropout masks and loss. Inside, ids and states are
+time-major (T, B, ...) like the NumPy backend's, so both sum the same numbers in nearly the same order.
 
-The recurrence is a Python loop over T steps with everything else hoisted out of it: one gather
-for Wxh x_t + bh over the whole chunk, then per step one addmm and one tanh. It was measured against
+Each layer's recurrence is a Python loop over T steps with everything else hoisted out of it: one
+gather (layer 0) or one product (layers above) for Wxh x_t + bh over the whole chunk, then per step
+one addmm for the fused gates and the cell's elementwise math. For the rnn cell it was measured against
 torch's fused rnn_tanh (what torch.nn.RNN runs; a one-hot (T, B, V) input, b_ih = bh, b_hh = 0
 frozen), both exact, in whole training steps on 2 CPU cores, float32, V=65, chars/s:
 
@@ -16,7 +17,7 @@ frozen), both exact, in whole training steps on 2 CPU cores, float32, V=65, char
 
 On a GPU, where each small step is a kernel launch, the backend runs torch's fused multi-step kernel
 instead (cuDNN's, through the rnn_tanh that torch.nn.RNN calls) on the same hoisted projection: see
-`fused_rnn_tanh`. A test proves it equal to the loop on the CPU; no GPU was at hand to time it.
+`fused_rnn_tanh` and FUSED. A test proves it equal to the loop on the CPU; no GPU was at hand to time it.
 """
 
 import numpy as np
@@ -27,6 +28,7 @@ from charrnn.backends.interface import Gradients, StepResult, finite
 from charrnn.backends.torch_optim import clip_gradients, export_state, load_state, make_torch_optimizer
 from charrnn.distributed import SOLO
 from charrnn.errors import UserError
+from charrnn.model import ModelSpec, model_spec
 
 
 def resolve_device(name: str) -> torch.device:
@@ -43,77 +45,135 @@ def time_major(ids: np.ndarray, device: torch.device | None = None) -> torch.Ten
     return torch.as_tensor(ids.T, dtype=torch.long).to(device)
 
 
-def loop_rnn_tanh(xw: torch.Tensor, h_prev: torch.Tensor, Whh: torch.Tensor) -> list[torch.Tensor]:
-    """h_t = tanh(xw_t + Whh h_{t-1}) step by step: xw (T, B, H) Wxh x_t + bh, h_prev (B, H) -> the T
-    hidden states, each (B, H) and each a node of the graph (so autograd can give dL/dh_t)."""
-    WhhT = Whh.t()
-    h, hs = h_prev, []
+def rnn_step(W: dict, xw_t: torch.Tensor, state: tuple) -> tuple:
+    """h_t = tanh(Wxh x_t + bh + Whh h_{t-1}); xw_t (B, H) = Wxh x_t + bh, W["WhhT"] (H, H)."""
+    # tanh in place is safe: addmm's backward needs its inputs, not its output.
+    return (torch.addmm(xw_t, state[0], W["WhhT"]).tanh_(),)
+
+
+def lstm_step(W: dict, xw_t: torch.Tensor, state: tuple) -> tuple:
+    """torch.nn.LSTM's step: gates i, f, g, o from a_t = Wxh x_t + bh + Whh h_{t-1} (B, 4H)."""
+    h, c = state
+    i, f, g, o = torch.addmm(xw_t, h, W["WhhT"]).chunk(4, dim=1)
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c), c
+
+
+def gru_step(W: dict, xw_t: torch.Tensor, state: tuple) -> tuple:
+    """torch.nn.GRU's step: u_t = Wxh x_t + bh, w_t = Whh h_{t-1} + [0, 0, bhn], each (B, 3H)."""
+    h = state[0]
+    u_r, u_z, u_n = xw_t.chunk(3, dim=1)
+    w_r, w_z, w_n = torch.addmm(W["bhh"], h, W["WhhT"]).chunk(3, dim=1)
+    r, z = torch.sigmoid(u_r + w_r), torch.sigmoid(u_z + w_z)
+    n = torch.tanh(u_n + r * w_n)
+    return (n + z * (h - n),)
+
+
+CELL_STEPS = {"rnn": rnn_step, "lstm": lstm_step, "gru": gru_step}
+
+
+def loop_recurrence(cell: str, W: dict, xw: torch.Tensor, state: tuple) -> tuple[list[torch.Tensor], tuple]:
+    """The cell's step over the chunk: xw (T, B, G*H) Wxh x_t + bh, state the layer's (B, H) arrays ->
+    the T outputs h_t, each (B, H) and each a node of the graph (so autograd can give dL/dh_t), and
+    the state after the last step."""
+    step, hs = CELL_STEPS[cell], []
     for xw_t in xw.unbind(0):
-        # tanh in place is safe: addmm's backward needs its inputs, not its output.
-        h = torch.addmm(xw_t, h, WhhT).tanh_()                              # (B, H) h_t
-        hs.append(h)
-    return hs
+        state = step(W, xw_t, state)
+        hs.append(state[0])
+    return hs, state
 
 
-def fused_rnn_tanh(xw: torch.Tensor, h_prev: torch.Tensor, Whh: torch.Tensor) -> list[torch.Tensor]:
-    """The same recurrence in one call of torch's fused kernel (cuDNN's on a GPU): the kernel computes
+def fused_rnn_tanh(cell: str, W: dict, xw: torch.Tensor, state: tuple) -> tuple[list[torch.Tensor], tuple]:
+    """The rnn recurrence in one call of torch's fused kernel (cuDNN's on a GPU): the kernel computes
     tanh(W_ih u_t + b_ih + W_hh h_{t-1} + b_hh), here with u_t = xw_t, W_ih = I and no biases (bh is in
-    xw already), so the input stays the hoisted gather, never a (T, B, V) one-hot. The states come out
-    as views of one (T, B, H) output, not graph nodes: fine for training, not for dL/dh_t."""
-    H = Whh.shape[0]
-    identity = torch.eye(H, dtype=Whh.dtype, device=Whh.device)
+    xw already), so the input stays the hoisted gather, never a (T, B, V) one-hot. The outputs come out
+    as views of one (T, B, H) tensor, not graph nodes: fine for training, not for dL/dh_t."""
+    Whh = W["Whh"]
+    identity = torch.eye(Whh.shape[0], dtype=Whh.dtype, device=Whh.device)
     # arguments: input, h_0 (layers, B, H), weights, has_biases, layers, dropout, train, bidirectional, batch_first
-    output, _ = torch._VF.rnn_tanh(xw, h_prev.unsqueeze(0), [identity, Whh], False, 1, 0.0,
-                                   torch.is_grad_enabled(), False, False)
-    return list(output.unbind(0))
+    output, h_last = torch._VF.rnn_tanh(xw, state[0].unsqueeze(0), [identity, Whh], False, 1, 0.0,
+                                        torch.is_grad_enabled(), False, False)
+    return list(output.unbind(0)), (h_last[0],)
 
 
-# torch's fused multi-step kernel for each cell that it computes exactly (issue 10's lstm and gru:
-# torch._VF.lstm and torch._VF.gru, one entry each).
+# torch's fused multi-step kernel for each cell it computes exactly, as the backend runs it on a GPU.
+# The lstm and gru would enter here with torch._VF.lstm / torch._VF.gru; not written yet.
 FUSED = {"rnn": fused_rnn_tanh}
 
 
-def rnn_forward(weights: dict[str, torch.Tensor], x: torch.Tensor, h_prev: torch.Tensor,
-                recurrence=loop_rnn_tanh) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """x (T, B) int64 ids, h_prev (B, H) -> logits (T, B, V) for the next characters, and the hidden
-    states h_0 ... h_{T-1}, each (B, H): the last is the next chunk's h_prev. recurrence: the loop, or a
-    fused kernel from FUSED."""
-    # Wxh x_t for a one-hot x_t is column x_t of Wxh: one gather for all T*B columns.
-    xw = F.embedding(x, weights["Wxh"].t()) + weights["bh"]                # (T, B, H) Wxh x_t + bh
-    hs = recurrence(xw, h_prev, weights["Whh"])
-    logits = F.linear(torch.stack(hs), weights["Why"], weights["by"])       # (T, B, V)
-    return logits, hs
+def layer_weights(weights: dict[str, torch.Tensor], spec: ModelSpec, layer: int) -> dict[str, torch.Tensor]:
+    """One layer's weights by their names in the cell's equations, with what every step reuses made once:
+    Whh^T, and the GRU's recurrent bias [0, 0, bhn]."""
+    W = {base: weights[name] for base, name in spec.layer_names(layer).items()}
+    W["WhhT"] = W["Whh"].t()
+    if "bhn" in W:
+        W["bhh"] = torch.cat([W["bhn"].new_zeros(2 * spec.hidden_size), W["bhn"]])
+    return W
 
 
-def chunk_loss(weights: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, h_prev: torch.Tensor,
-               reduction: str = "mean", recurrence=loop_rnn_tanh) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def stack_forward(weights: dict[str, torch.Tensor], spec: ModelSpec, x: torch.Tensor, state: tuple,
+                  masks: tuple | None = None,
+                  recurrence=loop_recurrence) -> tuple[torch.Tensor, list[list[torch.Tensor]], tuple]:
+    """x (T, B) int64 ids, state a tuple of (L, B, H) tensors, masks None or L (T, B, H) tensors ->
+    logits (T, B, V) for the next characters, every layer's h_t (L lists of T (B, H) tensors), and
+    the state after the last step (a tuple of (L, B, H) tensors). recurrence: the loop, or FUSED's."""
+    inputs, outputs, finals = None, [], []
+    for layer in range(spec.num_layers):
+        W = layer_weights(weights, spec, layer)
+        if layer == 0:
+            # Wxh x_t for a one-hot x_t is column x_t of Wxh: one gather for all T*B columns.
+            xw = F.embedding(x, W["Wxh"].t()) + W["bh"]         # (T, B, G*H)
+        else:
+            xw = F.linear(inputs, W["Wxh"], W["bh"])            # (T, B, G*H)
+        hs, layer_state = recurrence(spec.cell, W, xw, tuple(s[layer] for s in state))
+        outputs.append(hs)
+        finals.append(layer_state)
+        inputs = torch.stack(hs)                                # (T, B, H)
+        if masks is not None:
+            inputs = inputs * masks[layer]
+    logits = F.linear(inputs, weights["Why"], weights["by"])    # (T, B, V)
+    return logits, outputs, tuple(torch.stack(arrays) for arrays in zip(*finals))
+
+
+def chunk_loss(weights: dict[str, torch.Tensor], spec: ModelSpec, x: torch.Tensor, y: torch.Tensor, state: tuple,
+               masks: tuple | None = None, reduction: str = "mean",
+               recurrence=loop_recurrence) -> tuple[torch.Tensor, list, tuple]:
     """Cross-entropy (nats) of the chunk, x and y (T, B) ids: the mean over its T*B predictions or,
-    with reduction="sum", their sum (min-char-rnn's). Returns (loss, the hidden states as rnn_forward)."""
-    logits, hs = rnn_forward(weights, x, h_prev, recurrence)
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction=reduction), hs
+    with reduction="sum", their sum (min-char-rnn's). Returns (loss, outputs, state_last) as stack_forward."""
+    logits, outputs, state_last = stack_forward(weights, spec, x, state, masks, recurrence)
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction=reduction)
+    return loss, outputs, state_last
 
 
-def loss_and_grads(params: dict, inputs: np.ndarray, targets: np.ndarray,
-                   h_prev: np.ndarray) -> tuple[float, dict, np.ndarray]:
-    """numpy_backend.loss_and_grads computed by autograd: the same arguments and results, as NumPy.
-
-    params: {"Wxh" (H, V), "Whh" (H, H), "Why" (V, H), "bh" (H,), "by" (V,)}, all float32 or all
-    float64. inputs, targets: (B, T) int arrays. h_prev: (B, H). Returns (mean loss, grads of the
-    mean loss keyed like params, h_last (B, H)).
-    """
+def loss_and_grads(params: dict, inputs: np.ndarray, targets: np.ndarray, state, spec: ModelSpec | None = None,
+                   masks: tuple | None = None):
+    """numpy_backend.loss_and_grads computed by autograd: the same arguments and results, as NumPy."""
+    if spec is None:
+        rnn = model_spec("rnn", params["Why"].shape[0], params["Why"].shape[1])
+        loss, grads, (h_last,) = loss_and_grads(params, inputs, targets, (state[None],), rnn, masks)
+        return loss, grads, h_last[0]
     weights = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
-    loss, hs = chunk_loss(weights, time_major(inputs), time_major(targets), torch.tensor(h_prev))
+    loss, _, state_last = chunk_loss(weights, spec, time_major(inputs), time_major(targets),
+                                     tuple(torch.tensor(s) for s in state), as_tensors(masks))
     grads = torch.autograd.grad(loss, list(weights.values()))
-    return loss.item(), {k: g.numpy() for k, g in zip(weights, grads)}, hs[-1].detach().numpy()
+    return (loss.item(), {k: g.numpy() for k, g in zip(weights, grads)},
+            tuple(s.detach().numpy() for s in state_last))
+
+
+def as_tensors(arrays: tuple | None, device: torch.device | None = None, dtype: torch.dtype | None = None):
+    """NumPy arrays (a state, or masks) as tensors, None as None."""
+    return None if arrays is None else tuple(torch.as_tensor(a).to(device, dtype) for a in arrays)
 
 
 class TorchBackend:
     """The Backend interface (see interface.py) on autograd, torch.optim and torch.nn.utils clipping."""
 
-    def __init__(self, params: dict, device: str, optim_cfg, clip_mode: str, grad_clip: float, loss_reduction: str):
+    def __init__(self, spec: ModelSpec, params: dict, device: str, optim_cfg, clip_mode: str, grad_clip: float,
+                 loss_reduction: str):
+        self.spec = spec
         self.device = resolve_device(device)
         self.weights = {k: torch.tensor(v, device=self.device, requires_grad=True) for k, v in params.items()}
-        self.dtype = self.weights["Whh"].dtype
+        self.dtype = self.weights["Why"].dtype
         self.optim_name = optim_cfg.name
         self.optimizer = make_torch_optimizer(optim_cfg, list(self.weights.values()))
         self.steps = 0
@@ -121,16 +181,14 @@ class TorchBackend:
         self.grad_clip = grad_clip
         self.loss_reduction = loss_reduction
         self.replicas = SOLO
-        # On a GPU, one fused kernel per chunk instead of T small steps (the module's docstring).
-        self.recurrence = FUSED["rnn"] if self.device.type == "cuda" else loop_rnn_tanh
+        # On a GPU, one fused kernel per layer and chunk instead of T small steps (the module's docstring).
+        self.recurrence = FUSED.get(spec.cell, loop_recurrence) if self.device.type == "cuda" else loop_recurrence
 
-    def _state(self, h: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(h).to(self.device, self.dtype)
-
-    def train_step(self, inputs: np.ndarray, targets: np.ndarray, h_prev: np.ndarray, lr: float) -> StepResult:
+    def train_step(self, inputs: np.ndarray, targets: np.ndarray, state: tuple, lr: float,
+                   masks: tuple | None = None) -> StepResult:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        loss, hs = self._loss(inputs, targets, h_prev, self.loss_reduction)
+        loss, _, state_last = self._loss(inputs, targets, state, masks, self.loss_reduction)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         loss = self.replicas.average_(loss.detach(), [w.grad for w in self.weights.values()], self.loss_reduction)
@@ -145,34 +203,42 @@ class TorchBackend:
         if not skipped:
             self.optimizer.step()
             self.steps += 1
-        return StepResult(loss=loss_value, h_last=hs[-1].detach().cpu().numpy(), grad_norms=grad_norms,
+        return StepResult(loss=loss_value, state_last=self._numpy(state_last), grad_norms=grad_norms,
                           clipped_grad_norms=dict(zip(self.weights, stats[1 + P:].tolist())), skipped=skipped)
 
-    def _loss(self, inputs: np.ndarray, targets: np.ndarray, h_prev: np.ndarray, reduction: str = "mean",
-              recurrence=None) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        # h_prev comes in as NumPy, with no history: truncated BPTT's cut at the chunk boundary.
-        return chunk_loss(self.weights, time_major(inputs, self.device), time_major(targets, self.device),
-                          self._state(h_prev), reduction, recurrence or self.recurrence)
+    def _loss(self, inputs: np.ndarray, targets: np.ndarray, state: tuple, masks: tuple | None = None,
+              reduction: str = "mean", recurrence=None) -> tuple[torch.Tensor, list, tuple]:
+        # The state comes in as NumPy, with no history: truncated BPTT's cut at the chunk boundary.
+        return chunk_loss(self.weights, self.spec, time_major(inputs, self.device), time_major(targets, self.device),
+                          as_tensors(state, self.device, self.dtype), as_tensors(masks, self.device, self.dtype),
+                          reduction, recurrence or self.recurrence)
 
-    def gradients(self, inputs: np.ndarray, targets: np.ndarray, h_prev: np.ndarray) -> Gradients:
+    @staticmethod
+    def _numpy(state: tuple) -> tuple:
+        return tuple(s.detach().cpu().numpy() for s in state)
+
+    def gradients(self, inputs: np.ndarray, targets: np.ndarray, state: tuple, masks: tuple | None = None) -> Gradients:
         # The loop: dL/dh_t needs every h_t as a node of the graph.
-        loss, hs = self._loss(inputs, targets, h_prev, self.loss_reduction, loop_rnn_tanh)
+        loss, outputs, _ = self._loss(inputs, targets, state, masks, self.loss_reduction, loop_recurrence)
         weights = list(self.weights.values())
-        # The gradient with respect to each h_t sums both of its uses: the output y_t and the step to h_{t+1}.
+        hs = [h for layer in outputs for h in layer]
+        # The gradient with respect to each h_t sums all of its uses: the layer above (or y_t) and h_{t+1}.
         grads = torch.autograd.grad(loss, weights + hs)
-        dh = torch.stack(grads[len(weights):])                              # (T, B, H)
+        T = inputs.shape[1]
+        dh = torch.stack(grads[len(weights):]).reshape(self.spec.num_layers, T, *hs[0].shape)   # (L, T, B, H)
         return Gradients(params={k: g.cpu().numpy() for k, g in zip(self.weights, grads)},
-                         dh_norms=torch.linalg.vector_norm(dh, dim=2).mean(dim=1).cpu().numpy())
+                         dh_norms=torch.linalg.vector_norm(dh, dim=3).mean(dim=2).cpu().numpy())
 
     @torch.inference_mode()
-    def evaluate(self, inputs: np.ndarray, targets: np.ndarray, h_prev: np.ndarray) -> tuple[float, np.ndarray]:
-        loss, hs = self._loss(inputs, targets, h_prev)
-        return loss.item(), hs[-1].cpu().numpy()
+    def evaluate(self, inputs: np.ndarray, targets: np.ndarray, state: tuple) -> tuple[float, tuple]:
+        loss, _, state_last = self._loss(inputs, targets, state)
+        return loss.item(), self._numpy(state_last)
 
     @torch.inference_mode()
-    def step_logits(self, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        logits, hs = rnn_forward(self.weights, time_major(x[:, None], self.device), self._state(h))
-        return logits[0].cpu().numpy(), hs[-1].cpu().numpy()
+    def step_logits(self, x: np.ndarray, state: tuple) -> tuple[np.ndarray, tuple]:
+        logits, _, state_last = stack_forward(self.weights, self.spec, time_major(x[:, None], self.device),
+                                              as_tensors(state, self.device, self.dtype))
+        return logits[0].cpu().numpy(), self._numpy(state_last)
 
     def export_params(self) -> dict[str, np.ndarray]:
         return {k: w.detach().cpu().numpy().copy() for k, w in self.weights.items()}
