@@ -123,10 +123,17 @@ def read_corpus(path: Path, encoding: str) -> np.ndarray:
         raise UserError(f"corpus file {path} does not exist; pass data.path=/path/to/file.txt")
     if path.is_dir():
         raise UserError(f"corpus path {path} is a directory; pass data.path=/path/to/file.txt")
+    if not path.is_file():
+        # /dev/zero, a terminal, a pipe: possibly endless, and never of a size known before reading
+        raise UserError(f"corpus path {path} is not a regular file (a device, pipe or socket); save the text "
+                        f"to a file and pass data.path=/path/to/file.txt")
     try:
         raw = path.read_bytes()
     except OSError as e:
         raise UserError(f"cannot read corpus file {path}: {e.strerror}; pass a readable file as data.path") from None
+    except MemoryError:
+        raise UserError(f"corpus file {path} ({path.stat().st_size:,} bytes) does not fit in memory; "
+                        f"train on a shorter file") from None
     if not raw:
         raise UserError(f"corpus file {path} is empty; pass data.path=/path/to/a/text/file.txt")
     if encoding == "bytes":

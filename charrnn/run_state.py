@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from charrnn.checkpoint import Checkpoint
+from charrnn.checkpoint_fields import state_problem
 from charrnn.errors import UserError
 
 
@@ -38,4 +39,7 @@ class RunState:
         if missing:
             raise UserError(f"checkpoint {path} cannot be resumed: its state lacks {', '.join(missing)} "
                             f"(it predates exact resume); sample from it, or train afresh")
+        problem = state_problem(ckpt.state, names)
+        if problem:
+            raise UserError(f"checkpoint {path} cannot be resumed: {problem}")
         return cls(h=ckpt.h.astype(dtype), **{k: ckpt.state[k] for k in names})

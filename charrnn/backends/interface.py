@@ -4,7 +4,6 @@ Arrays cross it as NumPy: ids (B, T) int, hidden states (B, H), weights under th
 charrnn.model. A backend owns its parameters, its optimizer and its gradient clipping.
 """
 
-import math
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -17,7 +16,8 @@ class StepResult:
     h_last: np.ndarray                     # (B, H) last hidden state, detached: the next chunk's h_prev
     grad_norms: dict[str, float]           # L2 norm of each parameter's gradient, before clipping
     clipped_grad_norms: dict[str, float]   # the same after clipping (what the optimizer used)
-    skipped: bool                          # the loss or a gradient was not finite: no update was made
+    skipped: bool                          # no update was made, or it was undone (see guard.py)
+    cause: str | None = None               # why, when skipped: a guard.CAUSES key
 
     @property
     def grad_norm(self) -> float:
@@ -40,16 +40,12 @@ def global_norm(norms: dict[str, float]) -> float:
     return float(np.sqrt(sum(n * n for n in norms.values())))
 
 
-def finite(loss: float, grad_norms: dict[str, float]) -> bool:
-    """Whether an update may be made: a NaN or infinity anywhere in a gradient reaches its norm."""
-    return math.isfinite(loss) and math.isfinite(global_norm(grad_norms))
-
-
 class Backend(Protocol):
     def train_step(self, inputs: np.ndarray, targets: np.ndarray, h_prev: np.ndarray, lr: float) -> StepResult:
         """Forward, backward through the chunk, clip, and one optimizer update at learning rate lr, unless
-        the loss or a gradient is not finite (see `finite`): then weights and optimizer state stay as they
-        were, and the result says skipped."""
+        the backend's StepGuard refuses it (a loss or gradient not finite, a loss exploded): then weights
+        and optimizer state stay as they were, and the result says skipped and why. An update that comes
+        out non-finite is reported the same way, and undone if the guard keeps an undo copy."""
 
     def gradients(self, inputs: np.ndarray, targets: np.ndarray, h_prev: np.ndarray) -> Gradients:
         """The gradients of the chunk's loss, as train_step differentiates it, without updating anything."""

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from charrnn.backends.interface import Gradients, StepResult, finite
+from charrnn.backends.guard import StepGuard, all_finite
+from charrnn.backends.interface import Gradients, StepResult
 from charrnn.optim import clip_gradients, grad_norms, make_optimizer
 
 # Above this vocabulary size the one-hot product for dWxh costs more than a scatter-add
@@ -180,13 +181,15 @@ def rnn_step(params: dict, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np
 class NumpyBackend:
     """The Backend interface (see interface.py) on the hand-written BPTT above."""
 
-    def __init__(self, params: dict, optim_cfg, clip_mode: str, grad_clip: float, loss_reduction: str):
+    def __init__(self, params: dict, optim_cfg, clip_mode: str, grad_clip: float, loss_reduction: str,
+                 guard: StepGuard = StepGuard()):
         # Copies: the optimizer updates them in place, which must not write into the caller's arrays.
         self.params = {k: np.array(v, order="C") for k, v in params.items()}
         self.optimizer = make_optimizer(optim_cfg, self.params)
         self.clip_mode = clip_mode
         self.grad_clip = grad_clip
         self.loss_reduction = loss_reduction
+        self.guard = guard
         self.ws: Workspace | None = None
         self.eval_ws: Workspace | None = None
 
@@ -196,12 +199,26 @@ class NumpyBackend:
         h_last = cache.ws.hs[-1].copy()
         grads, _ = rnn_backward(self.params, cache, self._loss_scale(inputs))
         before = grad_norms(grads)
-        if not finite(loss, before):
-            return StepResult(loss=loss, h_last=h_last, grad_norms=before, clipped_grad_norms=before, skipped=True)
+        cause = self.guard.refusal(loss, before)
+        if cause:
+            return StepResult(loss, h_last, grad_norms=before, clipped_grad_norms=before, skipped=True, cause=cause)
         clip_gradients(grads, self.clip_mode, self.grad_clip)
         after = before if self.clip_mode == "none" else grad_norms(grads)
+        cause = self._update(grads, lr)
+        return StepResult(loss, h_last, grad_norms=before, clipped_grad_norms=after, skipped=bool(cause), cause=cause)
+
+    def _update(self, grads: dict, lr: float) -> str | None:
+        """The optimizer step, checked: "update" if it left a non-finite weight or state (then undone
+        when the guard asks for it), else None."""
+        undo = (self.export_params(), self.optimizer.state_dict()) if self.guard.undo else None
         self.optimizer.step(self.params, grads, lr)
-        return StepResult(loss=loss, h_last=h_last, grad_norms=before, clipped_grad_norms=after, skipped=False)
+        if all_finite([*self.params.values(), *(a for s in self.optimizer.state.values() for a in s.values())]):
+            return None
+        if undo:
+            for k, saved in undo[0].items():
+                self.params[k][...] = saved
+            self.optimizer.load_state_dict(undo[1])
+        return "update"
 
     def _loss_scale(self, inputs: np.ndarray) -> float:
         return inputs.size if self.loss_reduction == "sum" else 1.0
