@@ -69,7 +69,8 @@ def save_checkpoint(path: Path, ckpt: Checkpoint) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
         if isinstance(e, OSError):
-            raise UserError(f"cannot write checkpoint {path}: {e.strerror}; what was there before is as it was") from None
+            raise UserError(f"cannot write checkpoint {path}: {e.strerror}; "
+                            f"what was there before is as it was") from None
         raise
 
 

@@ -157,7 +157,8 @@ class Range:
             return "must be positive"
         if self == NON_NEGATIVE:
             return "must not be negative"
-        return f"must be in {'[' if self.low_closed else '('}{self.low:g}, {self.high:g}{']' if self.high_closed else ')'}"
+        opening, closing = "[" if self.low_closed else "(", "]" if self.high_closed else ")"
+        return f"must be in {opening}{self.low:g}, {self.high:g}{closing}"
 
 
 POSITIVE = Range(low=0)

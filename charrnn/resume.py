@@ -72,14 +72,15 @@ def config_for_run(raw: DictConfig, overrides: list[str]) -> Config:
     try:
         return to_config(saved)
     except UserError as e:
-        raise UserError(f"cannot resume {path}: its saved config, with your overrides, does not validate ({e})") from None
+        raise UserError(f"cannot resume {path}: its saved config, with your overrides, "
+                        f"does not validate ({e})") from None
 
 
 def resume(cfg: Config, vocab: Vocab, num_chunks: int, run_dir: Path) -> tuple[Backend, RunState]:
     """The backend (weights and optimizer state) and progress of the checkpoint named by train.resume,
     checked against cfg and the corpus's vocabulary, to continue in run_dir (see resume_dir). The best
-    validation loss is that of the weights run_dir's ckpt_best.npz holds (none in a new directory), so that "best" stays true
-    to its file even if a kill interrupted its write."""
+    validation loss is that of the weights run_dir's ckpt_best.npz holds (none in a new directory), so
+    that "best" stays true to its file even if a kill interrupted its write."""
     path = resume_path(cfg.train.resume)
     ckpt = load_checkpoint(path)
     if not np.array_equal(ckpt.vocab, vocab.symbols):

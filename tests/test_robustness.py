@@ -92,6 +92,7 @@ OPTIMS = {"adam": OmegaConf.create({"name": "adam", "lr": 1.0, "beta1": 0.9, "be
           "sgd": OmegaConf.create({"name": "sgd", "lr": 1.0, "momentum": 0.9, "nesterov": False})}
 
 
+@pytest.mark.filterwarnings("ignore:(overflow|invalid value) encountered:RuntimeWarning")
 @pytest.mark.parametrize("optim", OPTIMS)
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_an_update_that_overflows_the_weights_is_caught_and_undone(backend, optim):
@@ -112,6 +113,7 @@ def test_an_update_that_overflows_the_weights_is_caught_and_undone(backend, opti
     assert model.train_step(inputs, targets, h, 1e39).cause == "update"
 
 
+@pytest.mark.filterwarnings("ignore:(overflow|invalid value) encountered:RuntimeWarning")
 def test_all_finite_sees_through_a_sum_that_overflows():
     assert all_finite([np.full(4, 3e38, np.float32)])  # the sum overflows, the values are fine
     assert not all_finite([np.array([1.0, np.nan], np.float32)])

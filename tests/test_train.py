@@ -144,7 +144,8 @@ BLOW_UP = ["optim=sgd", "optim.lr=1e38", "train.clip_mode=none", "train.lr_sched
 def test_a_blow_up_stops_the_run_and_saves_nothing_new(corpus, tmp_path, backend):
     # SGD at 1e38: the first update overflows the weights, or leaves them so large that the next loss explodes
     with pytest.raises(UserError, match=r"^step [1-9]\d*: (the update made a weight or the optimizer state non-finite"
-                                        r"|the loss has exploded|the loss is not finite) .*too high, optim.lr=1e\+38 on unclipped gradients"):
+                                        r"|the loss has exploded|the loss is not finite) .*too high, "
+                                        r"optim.lr=1e\+38 on unclipped gradients"):
         run(corpus, tmp_path, f"backend={backend}", "backend.device=cpu", *BLOW_UP)
     ckpt = load_checkpoint(tmp_path / "run" / "ckpt_last.npz")
     assert ckpt.state["step"] == 0 and all(np.isfinite(v).all() for v in ckpt.params.values())
