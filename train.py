@@ -18,7 +18,9 @@ from charrnn.errors import UserError  # noqa: E402
 from charrnn.resume import config_for_run  # noqa: E402
 from charrnn.trainer import train  # noqa: E402
 
-entry = Entry(out_of_memory="out of memory; lower model.hidden_size, train.batch_size or train.seq_length")
+entry = Entry(out_of_memory="out of memory; lower model.hidden_size, train.batch_size or train.seq_length",
+              cannot_write="free some space or name another hydra.run.dir; checkpoints are written whole or not "
+                           "at all, so the last one is intact")
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")

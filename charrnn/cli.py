@@ -32,11 +32,13 @@ class Entry:
     unknown key or option, an override it cannot parse, a run directory it cannot create) and reports
     them in several lines with exit code 1; run() makes them one line and exit code 2. They are told
     from the task's own errors by whether the task had started, which task() records. Inside the task,
-    running out of memory or disk is one line too; `out_of_memory` says what to lower."""
+    running out of memory or disk is one line too; `out_of_memory` and `cannot_write` say what to do."""
 
-    def __init__(self, out_of_memory: str = "out of memory"):
+    def __init__(self, out_of_memory: str = "out of memory",
+                 cannot_write: str = "free some space, or write elsewhere"):
         self.started = False
         self.out_of_memory = out_of_memory
+        self.cannot_write = cannot_write
 
     @contextmanager
     def task(self) -> Iterator[None]:
@@ -54,8 +56,7 @@ class Entry:
         except OSError as e:
             if e.errno not in DISK_ERRNOS:
                 raise
-            fail(f"cannot write {e.filename or 'to disk'}: {e.strerror}; free space or name a writable "
-                 f"hydra.run.dir (checkpoints are written whole or not at all: the last one is intact)")
+            fail(f"cannot write {e.filename or 'the output'}: {e.strerror}; {self.cannot_write}")
 
     def run(self, main: Callable[[], object]) -> None:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":  # the user asked for Hydra's own full report
