@@ -147,9 +147,10 @@ class TorchBackend:
         """Whether the weights and optimizer state are all finite: one reduction per tensor and one
         device-to-host copy; a sum carries any NaN or infinity through, so only one that overflowed
         needs the full test."""
+        # (Adam's and Adagrad's 0-d step counters aside: they are counts, in another dtype.)
         tensors = [*self.weights.values(), *(v for s in self.optimizer.state.values() for v in s.values()
-                                            if torch.is_tensor(v) and v.is_floating_point())]
-        return (bool(torch.isfinite(torch.stack([t.sum().to(torch.float64) for t in tensors])).all())
+                                            if torch.is_tensor(v) and v.dim() > 0)]
+        return (bool(torch.isfinite(torch.stack([t.sum() for t in tensors])).all())
                 or all(bool(torch.isfinite(t).all()) for t in tensors))
 
     def _loss(self, inputs: np.ndarray, targets: np.ndarray, h_prev: np.ndarray,
