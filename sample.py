@@ -1,16 +1,20 @@
 """Sample text from a checkpoint: python sample.py checkpoint=PATH [backend=numpy|torch] [key=value ...]."""
 
-import os
-import sys
+from charrnn.interrupt import quiet_keyboard_interrupt
 
-import hydra
-from omegaconf import DictConfig
+quiet_keyboard_interrupt()  # first: a Ctrl-C during the imports below ends in one line too
 
-from charrnn.cli import Entry
-from charrnn.config import to_sample_config
-from charrnn.sampling import sample
+import os  # noqa: E402
+import sys  # noqa: E402
 
-entry = Entry()
+import hydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from charrnn.cli import Entry  # noqa: E402
+from charrnn.config import to_sample_config  # noqa: E402
+from charrnn.sampling import sample  # noqa: E402
+
+entry = Entry(out_of_memory="out of memory: the checkpoint's model does not fit in this machine's memory")
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="sample")

@@ -1,39 +1,50 @@
 """Train a character-level RNN: python train.py [backend=numpy|torch] [key=value ...]."""
 
-import signal
-import sys
-from pathlib import Path
+from charrnn.interrupt import quiet_keyboard_interrupt
 
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+quiet_keyboard_interrupt()  # first: a Ctrl-C during the imports below ends in one line too
 
-from charrnn.cli import Entry, fail
-from charrnn.distributed import is_main_process
-from charrnn.resume import config_for_run
-from charrnn.run_name import register_resolvers
-from charrnn.trainer import train
+import signal  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
 
-entry = Entry()
+import hydra  # noqa: E402
+from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from hydra.types import RunMode  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from charrnn.cli import Entry, override, write_hydra_record  # noqa: E402
+from charrnn.distributed import is_main_process  # noqa: E402
+from charrnn.errors import UserError  # noqa: E402
+from charrnn.resume import config_for_run  # noqa: E402
+from charrnn.run_name import register_resolvers  # noqa: E402
+from charrnn.trainer import train  # noqa: E402
+
+entry = Entry(out_of_memory="out of memory; lower model.hidden_size, train.batch_size or train.seq_length",
+              cannot_write="free some space or name another hydra.run.dir; checkpoints are written whole or not "
+                           "at all, so the last one is intact")
 register_resolvers()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(raw: DictConfig) -> float:
     hydra_cfg = HydraConfig.get()
+    output_dir = Path(hydra_cfg.runtime.output_dir)
     with entry.task():
+        if hydra_cfg.mode == RunMode.RUN and not str(hydra_cfg.run.dir).strip():
+            raise UserError("hydra.run.dir is empty, which would scatter the run's files into the current "
+                            "directory; name a directory with hydra.run.dir=PATH")
         try:
-            result = train(config_for_run(raw, list(hydra_cfg.overrides.task)), Path(hydra_cfg.runtime.output_dir))
+            result = train(config_for_run(raw, list(hydra_cfg.overrides.task)), output_dir,
+                           on_start=lambda: write_hydra_record(output_dir, raw, hydra_cfg))
         except KeyboardInterrupt:
             print("interrupted without saving; the run's last checkpoint is as it was", file=sys.stderr)
             sys.exit(128 + signal.SIGINT)
-        except MemoryError:
-            fail("out of memory; lower model.hidden_size, train.batch_size or train.seq_length")
     if result.stopped_by is not None:
         if is_main_process():
             print(f"{signal.Signals(result.stopped_by).name}: saved step {result.steps} to "
-                  f"{result.run_dir}/ckpt_last.npz; resume with: python train.py train.resume={result.run_dir}",
-                  file=sys.stderr)
+                  f"{result.run_dir}/ckpt_last.npz; resume with: python train.py "
+                  f"{override('train.resume', result.run_dir)}", file=sys.stderr)
         sys.exit(128 + result.stopped_by)
     # Returned so that Hydra sweepers can minimise it.
     return result.best_val_loss

@@ -107,7 +107,8 @@ class _Cfg:
     def __init__(self, backend: str):
         self.backend = type("B", (), {"name": backend, "device": "cpu"})
         self.optim = AdamConfig(name="adam", lr=LR, beta1=0.9, beta2=0.999, eps=1e-8)
-        self.train = type("T", (), {"clip_mode": "norm", "grad_clip": 5.0, "loss_reduction": "mean"})
+        self.train = type("T", (), {"clip_mode": "norm", "grad_clip": 5.0, "loss_reduction": "mean",
+                                    "max_loss_ratio": 3.0, "nonfinite": "stop"})
 
 
 def backend_step(cfg, H: int, B: int, T: int, rng, spec: ModelSpec) -> Callable[[], None]:

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from charrnn.backends import Backend, make_backend
+from charrnn.checkpoint_fields import nonfinite_entries
 from charrnn.data import Vocab
 from charrnn.errors import UserError
 from charrnn.model import STATE_NAMES, param_shapes, spec_of
@@ -45,7 +46,12 @@ class Checkpoint:
 def save_checkpoint(path: Path, ckpt: Checkpoint) -> None:
     """Write atomically: a temporary file in the same directory, fsynced, then renamed over path,
     so a crash at any moment leaves either the old checkpoint or the new one, never a torn file (and
-    a failed write leaves the old one, and no temporary file)."""
+    a failed write leaves the old one, and no temporary file). Non-finite weights, optimizer state or
+    carried state are refused before anything is written, whatever asked for the save."""
+    blown_up = nonfinite_entries({**ckpt.params, **ckpt.optimizer_state, **ckpt.hidden})
+    if blown_up:
+        raise UserError(f"refusing to write {path}: {', '.join(blown_up)} not finite (the model has blown up); "
+                        f"what was there before is as it was")
     arrays = {"format": np.array(FORMAT), "vocab": ckpt.vocab, **ckpt.hidden,
               "config": np.array(json.dumps(ckpt.config)), "state": np.array(json.dumps(ckpt.state))}
     arrays.update({f"param/{k}": v for k, v in ckpt.params.items()})
@@ -62,10 +68,13 @@ def save_checkpoint(path: Path, ckpt: Checkpoint) -> None:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-    except OSError as e:  # a full disk, a directory gone or made read-only
+    except BaseException as e:  # a full disk, a directory gone or made read-only; a second Ctrl-C
         with contextlib.suppress(OSError):
             tmp.unlink()
-        raise UserError(f"cannot write checkpoint {path}: {e.strerror}; what was there before is as it was") from None
+        if isinstance(e, OSError):
+            raise UserError(f"cannot write checkpoint {path}: {e.strerror}; "
+                            f"what was there before is as it was") from None
+        raise
 
 
 def load_checkpoint(path: Path) -> Checkpoint:
@@ -131,6 +140,9 @@ def _problem(ckpt: Checkpoint) -> str | None:
     not_float = [k for k, a in {**ckpt.params, **ckpt.hidden}.items() if a.dtype.kind != "f"]
     if not_float:
         return f"not floating point: {', '.join(not_float)}"
+    blown_up = nonfinite_entries({**ckpt.params, **ckpt.optimizer_state, **ckpt.hidden})
+    if blown_up:
+        return f"{', '.join(blown_up)} not finite (the model had blown up); use an earlier checkpoint"
     return None
 
 

@@ -99,6 +99,7 @@ class TrainConfig:
     eval_chars: Optional[int] = None
     eval_at_start: bool = True
     final_full_eval: bool = False
+    max_loss_ratio: Optional[float] = None
 
 
 @dataclass
@@ -125,6 +126,7 @@ class SampleConfig:
     skip_unknown: bool
     seed: int
     num_samples: int
+    raw: bool = False
 
 
 BACKEND_CHOICES = {
@@ -144,14 +146,78 @@ CHOICES = {
     "data.encoding": ENCODINGS,
 }
 
-POSITIVE = ("model.hidden_size", "model.num_layers", "optim.lr", "train.batch_size", "train.seq_length",
-            "train.grad_clip", "train.max_iters", "train.lr_decay_iters", "train.eval_interval", "train.eval_batch_size",
-            "train.log_interval", "train.eval_chars")
-NON_NEGATIVE = ("train.warmup_iters", "train.min_lr", "train.sample_length")
 
-# top_k and top_p may be null (no cut); the checks below skip a null value.
-SAMPLE_POSITIVE = ("temperature", "top_k", "num_samples")
-SAMPLE_NON_NEGATIVE = ("length",)
+
+@dataclass(frozen=True)
+class Range:
+    """The numbers a key may take: low < v (or low <= v with low_closed), v < high (or <= with high_closed).
+    A value must also be finite, and whole where the schema says int; null passes where the schema allows it."""
+
+    low: float = -math.inf
+    high: float = math.inf
+    low_closed: bool = False
+    high_closed: bool = False
+
+    def holds(self, v) -> bool:
+        above = v >= self.low if self.low_closed else v > self.low
+        below = v <= self.high if self.high_closed else v < self.high
+        return above and below
+
+    def describe(self) -> str:
+        """What a value must be, after the key: "train.min_lr must not be negative"."""
+        if self == POSITIVE:
+            return "must be positive"
+        if self == NON_NEGATIVE:
+            return "must not be negative"
+        opening, closing = "[" if self.low_closed else "(", "]" if self.high_closed else ")"
+        return f"must be in {opening}{self.low:g}, {self.high:g}{closing}"
+
+
+POSITIVE = Range(low=0)
+NON_NEGATIVE = Range(low=0, low_closed=True)
+FRACTION = Range(low=0, high=1)                                    # (0, 1)
+DECAY = Range(low=0, high=1, low_closed=True)                      # [0, 1): a decay rate, or a dropout probability
+PROBABILITY_MASS = Range(low=0, high=1, high_closed=True)          # (0, 1]
+
+# One line per key, one place per fact; a key absent from the chosen optimizer is skipped. Seeds are
+# NumPy's (np.random.default_rng takes any integer from 0 up).
+RANGES = {
+    "seed": NON_NEGATIVE,
+    "model.hidden_size": POSITIVE,
+    "model.num_layers": POSITIVE,
+    "model.init_std": POSITIVE,
+    "model.dropout": DECAY,
+    "model.forget_bias": Range(),
+    "optim.lr": POSITIVE,
+    "optim.eps": POSITIVE,
+    "optim.beta1": DECAY,
+    "optim.beta2": DECAY,
+    "optim.momentum": NON_NEGATIVE,
+    "data.val_fraction": FRACTION,
+    "train.batch_size": POSITIVE,
+    "train.seq_length": POSITIVE,
+    "train.grad_clip": POSITIVE,
+    "train.warmup_iters": NON_NEGATIVE,
+    "train.lr_decay_iters": POSITIVE,
+    "train.min_lr": NON_NEGATIVE,
+    "train.max_iters": POSITIVE,
+    "train.max_seconds": POSITIVE,
+    "train.eval_interval": POSITIVE,
+    "train.eval_batch_size": POSITIVE,
+    "train.log_interval": POSITIVE,
+    "train.sample_length": NON_NEGATIVE,
+    "train.max_loss_ratio": Range(low=1),
+    "train.eval_chars": POSITIVE,
+}
+
+SAMPLE_RANGES = {
+    "seed": NON_NEGATIVE,
+    "length": NON_NEGATIVE,
+    "temperature": POSITIVE,
+    "top_k": POSITIVE,
+    "top_p": PROBABILITY_MASS,
+    "num_samples": POSITIVE,
+}
 
 
 def lookup(cfg, dotted: str):
@@ -180,18 +246,21 @@ def unknown_key_message(key: str) -> str:
     return f"{key} is not a config key; --cfg job lists the keys"
 
 
-def _check_values(cfg, choices: dict, positive: tuple, non_negative: tuple) -> None:
+def _check_values(cfg, choices: dict, ranges: dict) -> None:
     for key, allowed in choices.items():
         if lookup(cfg, key) not in allowed:
             raise UserError(f"{key}={lookup(cfg, key)!r} is not one of {', '.join(allowed)}")
-    for key in positive:
-        if lookup(cfg, key) is not None and not lookup(cfg, key) > 0:
-            raise UserError(f"{key} must be positive, got {lookup(cfg, key)}")
-        if lookup(cfg, key) == math.inf:
-            raise UserError(f"{key} must be finite, got {lookup(cfg, key)}")
-    for key in non_negative:
-        if lookup(cfg, key) < 0:
-            raise UserError(f"{key} must not be negative, got {lookup(cfg, key)}")
+    for key, allowed in ranges.items():
+        try:
+            value = lookup(cfg, key)
+        except AttributeError:  # a key of another optimizer
+            continue
+        if value is None:
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UserError(f"{key} must be finite, got {value}")
+        if not allowed.holds(value):
+            raise UserError(f"{key} {allowed.describe()}, got {value}")
 
 
 def to_config(raw: DictConfig) -> Config:
@@ -201,14 +270,9 @@ def to_config(raw: DictConfig) -> Config:
         raise UserError(f"unknown optimizer {optim_name!r}; choose optim= one of {', '.join(OPTIMIZERS)}")
     cfg: Config = _typed(Config, raw)
     cfg.optim = _typed(OPTIMIZERS[optim_name], raw.optim)
-    _check_values(cfg, CHOICES, POSITIVE, NON_NEGATIVE)
-    if not 0 <= cfg.model.dropout < 1:
-        raise UserError(f"model.dropout must be in [0, 1) (the probability of dropping a unit), "
-                        f"got {cfg.model.dropout}")
-    if not 0 < cfg.data.val_fraction < 1:
-        raise UserError(f"data.val_fraction must be between 0 and 1 (exclusive), got {cfg.data.val_fraction}")
-    if cfg.train.max_seconds is not None and cfg.train.max_seconds <= 0:
-        raise UserError(f"train.max_seconds must be positive or null, got {cfg.train.max_seconds}")
+    _check_values(cfg, CHOICES, RANGES)
+    if getattr(cfg.optim, "nesterov", False) and cfg.optim.momentum == 0:
+        raise UserError("optim.nesterov=true needs momentum: set optim.momentum above 0, or optim.nesterov=false")
     return cfg
 
 
@@ -217,9 +281,7 @@ def to_sample_config(raw: DictConfig) -> SampleConfig:
     if OmegaConf.is_missing(raw, "checkpoint"):
         raise UserError("name the checkpoint to sample from: checkpoint=PATH (a ckpt_*.npz file or a run directory)")
     cfg: SampleConfig = _typed(SampleConfig, raw)
-    _check_values(cfg, BACKEND_CHOICES, SAMPLE_POSITIVE, SAMPLE_NON_NEGATIVE)
-    if cfg.top_p is not None and not 0 < cfg.top_p <= 1:
-        raise UserError(f"top_p must be in (0, 1], got {cfg.top_p}")
+    _check_values(cfg, BACKEND_CHOICES, SAMPLE_RANGES)
     return cfg
 
 

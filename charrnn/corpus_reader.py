@@ -38,6 +38,10 @@ def open_corpus(path: Path):
         raise UserError(f"corpus file {path} does not exist; pass data.path=/path/to/file.txt")
     if path.is_dir():
         raise UserError(f"corpus path {path} is a directory; pass data.path=/path/to/file.txt")
+    if not path.is_file():
+        # /dev/zero, a terminal, a pipe: possibly endless, and never of a size known before reading
+        raise UserError(f"corpus path {path} is not a regular file (a device, pipe or socket); save the text "
+                        f"to a file and pass data.path=/path/to/file.txt")
     try:
         file = path.open("rb")
     except OSError as e:

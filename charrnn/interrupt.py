@@ -2,7 +2,22 @@
 can be checkpointed; stopping inside an optimizer update would leave half-updated weights."""
 
 import signal
+import sys
 import threading
+
+
+def quiet_keyboard_interrupt() -> None:
+    """A Ctrl-C that nothing else handles (during imports, while sampling) ends in one line, not a
+    traceback. Python still ends the process as killed by SIGINT, as a shell expects."""
+    report = sys.excepthook
+
+    def hook(kind, value, traceback):
+        if issubclass(kind, KeyboardInterrupt):
+            print("interrupted", file=sys.stderr)
+        else:
+            report(kind, value, traceback)
+
+    sys.excepthook = hook
 
 
 class StopRequest:

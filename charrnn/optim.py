@@ -126,6 +126,9 @@ class Adam(Optimizer):
             p -= step_size * m / denom
 
 
+OPTIMIZERS = {"adagrad": Adagrad, "sgd": SGD, "adam": Adam}
+
+
 def make_optimizer(cfg, params: dict):
     if cfg.name == "adagrad":
         return Adagrad(params, eps=cfg.eps)

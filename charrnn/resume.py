@@ -1,6 +1,7 @@
 """Continuing a run from its checkpoint (train.resume): the config it continues with, and the checks
 that it can continue at all."""
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -8,10 +9,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from charrnn.backends import Backend
 from charrnn.checkpoint import load_checkpoint, resolve_checkpoint, restore_backend
+from charrnn.checkpoint_fields import optimizer_problem
 from charrnn.config import Config, lookup, to_config
 from charrnn.data import Vocab
 from charrnn.errors import UserError
 from charrnn.model import spec_of, zero_state
+from charrnn.optim import OPTIMIZERS
 from charrnn.run_state import RunState
 
 # What the data pointer, the carried state and the optimizer state are laid out by. (The model shape
@@ -26,6 +29,30 @@ def resume_path(resume: str) -> Path:
     return resolve_checkpoint(resume, ("ckpt_last.npz",))
 
 
+def resume_dir(resume: str, new_dir: Path) -> tuple[Path, str | None]:
+    """Where a resumed run writes, and a note when that is not the checkpoint's own directory. A run
+    continues in place from where it stopped (its directory's ckpt_last.npz, or a checkpoint at the
+    same step). From any other point (ckpt_best.npz of a run that went on, an older copy) it forks
+    into new_dir, hydra.run.dir's directory: continuing in place would overwrite the later ckpt_last.npz,
+    result.json and curves, work that cannot be had back."""
+    path = resume_path(resume)
+    last = path.parent / "ckpt_last.npz"
+    if path.name == last.name or not last.is_file():
+        return path.parent, None
+    step = load_checkpoint(path).state.get("step")
+    try:
+        last_step = load_checkpoint(last).state.get("step")
+    except UserError:
+        last_step = None  # unreadable: all the more reason to leave it alone
+    if last_step == step:
+        return path.parent, None
+    if new_dir.resolve() == path.parent.resolve():
+        raise UserError(f"cannot resume {path} (step {step}) in its own directory: its ckpt_last.npz is at step "
+                        f"{last_step} and would be overwritten; name a new directory with hydra.run.dir=PATH")
+    return new_dir, (f"resuming from {path} (step {step}), not where its run stopped ({last}, step {last_step}): "
+                     f"continuing in a new run directory, {new_dir}, so that the later work stays")
+
+
 def config_for_run(raw: DictConfig, overrides: list[str]) -> Config:
     """The typed config of a run. To resume, it is the checkpoint's saved config with only the keys
     given on the command line (overrides, as Hydra lists them) changed, so that
@@ -33,7 +60,8 @@ def config_for_run(raw: DictConfig, overrides: list[str]) -> Config:
     resume = OmegaConf.select(raw, "train.resume")
     if resume is None:
         return to_config(raw)
-    saved = OmegaConf.create(load_checkpoint(resume_path(resume)).config)
+    path = resume_path(resume)
+    saved = OmegaConf.create(load_checkpoint(path).config)
     for override in overrides:
         key = override.split("=", 1)[0].lstrip("+~")
         value = OmegaConf.select(raw, key, default=_ABSENT)
@@ -42,12 +70,18 @@ def config_for_run(raw: DictConfig, overrides: list[str]) -> Config:
                             f"override the keys themselves (e.g. train.max_iters=...)")
         OmegaConf.update(saved, key, value, merge=False)
     OmegaConf.update(saved, "train.resume", resume)  # however it was given
-    return to_config(saved)
+    try:
+        return to_config(saved)
+    except UserError as e:
+        raise UserError(f"cannot resume {path}: its saved config, with your overrides, "
+                        f"does not validate ({e})") from None
 
 
-def resume(cfg: Config, vocab: Vocab, num_chunks: int) -> tuple[Backend, RunState, Path]:
-    """The backend (weights and optimizer state), progress and run directory of the checkpoint named by
-    train.resume, checked against cfg and the corpus's vocabulary."""
+def resume(cfg: Config, vocab: Vocab, num_chunks: int, run_dir: Path) -> tuple[Backend, RunState]:
+    """The backend (weights and optimizer state) and progress of the checkpoint named by train.resume,
+    checked against cfg and the corpus's vocabulary, to continue in run_dir (see resume_dir). The best
+    validation loss is that of the weights run_dir's ckpt_best.npz holds (none in a new directory), so
+    that "best" stays true to its file even if a kill interrupted its write."""
     path = resume_path(cfg.train.resume)
     ckpt = load_checkpoint(path)
     if not np.array_equal(ckpt.vocab, vocab.symbols):
@@ -62,9 +96,13 @@ def resume(cfg: Config, vocab: Vocab, num_chunks: int) -> tuple[Backend, RunStat
         raise UserError(f"cannot resume {path} with {', '.join(changed)}: the data pointer, carried state "
                         f"and optimizer state only fit the values the run started with")
     backend, _ = restore_backend(ckpt, cfg)
+    problem = optimizer_problem(ckpt.optimizer_state, OPTIMIZERS[cfg.optim.name].state_names, ckpt.params)
+    if problem:
+        raise UserError(f"cannot resume {path}: {problem}")
     backend.load_optimizer_state(ckpt.optimizer_state)
     spec = spec_of(cfg.model, len(vocab))
     run = RunState.from_checkpoint(ckpt, path, cfg.model.dtype, spec.state_names)
+    run.best_val = best_val_loss(run_dir)
     expected = zero_state(spec, cfg.train.batch_size, cfg.model.dtype)
     shapes = [s.shape for s in run.hidden]
     if shapes != [s.shape for s in expected] or not 0 <= run.chunk < num_chunks:
@@ -77,4 +115,13 @@ def resume(cfg: Config, vocab: Vocab, num_chunks: int) -> tuple[Backend, RunStat
         raise UserError(f"nothing to resume: {path} is at step {run.step} after {run.train_seconds:.1f} s, "
                         f"which train.max_iters={cfg.train.max_iters} / train.max_seconds={cfg.train.max_seconds} "
                         f"already reach; raise them to train further")
-    return backend, run, path.parent
+    return backend, run
+
+
+def best_val_loss(run_dir: Path) -> float:
+    """The validation loss of the weights in run_dir's ckpt_best.npz; infinity if it has none."""
+    best = run_dir / "ckpt_best.npz"
+    if not best.is_file():
+        return math.inf
+    value = load_checkpoint(best).state.get("val_loss")
+    return value if isinstance(value, (int, float)) and math.isfinite(value) else math.inf

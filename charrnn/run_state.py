@@ -11,6 +11,7 @@ from pathlib import Path
 
 
 from charrnn.checkpoint import Checkpoint
+from charrnn.checkpoint_fields import state_problem
 from charrnn.errors import UserError
 
 
@@ -38,6 +39,9 @@ class RunState:
         if missing:
             raise UserError(f"checkpoint {path} cannot be resumed: its state lacks {', '.join(missing)} "
                             f"(it predates exact resume); sample from it, or train afresh")
+        problem = state_problem(ckpt.state, names)
+        if problem:
+            raise UserError(f"checkpoint {path} cannot be resumed: {problem}")
         lacking = [k for k in state_names if k not in ckpt.hidden]
         if lacking:
             raise UserError(f"checkpoint {path} cannot be resumed: its carried state lacks {', '.join(lacking)}, "

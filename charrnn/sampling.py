@@ -17,12 +17,19 @@ from charrnn.model import spec_of, zero_state
 
 SEPARATOR = "\n" + "-" * 40 + "\n"  # between samples, when num_samples > 1
 
+# Control characters (C0 but tab, newline and carriage return; DEL; C1) shown as \xNN, as invalid UTF-8
+# already is: a model of raw bytes can draw escape sequences that would drive the terminal.
+ESCAPED_CONTROLS = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7f, 0xa0)] if chr(c) not in "\t\n\r"}
+
 
 def next_char_distribution(logits: np.ndarray, temperature: float, top_k: int | None,
                            top_p: float | None) -> np.ndarray:
     """Softmax of logits / temperature (V,), keeping only the top_k most likely characters and
-    then the smallest set whose probability reaches top_p, renormalised."""
-    z = logits.astype(np.float64) / temperature
+    then the smallest set whose probability reaches top_p, renormalised. The logits are shifted to a
+    maximum of 0 before dividing, so that however small the temperature the most likely character keeps
+    a finite 0 and the rest fall to -inf at worst: greedy in the limit, never NaN."""
+    z = logits.astype(np.float64)
+    z = (z - z.max()) / temperature
     if top_k is not None and top_k < len(z):
         kth = np.partition(z, -top_k)[-top_k]
         z = np.where(z < kth, -np.inf, z)
@@ -47,6 +54,9 @@ def generate(backend, prime_ids: np.ndarray, state: tuple, length: int, rng: np.
     for ix in prime_ids:
         logits, state = backend.step_logits(np.array([ix]), state)
     for _ in range(length):
+        if not np.isfinite(logits).all():
+            raise UserError("the model's scores for the next character are not finite (its state overflowed); "
+                            "sample from an earlier checkpoint of the run")
         if greedy:
             ix = int(np.argmax(logits[0]))
         else:
@@ -84,7 +94,7 @@ def sample(cfg: SampleConfig, out: TextIO) -> None:
         ids = generate(backend, prime_ids, state, cfg.length, rng, cfg.temperature, cfg.top_k, cfg.top_p, cfg.greedy)
         for text in vocab.decode_stream(ids):
             if text:  # a byte vocabulary's character of several bytes comes out with its last one
-                out.write(text)
+                out.write(text if cfg.raw else text.translate(ESCAPED_CONTROLS))
                 out.flush()
     out.write("\n")
     out.flush()

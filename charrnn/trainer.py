@@ -1,5 +1,6 @@
 """The training loop, the same for every backend: it speaks only the interface in backends/interface.py."""
 
+import contextlib
 import json
 import math
 import time
@@ -11,20 +12,22 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from charrnn.backends import make_backend
+from charrnn.backends.guard import CAUSES, StepGuard
 from charrnn.batching import StreamBatcher
 from charrnn.checkpoint import Checkpoint, save_checkpoint
 from charrnn.config import Config, config_to_dict
 from charrnn.data import load_ids, split
-from charrnn.distributed import Muted, join
+from charrnn.distributed import Muted, Solo, join
+from charrnn.dropout import dropout_masks
 from charrnn.errors import UserError
 from charrnn.evaluation import evaluate, full_evaluation
 from charrnn.interrupt import StopRequest
-from charrnn.dropout import dropout_masks
 from charrnn.model import init_params, spec_of, zero_state
 from charrnn.monitor import Monitor
 from charrnn.optim import learning_rate
-from charrnn.resume import resume
+from charrnn.resume import resume, resume_dir
 from charrnn.run_state import RunState
+from charrnn.rundir import check_fresh, claim
 from charrnn.sampling import generate, start_ids
 from charrnn.threads import thread_counts
 
@@ -64,14 +67,6 @@ def make_batchers(cfg: Config, ids: np.ndarray) -> tuple[StreamBatcher, StreamBa
     return StreamBatcher(train_ids, B, T), StreamBatcher(val_ids, eval_streams, T)
 
 
-def check_fresh(run_dir: Path) -> None:
-    """A new run must not write over an earlier run's checkpoints (hydra.run.dir naming an old run)."""
-    found = sorted(p.name for p in run_dir.glob("ckpt_*.npz"))
-    if found:
-        raise UserError(f"{run_dir} already holds a run ({', '.join(found)}); continue it with "
-                        f"train.resume={run_dir}, or start afresh in another hydra.run.dir")
-
-
 def write_config(run_dir: Path, config_dict: dict) -> None:
     """The run directory's first file: a directory that cannot be written fails here, before training."""
     try:
@@ -80,6 +75,17 @@ def write_config(run_dir: Path, config_dict: dict) -> None:
     except OSError as e:
         raise UserError(f"cannot write to the run directory {run_dir}: {e.strerror}; "
                         f"name a writable one with hydra.run.dir=PATH") from None
+
+
+def step_problem(step: int, result, lr: float, guard: StepGuard, cfg: Config) -> str:
+    """What went wrong at a step the backend refused or undid (result.cause), with its figures."""
+    figures = f"loss {result.loss:.4g} nats/char, gradient norm {result.grad_norm:.4g}"
+    if result.cause == "exploded":
+        return (f"step {step}: the loss has exploded ({figures}; train.max_loss_ratio={cfg.train.max_loss_ratio} "
+                f"x ln(V) = {guard.max_loss:.4g} is the most a learning model scores), so no update was made")
+    if result.cause == "update":
+        return f"step {step}: {CAUSES['update']} ({figures}, both finite; lr {lr:.4g}), so it was not kept"
+    return f"step {step}: {CAUSES[result.cause]} ({figures}), so no update was made"
 
 
 def nonfinite_error(problem: str, cfg: Config, run_dir: Path) -> UserError:
@@ -92,27 +98,43 @@ def nonfinite_error(problem: str, cfg: Config, run_dir: Path) -> UserError:
                      f"{run_dir / 'ckpt_last.npz'} holds the last good state")
 
 
-def train(cfg: Config, run_dir: Path) -> TrainResult:
+def train(cfg: Config, run_dir: Path, on_start=None) -> TrainResult:
     """Train afresh into run_dir or, with train.resume, continue that checkpoint's run in its own directory
-    (so TensorBoard shows one unbroken run) exactly as if it had never stopped."""
-    tc = cfg.train
+    (so TensorBoard shows one unbroken run) exactly as if it had never stopped; resumed from an earlier
+    point than where that run stopped, it forks into run_dir instead (see resume_dir). The directory is
+    locked for the whole run; on_start() is called once the run is accepted, before anything is written.
+    The corpus is read first: a mistake in the command is named before the directory is looked at."""
     # this process's rank and streams, under torchrun (charrnn.distributed); one process otherwise
-    replicas = join(tc.batch_size)
-    vocab, ids = load_ids(cfg.data)
+    replicas = join(cfg.train.batch_size)
+    data = load_ids(cfg.data)
+    note = None
+    if cfg.train.resume is not None:
+        run_dir, note = resume_dir(cfg.train.resume, run_dir)
+    # rank 0 alone writes into the run directory, so it alone owns it
+    with claim(run_dir) if replicas.is_main else contextlib.nullcontext():
+        return _train(cfg, run_dir, note, on_start, replicas, *data)
+
+
+def _train(cfg: Config, run_dir: Path, note: str | None, on_start, replicas: Solo, vocab,
+           ids: np.ndarray) -> TrainResult:
+    tc = cfg.train
     train_batches, full_val_batches = make_batchers(cfg, ids)
     val_batches = full_val_batches.head(tc.eval_chars)
     spec, dtype = spec_of(cfg.model, len(vocab)), cfg.model.dtype
     zeros = zero_state(spec, tc.batch_size // replicas.world_size, dtype)
+    if replicas.is_main and (tc.resume is None or note):
+        check_fresh(run_dir)
     if tc.resume is None:
-        if replicas.is_main:
-            check_fresh(run_dir)
         params = init_params(spec, cfg.model.init, cfg.model.init_std, cfg.seed, dtype, cfg.model.forget_bias)
         backend = make_backend(cfg, spec, params)
         run = RunState(hidden=zeros)
     else:
-        backend, run, run_dir = resume(cfg, vocab, len(train_batches))
+        backend, run = resume(cfg, vocab, len(train_batches), run_dir)
         run.hidden = replicas.shard(run.hidden)
     backend.replicas = replicas
+    guard = StepGuard.from_config(tc, len(vocab))
+    if on_start and replicas.is_main:
+        on_start()
     config_dict = config_to_dict(cfg)
     if replicas.is_main:
         write_config(run_dir, config_dict)
@@ -122,6 +144,9 @@ def train(cfg: Config, run_dir: Path) -> TrainResult:
                   f"{train_batches.num_targets:,} train / {val_batches.num_targets:,} val predictions per pass"
                   f"{'' if val_batches is full_val_batches else ' (train.eval_chars of the split)'}; "
                   f"run directory {run_dir}; {thread_counts()}" + (f"; resuming at step {run.step}" if run.step else ""))
+    if note:
+        monitor.write(note)
+    exploded = False  # the last step's loss was above guard.max_loss: the weights are not worth saving
 
     def state_prev() -> tuple:
         return zeros if tc.reset_state else run.hidden
@@ -133,6 +158,9 @@ def train(cfg: Config, run_dir: Path) -> TrainResult:
         return None if drawn is None else replicas.shard(drawn)
 
     def save(*names: str) -> None:
+        if exploded:
+            raise nonfinite_error(f"step {run.step}: not saving, the model has exploded (the last step's loss "
+                                  f"was above {guard.max_loss:.4g})", cfg, run_dir)
         hidden = replicas.gather(run.hidden)
         if not replicas.is_main:
             return
@@ -146,9 +174,10 @@ def train(cfg: Config, run_dir: Path) -> TrainResult:
 
     def evaluate_and_save() -> None:
         run.val_loss = evaluate(backend, val_batches, spec, dtype, replicas)
-        if not math.isfinite(run.val_loss):
-            raise nonfinite_error(f"step {run.step}: the validation loss is {run.val_loss}, the weights have "
-                                  f"blown up", cfg, run_dir)
+        if not run.val_loss <= guard.max_loss:  # NaN too
+            raise nonfinite_error(f"step {run.step}: the validation loss is {run.val_loss:.4g}, the weights have "
+                                  f"blown up (train.max_loss_ratio={tc.max_loss_ratio} x ln(V) = "
+                                  f"{guard.max_loss:.4g} is the most a working model scores)", cfg, run_dir)
         if replicas.is_main:
             # Seeded by the step, not drawn from one long stream: a resumed run, or one whose extra final
             # evaluation came in between, draws the same sample at each step as an unbroken run.
@@ -164,7 +193,9 @@ def train(cfg: Config, run_dir: Path) -> TrainResult:
         run.eval_step = run.step
         improved = run.val_loss < run.best_val
         run.best_val = min(run.best_val, run.val_loss)
-        save("ckpt_last.npz", *(["ckpt_best.npz"] if improved else []))
+        # best first: a kill between the two writes leaves ckpt_last.npz before this step, which a resume
+        # repeats, evaluating and writing both again
+        save(*(["ckpt_best.npz"] if improved else []), "ckpt_last.npz")
 
     with monitor, StopRequest(repeat_raises=replicas.world_size == 1) as stop, warnings.catch_warnings():
         # A blow-up is reported below in one line; NumPy's overflow warnings on the way would bury it.
@@ -187,11 +218,12 @@ def train(cfg: Config, run_dir: Path) -> TrainResult:
             result = backend.train_step(inputs, targets, state_prev(), lr, masks(run.step, inputs))
             seconds = time.perf_counter() - started
             run.train_seconds += seconds
-            # a non-finite loss or gradient: the backend made no update; stop, or drop the chunk (train.nonfinite)
+            # a non-finite or exploded loss, a non-finite gradient or update: the backend made no update (or
+            # undid it); stop, or drop the chunk (train.nonfinite)
             if result.skipped and tc.nonfinite == "stop":
-                raise nonfinite_error(f"step {run.step}: the loss is {result.loss:.4g} and the gradient norm "
-                                      f"{result.grad_norm:.4g}, so no update was made (train.nonfinite=skip "
+                raise nonfinite_error(f"{step_problem(run.step, result, lr, guard, cfg)} (train.nonfinite=skip "
                                       f"would drop the step and go on)", cfg, run_dir)
+            exploded = result.cause == "exploded"
             # advance the streams; the carried state is already detached (state_last has no history), and
             # one from a dropped chunk cannot be trusted
             run.hidden = zeros if result.skipped else result.state_last

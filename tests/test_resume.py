@@ -1,5 +1,6 @@
 import os
 import random
+import shlex
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from charrnn import trainer
 from charrnn.checkpoint import load_checkpoint, save_checkpoint
+from charrnn.cli import override
 from charrnn.errors import UserError
 from charrnn.interrupt import StopRequest
 from charrnn.monitor import Monitor
@@ -216,9 +218,9 @@ def wait_for(path, proc, timeout=60):
 def test_sigint_and_sigterm_save_flush_and_print_the_resume_command(corpus, tmp_path):
     runs = {}
     for sig in (signal.SIGINT, signal.SIGTERM):  # both at once: most of each run is starting Python
-        run_dir = tmp_path / sig.name
+        run_dir = tmp_path / f"{sig.name} it's"  # the printed command must survive a shell
         cmd = [sys.executable, "train.py", f"data.path={corpus}", *TINY, "train.max_iters=1000000",
-               "train.eval_interval=50", f"hydra.run.dir={run_dir}"]
+               "train.eval_interval=50", *shlex.split(override("hydra.run.dir", run_dir))]
         runs[sig] = (subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True),
                      run_dir)
     for sig, (proc, run_dir) in runs.items():
@@ -231,7 +233,8 @@ def test_sigint_and_sigterm_save_flush_and_print_the_resume_command(corpus, tmp_
         assert "Traceback" not in err
         message = err.strip().splitlines()[-1]
         assert message.startswith(f"{sig.name}: saved step ")
-        assert message.endswith(f"resume with: python train.py train.resume={run_dir}")
+        command = shlex.split(message.split("resume with: ")[1])
+        assert command[:2] == ["python", "train.py"] and compose_raw(command[2:]).train.resume == str(run_dir)
         state = load_checkpoint(run_dir / "ckpt_last.npz").state
         assert state["step"] > 0 and f"step {state['step']} " in message
         # TensorBoard was flushed: the train curve reaches the last full log interval before the stop
@@ -258,12 +261,12 @@ def test_sigterm_resume_sigkill_resume_from_the_command_line_matches_an_unbroken
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signal.SIGTERM, err
-    resume_command = err.strip().splitlines()[-1].split("resume with: ")[1]
-    assert resume_command == f"python train.py train.resume={run_dir}"
+    resume_command = shlex.split(err.strip().splitlines()[-1].split("resume with: ")[1])
+    assert resume_command == ["python", "train.py", f"train.resume={run_dir}"]  # a plain path needs no quotes
     stopped_at = steps_done()
 
     # that command (options come from the checkpoint), killed outright once it has checkpointed again
-    proc = start(*resume_command.split()[2:], hydra_dir=tmp_path / "hydra1")
+    proc = start(*resume_command[2:], hydra_dir=tmp_path / "hydra1")
     while proc.poll() is None and steps_done() == stopped_at:
         time.sleep(0.01)
     time.sleep(random.uniform(0, 0.3))
@@ -272,7 +275,7 @@ def test_sigterm_resume_sigkill_resume_from_the_command_line_matches_an_unbroken
     assert steps_done() < 1500
 
     # and again, to the end
-    proc = start(*resume_command.split()[2:], hydra_dir=tmp_path / "hydra2")
+    proc = start(*resume_command[2:], hydra_dir=tmp_path / "hydra2")
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
 

@@ -1,5 +1,6 @@
 """Backends behind one interface (interface.Backend), chosen by name from the config."""
 
+from charrnn.backends.guard import StepGuard
 from charrnn.backends.interface import Backend, Gradients, StepResult
 
 BACKENDS = ("numpy", "torch")
@@ -13,7 +14,7 @@ def make_backend(cfg, spec, params: dict) -> Backend:
     """
     name = cfg.backend.name
     common = dict(optim_cfg=cfg.optim, clip_mode=cfg.train.clip_mode, grad_clip=cfg.train.grad_clip,
-                  loss_reduction=cfg.train.loss_reduction)
+                  loss_reduction=cfg.train.loss_reduction, guard=StepGuard.from_config(cfg.train, spec.vocab_size))
     if name == "numpy":
         from charrnn.backends.numpy_backend import NumpyBackend
         return NumpyBackend(spec, params, **common)

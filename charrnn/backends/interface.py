@@ -6,7 +6,6 @@ of L (T, B, H) arrays (charrnn.dropout), weights under the names of charrnn.mode
 model spec, its parameters, its optimizer and its gradient clipping.
 """
 
-import math
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -19,7 +18,8 @@ class StepResult:
     state_last: tuple                      # (L, B, H) arrays: the state after the chunk, detached, the next chunk's
     grad_norms: dict[str, float]           # L2 norm of each parameter's gradient, before clipping
     clipped_grad_norms: dict[str, float]   # the same after clipping (what the optimizer used)
-    skipped: bool                          # the loss or a gradient was not finite: no update was made
+    skipped: bool                          # no update was made, or it was undone (see guard.py)
+    cause: str | None = None               # why, when skipped: a guard.CAUSES key
 
     @property
     def grad_norm(self) -> float:
@@ -43,11 +43,6 @@ def global_norm(norms: dict[str, float]) -> float:
     return float(np.sqrt(sum(n * n for n in norms.values())))
 
 
-def finite(loss: float, grad_norms: dict[str, float]) -> bool:
-    """Whether an update may be made: a NaN or infinity anywhere in a gradient reaches its norm."""
-    return math.isfinite(loss) and math.isfinite(global_norm(grad_norms))
-
-
 class Backend(Protocol):
     # The ranks whose gradients train_step averages between backward and clipping (charrnn.distributed);
     # distributed.SOLO, one process, unless the trainer sets it.
@@ -56,8 +51,10 @@ class Backend(Protocol):
     def train_step(self, inputs: np.ndarray, targets: np.ndarray, state: tuple, lr: float,
                    masks: tuple | None = None) -> StepResult:
         """Forward (with the dropout masks, if any), backward through the chunk, replicas.average_ of the
-        gradients, clip, and one optimizer update at learning rate lr, unless the loss or a gradient is not
-        finite (see `finite`): then weights and optimizer state stay as they were, and the result says skipped."""
+        gradients, clip, and one optimizer update at learning rate lr, unless the backend's StepGuard refuses
+        it (a loss or gradient not finite, a loss exploded): then weights and optimizer state stay as they
+        were, and the result says skipped and why. An update that comes out non-finite is reported the same
+        way, and undone if the guard keeps an undo copy."""
 
     def gradients(self, inputs: np.ndarray, targets: np.ndarray, state: tuple, masks: tuple | None = None) -> Gradients:
         """The gradients of the chunk's loss, as train_step differentiates it, without updating anything."""

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from charrnn.backends.interface import Gradients, StepResult, finite
+from charrnn.backends.guard import StepGuard, all_finite
+from charrnn.backends.interface import Gradients, StepResult
 from charrnn.backends.numpy_layers import CELL_LAYERS, head
 from charrnn.distributed import SOLO
 from charrnn.model import HEAD, ModelSpec, model_spec
@@ -151,7 +152,7 @@ class NumpyBackend:
     """The Backend interface (see interface.py) on the hand-written BPTT above."""
 
     def __init__(self, spec: ModelSpec, params: dict, optim_cfg, clip_mode: str, grad_clip: float,
-                 loss_reduction: str):
+                 loss_reduction: str, guard: StepGuard = StepGuard()):
         self.spec = spec
         # Copies: the optimizer updates them in place, which must not write into the caller's arrays.
         self.params = {k: np.array(v, order="C") for k, v in params.items()}
@@ -159,6 +160,7 @@ class NumpyBackend:
         self.clip_mode = clip_mode
         self.grad_clip = grad_clip
         self.loss_reduction = loss_reduction
+        self.guard = guard
         self.cache: StackCache | None = None
         self.eval_cache: StackCache | None = None
         self.replicas = SOLO
@@ -171,13 +173,28 @@ class NumpyBackend:
         grads, _ = stack_backward(self.params, self.spec, cache, self._loss_scale(inputs))
         loss = self.replicas.average_(loss, list(grads.values()), self.loss_reduction)
         before = grad_norms(grads)
-        if not finite(loss, before):
-            return StepResult(loss=loss, state_last=state_last, grad_norms=before, clipped_grad_norms=before,
-                              skipped=True)
+        cause = self.guard.refusal(loss, before)
+        if cause:
+            return StepResult(loss, state_last, grad_norms=before, clipped_grad_norms=before, skipped=True,
+                              cause=cause)
         clip_gradients(grads, self.clip_mode, self.grad_clip)
         after = before if self.clip_mode == "none" else grad_norms(grads)
+        cause = self._update(grads, lr)
+        return StepResult(loss, state_last, grad_norms=before, clipped_grad_norms=after, skipped=bool(cause),
+                          cause=cause)
+
+    def _update(self, grads: dict, lr: float) -> str | None:
+        """The optimizer step, checked: "update" if it left a non-finite weight or state (then undone
+        when the guard asks for it), else None."""
+        undo = (self.export_params(), self.optimizer.state_dict()) if self.guard.undo else None
         self.optimizer.step(self.params, grads, lr)
-        return StepResult(loss=loss, state_last=state_last, grad_norms=before, clipped_grad_norms=after, skipped=False)
+        if all_finite([*self.params.values(), *(a for s in self.optimizer.state.values() for a in s.values())]):
+            return None
+        if undo:
+            for k, saved in undo[0].items():
+                self.params[k][...] = saved
+            self.optimizer.load_state_dict(undo[1])
+        return "update"
 
     def _loss_scale(self, inputs: np.ndarray) -> float:
         return inputs.size if self.loss_reduction == "sum" else 1.0

@@ -24,7 +24,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from charrnn.backends.interface import Gradients, StepResult, finite
+from charrnn.backends.guard import StepGuard
+from charrnn.backends.interface import Gradients, StepResult
 from charrnn.backends.torch_optim import clip_gradients, export_state, load_state, make_torch_optimizer
 from charrnn.distributed import SOLO
 from charrnn.errors import UserError
@@ -169,7 +170,7 @@ class TorchBackend:
     """The Backend interface (see interface.py) on autograd, torch.optim and torch.nn.utils clipping."""
 
     def __init__(self, spec: ModelSpec, params: dict, device: str, optim_cfg, clip_mode: str, grad_clip: float,
-                 loss_reduction: str):
+                 loss_reduction: str, guard: StepGuard = StepGuard()):
         self.spec = spec
         self.device = resolve_device(device)
         self.weights = {k: torch.tensor(v, device=self.device, requires_grad=True) for k, v in params.items()}
@@ -180,6 +181,7 @@ class TorchBackend:
         self.clip_mode = clip_mode
         self.grad_clip = grad_clip
         self.loss_reduction = loss_reduction
+        self.guard = guard
         self.replicas = SOLO
         # On a GPU, one fused kernel per layer and chunk instead of T small steps (the module's docstring).
         self.recurrence = FUSED.get(spec.cell, loop_recurrence) if self.device.type == "cuda" else loop_recurrence
@@ -199,12 +201,47 @@ class TorchBackend:
         loss_value = float(stats[0] / inputs.size if self.loss_reduction == "sum" else stats[0])
         P = len(self.weights)
         grad_norms = dict(zip(self.weights, stats[1:1 + P].tolist()))
-        skipped = not finite(loss_value, grad_norms)
-        if not skipped:
-            self.optimizer.step()
-            self.steps += 1
+        cause = self.guard.refusal(loss_value, grad_norms) or self._update()
         return StepResult(loss=loss_value, state_last=self._numpy(state_last), grad_norms=grad_norms,
-                          clipped_grad_norms=dict(zip(self.weights, stats[1 + P:].tolist())), skipped=skipped)
+                          clipped_grad_norms=dict(zip(self.weights, stats[1 + P:].tolist())), skipped=bool(cause),
+                          cause=cause)
+
+    @torch.no_grad()
+    def _update(self) -> str | None:
+        """The optimizer step, checked: "update" if it left a non-finite weight or state (then undone
+        when the guard asks for it), else None."""
+        undo = None
+        if self.guard.undo:
+            undo = ([w.clone() for w in self.weights.values()],
+                    {w: {k: v.clone() if torch.is_tensor(v) else v for k, v in s.items()}
+                     for w, s in self.optimizer.state.items()})
+        try:
+            self.optimizer.step()
+        except RuntimeError as e:
+            # torch refuses a step size beyond the weights' dtype (lr 1e39 in float32) partway through the
+            # parameters, some already updated: the same case as an update that came out non-finite
+            if "overflow" not in str(e):
+                raise
+        else:
+            if self._finite():
+                self.steps += 1
+                return None
+        if undo:
+            for w, saved in zip(self.weights.values(), undo[0]):
+                w.copy_(saved)
+            self.optimizer.state.clear()
+            self.optimizer.state.update(undo[1])
+        return "update"
+
+    def _finite(self) -> bool:
+        """Whether the weights and optimizer state are all finite: one reduction per tensor and one
+        device-to-host copy; a sum carries any NaN or infinity through, so only one that overflowed
+        needs the full test."""
+        # (Adam's and Adagrad's 0-d step counters aside: they are counts, in another dtype.)
+        tensors = [*self.weights.values(), *(v for s in self.optimizer.state.values() for v in s.values()
+                                            if torch.is_tensor(v) and v.dim() > 0)]
+        return (bool(torch.isfinite(torch.stack([t.sum() for t in tensors])).all())
+                or all(bool(torch.isfinite(t).all()) for t in tensors))
 
     def _loss(self, inputs: np.ndarray, targets: np.ndarray, state: tuple, masks: tuple | None = None,
               reduction: str = "mean", recurrence=None) -> tuple[torch.Tensor, list, tuple]:

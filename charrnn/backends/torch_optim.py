@@ -8,9 +8,9 @@ checkpoint written by either backend continues in the other.
 import numpy as np
 import torch
 
-from charrnn.optim import SGD, Adagrad, Adam
+from charrnn.optim import OPTIMIZERS
 
-STATE_NAMES = {"adagrad": Adagrad.state_names, "sgd": SGD.state_names, "adam": Adam.state_names}
+STATE_NAMES = {name: optimizer.state_names for name, optimizer in OPTIMIZERS.items()}
 
 
 def make_torch_optimizer(cfg, params: list[torch.Tensor]) -> torch.optim.Optimizer:

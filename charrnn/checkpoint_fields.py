@@ -1,0 +1,114 @@
+"""What each entry of a checkpoint must hold, checked when it is loaded, so that a hand-edited or foreign
+file is refused in one line naming the field instead of failing deep inside a resume.
+
+One table row per field: a checkpoint layout that gains entries (cells, layers) adds rows here.
+Each check returns None when the value is fine, else what the field must be.
+"""
+
+import math
+
+import numpy as np
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def count(v) -> str | None:
+    return None if _is_int(v) and v >= 0 else "a whole number from 0"
+
+
+def step_or_none(v) -> str | None:
+    return None if _is_int(v) and v >= -1 else "a whole number from -1 (no evaluation yet)"
+
+
+def number(v) -> str | None:
+    # NaN and infinity are legitimate: no validation loss yet, no best yet.
+    return None if _is_number(v) else "a number"
+
+
+def seconds(v) -> str | None:
+    return None if _is_number(v) and 0 <= v < math.inf else "a finite number from 0"
+
+
+def number_or_null(v) -> str | None:
+    return None if v is None or _is_number(v) else "a number or null"
+
+
+def numbers_by_name(v) -> str | None:
+    ok = isinstance(v, dict) and all(isinstance(k, str) and _is_number(x) for k, x in v.items())
+    return None if ok else "an object of numbers"
+
+
+# Monitor.Interval's sums, as the monitor saves them.
+INTERVAL_FIELDS = {"n": count, "loss": number, "chars": count, "seconds": seconds, "clipped": count,
+                   "global_norm": number, "global_clipped": number, "norms": numbers_by_name,
+                   "clipped_norms": numbers_by_name}
+
+
+def interval(v) -> str | None:
+    return _object_problem(v, INTERVAL_FIELDS, "the monitor's interval sums")
+
+
+MONITOR_FIELDS = {"smooth_loss": number_or_null, "interval": interval, "skipped_steps": count}
+# Fields that checkpoints written before they existed lack (their readers default them).
+OPTIONAL = {"skipped_steps"}
+
+
+def monitor(v) -> str | None:
+    return _object_problem(v, MONITOR_FIELDS, "the monitor's state")
+
+
+# charrnn.run_state.RunState's fields (all but h, an array of its own).
+STATE_FIELDS = {"step": count, "epoch": count, "chunk": count, "eval_step": step_or_none, "val_loss": number,
+                "best_val": number, "train_seconds": seconds, "monitor": monitor}
+
+
+def _object_problem(v, fields: dict, what: str) -> str | None:
+    if not isinstance(v, dict):
+        return f"an object ({what})"
+    missing = [k for k in fields if k not in v and k not in OPTIONAL]
+    if missing:
+        return f"an object with {', '.join(fields)} ({what}; it lacks {', '.join(missing)})"
+    for k, check in fields.items():
+        if k not in v:
+            continue
+        problem = check(v[k])
+        if problem:
+            return f"an object whose {k} is {problem} (got {v[k]!r:.40})"
+    return None
+
+
+def state_problem(state: dict, names: list[str]) -> str | None:
+    """The first of the run-state fields `names` whose value is wrong, as 'state.FIELD must be ...'."""
+    for name in names:
+        problem = STATE_FIELDS[name](state[name])
+        if problem:
+            return f"state.{name} must be {problem}, got {state[name]!r:.60}"
+    return None
+
+
+def optimizer_problem(flat: dict[str, np.ndarray], state_names: tuple[str, ...],
+                      params: dict[str, np.ndarray]) -> str | None:
+    """Whether a flat optimizer state (charrnn.optim's layout: "step", "<state>/<param>") fits the
+    optimizer's state_names and the params' shapes."""
+    step = flat.get("step")
+    if step is None or step.shape != () or step.dtype.kind not in "iu" or step < 0:
+        return "optim/step must be a whole number from 0"
+    expected = {f"{s}/{k}": p.shape for s in state_names for k, p in params.items()}
+    missing = [k for k in expected if k not in flat]
+    if missing:
+        return f"the optimizer state lacks {', '.join(f'optim/{k}' for k in missing)}"
+    for k, shape in expected.items():
+        if flat[k].shape != shape or flat[k].dtype.kind != "f":
+            return f"optim/{k} must be a float array of shape {shape}, got {flat[k].dtype} {flat[k].shape}"
+    return None
+
+
+def nonfinite_entries(arrays: dict[str, np.ndarray]) -> list[str]:
+    """The float arrays that hold a NaN or an infinity, by name."""
+    return [k for k, a in arrays.items() if a.dtype.kind == "f" and not np.isfinite(a).all()]
