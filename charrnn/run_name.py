@@ -15,6 +15,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from charrnn.distributed import is_main_process
+
 MAX_LABEL = 100           # characters of the overrides kept in a name; a file name may have 255 bytes
 UNSAFE = re.compile(r"[^A-Za-z0-9._=,+-]+")
 _claimed: dict[str, str] = {}
@@ -63,6 +65,9 @@ def unique_dir(path: str) -> str:
     reads a -m sweep's directory once per job) gets the same answer."""
     if path in _claimed:
         return _claimed[path]
+    if not is_main_process():
+        # Under torchrun only rank 0 writes: the other ranks claim nothing, so they add no "-2" directories.
+        return path
     candidate, n = path, 1
     while True:
         try:

@@ -2,6 +2,7 @@
 command: a checkpoint's model, on either backend, writing text as it is drawn."""
 
 import sys
+import warnings
 from collections.abc import Iterator
 from dataclasses import asdict
 from typing import TextIO
@@ -86,16 +87,21 @@ def sample(cfg: SampleConfig, out: TextIO) -> None:
     prime = _known_prime(cfg.prime, vocab, cfg.skip_unknown)
     prime_ids = start_ids(vocab, prime)
     rng = np.random.default_rng(cfg.seed)
-    for i in range(cfg.num_samples):
-        if i:
-            out.write(SEPARATOR)
-        out.write(prime)
-        state = zero_state(spec_of(model_cfg.model, len(vocab)), 1, model_cfg.model.dtype)
-        ids = generate(backend, prime_ids, state, cfg.length, rng, cfg.temperature, cfg.top_k, cfg.top_p, cfg.greedy)
-        for text in vocab.decode_stream(ids):
-            if text:  # a byte vocabulary's character of several bytes comes out with its last one
-                out.write(text if cfg.raw else text.translate(ESCAPED_CONTROLS))
-                out.flush()
+    with warnings.catch_warnings():
+        # Scores that overflow end in one line from generate, and a temperature that underflows is greedy
+        # by design: NumPy's warnings on the way would only bury them.
+        warnings.filterwarnings("ignore", r"(overflow|invalid value) encountered", RuntimeWarning)
+        for i in range(cfg.num_samples):
+            if i:
+                out.write(SEPARATOR)
+            out.write(prime)
+            state = zero_state(spec_of(model_cfg.model, len(vocab)), 1, model_cfg.model.dtype)
+            ids = generate(backend, prime_ids, state, cfg.length, rng, cfg.temperature, cfg.top_k, cfg.top_p,
+                           cfg.greedy)
+            for text in vocab.decode_stream(ids):
+                if text:  # a byte vocabulary's character of several bytes comes out with its last one
+                    out.write(text if cfg.raw else text.translate(ESCAPED_CONTROLS))
+                    out.flush()
     out.write("\n")
     out.flush()
 
