@@ -77,9 +77,10 @@ def save_checkpoint(path: Path, ckpt: Checkpoint) -> None:
         raise
 
 
-def load_checkpoint(path: Path) -> Checkpoint:
+def load_checkpoint(path: Path | str) -> Checkpoint:
     """Read a checkpoint; anything that is not one (missing, corrupt, truncated, pickled, foreign)
     raises UserError. allow_pickle=False means no code in the file can run."""
+    path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist")
     with open(path, "rb") as f:
