@@ -3,12 +3,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-import pytest
-from hydra import compose, initialize_config_dir
+# One BLAS and torch thread for every test and every script a test runs, set before NumPy or torch is
+# imported: the models here are tiny, and on a 2-core machine shared with other work a second thread
+# made some tests 8x slower (waiting for a core) while speeding none up.
+for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")
 
-from charrnn import grad_flow
-from charrnn.config import to_config
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+
+from charrnn import grad_flow  # noqa: E402
+from charrnn.config import to_config  # noqa: E402
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 REPO = Path(__file__).resolve().parents[1]
