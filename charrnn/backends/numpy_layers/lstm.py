@@ -17,12 +17,14 @@ are stacked in torch's order i, f, g, o: Wxh (4H, In), Whh (4H, H), bh (4H,).
 
 Two paths carry the gradient back through time: dh_next through Whh and the gates, and dc_next
 through the cell state alone, scaled by f at each step (the LSTM's reason to exist).
+
 Speed: a step is one (B, H) @ (H, 4H) product and a few elementwise passes, each over all four gates
-where it can be; exp costs half of tanh in NumPy (a third in float64). i, f, o = 1 / (1 + exp(-a)) and
+where it can be; exp costs half of tanh in NumPy (a sixteenth in float64). i, f, o = 1 / (1 + exp(-a)) and
 g = tanh(a_g) = 2 / (1 + exp(-2 a_g)) - 1, so with the pre-activations scaled by -1 (i, f, o) and
 -2 (g), exact in floating point, one exp serves the four gates. In backward, both gate derivatives
 are base + s * (slope - s) in the gate's value s: s (1 - s) for a sigmoid (slope 1, base 0) and
 1 - g^2 for tanh (slope 0, base 1), one expression over the whole (B, 4H) block.
+
 Memory per layer, kept between steps: hs, cs (T+1, B, H), tanh_c (T, B, H), gates (T, B, 4H)
 (a_t, then the gates, then da_t, in place), dh (T, B, H).
 """
@@ -78,7 +80,7 @@ class LSTMCache:
     dc: np.ndarray       # (B, H) dc_t, then dc_next
     dgate: np.ndarray    # (B, 4H) dL/di, dL/df, dL/dg, dL/do of one step
     deriv: np.ndarray    # (B, 4H) the gates' derivatives at one step
-    tmp: np.ndarray      # (2, B, H) scratch for the elementwise products of one step
+    tmp: np.ndarray      # (B, H) scratch for the elementwise products of one step
     sig: np.ndarray      # (4H,) 1 in the sigmoid gates' blocks (i, f, o), 0 in g's
     one_hot: np.ndarray  # (N, V) for dWxh of an id input (see projection.one_hot_buffer)
     dx: np.ndarray       # (T, B, In) dL/dx_t of a float input
@@ -93,7 +95,7 @@ class LSTMCache:
                    tanh_c=np.empty((T, B, H), dtype), gates=np.empty((T, B, G), dtype),
                    dh=np.empty((T, B, H), dtype), step=np.empty((B, G), dtype), dh_next=np.empty((B, H), dtype),
                    dc=np.empty((B, H), dtype), dgate=np.empty((B, G), dtype), deriv=np.empty((B, G), dtype),
-                   tmp=np.empty((2, B, H), dtype), sig=np.repeat(np.array([1, 1, 0, 1], dtype), H),
+                   tmp=np.empty((B, H), dtype), sig=np.repeat(np.array([1, 1, 0, 1], dtype), H),
                    one_hot=one_hot_buffer(x, In, dtype),
                    dx=np.empty((0,) if x.ndim == 2 else x.shape, dtype))
 
@@ -111,7 +113,7 @@ def forward(W: dict, x: np.ndarray, state0: tuple[np.ndarray, np.ndarray], reuse
     """x (T, B) ids or (T, B, In), state0 (h_prev, c_prev), each (B, H) -> out (T, B, H) every h_t, and the cache."""
     cache = reuse if reuse is not None and reuse.fits(W, x) else LSTMCache.allocate(W, x)
     cache.W, cache.x = W, x
-    hs, cs, gates, step, ig = cache.hs, cache.cs, cache.gates, cache.step, cache.tmp[0]
+    hs, cs, gates, step, ig = cache.hs, cache.cs, cache.gates, cache.step, cache.tmp
     H = hs.shape[2]
     scale = cache.sig - 2                          # (4H,) -1 for i, f, o; -2 for g
     hs[0], cs[0] = state0
@@ -152,8 +154,8 @@ def backward(dout: np.ndarray, cache: LSTMCache, trace: dict | None = None
     dh_next, dc = cache.dh_next, cache.dc
     dh_next.fill(0)                                # nothing flows back from beyond the chunk
     dc.fill(0)
-    tmp = cache.tmp[0]                             # (B, H)
-    dgate, deriv, sig = cache.dgate, cache.deriv, cache.sig
+    tmp = cache.tmp                                # (B, H)
+    dgate, deriv, sig = cache.dgate, cache.deriv, cache.sig   # sig: the derivatives' slope
     base = 1 - sig                                 # (4H,) 0 for i, f, o; 1 for g
     trace = trace or {}
     for t in reversed(range(T)):
