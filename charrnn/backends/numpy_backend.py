@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from charrnn.backends.blas_warmup import warm_up_blas
 from charrnn.backends.guard import StepGuard, all_finite
 from charrnn.backends.interface import Gradients, StepResult
 from charrnn.backends.numpy_layers import CELL_LAYERS, head
@@ -159,6 +160,7 @@ class NumpyBackend:
         self.cache: StackCache | None = None
         self.eval_cache: StackCache | None = None
         self.replicas = SOLO
+        warm_up_blas()
 
     def train_step(self, inputs: np.ndarray, targets: np.ndarray, state: tuple, lr: float,
                    masks: tuple | None = None) -> StepResult:
