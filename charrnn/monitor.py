@@ -58,8 +58,9 @@ class Interval:
 
 class Monitor:
     def __init__(self, run_dir: Path, max_iters: int, start_step: int, log_interval: int, clip_mode: str,
-                 state: dict | None = None):
-        """state: a resumed run's state_dict(), whose run directory already has curves up to start_step."""
+                 state: dict | None = None, max_seconds: float | None = None, train_seconds: float = 0.0):
+        """state: a resumed run's state_dict(), whose run directory already has curves up to start_step.
+        max_seconds: the run's clock budget (train.max_seconds), of which train_seconds are spent."""
         # Imported here: it pulls in torch, which the NumPy backend otherwise never needs.
         from torch.utils.tensorboard import SummaryWriter
 
@@ -70,6 +71,8 @@ class Monitor:
         self.writer = SummaryWriter(log_dir=str(run_dir), purge_step=start_step + 1 if state else None)
         self.writer.add_custom_scalars(LAYOUT)
         self.bar = tqdm(total=max_iters, initial=start_step, unit="step", dynamic_ncols=True)
+        self.max_iters, self.start_step = max_iters, start_step
+        self.max_seconds, self.train_seconds, self.run_seconds = max_seconds, train_seconds, 0.0
         self.log_interval = log_interval
         # Without clipping the clipped norms are the norms; with clip_mode=norm each parameter's is its
         # norm times the one factor that the global norms already show.
@@ -94,6 +97,13 @@ class Monitor:
         iv.chars += chars
         iv.seconds += seconds
         self.chars_per_step = chars
+        self.train_seconds += seconds
+        self.run_seconds += seconds
+        if self.max_seconds is not None and self.run_seconds > 0:
+            # The clock ends this run: the bar's end is the step it reaches at the pace so far, not max_iters.
+            pace = (step + 1 - self.start_step) / self.run_seconds          # steps per second of training
+            seconds_left = max(0.0, self.max_seconds - self.train_seconds)
+            self.bar.total = min(self.max_iters, step + 1 + round(seconds_left * pace))
         self.bar.update(1)
         # A skipped step's figures are not finite: counted, but kept out of every average.
         if result.skipped:

@@ -138,7 +138,8 @@ def _train(cfg: Config, run_dir: Path, note: str | None, on_start, replicas: Sol
     config_dict = config_to_dict(cfg)
     if replicas.is_main:
         write_config(run_dir, config_dict)
-    monitor = (Monitor(run_dir, tc.max_iters, run.step, tc.log_interval, tc.clip_mode, run.monitor)
+    monitor = (Monitor(run_dir, tc.max_iters, run.step, tc.log_interval, tc.clip_mode, run.monitor,
+                       tc.max_seconds, run.train_seconds)
                if replicas.is_main else Muted())
     monitor.write(f"{len(ids):,} {'bytes' if vocab.is_bytes else 'chars'}, vocabulary {len(vocab)}, "
                   f"{train_batches.num_targets:,} train / {val_batches.num_targets:,} val predictions per pass"
