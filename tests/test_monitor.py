@@ -2,8 +2,6 @@ import io
 import re
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 from dataclasses import astuple
 
 import numpy as np
@@ -15,7 +13,7 @@ from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from charrnn import grad_flow, trainer
-from charrnn.backends.interface import Gradients
+from charrnn.backends.interface import Gradients, StepResult
 from charrnn.dashboard import BOOKKEEPING, METRICS, SHOWN_FIRST, hparam_columns
 from charrnn.monitor import Monitor
 from charrnn.run_name import register_resolvers, run_label, unique_dir
@@ -169,20 +167,16 @@ def test_runs_started_at_once_never_share_a_directory(tmp_path):
     assert unique_dir(str(tmp_path / "run")) == str(tmp_path / "run-4")
 
 
-def test_under_a_clock_budget_the_bar_ends_where_the_clock_will():
+def test_under_a_clock_budget_the_bar_ends_where_the_clock_will(tmp_path):
     """train.max_seconds=300 with a step bound the clock reaches first (the 5-minute presets): the bar's
     end follows the pace, so it shows the run's real length and reaches 100% at its last step."""
-    from charrnn.backends.interface import StepResult
-
     result = StepResult(1.0, (), {"Whh": 1.0}, {"Whh": 1.0}, skipped=False)
-    with tempfile.TemporaryDirectory() as run_dir, \
-            Monitor(Path(run_dir), 20000, 100, 10, "norm", max_seconds=300.0, train_seconds=100.0) as monitor:
+    with Monitor(tmp_path / "resumed", 20000, 100, 10, "norm", max_seconds=300.0, train_seconds=100.0) as monitor:
         monitor.step(100, result, 1e-3, 64, 0.5)              # 199.5 s left at 0.5 s a step: 399 more
         assert monitor.bar.total == 101 + 399
         for step in range(101, 500):
             monitor.step(step, result, 1e-3, 64, 0.5)
         assert monitor.bar.total == monitor.bar.n == 500
-    with tempfile.TemporaryDirectory() as run_dir, \
-            Monitor(Path(run_dir), 50, 0, 10, "norm", max_seconds=300.0) as monitor:
+    with Monitor(tmp_path / "short", 50, 0, 10, "norm", max_seconds=300.0) as monitor:
         monitor.step(0, result, 1e-3, 64, 0.5)                # the step bound comes first
         assert monitor.bar.total == 50
