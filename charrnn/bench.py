@@ -3,7 +3,7 @@
 
 Every figure is chars/s of a full training step (forward, backward, clipping, optimizer update) in
 float32 at V=65 (Tiny Shakespeare's vocabulary), the median over timed steps after warm-up. The
-references run in the same process on the same shapes, one step of each in turn, so the ratios hold
+references run in the same process on the same shapes, in turns of 0.1 s each, so the ratios hold
 even on a machine whose load changes:
 
   torch nn       torch's fused nn.RNN / nn.LSTM / nn.GRU (the --cell, --layers) + nn.Linear head,
@@ -65,9 +65,12 @@ def measure(step: Callable[[], None], chars: int, seconds: float) -> dict:
     return {"chars_per_sec": chars / statistics.median(times), "steps": len(times)}
 
 
-def measure_interleaved(steps: dict[str, Callable[[], None]], chars: int, seconds: float) -> dict[str, dict]:
-    """measure() for several implementations at once, one step of each in turn, so that a machine
-    whose load changes during the run slows them all alike and their ratios hold."""
+def measure_interleaved(steps: dict[str, Callable[[], None]], chars: int, seconds: float,
+                        block: float = 0.1) -> dict[str, dict]:
+    """measure() for several implementations at once, in turns of about `block` seconds each, so that a
+    machine whose load changes during the run slows them all alike and their ratios hold. The first
+    step of a turn is not counted: it pays for what the previous implementation left in the caches and
+    its idle threads (one step each in turn cost the NumPy step at min-char-rnn's shape 40%)."""
     for step in steps.values():
         for _ in range(3):
             step()
@@ -75,9 +78,14 @@ def measure_interleaved(steps: dict[str, Callable[[], None]], chars: int, second
     deadline = time.perf_counter() + seconds * len(steps)
     while min(map(len, times.values())) < 5 or time.perf_counter() < deadline:
         for name, step in steps.items():
-            started = time.perf_counter()
             step()
-            times[name].append(time.perf_counter() - started)
+            turn_ends = time.perf_counter() + block
+            while True:
+                started = time.perf_counter()
+                step()
+                times[name].append(time.perf_counter() - started)
+                if started >= turn_ends:
+                    break
     return {name: {"chars_per_sec": chars / statistics.median(t), "steps": len(t)} for name, t in times.items()}
 
 

@@ -2,13 +2,17 @@
 
 Each update is written exactly as torch.optim computes it (eps placement and operation order
 included), so the torch backend, which uses torch.optim itself, matches to round-off.
-Optimizer state is exported as flat arrays named "<state>/<param>" plus "step", using torch's
-own state names ("sum", "momentum_buffer", "exp_avg", "exp_avg_sq") so either backend loads it.
+Optimizer state is exported as arrays named "<state>/<param>" plus "step", using torch's own state
+names ("sum", "momentum_buffer", "exp_avg", "exp_avg_sq") so either backend loads it. Inside, each
+state is one flat buffer laid out like the weights' (charrnn.flat), so a step is one pass over all of
+them: the formulas are elementwise, so this changes no result.
 """
 
 import math
 
 import numpy as np
+
+from charrnn.flat import flat_buffer
 
 # torch.nn.utils.clip_grad_norm_ adds this to the norm before dividing.
 CLIP_NORM_EPS = 1e-6
@@ -18,31 +22,33 @@ def grad_norms(grads: dict[str, np.ndarray]) -> dict[str, float]:
     return {k: float(np.sqrt(np.vdot(g, g))) for k, g in grads.items()}
 
 
-def clip_gradients(grads: dict[str, np.ndarray], mode: str, threshold: float) -> None:
-    """Clip in place. "norm": scale all gradients together so their global L2 norm is at most
-    threshold (torch.nn.utils.clip_grad_norm_); "value": each element into [-threshold, threshold]
-    (min-char-rnn, torch.nn.utils.clip_grad_value_); "none": leave them."""
+def clip_gradients(g: np.ndarray, mode: str, threshold: float, total_norm: float) -> None:
+    """Clip g, every gradient in one flat buffer, in place. "norm": scale it so its L2 norm, total_norm
+    (the norm of the per-parameter norms, as torch.nn.utils.clip_grad_norm_ computes it), is at most
+    threshold; "value": each element into [-threshold, threshold] (min-char-rnn,
+    torch.nn.utils.clip_grad_value_); "none": leave it."""
     if mode == "norm":
-        total = np.sqrt(sum(np.vdot(g, g) for g in grads.values()))
-        coef = min(threshold / (total + CLIP_NORM_EPS), 1.0)
+        coef = min(threshold / (total_norm + CLIP_NORM_EPS), 1.0)
         if coef < 1.0:
-            for g in grads.values():
-                g *= g.dtype.type(coef)
+            g *= g.dtype.type(coef)
     elif mode == "value":
-        for g in grads.values():
-            np.clip(g, -threshold, threshold, out=g)
+        np.clip(g, -threshold, threshold, out=g)
     elif mode != "none":
         raise ValueError(f"unknown clip mode {mode!r}")
 
 
 class Optimizer:
-    """Per-parameter state arrays named by state_names, and a step count."""
+    """A state buffer per name in state_names, laid out like the weights (flat[name], with per-parameter
+    views in state[name]), and a step count. step(p, g, lr) takes the weights and their gradients as
+    flat buffers in that same layout (charrnn.flat.flat_buffer of the params it was built with)."""
 
     state_names: tuple[str, ...] = ()
 
     def __init__(self, params: dict):
         self.step_count = 0
-        self.state = {name: {k: np.zeros_like(p) for k, p in params.items()} for name in self.state_names}
+        self.flat, self.state = {}, {}
+        for name in self.state_names:
+            self.flat[name], self.state[name] = flat_buffer(params)
 
     def state_dict(self) -> dict[str, np.ndarray]:
         flat = {"step": np.array(self.step_count, dtype=np.int64)}
@@ -67,12 +73,11 @@ class Adagrad(Optimizer):
         super().__init__(params)
         self.eps = eps
 
-    def step(self, params: dict, grads: dict, lr: float) -> None:
+    def step(self, p: np.ndarray, g: np.ndarray, lr: float) -> None:
         self.step_count += 1
-        for k, p in params.items():
-            g, s = grads[k], self.state["sum"][k]
-            s += g * g
-            p -= lr * g / (np.sqrt(s) + self.eps)
+        s = self.flat["sum"]
+        s += g * g
+        p -= lr * g / (np.sqrt(s) + self.eps)
 
 
 class SGD(Optimizer):
@@ -85,19 +90,17 @@ class SGD(Optimizer):
         self.momentum = momentum
         self.nesterov = nesterov
 
-    def step(self, params: dict, grads: dict, lr: float) -> None:
+    def step(self, p: np.ndarray, g: np.ndarray, lr: float) -> None:
         self.step_count += 1
-        for k, p in params.items():
-            g = grads[k]
-            if self.momentum != 0:
-                buf = self.state["momentum_buffer"][k]
-                if self.step_count == 1:
-                    buf[...] = g
-                else:
-                    buf *= self.momentum
-                    buf += g
-                g = g + self.momentum * buf if self.nesterov else buf
-            p -= lr * g
+        if self.momentum != 0:
+            buf = self.flat["momentum_buffer"]
+            if self.step_count == 1:
+                buf[...] = g
+            else:
+                buf *= self.momentum
+                buf += g
+            g = g + self.momentum * buf if self.nesterov else buf
+        p -= lr * g
 
 
 class Adam(Optimizer):
@@ -110,20 +113,19 @@ class Adam(Optimizer):
         super().__init__(params)
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
 
-    def step(self, params: dict, grads: dict, lr: float) -> None:
+    def step(self, p: np.ndarray, g: np.ndarray, lr: float) -> None:
         self.step_count += 1
         t = self.step_count
         step_size = lr / (1 - self.beta1 ** t)
         bias_correction2_sqrt = math.sqrt(1 - self.beta2 ** t)
-        for k, p in params.items():
-            g, m, v = grads[k], self.state["exp_avg"][k], self.state["exp_avg_sq"][k]
-            m += (1 - self.beta1) * (g - m)
-            v *= self.beta2
-            v += (1 - self.beta2) * (g * g)
-            denom = np.sqrt(v)
-            denom /= bias_correction2_sqrt
-            denom += self.eps
-            p -= step_size * m / denom
+        m, v = self.flat["exp_avg"], self.flat["exp_avg_sq"]
+        m += (1 - self.beta1) * (g - m)
+        v *= self.beta2
+        v += (1 - self.beta2) * (g * g)
+        denom = np.sqrt(v)
+        denom /= bias_correction2_sqrt
+        denom += self.eps
+        p -= step_size * m / denom
 
 
 OPTIMIZERS = {"adagrad": Adagrad, "sgd": SGD, "adam": Adam}

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from charrnn.config import AdagradConfig, AdamConfig, SGDConfig
+from charrnn.flat import flat_buffer
 from charrnn.optim import clip_gradients, grad_norms, learning_rate, make_optimizer
 
 OPTIMIZERS = [
@@ -22,16 +23,18 @@ OPTIMIZERS = [
 @pytest.mark.parametrize("cfg,make_torch", OPTIMIZERS, ids=lambda c: getattr(c, "name", ""))
 def test_optimizer_updates_match_torch_optim(cfg, make_torch):
     rng = np.random.default_rng(0)
-    params = {"a": rng.standard_normal((3, 4)), "b": rng.standard_normal(5)}
+    flat, params = flat_buffer({"a": np.empty((3, 4)), "b": np.empty(5)})
+    flat[...] = rng.standard_normal(flat.size)
+    flat_grads, grads = flat_buffer(params)
     torch_params = {k: torch.tensor(v.copy(), requires_grad=True) for k, v in params.items()}
     opt = make_optimizer(cfg, params)
     torch_opt = make_torch(list(torch_params.values()))
     for step in range(6):
-        grads = {k: rng.standard_normal(v.shape) for k, v in params.items()}
-        for k, p in torch_params.items():
-            p.grad = torch.tensor(grads[k])
+        for k, g in grads.items():
+            g[...] = rng.standard_normal(g.shape)
+            torch_params[k].grad = torch.tensor(g.copy())
         torch_opt.step()
-        opt.step(params, grads, cfg.lr)
+        opt.step(flat, flat_grads, cfg.lr)
         for k in params:
             np.testing.assert_allclose(params[k], torch_params[k].detach().numpy(), rtol=1e-14, atol=1e-15)
 
@@ -39,18 +42,18 @@ def test_optimizer_updates_match_torch_optim(cfg, make_torch):
 def test_optimizer_state_round_trips():
     rng = np.random.default_rng(1)
     cfg = AdamConfig(name="adam", lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8)
-    params = {"a": rng.standard_normal(4)}
-    opt = make_optimizer(cfg, params)
-    opt.step(params, {"a": rng.standard_normal(4)}, cfg.lr)
-    restored = make_optimizer(cfg, {"a": params["a"].copy()})
+    p = rng.standard_normal(4)
+    opt = make_optimizer(cfg, {"a": p})
+    opt.step(p, rng.standard_normal(4), cfg.lr)
+    restored = make_optimizer(cfg, {"a": p})
     restored.load_state_dict(opt.state_dict())
     assert restored.step_count == 1
     assert set(opt.state_dict()) == {"step", "exp_avg/a", "exp_avg_sq/a"}
     g = rng.standard_normal(4)
-    other = params["a"].copy()
-    opt.step(params, {"a": g}, cfg.lr)
-    restored.step({"a": other}, {"a": g}, cfg.lr)
-    assert np.array_equal(params["a"], other)
+    other = p.copy()
+    opt.step(p, g, cfg.lr)
+    restored.step(other, g, cfg.lr)
+    assert np.array_equal(p, other)
 
 
 @pytest.mark.parametrize("scale", [0.01, 100.0])
@@ -62,9 +65,12 @@ def test_norm_clipping_matches_torch(scale):
         t.grad = torch.tensor(g.copy())
     torch_norm = torch.nn.utils.clip_grad_norm_(tensors, max_norm=1.0)
     before = math.sqrt(sum(n * n for n in grad_norms(grads).values()))
-    clip_gradients(grads, "norm", 1.0)
     assert before == pytest.approx(float(torch_norm), rel=1e-14)
-    for t, g in zip(tensors, grads.values()):
+    flat, views = flat_buffer(grads)
+    for k, g in grads.items():
+        views[k][...] = g
+    clip_gradients(flat, "norm", 1.0, before)
+    for t, g in zip(tensors, views.values()):
         np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-15, atol=0)
 
 
@@ -74,12 +80,12 @@ def test_value_clipping_matches_torch_and_none_leaves_gradients():
     t = torch.zeros(5, 5, dtype=torch.float64, requires_grad=True)
     t.grad = torch.tensor(g.copy())
     torch.nn.utils.clip_grad_value_([t], clip_value=5.0)
-    grads = {"g": g.copy()}
-    clip_gradients(grads, "value", 5.0)
-    assert np.array_equal(grads["g"], t.grad.numpy())
-    untouched = {"g": g.copy()}
-    clip_gradients(untouched, "none", 5.0)
-    assert np.array_equal(untouched["g"], g)
+    clipped = g.copy()
+    clip_gradients(clipped, "value", 5.0, float(np.linalg.norm(g)))
+    assert np.array_equal(clipped, t.grad.numpy())
+    untouched = g.copy()
+    clip_gradients(untouched, "none", 5.0, float(np.linalg.norm(g)))
+    assert np.array_equal(untouched, g)
 
 
 def test_learning_rate_schedule():

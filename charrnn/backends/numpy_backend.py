@@ -21,9 +21,10 @@ import numpy as np
 
 from charrnn.backends.blas_warmup import warm_up_blas
 from charrnn.backends.guard import StepGuard, all_finite
-from charrnn.backends.interface import Gradients, StepResult
+from charrnn.backends.interface import Gradients, StepResult, global_norm
 from charrnn.backends.numpy_layers import CELL_LAYERS, head
 from charrnn.distributed import SOLO
+from charrnn.flat import flat_buffer
 from charrnn.model import HEAD, ModelSpec, model_spec
 from charrnn.optim import clip_gradients, grad_norms, make_optimizer
 
@@ -150,8 +151,12 @@ class NumpyBackend:
     def __init__(self, spec: ModelSpec, params: dict, optim_cfg, clip_mode: str, grad_clip: float,
                  loss_reduction: str, guard: StepGuard = StepGuard()):
         self.spec = spec
-        # Copies: the optimizer updates them in place, which must not write into the caller's arrays.
-        self.params = {k: np.array(v, order="C") for k, v in params.items()}
+        # Copies, which the optimizer updates in place; the weights, their gradients and every optimizer
+        # state each live in one flat buffer laid out alike (charrnn.flat), the dicts holding views of it.
+        self.flat_params, self.params = flat_buffer(params)
+        for k, v in params.items():
+            self.params[k][...] = v
+        self.flat_grads, self.grads = flat_buffer(params)
         self.optimizer = make_optimizer(optim_cfg, self.params)
         self.clip_mode = clip_mode
         self.grad_clip = grad_clip
@@ -168,28 +173,29 @@ class NumpyBackend:
         self.cache = cache
         state_last = cache.state_last
         grads, _ = stack_backward(self.params, self.spec, cache, self._loss_scale(inputs))
-        loss = self.replicas.average_(loss, list(grads.values()), self.loss_reduction)
-        before = grad_norms(grads)
+        for k, g in grads.items():
+            self.grads[k][...] = g
+        loss = self.replicas.average_(loss, [self.flat_grads], self.loss_reduction)
+        before = grad_norms(self.grads)
         cause = self.guard.refusal(loss, before)
         if cause:
             return StepResult(loss, state_last, grad_norms=before, clipped_grad_norms=before, skipped=True,
                               cause=cause)
-        clip_gradients(grads, self.clip_mode, self.grad_clip)
-        after = before if self.clip_mode == "none" else grad_norms(grads)
-        cause = self._update(grads, lr)
+        clip_gradients(self.flat_grads, self.clip_mode, self.grad_clip, global_norm(before))
+        after = before if self.clip_mode == "none" else grad_norms(self.grads)
+        cause = self._update(lr)
         return StepResult(loss, state_last, grad_norms=before, clipped_grad_norms=after, skipped=bool(cause),
                           cause=cause)
 
-    def _update(self, grads: dict, lr: float) -> str | None:
-        """The optimizer step, checked: "update" if it left a non-finite weight or state (then undone
-        when the guard asks for it), else None."""
-        undo = (self.export_params(), self.optimizer.state_dict()) if self.guard.undo else None
-        self.optimizer.step(self.params, grads, lr)
-        if all_finite([*self.params.values(), *(a for s in self.optimizer.state.values() for a in s.values())]):
+    def _update(self, lr: float) -> str | None:
+        """The optimizer step on the clipped gradients, checked: "update" if it left a non-finite weight
+        or state (then undone when the guard asks for it), else None."""
+        undo = (self.flat_params.copy(), self.optimizer.state_dict()) if self.guard.undo else None
+        self.optimizer.step(self.flat_params, self.flat_grads, lr)
+        if all_finite([self.flat_params, *self.optimizer.flat.values()]):
             return None
         if undo:
-            for k, saved in undo[0].items():
-                self.params[k][...] = saved
+            self.flat_params[...] = undo[0]
             self.optimizer.load_state_dict(undo[1])
         return "update"
 
