@@ -83,6 +83,11 @@ def startup_error(e: Exception) -> str | None:
     if isinstance(e.__cause__, (ConfigKeyError, ConfigAttributeError)) and e.__cause__.full_key:
         return unknown_key_message(e.__cause__.full_key)
     if isinstance(e, OverrideParseException):
+        key, _, value = e.override.partition("=")
+        if "=" in value:
+            # charrnn's own run directories are named by their overrides, so a path to one holds '='
+            return (f"cannot parse the override {e.override!r}: a value holding '=' must be quoted, as in "
+                    f"{override(key, value)}")
         return (f"cannot parse the override {e.override!r} ({e.message.splitlines()[0]}); "
                 f"see https://hydra.cc/docs/advanced/override_grammar/basic/")
     if isinstance(e, HydraException):

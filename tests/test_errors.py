@@ -74,6 +74,9 @@ def bad_inputs(tmp_path) -> dict[str, tuple[list[str], str]]:
         "negative lr": (train(tmp_path, "optim.lr=-0.1"), "optim.lr must be positive"),
         "val_fraction outside (0, 1)": (train(tmp_path, "data.val_fraction=1"), "data.val_fraction must be in"),
         "unparsable override": (train(tmp_path, "train.batch_size=[1,2"), "cannot parse the override"),
+        "unquoted run directory": (train(tmp_path, "train.resume=runs/model=lstm/2026-01-01_00-00-00"),
+                                   "a value holding '=' must be quoted, as in "
+                                   "'train.resume=\"runs/model=lstm/2026-01-01_00-00-00\"'"),
         "too big for memory": (train(tmp_path / "ok.txt", "model.hidden_size=10000000"), "out of memory; lower "
                                                                                           "model.hidden_size"),
         "run directory under /proc": (["train.py", f"data.path={tmp_path}", "hydra.run.dir=/proc/forbidden"],
@@ -88,7 +91,7 @@ def bad_inputs(tmp_path) -> dict[str, tuple[list[str], str]]:
 
 # One of each kind by default; all of them with -m slow. The cases of a list run at once.
 FAST = ["missing corpus", "not UTF-8", "shorter than a batch", "unknown key", "unknown backend",
-        "zero hidden size", "run directory under /proc", "sample: unknown key"]
+        "zero hidden size", "run directory under /proc", "unquoted run directory", "sample: unknown key"]
 MORE = ["corpus is a directory", "empty corpus", "val split too short", "unknown optimizer", "unknown clip mode",
         "wrong type", "negative lr", "val_fraction outside (0, 1)", "unparsable override",
         "run directory under a file", "too big for memory", "sample: unknown backend", "sample: no checkpoint",
