@@ -56,7 +56,13 @@ def _swept_keys(sweep_dir: str) -> frozenset[str]:
 
 
 def _safe(text: str) -> str:
-    return UNSAFE.sub("_", text).strip("._")[:MAX_LABEL] or "default"
+    """text as a directory name: unsafe characters replaced, at most MAX_LABEL characters, cut after the
+    last override that fits whole (the run's .hydra/overrides.yaml keeps them all)."""
+    text = UNSAFE.sub("_", text).strip("._")
+    if len(text) > MAX_LABEL:
+        cut = text.rfind(",", 0, MAX_LABEL + 1)
+        text = text[:cut] if cut > 0 else text[:MAX_LABEL]
+    return text.strip("._,") or "default"
 
 
 def unique_dir(path: str) -> str:

@@ -148,6 +148,8 @@ def test_run_names_carry_the_overrides_or_the_name():
     assert run_label(None, ["data.path=/home/me/corpora/input.txt", "name=x"]) == "data.path=input.txt"
     assert run_label(None, ["prime='a b'"]) == "prime=_a_b"
     assert len(run_label(None, [f"seed={'1' * 300}"])) == 100
+    many = [f"train.option_{i}=value" for i in range(10)]
+    assert run_label(None, many) == ",".join(many[:4])   # whole overrides only, not "...,train."
 
 
 def test_the_run_directory_pattern_reads_the_command_line(tmp_path, monkeypatch):
