@@ -18,6 +18,7 @@ from charrnn.distributed import is_main_process  # noqa: E402
 from charrnn.errors import UserError  # noqa: E402
 from charrnn.resume import config_for_run  # noqa: E402
 from charrnn.run_name import register_resolvers  # noqa: E402
+from charrnn.rundir import discard_if_empty  # noqa: E402
 from charrnn.trainer import train  # noqa: E402
 
 entry = Entry(out_of_memory="out of memory; lower model.hidden_size, train.batch_size or train.seq_length",
@@ -30,6 +31,16 @@ register_resolvers()
 def main(raw: DictConfig) -> float:
     hydra_cfg = HydraConfig.get()
     output_dir = Path(hydra_cfg.runtime.output_dir)
+    try:
+        return run(raw, hydra_cfg, output_dir)
+    finally:
+        # Hydra makes the run directory before the run starts. A run refused at the start (a bad path,
+        # a bad value) leaves it empty, and so does, under torchrun, a rank above 0 that started a
+        # second later than rank 0 (only rank 0 writes, into the directory of its own second).
+        discard_if_empty(output_dir)
+
+
+def run(raw: DictConfig, hydra_cfg, output_dir: Path) -> float:
     with entry.task():
         if hydra_cfg.mode == RunMode.RUN and not str(hydra_cfg.run.dir).strip():
             raise UserError("hydra.run.dir is empty, which would scatter the run's files into the current "

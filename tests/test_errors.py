@@ -106,6 +106,8 @@ def test_bad_input_ends_in_one_line_and_exit_code_2(tmp_path, names):
     for name, proc in zip(names, run_scripts(*(cases[name][0] for name in names))):
         assert proc.stdout == "", name
         assert_user_error(proc, cases[name][1])
+    # a run refused at its start leaves no empty run directory behind (Hydra made one for it)
+    assert not list(tmp_path.glob("run*")), [p.name for p in tmp_path.glob("run*")]
 
 
 def test_a_bug_keeps_its_traceback(corpus, tmp_path):

@@ -188,7 +188,34 @@ def test_a_run_directory_has_one_owner(tmp_path):
             with rundir.claim(tmp_path / "run"):
                 pass
     with rundir.claim(tmp_path / "run"):  # released at the end of the run
+        (tmp_path / "run" / "config.yaml").write_text("x")
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [rundir.LOCK_NAME, "config.yaml"]
+
+
+def test_a_run_that_wrote_nothing_leaves_no_directory(tmp_path, monkeypatch):
+    with rundir.claim(tmp_path / "run"):
         pass
+    assert not (tmp_path / "run").exists()
+    # A claim that locked the file of an owner who then removed it (having written nothing) starts over,
+    # or two processes could each hold a lock on a different file of one path.
+    real_open_lock = rundir._open_lock
+    stale = []
+
+    def open_lock_once_stale(run_dir):
+        fd = real_open_lock(run_dir)
+        if not stale:
+            stale.append(fd)
+            os.unlink(run_dir / rundir.LOCK_NAME)
+            return os.dup(fd)
+        return fd
+
+    monkeypatch.setattr(rundir, "_open_lock", open_lock_once_stale)
+    with rundir.claim(tmp_path / "run"):
+        assert (tmp_path / "run" / rundir.LOCK_NAME).read_text() == f"{os.getpid()}\n"
+        with pytest.raises(UserError, match="is in use by another training"):
+            with rundir.claim(tmp_path / "run"):
+                pass
+    os.close(stale[0])
 
 
 @pytest.mark.parametrize("code", [errno.EROFS, errno.EACCES])
