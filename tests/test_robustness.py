@@ -473,6 +473,17 @@ def test_a_full_disk_while_tensorboard_writes_keeps_the_checkpoint(finished, tmp
 
 # -- end to end: exit code, one stderr line, no traceback, earlier files byte-identical ---------------
 
+def test_an_empty_run_dir_refused_from_an_empty_directory_leaves_that_directory(tmp_path):
+    """train.py removes a run directory its run left empty, but never the current directory, which an
+    empty hydra.run.dir names."""
+    here = tmp_path / "empty"
+    here.mkdir()
+    proc = subprocess.run([sys.executable, str(REPO / "train.py"), "hydra.run.dir="], cwd=here,
+                          capture_output=True, text=True, timeout=120)
+    assert_user_error(proc, "hydra.run.dir is empty")
+    assert here.is_dir()
+
+
 def test_refused_starts_leave_an_earlier_run_byte_identical_and_an_accepted_one_writes_hydras_record(finished,
                                                                                                        tmp_path):
     corpus, run_dir = copy_of(finished, tmp_path)
