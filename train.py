@@ -36,10 +36,8 @@ def main(raw: DictConfig) -> float:
     finally:
         # Hydra makes the run directory before the run starts. A run refused at the start (a bad path,
         # a bad value) leaves it empty, and so does, under torchrun, a rank above 0 that started a
-        # second later than rank 0 (only rank 0 writes, into the directory of its own second). An empty
-        # hydra.run.dir makes it the current directory, which was there before and stays.
-        if output_dir.resolve() != Path.cwd().resolve():
-            discard_if_empty(output_dir)
+        # second later than rank 0 (only rank 0 writes, into the directory of its own second).
+        discard_if_empty(output_dir)
 
 
 def run(raw: DictConfig, hydra_cfg, output_dir: Path) -> float:

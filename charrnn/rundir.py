@@ -49,7 +49,7 @@ def claim(run_dir: Path) -> Iterator[None]:
         yield
     finally:
         with contextlib.suppress(OSError):
-            if os.listdir(run_dir) == [LOCK_NAME]:
+            if os.listdir(run_dir) == [LOCK_NAME] and not _is_cwd(run_dir):
                 lock.unlink()  # still locked: whoever opened it meanwhile finds it gone (_is_current)
                 run_dir.rmdir()
         os.close(fd)  # releases the lock
@@ -85,6 +85,12 @@ def check_fresh(run_dir: Path) -> None:
 
 
 def discard_if_empty(run_dir: Path) -> None:
-    """Remove run_dir if nothing was written into it; a directory with anything in it stays."""
+    """Remove run_dir if nothing was written into it; a directory with anything in it stays, and so does
+    the current directory (hydra.run.dir= or . names it), which was there before the run."""
     with contextlib.suppress(OSError):
-        run_dir.rmdir()
+        if not _is_cwd(run_dir):
+            run_dir.rmdir()
+
+
+def _is_cwd(path: Path) -> bool:
+    return path.resolve() == Path.cwd().resolve()

@@ -473,14 +473,18 @@ def test_a_full_disk_while_tensorboard_writes_keeps_the_checkpoint(finished, tmp
 
 # -- end to end: exit code, one stderr line, no traceback, earlier files byte-identical ---------------
 
-def test_an_empty_run_dir_refused_from_an_empty_directory_leaves_that_directory(tmp_path):
-    """train.py removes a run directory its run left empty, but never the current directory, which an
-    empty hydra.run.dir names."""
+def test_a_refused_run_in_the_current_directory_leaves_that_directory(tmp_path):
+    """A run directory that its run left empty is removed, but never the current directory, which an
+    empty hydra.run.dir or hydra.run.dir=. names."""
     here = tmp_path / "empty"
     here.mkdir()
-    proc = subprocess.run([sys.executable, str(REPO / "train.py"), "hydra.run.dir="], cwd=here,
-                          capture_output=True, text=True, timeout=120)
-    assert_user_error(proc, "hydra.run.dir is empty")
+    (tmp_path / "short.txt").write_bytes(b"abcdefghij" * 5)
+    short = [f"data.path={tmp_path / 'short.txt'}", "train.batch_size=8", "train.seq_length=16"]
+    empty, dot = (subprocess.run([sys.executable, str(REPO / "train.py"), *args], cwd=here, capture_output=True,
+                                 text=True, timeout=120)
+                  for args in (["hydra.run.dir="], ["hydra.run.dir=.", *short]))
+    assert_user_error(empty, "hydra.run.dir is empty")
+    assert_user_error(dot, "fewer than one batch needs")   # refused after the directory was claimed
     assert here.is_dir()
 
 
