@@ -69,8 +69,9 @@ def measure_interleaved(steps: dict[str, Callable[[], None]], chars: int, second
                         block: float = 0.1) -> dict[str, dict]:
     """measure() for several implementations at once, in turns of about `block` seconds each, so that a
     machine whose load changes during the run slows them all alike and their ratios hold. The first
-    step of a turn is not counted: it pays for what the previous implementation left in the caches and
-    its idle threads (one step each in turn cost the NumPy step at min-char-rnn's shape 40%)."""
+    step of a turn is not counted when steps are shorter than a turn: it pays for what the previous
+    implementation left in the caches and its idle threads (with one step of each in turn, the NumPy
+    step at min-char-rnn's shape ran at 0.71x its speed alone)."""
     for step in steps.values():
         for _ in range(3):
             step()
@@ -78,13 +79,14 @@ def measure_interleaved(steps: dict[str, Callable[[], None]], chars: int, second
     deadline = time.perf_counter() + seconds * len(steps)
     while min(map(len, times.values())) < 5 or time.perf_counter() < deadline:
         for name, step in steps.items():
-            step()
+            if not times[name] or times[name][-1] < block:
+                step()  # a step longer than a turn hardly feels the caches it starts with: counted
             turn_ends = time.perf_counter() + block
             while True:
                 started = time.perf_counter()
                 step()
                 times[name].append(time.perf_counter() - started)
-                if started >= turn_ends:
+                if time.perf_counter() >= turn_ends:
                     break
     return {name: {"chars_per_sec": chars / statistics.median(t), "steps": len(t)} for name, t in times.items()}
 

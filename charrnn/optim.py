@@ -5,7 +5,7 @@ included), so the torch backend, which uses torch.optim itself, matches to round
 Optimizer state is exported as arrays named "<state>/<param>" plus "step", using torch's own state
 names ("sum", "momentum_buffer", "exp_avg", "exp_avg_sq") so either backend loads it. Inside, each
 state is one flat buffer laid out like the weights' (charrnn.flat), so a step is one pass over all of
-them: the formulas are elementwise, so this changes no result.
+them; the formulas are elementwise, so an update is what one pass per parameter would compute.
 """
 
 import math
@@ -40,7 +40,9 @@ def clip_gradients(g: np.ndarray, mode: str, threshold: float, total_norm: float
 class Optimizer:
     """A state buffer per name in state_names, laid out like the weights (flat[name], with per-parameter
     views in state[name]), and a step count. step(p, g, lr) takes the weights and their gradients as
-    flat buffers in that same layout (charrnn.flat.flat_buffer of the params it was built with)."""
+    flat buffers in that same layout (charrnn.flat.flat_buffer of the params it was built with). The
+    steps write their intermediate results into one scratch buffer of that size: a temporary per
+    operation over all the weights at once would add several copies of them to a step's peak memory."""
 
     state_names: tuple[str, ...] = ()
 
@@ -49,6 +51,7 @@ class Optimizer:
         self.flat, self.state = {}, {}
         for name in self.state_names:
             self.flat[name], self.state[name] = flat_buffer(params)
+        self.scratch, _ = flat_buffer(params)
 
     def state_dict(self) -> dict[str, np.ndarray]:
         flat = {"step": np.array(self.step_count, dtype=np.int64)}
@@ -65,7 +68,7 @@ class Optimizer:
 
 
 class Adagrad(Optimizer):
-    """sum += g^2;  p -= lr * g / (sqrt(sum) + eps)   (min-char-rnn puts eps inside the sqrt; torch outside)."""
+    """sum += g^2;  p -= lr * (g / (sqrt(sum) + eps))   (min-char-rnn puts eps inside the sqrt; torch outside)."""
 
     state_names = ("sum",)
 
@@ -75,9 +78,13 @@ class Adagrad(Optimizer):
 
     def step(self, p: np.ndarray, g: np.ndarray, lr: float) -> None:
         self.step_count += 1
-        s = self.flat["sum"]
-        s += g * g
-        p -= lr * g / (np.sqrt(s) + self.eps)
+        s, tmp = self.flat["sum"], self.scratch
+        s += np.multiply(g, g, out=tmp)
+        np.sqrt(s, out=tmp)
+        tmp += self.eps                            # sqrt(sum) + eps
+        np.divide(g, tmp, out=tmp)
+        tmp *= lr                                  # in torch's order: addcdiv_(g, std, value=-lr)
+        p -= tmp
 
 
 class SGD(Optimizer):
@@ -92,6 +99,7 @@ class SGD(Optimizer):
 
     def step(self, p: np.ndarray, g: np.ndarray, lr: float) -> None:
         self.step_count += 1
+        tmp = self.scratch
         if self.momentum != 0:
             buf = self.flat["momentum_buffer"]
             if self.step_count == 1:
@@ -99,13 +107,17 @@ class SGD(Optimizer):
             else:
                 buf *= self.momentum
                 buf += g
-            g = g + self.momentum * buf if self.nesterov else buf
-        p -= lr * g
+            if self.nesterov:
+                np.multiply(buf, self.momentum, out=tmp)
+                g = np.add(g, tmp, out=tmp)        # g + momentum * buf
+            else:
+                g = buf
+        p -= np.multiply(g, lr, out=tmp)
 
 
 class Adam(Optimizer):
     """m = lerp(m, g, 1 - beta1);  v = beta2 v + (1 - beta2) g^2;
-    p -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)."""
+    p -= lr / (1 - beta1^t) * (m / (sqrt(v) / sqrt(1 - beta2^t) + eps))."""
 
     state_names = ("exp_avg", "exp_avg_sq")
 
@@ -118,14 +130,20 @@ class Adam(Optimizer):
         t = self.step_count
         step_size = lr / (1 - self.beta1 ** t)
         bias_correction2_sqrt = math.sqrt(1 - self.beta2 ** t)
-        m, v = self.flat["exp_avg"], self.flat["exp_avg_sq"]
-        m += (1 - self.beta1) * (g - m)
+        m, v, tmp = self.flat["exp_avg"], self.flat["exp_avg_sq"], self.scratch
+        np.subtract(g, m, out=tmp)
+        tmp *= 1 - self.beta1
+        m += tmp                                   # lerp(m, g, 1 - beta1)
         v *= self.beta2
-        v += (1 - self.beta2) * (g * g)
-        denom = np.sqrt(v)
-        denom /= bias_correction2_sqrt
-        denom += self.eps
-        p -= step_size * m / denom
+        np.multiply(g, g, out=tmp)
+        tmp *= 1 - self.beta2
+        v += tmp
+        np.sqrt(v, out=tmp)
+        tmp /= bias_correction2_sqrt
+        tmp += self.eps                            # denom
+        np.divide(m, tmp, out=tmp)
+        tmp *= step_size                           # in torch's order: addcdiv_(m, denom, value=-step_size)
+        p -= tmp
 
 
 OPTIMIZERS = {"adagrad": Adagrad, "sgd": SGD, "adam": Adam}

@@ -172,8 +172,8 @@ class NumpyBackend:
         loss, cache = stack_forward(self.params, self.spec, inputs, targets, state, masks, self.cache)
         self.cache = cache
         state_last = cache.state_last
-        grads, _ = stack_backward(self.params, self.spec, cache, self._loss_scale(inputs))
-        for k, g in grads.items():
+        # Into the flat buffer, and the backward's own arrays freed before the update needs its scratch.
+        for k, g in stack_backward(self.params, self.spec, cache, self._loss_scale(inputs))[0].items():
             self.grads[k][...] = g
         loss = self.replicas.average_(loss, [self.flat_grads], self.loss_reduction)
         before = grad_norms(self.grads)
