@@ -11,8 +11,11 @@ even on a machine whose load changes:
   torch loop     (rnn only) a hand loop on torch autograd with the input projection hoisted out of it
   per-char loop  (rnn only) min-char-rnn's own lossFun (one-hot column vectors, one character at a
                  time, float64 as written) with its Adagrad update; B=1 shapes only
-  roofline       the GEMM rate of (B x H) @ (H x GH) divided by the recurrent and head flops per
-                 character, 6 G H^2 L + 6 H V (G = the cell's gates: 1, 4, 3)
+  roofline       the GEMM rate of (B x H) @ (H x GH) divided by the model's matrix-product flops per
+                 character, forward and backward: 6 G H^2 L recurrent + 6 G H (V + H (L-1)) input
+                 projections + 6 H V head (G = the cell's gates: 1, 4, 3). torch.nn makes all of them;
+                 the NumPy step replaces layer 0's 6 G H V by a gather and one one-hot product (2 G H V),
+                 so np%roof overstates how close it is to its own products' limit
 
 Peak memory (MB) is what one implementation adds to a fresh process's peak resident set while it
 is built and runs three steps: weights, optimizer state, buffers and temporaries. It is measured in
