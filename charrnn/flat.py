@@ -9,12 +9,11 @@ per-parameter calls were a fifth of a training step.
 import numpy as np
 
 
-def flat_buffer(like: dict[str, np.ndarray], dtype=None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """A zeroed 1-D buffer as long as all of `like` together (its dtype unless dtype is given), and views
-    of it shaped and keyed like `like`, in like's order: two calls on the same `like` line up element
-    for element."""
-    dtype = dtype or next(iter(like.values())).dtype
-    flat = np.zeros(sum(a.size for a in like.values()), dtype)
+def flat_buffer(like: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """A zeroed 1-D buffer as long as all of `like` together, of its (first array's) dtype, and views of
+    it shaped and keyed like `like`, in like's order: two calls on the same `like` line up element for
+    element."""
+    flat = np.zeros(sum(a.size for a in like.values()), next(iter(like.values())).dtype)
     views, start = {}, 0
     for k, a in like.items():
         views[k] = flat[start:start + a.size].reshape(a.shape)
