@@ -51,7 +51,7 @@ def claim(run_dir: Path) -> Iterator[None]:
         with contextlib.suppress(OSError):
             if os.listdir(run_dir) == [LOCK_NAME] and not _is_cwd(run_dir):
                 lock.unlink()  # still locked: whoever opened it meanwhile finds it gone (_is_current)
-                run_dir.rmdir()
+                discard_if_empty(run_dir)
         os.close(fd)  # releases the lock
 
 

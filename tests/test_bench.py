@@ -1,3 +1,5 @@
+import time
+
 import numpy as np
 import pytest
 
@@ -36,3 +38,21 @@ def test_peak_memory_counts_what_the_implementation_allocates():
     large = bench.peak_memory_mb("numpy", 512, 64, 64, "lstm", 1)
     assert 0 <= small < large  # H=512: weights, Adam state and (T, B, H) buffers come to well over 10 MB
     assert large > 10
+
+
+def test_a_turn_drops_its_first_step_unless_steps_outlast_a_turn():
+    """Short steps: each turn's first step pays for the previous implementation's leftovers and is not
+    counted. Steps longer than a turn: every step after the first turn counts."""
+    calls = {"fast": 0, "slow": 0}
+
+    def fast():
+        calls["fast"] += 1
+
+    def slow():
+        calls["slow"] += 1
+        time.sleep(0.02)
+
+    result = bench.measure_interleaved({"fast": fast, "slow": slow}, chars=1, seconds=0.1, block=0.01)
+    turns = calls["slow"] - 3 - result["slow"]["steps"]
+    assert turns == 1                                             # only the first turn's first step
+    assert calls["fast"] - 3 - result["fast"]["steps"] >= 3      # one dropped per turn, several turns
