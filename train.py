@@ -1,6 +1,6 @@
 """Train a character-level RNN: python train.py [backend=numpy|torch] [key=value ...]."""
 
-from charrnn.interrupt import quiet_keyboard_interrupt
+from charrnn.training.signals import quiet_keyboard_interrupt
 
 quiet_keyboard_interrupt()  # first: a Ctrl-C during the imports below ends in one line too
 
@@ -14,12 +14,12 @@ from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 from charrnn.cli import Entry, override, write_hydra_record  # noqa: E402
-from charrnn.distributed import is_main_process  # noqa: E402
+from charrnn.training.distributed import is_main_process  # noqa: E402
 from charrnn.errors import UserError  # noqa: E402
-from charrnn.resume import config_for_run  # noqa: E402
-from charrnn.run_name import register_resolvers  # noqa: E402
-from charrnn.rundir import discard_if_empty  # noqa: E402
-from charrnn.trainer import train  # noqa: E402
+from charrnn.training.resume import config_for_run  # noqa: E402
+from charrnn.training.rundir import register_resolvers  # noqa: E402
+from charrnn.training.rundir import discard_if_empty  # noqa: E402
+from charrnn.training.loop import train  # noqa: E402
 
 entry = Entry(out_of_memory="out of memory; lower model.hidden_size, train.batch_size or train.seq_length",
               cannot_write="free some space or name another hydra.run.dir; checkpoints are written whole or not "

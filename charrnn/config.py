@@ -12,7 +12,7 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
 
-from charrnn.data import ENCODINGS
+from charrnn.data.vocab import ENCODINGS
 from charrnn.errors import UserError
 from charrnn.model import CELLS
 

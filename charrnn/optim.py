@@ -4,7 +4,7 @@ Each update is written exactly as torch.optim computes it (eps placement and ope
 included), so the torch backend, which uses torch.optim itself, matches to round-off.
 Optimizer state is exported as arrays named "<state>/<param>" plus "step", using torch's own state
 names ("sum", "momentum_buffer", "exp_avg", "exp_avg_sq") so either backend loads it. Inside, each
-state is one flat buffer laid out like the weights' (charrnn.flat), so a step is one pass over all of
+state is one flat buffer laid out like the weights' (charrnn.backends.flat), so a step is one pass over all of
 them; the formulas are elementwise, so an update is what one pass per parameter would compute.
 """
 
@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from charrnn.flat import flat_buffer
+from charrnn.backends.flat import flat_buffer
 
 # torch.nn.utils.clip_grad_norm_ adds this to the norm before dividing.
 CLIP_NORM_EPS = 1e-6
@@ -40,7 +40,7 @@ def clip_gradients(g: np.ndarray, mode: str, threshold: float, total_norm: float
 class Optimizer:
     """A state buffer per name in state_names, laid out like the weights (flat[name], with per-parameter
     views in state[name]), and a step count. step(p, g, lr) takes the weights and their gradients as
-    flat buffers in that same layout (charrnn.flat.flat_buffer of the params it was built with). The
+    flat buffers in that same layout (charrnn.backends.flat.flat_buffer of the params it was built with). The
     steps write their intermediate results into one scratch buffer of that size: a temporary per
     operation over all the weights at once would add several copies of them to a step's peak memory."""
 

@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 
-from charrnn import grad_flow  # noqa: E402
+from charrnn.monitor import grad_flow  # noqa: E402
 from charrnn.config import to_config  # noqa: E402
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from charrnn.batching import StreamBatcher
+from charrnn.data.batching import StreamBatcher
 
 
 @pytest.mark.parametrize("n,B,T", [(24, 3, 3), (100, 4, 5), (101, 1, 7), (50, 5, 9)])

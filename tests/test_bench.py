@@ -3,7 +3,7 @@ import time
 import numpy as np
 import pytest
 
-from charrnn import bench
+from charrnn.tools import bench
 
 
 def test_bench_measures_every_implementation_and_formats_a_row():

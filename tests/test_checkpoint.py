@@ -10,7 +10,7 @@ import pytest
 from charrnn.checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint, restore_backend, save_checkpoint
 from charrnn.errors import UserError
 from charrnn.model import init_params, model_spec
-from charrnn.run_state import RunState
+from charrnn.training.resume import RunState
 from tests.conftest import REPO, TINY, assert_user_error, make_config, run_scripts
 
 

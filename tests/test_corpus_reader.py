@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from charrnn import corpus_reader
-from charrnn.corpus_reader import id_dtype, scan, symbol_blocks, write_ids
+from charrnn.data import corpus as corpus_reader
+from charrnn.data.corpus import id_dtype, scan, symbol_blocks, write_ids
 from charrnn.errors import UserError
 
 ENCODING_ERRORS = {"utf-8": "strict", "utf-8-replace": "replace"}

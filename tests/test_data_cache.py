@@ -4,8 +4,8 @@ import os
 import numpy as np
 import pytest
 
-from charrnn import data_cache
-from charrnn.data_cache import BESIDE, load_encoded
+from charrnn.data import cache as data_cache
+from charrnn.data.cache import BESIDE, load_encoded
 from charrnn.errors import UserError
 
 

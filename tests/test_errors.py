@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from charrnn import trainer
+from charrnn.training import loop as trainer
 from charrnn.checkpoint import load_checkpoint
 from charrnn.errors import UserError
 from tests.conftest import REPO, TINY, assert_user_error, make_config, run_scripts
@@ -112,7 +112,7 @@ def test_bad_input_ends_in_one_line_and_exit_code_2(tmp_path, names):
 
 def test_a_bug_keeps_its_traceback(corpus, tmp_path):
     """An error that is nobody's mistake in particular is not squeezed into one line."""
-    boom = ("import runpy, charrnn.trainer as t; t.make_batchers = lambda *a: 1 / 0; "
+    boom = ("import runpy, charrnn.training.loop as t; t.make_batchers = lambda *a: 1 / 0; "
             "runpy.run_path('train.py', run_name='__main__')")
     proc = subprocess.run([sys.executable, "-c", boom, f"data.path={corpus}", f"hydra.run.dir={tmp_path / 'run'}"],
                           cwd=REPO, capture_output=True, text=True, timeout=60)

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from charrnn.backends import numpy_backend
-from charrnn.gradcheck import random_problem, relative_error
+from charrnn.gradcheck.problem import random_problem, relative_error
 from charrnn.model import CELLS, init_params, model_spec, param_shapes, spec_of, to_torch, zero_state
 from tests.conftest import REPO, make_config
 

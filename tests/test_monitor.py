@@ -12,11 +12,12 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
-from charrnn import grad_flow, trainer
+from charrnn.monitor import grad_flow
+from charrnn.training import loop as trainer
 from charrnn.backends.interface import Gradients, StepResult
-from charrnn.dashboard import BOOKKEEPING, METRICS, SHOWN_FIRST, hparam_columns
+from charrnn.monitor.dashboard import BOOKKEEPING, METRICS, SHOWN_FIRST, hparam_columns
 from charrnn.monitor import Monitor
-from charrnn.run_name import register_resolvers, run_label, unique_dir
+from charrnn.training.rundir import register_resolvers, run_label, unique_dir
 from tests.conftest import CONF_DIR, TINY, make_config
 
 EVALS = [0, 10, 20]
@@ -162,7 +163,7 @@ def test_the_run_directory_pattern_reads_the_command_line(tmp_path, monkeypatch)
 
 
 def test_runs_started_at_once_never_share_a_directory(tmp_path):
-    claim = f"from charrnn.run_name import unique_dir; print(unique_dir({str(tmp_path / 'run')!r}))"
+    claim = f"from charrnn.training.rundir import unique_dir; print(unique_dir({str(tmp_path / 'run')!r}))"
     procs = [subprocess.Popen([sys.executable, "-c", claim], stdout=subprocess.PIPE, text=True) for _ in range(3)]
     got = sorted(p.communicate()[0].strip() for p in procs)
     assert got == [str(tmp_path / name) for name in ("run", "run-2", "run-3")]

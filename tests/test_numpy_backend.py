@@ -5,7 +5,8 @@ from charrnn.backends import numpy_backend
 from charrnn.backends.numpy_backend import NumpyBackend, loss_and_grads, stack_backward, stack_forward, step_logits
 from charrnn.backends.numpy_layers import projection
 from charrnn.config import AdagradConfig, AdamConfig, SGDConfig
-from charrnn.gradcheck import finite_differences, numpy_bptt, random_problem, relative_error
+from charrnn.gradcheck.problem import random_problem, relative_error
+from charrnn.gradcheck.reference import finite_differences, numpy_bptt
 from charrnn.model import CELLS, model_spec
 
 

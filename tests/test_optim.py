@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from charrnn.config import AdagradConfig, AdamConfig, SGDConfig
-from charrnn.flat import flat_buffer
+from charrnn.backends.flat import flat_buffer
 from charrnn.optim import clip_gradients, grad_norms, learning_rate, make_optimizer
 
 OPTIMIZERS = [
@@ -100,7 +100,7 @@ def test_learning_rate_schedule():
 
 
 def test_run_progress_follows_whichever_budget_binds_first():
-    from charrnn.trainer import run_progress
+    from charrnn.training.loop import run_progress
     tc = type("T", (), {"lr_decay_iters": 1000, "max_seconds": None})
     assert run_progress(250, 999.0, tc) == 0.25
     tc.max_seconds = 10.0

@@ -7,16 +7,16 @@ disagreement just above it is caught.
 import numpy as np
 import pytest
 
-from charrnn import trainer
+from charrnn.training import loop as trainer
 from charrnn.backends import make_backend, numpy_backend, torch_backend
 from charrnn.backends.numpy_backend import NumpyBackend
 from charrnn.backends.torch_backend import TorchBackend
-from charrnn.batching import StreamBatcher
+from charrnn.data.batching import StreamBatcher
 from charrnn.checkpoint import load_checkpoint
 from charrnn.config import AdagradConfig, AdamConfig, SGDConfig
 from charrnn.data import load_ids
-from charrnn.gradcheck import random_problem, relative_error
-from charrnn.dropout import dropout_masks
+from charrnn.gradcheck.problem import random_problem, relative_error
+from charrnn.model import dropout_masks
 from charrnn.model import CELLS, init_params, model_spec, spec_of, zero_state
 from tests.conftest import TINY, make_config
 

@@ -11,13 +11,13 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.tensorboard import SummaryWriter
 
-from charrnn import trainer
+from charrnn.training import loop as trainer
 from charrnn.checkpoint import load_checkpoint, save_checkpoint
 from charrnn.cli import override
 from charrnn.errors import UserError
-from charrnn.interrupt import StopRequest
+from charrnn.training.signals import StopRequest
 from charrnn.monitor import Monitor
-from charrnn.resume import config_for_run
+from charrnn.training.resume import config_for_run
 from tests.conftest import REPO, TINY, compose_raw, make_config
 
 # float64 so that the NumPy backend can be held to bit-identical results. 16 streams of 32 make 10

@@ -17,17 +17,17 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from charrnn import rundir, trainer
+from charrnn.training import loop as trainer, rundir
 from charrnn.backends.guard import StepGuard, all_finite
 from charrnn.backends.numpy_backend import NumpyBackend
 from charrnn.backends.torch_backend import TorchBackend
 from charrnn.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from charrnn.cli import Entry
 from charrnn.config import to_sample_config
-from charrnn.corpus_reader import open_corpus
+from charrnn.data.corpus import open_corpus
 from charrnn.errors import UserError
 from charrnn.model import init_params, model_spec, zero_state
-from charrnn.resume import config_for_run
+from charrnn.training.resume import config_for_run
 from charrnn.sampling import next_char_distribution, sample
 from tests.conftest import REPO, TINY, assert_user_error, compose_raw, make_config, run_scripts
 

@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import pytest
 
-from charrnn import trainer
+from charrnn.training import loop as trainer
 from charrnn.checkpoint import load_checkpoint
 from charrnn.config import to_sample_config
 from charrnn.errors import UserError

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from charrnn.scaling import parse_size
+from charrnn.tools.scaling import parse_size
 from tests.conftest import TINY, run_scripts
 
 
@@ -12,7 +12,7 @@ def test_sizes_read_as_a_person_writes_them():
 
 @pytest.mark.slow  # three Python processes start torch
 def test_the_scaling_report_trains_each_corpus_twice_the_second_time_from_the_cache(corpus, tmp_path):
-    (proc,) = run_scripts(["-m", "charrnn.scaling", "--sizes", "20KB", "--steps", "2", "--source", str(corpus),
+    (proc,) = run_scripts(["-m", "charrnn.tools.scaling", "--sizes", "20KB", "--steps", "2", "--source", str(corpus),
                            "--dir", str(tmp_path), "--json", str(tmp_path / "figures.json"),
                            *[o for o in TINY if "eval_interval" not in o]], timeout=300)
     assert proc.returncode == 0, proc.stderr

@@ -7,7 +7,7 @@ from charrnn.backends.torch_backend import (FUSED, TorchBackend, chunk_loss, loo
                                             resolve_device, time_major)
 from charrnn.config import AdamConfig
 from charrnn.errors import UserError
-from charrnn.gradcheck import random_problem
+from charrnn.gradcheck.problem import random_problem
 from charrnn.model import CELLS, model_spec
 
 ADAM = AdamConfig(name="adam", lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8)

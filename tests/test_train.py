@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from charrnn import trainer
+from charrnn.training import loop as trainer
 from charrnn.checkpoint import load_checkpoint
 from charrnn.errors import UserError
 from tests.conftest import REPO, TINY, make_config

@@ -2,7 +2,7 @@
 
 Arrays cross it as NumPy: ids (B, T) int, the recurrent state as a tuple of (L, B, H) arrays
 (charrnn.model.zero_state's layout: (h,) or, for the LSTM, (h, c)), dropout masks as None or a tuple
-of L (T, B, H) arrays (charrnn.dropout), weights under the names of charrnn.model. A backend owns its
+of L (T, B, H) arrays (charrnn.model.dropout_masks), weights under the names of charrnn.model. A backend owns its
 model spec, its parameters, its optimizer and its gradient clipping.
 """
 
@@ -44,7 +44,7 @@ def global_norm(norms: dict[str, float]) -> float:
 
 
 class Backend(Protocol):
-    # The ranks whose gradients train_step averages between backward and clipping (charrnn.distributed);
+    # The ranks whose gradients train_step averages between backward and clipping (charrnn.training.distributed);
     # distributed.SOLO, one process, unless the trainer sets it.
     replicas: object
 

@@ -3,7 +3,7 @@
 A model is a stack of layers, each a forward/backward pair in numpy_layers/: the recurrent cell of
 every layer (rnn.py, lstm.py, gru.py, each with its equations at the top), then the head (head.py:
 logits and softmax cross-entropy). Between layers, and between the top layer and the head, dropout
-multiplies each output h_t by a mask given from outside (charrnn.dropout):
+multiplies each output h_t by a mask given from outside (charrnn.model.dropout_masks):
 
     x^0 = the ids                                backward, top down:
     h^l = cell_forward(x^l, state^l)             dh^top = head_backward(...) * m^top
@@ -23,8 +23,8 @@ from charrnn.backends.blas_warmup import warm_up_blas
 from charrnn.backends.guard import StepGuard, all_finite
 from charrnn.backends.interface import Gradients, StepResult, global_norm
 from charrnn.backends.numpy_layers import CELL_LAYERS, head
-from charrnn.distributed import SOLO
-from charrnn.flat import flat_buffer
+from charrnn.training.distributed import SOLO
+from charrnn.backends.flat import flat_buffer
 from charrnn.model import HEAD, ModelSpec, model_spec
 from charrnn.optim import clip_gradients, grad_norms, make_optimizer
 
@@ -152,7 +152,7 @@ class NumpyBackend:
                  loss_reduction: str, guard: StepGuard = StepGuard()):
         self.spec = spec
         # Copies, which the optimizer updates in place; the weights, their gradients and every optimizer
-        # state each live in one flat buffer laid out alike (charrnn.flat), the dicts holding views of it.
+        # state each live in one flat buffer laid out alike (charrnn.backends.flat), the dicts holding views of it.
         self.flat_params, self.params = flat_buffer(params)
         for k, v in params.items():
             self.params[k][...] = v

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from charrnn.backends.guard import StepGuard
 from charrnn.backends.interface import Gradients, StepResult
 from charrnn.backends.torch_optim import clip_gradients, export_state, load_state, make_torch_optimizer
-from charrnn.distributed import SOLO
+from charrnn.training.distributed import SOLO
 from charrnn.errors import UserError
 from charrnn.model import ModelSpec, model_spec
 

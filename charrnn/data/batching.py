@@ -17,7 +17,7 @@ Every id but a stream's first is a target exactly once per epoch. The split's la
 fewer than B, do not fit a stream and are left out.
 
 The streams are views of the ids, which are usually a memory map of the encoded corpus
-(charrnn.data_cache): nothing is read or copied until a chunk asks for it. chunk() copies just its
+(charrnn.data.cache): nothing is read or copied until a chunk asks for it. chunk() copies just its
 (T+1, B) block out of the streams, time-major as the intp ids np.take wants, so that the (B, T) arrays it
 returns are transposed views of one contiguous block.
 """

@@ -1,4 +1,4 @@
-"""Data-parallel throughput: python -m charrnn.bench_distributed [--backend numpy|torch] [--rounds R] [--steps N].
+"""Data-parallel throughput: python -m charrnn.tools.bench_distributed [--backend numpy|torch] [--rounds R] [--steps N].
 
 One process with 2 BLAS threads against torchrun's 2 ranks with 1 thread each (and one process with 1
 thread, for scale), on the default shape
@@ -20,8 +20,8 @@ import time
 import numpy as np
 
 from charrnn.backends import make_backend
-from charrnn.bench import LR, V, _Cfg
-from charrnn.distributed import join
+from charrnn.tools.bench import LR, V, _Cfg
+from charrnn.training.distributed import join
 from charrnn.model import init_params, model_spec, zero_state
 
 H, B, T = 384, 64, 64
@@ -70,7 +70,7 @@ def launch(world_size: int, threads: int, backend_name: str, steps: int) -> dict
     """Time one run in a fresh process (or torchrun's world_size), `threads` BLAS threads each."""
     threads = str(threads)
     env = {**os.environ, "OMP_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
-    args = ["-m", "charrnn.bench_distributed", "--worker", "--backend", backend_name, "--steps", str(steps)]
+    args = ["-m", "charrnn.tools.bench_distributed", "--worker", "--backend", backend_name, "--steps", str(steps)]
     if world_size > 1:
         args = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={world_size}", *args]
     proc = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=600)

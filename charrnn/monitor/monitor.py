@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from charrnn import grad_flow
+from charrnn.monitor import grad_flow
 from charrnn.backends.interface import Gradients, StepResult
-from charrnn.dashboard import LAYOUT, flatten, hparams_summaries
+from charrnn.monitor.dashboard import LAYOUT, flatten, hparams_summaries
 
 LOG2E = 1.0 / math.log(2.0)
 SMOOTHING = 0.99  # min-char-rnn's smooth_loss keeps 0.999; per step of 32+ streams 0.99 reads better

@@ -1,4 +1,4 @@
-"""Load time and peak memory against corpus size: python -m charrnn.scaling [--sizes 10MB 100MB 1GB].
+"""Load time and peak memory against corpus size: python -m charrnn.tools.scaling [--sizes 10MB 100MB 1GB].
 
 Each corpus is Tiny Shakespeare (or --source) repeated to the size, written under --dir (never in the repository).
 Each is trained twice at the default config in a fresh process: the first start encodes it into an
@@ -64,7 +64,7 @@ def make_corpus(directory: Path, size: int, source: Path) -> Path:
 def child(corpus: str, cache_dir: str, steps: int, overrides: list[str]) -> dict:
     """One training process's figures (run in a fresh interpreter by measure())."""
     from charrnn.data import load_ids
-    from charrnn.trainer import make_batchers, train
+    from charrnn.training.loop import make_batchers, train
 
     cfg = default_config(["data=text", f"data.path={corpus}", f"data.cache_dir={cache_dir}",
                           f"train.max_iters={steps}", *overrides])
@@ -83,7 +83,7 @@ def child(corpus: str, cache_dir: str, steps: int, overrides: list[str]) -> dict
 
 
 def measure(corpus: Path, cache_dir: Path, steps: int, overrides: list[str]) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "charrnn.scaling", "--child", str(corpus), str(cache_dir),
+    proc = subprocess.run([sys.executable, "-m", "charrnn.tools.scaling", "--child", str(corpus), str(cache_dir),
                            str(steps), *overrides], capture_output=True, text=True)
     if proc.returncode:
         raise SystemExit(f"the training process failed:\n{proc.stderr}")

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from charrnn.corpus_reader import file_sha256, id_dtype, open_corpus, scan, write_ids
+from charrnn.data.corpus import file_sha256, id_dtype, open_corpus, scan, write_ids
 from charrnn.errors import UserError
 
 FORMAT = "charrnn-ids-1"

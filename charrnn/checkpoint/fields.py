@@ -63,7 +63,7 @@ def monitor(v) -> str | None:
     return _object_problem(v, MONITOR_FIELDS, "the monitor's state")
 
 
-# charrnn.run_state.RunState's fields (all but h, an array of its own).
+# charrnn.training.resume.RunState's fields (all but h, an array of its own).
 STATE_FIELDS = {"step": count, "epoch": count, "chunk": count, "eval_step": step_or_none, "val_loss": number,
                 "best_val": number, "train_seconds": seconds, "monitor": monitor}
 

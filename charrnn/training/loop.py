@@ -13,23 +13,23 @@ from omegaconf import OmegaConf
 
 from charrnn.backends import make_backend
 from charrnn.backends.guard import CAUSES, StepGuard
-from charrnn.batching import StreamBatcher
+from charrnn.data.batching import StreamBatcher
 from charrnn.checkpoint import Checkpoint, save_checkpoint
 from charrnn.config import Config, config_to_dict
 from charrnn.data import load_ids, split
-from charrnn.distributed import Muted, Solo, join
-from charrnn.dropout import dropout_masks
+from charrnn.training.distributed import Muted, Solo, join
+from charrnn.model import dropout_masks
 from charrnn.errors import UserError
-from charrnn.evaluation import evaluate, full_evaluation
-from charrnn.interrupt import StopRequest
+from charrnn.training.evaluation import evaluate, full_evaluation
+from charrnn.training.signals import StopRequest
 from charrnn.model import init_params, spec_of, zero_state
 from charrnn.monitor import Monitor
 from charrnn.optim import learning_rate
-from charrnn.resume import resume, resume_dir
-from charrnn.run_state import RunState
-from charrnn.rundir import check_fresh, claim
+from charrnn.training.resume import resume, resume_dir
+from charrnn.training.resume import RunState
+from charrnn.training.rundir import check_fresh, claim
 from charrnn.sampling import generate, start_ids
-from charrnn.threads import thread_counts
+from charrnn.training.threads import thread_counts
 
 
 @dataclass
@@ -104,7 +104,7 @@ def train(cfg: Config, run_dir: Path, on_start=None) -> TrainResult:
     point than where that run stopped, it forks into run_dir instead (see resume_dir). The directory is
     locked for the whole run; on_start() is called once the run is accepted, before anything is written.
     The corpus is read first: a mistake in the command is named before the directory is looked at."""
-    # this process's rank and streams, under torchrun (charrnn.distributed); one process otherwise
+    # this process's rank and streams, under torchrun (charrnn.training.distributed); one process otherwise
     replicas = join(cfg.train.batch_size)
     data = load_ids(cfg.data)
     note = None

@@ -10,6 +10,7 @@ content), the other maps each symbol to its id.
 import codecs
 import hashlib
 import os
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,3 +136,32 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: file.read(BLOCK_BYTES), b""):
             hasher.update(block)
     return hasher.hexdigest()
+
+
+def fetch(path: Path, url: str, sha256: str | None) -> None:
+    """Download url to path, verifying its sha256; write atomically so a failed fetch leaves nothing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            payload = response.read()
+    except OSError as e:
+        raise UserError(f"could not download {url} ({e}); place the file at {path} yourself, "
+                        f"or train on another file with data.path=/path/to/file.txt") from None
+    digest = hashlib.sha256(payload).hexdigest()
+    if sha256 and digest != sha256:
+        raise UserError(f"downloaded {url} but its sha256 is {digest}, expected {sha256}; "
+                        f"place a verified copy at {path}, or pass data.path=/path/to/file.txt")
+    tmp.write_bytes(payload)
+    os.replace(tmp, path)
+
+
+def corpus_path(cfg) -> Path:
+    """The corpus file named by a DataConfig: data.path as given, else download_path, fetched from url
+    if absent."""
+    if cfg.path is not None:
+        return Path(cfg.path).expanduser()
+    path = Path(cfg.download_path)
+    if not path.exists():
+        fetch(path, cfg.url, cfg.sha256)
+    return path

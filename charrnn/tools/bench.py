@@ -1,4 +1,4 @@
-"""Throughput benchmark: python -m charrnn.bench [--cell rnn|lstm|gru] [--layers N] [--json FILE]
+"""Throughput benchmark: python -m charrnn.tools.bench [--cell rnn|lstm|gru] [--layers N] [--json FILE]
 [--seconds S] [--shapes H,B,T ...].
 
 Every figure is chars/s of a full training step (forward, backward, clipping, optimizer update) in
@@ -96,7 +96,7 @@ def measure_interleaved(steps: dict[str, Callable[[], None]], chars: int, second
 
 def peak_memory_mb(impl: str, H: int, B: int, T: int, cell: str, layers: int) -> float:
     """What building impl and running it for three steps adds to a fresh process's peak RSS."""
-    cmd = [sys.executable, "-m", "charrnn.bench", "--peak-memory-of", impl, f"{H},{B},{T}", "--cell", cell,
+    cmd = [sys.executable, "-m", "charrnn.tools.bench", "--peak-memory-of", impl, f"{H},{B},{T}", "--cell", cell,
            "--layers", str(layers)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     return float(proc.stdout.strip()) if proc.returncode == 0 else math.nan
@@ -275,7 +275,7 @@ def trainer_overhead(seconds: float) -> dict:
     from torch.utils.tensorboard import SummaryWriter  # noqa: F401  (imported once, before the clock runs)
 
     from charrnn.config import to_config
-    from charrnn.trainer import train
+    from charrnn.training.loop import train
 
     with initialize_config_dir(str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
         cfg = to_config(compose("train"))

@@ -1,0 +1,8 @@
+"""Checkpoints: the file format (format.py), what each field must hold (fields.py), and a checkpoint's
+model back on a backend (restore.py)."""
+
+from charrnn.checkpoint.format import Checkpoint, load_checkpoint, save_checkpoint
+from charrnn.checkpoint.restore import BEST_THEN_LAST, resolve_checkpoint, restore_backend
+
+__all__ = ["BEST_THEN_LAST", "Checkpoint", "load_checkpoint", "resolve_checkpoint", "restore_backend",
+           "save_checkpoint"]
