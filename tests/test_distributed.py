@@ -1,4 +1,4 @@
-"""Data-parallel training (charrnn.training.distributed): 2 gloo ranks on the CPU follow one process's curve."""
+"""Data-parallel training (charrnn.distributed): 2 gloo ranks on the CPU follow one process's curve."""
 
 import json
 import os
@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from charrnn.tools import bench_distributed
-from charrnn.training import distributed, loop as trainer
-from charrnn.training.distributed import shard_state, stream_slice
+from charrnn import distributed
+from charrnn.training import loop as trainer
+from charrnn.distributed import shard_state, stream_slice
 from charrnn.errors import UserError
 from charrnn.monitor import Monitor
 from tests.conftest import TINY, make_config

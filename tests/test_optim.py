@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from charrnn.config import AdagradConfig, AdamConfig, SGDConfig
+from charrnn.optim import AdagradConfig, AdamConfig, SGDConfig
 from charrnn.backends.flat import flat_buffer
 from charrnn.optim import clip_gradients, grad_norms, learning_rate, make_optimizer
 

@@ -2,14 +2,15 @@
 
 from pathlib import Path
 
-from charrnn.backends import Backend, make_backend
+from charrnn.backends import Backend, StepSettings, make_backend
 from charrnn.checkpoint.format import Checkpoint
 from charrnn.data import Vocab
+from charrnn.distributed import SOLO, Solo
 from charrnn.errors import UserError
 from charrnn.model import param_shapes, spec_of
 
 
-def restore_backend(ckpt: Checkpoint, cfg) -> tuple[Backend, Vocab]:
+def restore_backend(ckpt: Checkpoint, cfg, replicas: Solo = SOLO) -> tuple[Backend, Vocab]:
     """The checkpoint's model on cfg's backend (either backend takes any checkpoint) in cfg's dtype,
     and its vocabulary. The one way a model is loaded: sample.py and a resumed run both come here."""
     spec = spec_of(cfg.model, len(ckpt.vocab))
@@ -25,7 +26,8 @@ def restore_backend(ckpt: Checkpoint, cfg) -> tuple[Backend, Vocab]:
     if vocab.is_bytes and vocab.symbols[-1] > 255:
         raise UserError("the checkpoint's vocabulary is not one of byte values, as its config data.encoding=bytes says")
     params = {k: v.astype(cfg.model.dtype) for k, v in ckpt.params.items()}
-    return make_backend(cfg, spec, params), vocab
+    settings = StepSettings.from_config(cfg, spec.vocab_size)
+    return make_backend(cfg.backend.name, spec, params, settings, cfg.backend.device, replicas), vocab
 
 
 BEST_THEN_LAST = ("ckpt_best.npz", "ckpt_last.npz")
@@ -41,3 +43,8 @@ def resolve_checkpoint(path_str: str, names: tuple[str, ...] = BEST_THEN_LAST) -
                 return path / name
         raise UserError(f"no checkpoint ({' or '.join(names)}) in directory {path}")
     return path
+
+
+def resume_path(resume: str) -> Path:
+    """train.resume names a checkpoint file or a run directory, whose ckpt_last.npz is where it stopped."""
+    return resolve_checkpoint(resume, ("ckpt_last.npz",))

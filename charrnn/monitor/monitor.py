@@ -61,7 +61,8 @@ class Monitor:
                  state: dict | None = None, max_seconds: float | None = None, train_seconds: float = 0.0):
         """state: a resumed run's state_dict(), whose run directory already has curves up to start_step.
         max_seconds: the run's clock budget (train.max_seconds), of which train_seconds are spent."""
-        # Imported here: it pulls in torch, which the NumPy backend otherwise never needs.
+        # Imported here, once a run starts: it pulls in torch (4 to 6 s to import on the 2-core host), which a
+        # command refused for a bad key or path need not wait for.
         from torch.utils.tensorboard import SummaryWriter
 
         # A resumed run hides whatever the earlier run logged after start_step (it went on past its last

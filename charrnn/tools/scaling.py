@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from charrnn.errors import UserError
+from charrnn.files import atomic_write
 
 UNITS = {"KB": 10**3, "MB": 10**6, "GB": 10**9}
 
@@ -53,11 +54,9 @@ def make_corpus(directory: Path, size: int, source: Path) -> Path:
     if path.exists() and path.stat().st_size >= size:
         return path
     text = source.read_bytes()
-    tmp = path.with_name(path.name + ".part")
-    with open(tmp, "wb") as out:
+    with atomic_write(path) as out:
         for _ in range(-(-size // len(text))):
             out.write(text)
-    os.replace(tmp, path)
     return path
 
 
