@@ -1,1 +1,2 @@
-"""charrnn: a character-level vanilla RNN language model, trained by truncated BPTT."""
+"""charrnn: character-level language models (a tanh RNN, LSTM and GRU cells, stacked, with dropout)
+trained by truncated backpropagation through time, on a hand-written NumPy backend and a PyTorch one."""

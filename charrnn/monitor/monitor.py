@@ -22,7 +22,8 @@ LOG2E = 1.0 / math.log(2.0)
 SMOOTHING = 0.99  # min-char-rnn's smooth_loss keeps 0.999; per step of 32+ streams 0.99 reads better
 HISTOGRAM_BINS = 64
 # The matrices that carry the state from one step to the next, by min-char-rnn's naming (W, from, to):
-# Whh, and per layer or gate Whh_l1, Whz, ...; Why reads the state out and is not one of them.
+# Whh, and Whh_1, Whh_2, ... of the layers above (charrnn.model names them); Why reads the state out and is
+# not one of them.
 RECURRENT = re.compile(r"^Wh(?!y)")
 
 
