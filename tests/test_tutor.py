@@ -127,6 +127,10 @@ MISTAKES = {
     ],
     "clipped": [
         (MC, [("np.clip(dparam, -5, 5, out=dparam)", "np.clip(dparam, -1, 1, out=dparam)")], {"lossFun": ["clipped"]}),
+        (MC, [("    for dparam in [dWxh, dWhh, dWhy, dbh, dby]:\n        np.clip(dparam, -5, 5, out=dparam)",
+               "    norm = np.sqrt(sum(np.sum(d * d) for d in [dWxh, dWhh, dWhy, dbh, dby]))\n"
+               "    for dparam in [dWxh, dWhh, dWhy, dbh, dby]:\n        dparam *= min(1.0, 1.5 / norm)")],
+         {"lossFun": ["clipped"]}),
     ],
     "sign": [
         (MC, [(DY_MC, "dy = -np.copy(ps[t])\n        dy[targets[t]] += 1")], {"lossFun": ["sign"]}),
@@ -235,7 +239,7 @@ def test_the_missing_dh_next_report_walks_from_the_numbers_to_the_line(box, tmp_
     result = check(box, write(tmp_path, MC, [(DH_MC, "dh = np.dot(Why.T, dy)")]))
     text = str(result)
     assert ("dWhy and dby are right: the output layer is fine; every gradient that flows through the recurrence is "
-            "wrong (dWxh, dWhh, dbh)") in text
+            "wrong (dWxh, dWhh, dbh)") in " ".join(text.split())
     assert "  fix:      dh = np.dot(Why.T, dy) + dhnext" in text
     assert "  look at:  line 44: dh = np.dot(Why.T, dy)  # backprop into h" in text
     steps = result.implementations[0].per_step["dWhh"]

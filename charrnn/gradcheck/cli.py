@@ -21,8 +21,8 @@ import sys
 from charrnn.gradcheck.problem import TOLERANCES, random_problem
 from charrnn.gradcheck.reference import numpy_loss
 from charrnn.gradcheck.report import gradient_table, per_step_table
-from charrnn.gradcheck.tutor import Options, run_check, split_function
 from charrnn.gradcheck.sandbox import Sandbox
+from charrnn.gradcheck.tutor import Options, run_check, split_function
 from charrnn.model import CELLS
 
 
@@ -72,8 +72,9 @@ def check_yours(args) -> int:
         print("error: --yours checks one layer in float64: leave out --layers, --dropout and --dtype", file=sys.stderr)
         return 2
     path, function = split_function(args.yours)
-    options = Options(args.batch_size, args.seq_length, args.hidden_size, args.vocab_size, args.seed, args.cell,
-                      args.arrays, args.per_step, args.time_limit)
+    options = Options(batch_size=args.batch_size, seq_length=args.seq_length, hidden_size=args.hidden_size,
+                      vocab_size=args.vocab_size, seed=args.seed, cell=args.cell, arrays=args.arrays,
+                      per_step=args.per_step, time_limit=args.time_limit)
     with Sandbox(options.time_limit) as box:
         result = run_check(path, function, options, box)
     if args.json:

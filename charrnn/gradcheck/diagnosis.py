@@ -104,7 +104,8 @@ def scale_findings(shape, cases, yours: list[dict], factors: list) -> list[Findi
     if any(f <= 0 for f in factors):
         return None
     for name in shape.scale_names(cases[0].sizes):
-        if _fits(factors, [shape.scale_names(case.sizes)[name] for case in cases]):
+        named = [shape.scale_names(case.sizes).get(name) for case in cases]
+        if None not in named and _fits(factors, named):
             return findings + [Finding("loss-scale", f"every gradient is {name} times the exact one")]
     if _fits(factors, [factors[0]] * len(factors)):
         return findings + [Finding("loss-scale", f"every gradient is {factors[0]:.6g} times the exact one")]

@@ -21,6 +21,18 @@ class Exact:
     states: list      # after each step t, the state arguments of a chunk that starts at t+1
 
 
+def recurrent_step(cell: str, a, c, gates: str = "ifgo"):
+    """h_t (and c_t) from the pre-activation a (B, G*H) = x_t Wx + h_{t-1} Wh + b in the learner's
+    layout; gates: the order of the LSTM's four blocks (torch's i, f, g, o; CS231n's i, f, o, g)."""
+    import torch
+
+    if cell == "rnn":
+        return torch.tanh(a), c
+    blocks = dict(zip(gates, a.chunk(4, dim=1)))
+    c = torch.sigmoid(blocks["f"]) * c + torch.sigmoid(blocks["i"]) * torch.tanh(blocks["g"])
+    return torch.sigmoid(blocks["o"]) * torch.tanh(c), c
+
+
 def _tensors(shape: Shape, case: Case):
     import torch
 

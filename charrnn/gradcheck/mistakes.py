@@ -16,9 +16,9 @@ time-major, gates stacked i, f, g, o (torch's order):
 The loss is either the head's or <h, dh>: an upstream gradient dh (T, B, H) of every h_t given from
 above (CS231n's layer functions), and dc (B, H) into the last c_t for an LSTM step.
 
-A mistake is a switch (code, variant); MISTAKES says which switches each code has. Those that change
-the recursion through time are global (every gradient behind them moves); the ones that change one
-gradient's formula (h-index in dWhh or dWhy, not-accumulated) come back as per-gradient variants.
+A mistake is a switch (code, variant) of SWITCHES, codes.py's names. Those change the recursion
+through time, so every gradient behind them moves; a mistake in one gradient's own formula (h-index
+in dWhh or dWhy, not-accumulated) comes back instead as a variant of that gradient (Gradients).
 """
 
 from dataclasses import dataclass, field

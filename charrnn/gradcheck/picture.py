@@ -39,9 +39,10 @@ class Picture:
     exact: np.ndarray
 
     def rows(self) -> list[dict]:
-        """Per step t (split) or loss step s: the size of each term and their relative error."""
+        """Per step t (split) or loss step s: the sizes (L2 norms) of the two terms and their relative error."""
         yours, exact = (self.yours.sum(axis=0), self.exact.sum(axis=0)) if self.split else (self.yours, self.exact)
-        return [{"t": t, "yours": float(np.linalg.norm(a)), "exact": float(np.linalg.norm(b)),
+        step = "t" if self.split else "s"
+        return [{step: t, "yours": float(np.linalg.norm(a)), "exact": float(np.linalg.norm(b)),
                  "error": relative_error(a, b)} for t, (a, b) in enumerate(zip(yours, exact))]
 
     def by_distance(self) -> list[dict]:

@@ -18,6 +18,7 @@ spec (charrnn.model.model_spec(cell, V, H, 1)) the state is a tuple of (1, B, H)
 
 import numpy as np
 
+from charrnn.gradcheck.exact import recurrent_step
 from charrnn.gradcheck.mistakes import Canon
 from charrnn.gradcheck.sandbox import LearnerError
 from charrnn.gradcheck.shapes import Case, Shape, array, describe, one_hot, unpack
@@ -26,7 +27,7 @@ from charrnn.model import init_params, model_spec
 
 class CharRNN(Shape):
     family = "charrnn"
-    layout = "charrnn's: rows, Wxh (G*H, V), the loss the mean over the B*T predictions"
+    layout = "rows, Wxh (G*H, V), the loss the mean over the B*T predictions"
 
     def __init__(self, cell: str, functions: tuple[str, ...], arrays: str, takes_spec: bool):
         super().__init__(cell, functions, arrays)
@@ -110,13 +111,7 @@ class CharRNN(Shape):
                 n = torch.tanh(u_n + r * (w_n + W["bhn"]))
                 h = n + z * (h - n)
             else:
-                a = x[:, s] @ W["Wxh"].T + h @ W["Whh"].T + W["bh"]           # (B, G*H)
-                if self.cell == "rnn":
-                    h = torch.tanh(a)
-                else:
-                    i, f, g, o = a.chunk(4, dim=1)
-                    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-                    h = torch.sigmoid(o) * torch.tanh(c)
+                h, c = recurrent_step(self.cell, x[:, s] @ W["Wxh"].T + h @ W["Whh"].T + W["bh"], c)
             logits = h @ W["Why"].T + W["by"]
             losses.append(F.cross_entropy(logits, targets[:, s], reduction="sum") / (B * T))
             states.append({"h_prev": h} if c is None else {"h_prev": h, "c_prev": c})

@@ -22,6 +22,7 @@ the exact gradients are those of <h, dh> (+ <next_c, dnext_c>).
 
 import numpy as np
 
+from charrnn.gradcheck.exact import recurrent_step
 from charrnn.gradcheck.mistakes import Canon
 from charrnn.gradcheck.shapes import Case, NotWritten, Shape, array, describe, unpack
 from charrnn.gradcheck.sandbox import LearnerError
@@ -39,7 +40,7 @@ def reorder(w: np.ndarray, G: int) -> np.ndarray:
 
 class CS231n(Shape):
     family = "cs231n"
-    layout = "rows (x_t Wx), Wx (D, G*H), the gradient dh of every h_t given from above"
+    layout = "rows, x_t Wx with Wx (D, G*H), the gradient dh of every h_t given from above"
     window_loss = "last"
 
     def __init__(self, cell: str, functions: tuple[str, ...], arrays: str):
@@ -112,13 +113,7 @@ class CS231n(Shape):
         losses, states, hs = [], [], []
         for s in range(x.shape[1]):
             W = weights_at(s)
-            a = x[:, s] @ W["Wx"] + h @ W["Wh"] + W["b"]                     # (N, G*H)
-            if self.cell == "rnn":
-                h = torch.tanh(a)
-            else:
-                i, f, o, g = a.chunk(4, dim=1)
-                c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-                h = torch.sigmoid(o) * torch.tanh(c)
+            h, c = recurrent_step(self.cell, x[:, s] @ W["Wx"] + h @ W["Wh"] + W["b"], c, "ifog")   # CS231n's order
             losses.append((h * dh[:, s]).sum())
             states.append({"h0": h})
             hs.append(h)
@@ -158,13 +153,6 @@ class CS231n(Shape):
         if key == "x":
             return value[0] if self.step else value.transpose(1, 0, 2)
         return value
-
-    def scale_names(self, sizes: dict) -> dict[str, float]:
-        N, T = sizes["N"], sizes.get("T", 1)
-        names = {"N": N, "1/N": 1 / N}
-        if T > 1:
-            names.update({"T": T, "1/T": 1 / T, "N*T": N * T, "1/(N*T)": 1 / (N * T)})
-        return names
 
 
 PAIRS = {("rnn_step_forward", "rnn_step_backward"): "rnn", ("rnn_forward", "rnn_backward"): "rnn",

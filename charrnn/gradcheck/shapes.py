@@ -15,16 +15,6 @@ import numpy as np
 from charrnn.gradcheck.sandbox import LearnerError
 from charrnn.gradcheck.worker import Opaque, Returned
 
-UNDERSTOOD = """the shapes understood:
-  lossFun(inputs, targets, hprev)               min-char-rnn's: reads module-level Wxh, Whh, Why, bh, by;
-                                                returns loss, dWxh, dWhh, dWhy, dbh, dby, h_last
-  rnn_step_forward / rnn_step_backward,         CS231n's layer functions (and lstm_step_forward /
-  rnn_forward / rnn_backward                    lstm_step_backward, lstm_forward / lstm_backward)
-  loss_and_grads(params, inputs, targets, h_prev[, spec])
-                                                charrnn's contract; write one around any other code
-                                                (an adapter) and name it with FILE:NAME"""
-
-
 @dataclass
 class Case:
     """One random problem in the learner's layout."""
@@ -107,12 +97,12 @@ class Shape:
         return 1.0
 
     def scale_names(self, sizes: dict) -> dict[str, float]:
-        """The factors a loss-scale mistake is likely to be, by name."""
-        T, B = sizes["T"], sizes.get("B", 1)
-        names = {"T": T, "1/T": 1 / T}
-        if B > 1:
-            names.update({"B": B, "1/B": 1 / B, "B*T": B * T, "1/(B*T)": 1 / (B * T)})
-        return names
+        """The factors a loss-scale mistake is likely to be, by name: the steps T, the streams (B, or
+        CS231n's N), their product, and the reciprocals."""
+        batch = "N" if "N" in sizes else "B"
+        T, B = sizes.get("T", 1), sizes.get(batch, 1)
+        factors = {batch: B, "T": T, f"{batch}*T": B * T} if B > 1 and T > 1 else {batch: B} if B > 1 else {"T": T}
+        return {**factors, **{f"1/{name}" if "*" not in name else f"1/({name})": 1 / v for name, v in factors.items()}}
 
 
 def describe(value) -> str:

@@ -65,6 +65,7 @@ class Diagnosis:
 class Implementation:
     function: str
     signature: str
+    layout: str
     family: str
     cell: str
     arrays: str
@@ -137,7 +138,7 @@ def shown_gradient(shape: Shape, checks: list[Check], asked: str | None) -> str 
 def where_they_part(table: dict, tolerance: float) -> str:
     """What the per-step picture shows, in words, for a mistake the table has no code for."""
     if not table["split"]:
-        wrong = [row["t"] for row in table["steps"] if row["error"] > tolerance]
+        wrong = [row["s"] for row in table["steps"] if row["error"] > tolerance]
         if not wrong:
             return "the picture's weight is right: compare the other gradients"
         return (f"the gradient of step s's loss is right up to s = {wrong[0] - 1} and wrong from s = {wrong[0]}"
@@ -158,40 +159,57 @@ def where_they_part(table: dict, tolerance: float) -> str:
     return words
 
 
+def compare(names, yours: list[dict], truth: list[dict], tolerance: float) -> list[Check]:
+    """Each value against the exact one, its largest relative error over the problems."""
+    errors = {name: max(relative_error(y[name], t[name]) for y, t in zip(yours, truth)) for name in names}
+    return [Check(name, error, error <= tolerance) for name, error in errors.items()]
+
+
+def per_step(shape: Shape, box: Sandbox, loaded, case) -> dict:
+    """The picture of every weight gradient on the case's first MAX_STEPS steps (picture.py)."""
+    case = shape.truncate(case, min(case.sizes["T"], MAX_STEPS))
+    found = pictures(shape, box, loaded, case, exact(shape, case).states, exact_terms(shape, case))
+    return {g: {"split": p.split, "problem": case.label(), "steps": p.rows(), "by_distance": p.by_distance()}
+            for g, p in found.items()}
+
+
+def diagnoses(shape: Shape, loaded, result: Implementation, cases, yours, exacts) -> list[Diagnosis]:
+    wrong_outputs = [c.name for c in result.outputs if not c.passed]
+    if all(c.passed for c in result.gradients):
+        findings = [Finding("unknown", f"every gradient is right, but what your forward returns "
+                                       f"({', '.join(wrong_outputs)}) is not the exact value")]
+    else:
+        findings = diagnose(shape, cases, [{g: y[g] for g in shape.grads} for y in yours], [e.grads for e in exacts])
+    out = []
+    for f in findings:
+        if f.code == "unknown" and not f.detail and result.shown is not None:
+            f.detail = where_they_part(result.per_step[result.shown], result.tolerance)
+        code = CODES[f.code]
+        out.append(Diagnosis(f.code, f.detail, list(f.grads), code.title, code.evidence, code.math,
+                             code.fix(shape.family, shape.cell), pointers(loaded.source, shape, f.code, f.grads)))
+    return out
+
+
 def check_implementation(shape: Shape, box: Sandbox, loaded, options: Options) -> Implementation:
+    if options.per_step is not None and options.per_step not in shape.weight_grads():
+        raise LearnerError(f"--per-step {options.per_step}: not a weight gradient of {shape.name}; one of "
+                           f"{', '.join(shape.weight_grads())}")
     cases = problems(shape, options)
     yours = [shape.run(box, loaded, case) for case in cases]
     exacts = [exact(shape, case) for case in cases]
     single = any(a.dtype == np.float32 for y in yours for a in y.values())
     tolerance = TOLERANCES["float32" if single else "float64"]["autograd"]
-    result = Implementation(shape.name, shape.signature, shape.family, shape.cell, shape.arrays, "pass",
+    result = Implementation(shape.name, shape.signature, shape.layout, shape.family, shape.cell, shape.arrays, "pass",
                             [case.label() for case in cases], tolerance)
     if single:
         result.notes.append(f"your code returned float32 arrays: checked against the float32 bar {tolerance:g}; "
                             f"compute in float64 to be held to 1e-10")
-
-    def checks(names, truth):
-        out = []
-        for name in names:
-            error = max(relative_error(y[name], t[name]) for y, t in zip(yours, truth))
-            out.append(Check(name, error, error <= tolerance))
-        return out
-
-    result.outputs = checks(shape.outputs, [e.outputs for e in exacts])
-    result.gradients = checks(shape.grads, [e.grads for e in exacts])
+    result.outputs = compare(shape.outputs, yours, [e.outputs for e in exacts], tolerance)
+    result.gradients = compare(shape.grads, yours, [e.grads for e in exacts], tolerance)
     result.summary = summary(shape, result.gradients)
     failed = not all(c.passed for c in result.outputs + result.gradients)
-    if options.per_step is not None and options.per_step not in shape.weight_grads():
-        raise LearnerError(f"--per-step {options.per_step}: not a weight gradient of {shape.name}; one of "
-                           f"{', '.join(shape.weight_grads())}")
     if shape.through_time and (failed or options.per_step):
-        case = cases[0]
-        steps = min(case.sizes["T"], MAX_STEPS)
-        case = shape.truncate(case, steps)
-        terms = exact_terms(shape, case)
-        for g, picture in pictures(shape, box, loaded, case, exact(shape, case).states, terms).items():
-            result.per_step[g] = {"split": picture.split, "problem": case.label(), "steps": picture.rows(),
-                                  "by_distance": picture.by_distance()}
+        result.per_step = per_step(shape, box, loaded, cases[0])
         result.shown = shown_gradient(shape, result.gradients, options.per_step)
     if failed:
         result.status = "fail"
@@ -199,19 +217,7 @@ def check_implementation(shape: Shape, box: Sandbox, loaded, options: Options) -
         if wrong_outputs and not all(c.passed for c in result.gradients):
             result.notes.append(f"your forward pass already differs ({', '.join(wrong_outputs)}): the gradients are "
                                 f"checked against the exact forward, so fix the forward first")
-        if all(c.passed for c in result.gradients):
-            findings = [Finding("unknown", f"every gradient is right, but what your forward returns "
-                                           f"({', '.join(wrong_outputs)}) is not the exact value")]
-        else:
-            findings = diagnose(shape, cases, [{g: y[g] for g in shape.grads} for y in yours],
-                                [e.grads for e in exacts])
-        for f in findings:
-            if f.code == "unknown" and not f.detail and result.shown is not None:
-                f.detail = where_they_part(result.per_step[result.shown], tolerance)
-            code = CODES[f.code]
-            result.diagnosis.append(Diagnosis(f.code, f.detail, list(f.grads), code.title, code.evidence, code.math,
-                                              code.fix(shape.family, shape.cell),
-                                              pointers(loaded.source, shape, f.code, f.grads)))
+        result.diagnosis = diagnoses(shape, loaded, result, cases, yours, exacts)
     return result
 
 
@@ -229,8 +235,9 @@ def run_check(path, function: str | None, options: Options, box: Sandbox) -> Tut
             except NotWritten as skeleton:
                 if function is not None or len(shapes) == 1:
                     raise LearnerError(f"{skeleton}: write it first (a skeleton has nothing to check)") from None
-                result.implementations.append(Implementation(shape.name, shape.signature, shape.family, shape.cell,
-                                                             shape.arrays, "not written", notes=[str(skeleton)]))
+                result.implementations.append(Implementation(shape.name, shape.signature, shape.layout, shape.family,
+                                                             shape.cell, shape.arrays, "not written",
+                                                             notes=[str(skeleton)]))
     except LearnerError as error:
         return TutorResult(str(path), "error", 2, result.implementations, result.notes,
                            {"message": error.message, "traceback": error.traceback, "output": error.output})

@@ -71,9 +71,9 @@ def learner_traceback(error: BaseException) -> str:
     return "".join(report.format())
 
 
-def run_learner(function, *args, **kwargs):
+def run_learner(function, *args):
     try:
-        return function(*args, **kwargs)
+        return function(*args)
     except BaseException as error:   # SystemExit and KeyboardInterrupt too: it is their code
         raise Raised(learner_traceback(error), traceback.format_exception_only(error)[-1].strip()) from None
 
