@@ -82,7 +82,8 @@ def test_every_correct_shape_passes_with_every_output_and_gradient_checked(box, 
             assert sorted(c.name for c in impl.gradients) == sorted(names[impl.function])
 
 
-MC, MCT, CS, CST, AD = "min_char_rnn.py", "min_char_rnn_torch.py", "rnn_layers.py", "rnn_layers_torch.py", "my_rnn_class.py"
+MC, MCT, AD = "min_char_rnn.py", "min_char_rnn_torch.py", "my_rnn_class.py"
+CS, CST = "rnn_layers.py", "rnn_layers_torch.py"
 DH_MC = "dh = np.dot(Why.T, dy) + dhnext"
 TANH_MC = "dhraw = (1 - hs[t] * hs[t]) * dh"
 DWHH_MC = "dWhh += np.dot(dhraw, hs[t - 1].T)"
@@ -97,7 +98,10 @@ MISTAKES = {
          {RNN_SEQ: ["missing-dh-next"]}),
         (CST, [("lstm_step_backward(dh[:, t] + dprev_h, dprev_c", "lstm_step_backward(dh[:, t], dprev_c")],
          {LSTM_SEQ: ["missing-dh-next"]}),
-        (AD, [("delta = (dz @ self.V + delta_next)", "delta = (dz @ self.V)")], {"loss_and_grads": ["missing-dh-next"]}),
+        (CS, [("lstm_step_backward(dh[:, t, :] + dprev_h, dprev_c", "lstm_step_backward(dh[:, t, :], dprev_c")],
+         {LSTM_SEQ: ["missing-dh-next"]}),
+        (AD, [("delta = (dz @ self.V + delta_next)", "delta = (dz @ self.V)")],
+         {"loss_and_grads": ["missing-dh-next"]}),
     ],
     "tanh-derivative": [
         (MC, [(TANH_MC, "dhraw = dh")], {"lossFun": ["tanh-derivative"]}),
@@ -112,18 +116,27 @@ MISTAKES = {
     "h-index": [
         (MC, [(DWHH_MC, "dWhh += np.dot(dhraw, hs[t].T)")], {"lossFun": ["h-index"]}),
         (MC, [("dWhy += np.dot(dy, hs[t].T)", "dWhy += np.dot(dy, hs[t - 1].T)")], {"lossFun": ["h-index"]}),
-        (CS, [("dWh = prev_h.T.dot(dtanh)", "dWh = next_h.T.dot(dtanh)")], {RNN_STEP: ["h-index"], RNN_SEQ: ["h-index"]}),
+        (CS, [("dWh = prev_h.T.dot(dtanh)", "dWh = next_h.T.dot(dtanh)")],
+         {RNN_STEP: ["h-index"], RNN_SEQ: ["h-index"]}),
         (CST, [("dWh = prev_h.T @ da", "dWh = (o * tanh_c).T @ da")], {LSTM_STEP: ["h-index"], LSTM_SEQ: ["h-index"]}),
+        (CST, [("dWh = prev_h.T @ dtanh", "dWh = next_h.T @ dtanh")], {RNN_STEP: ["h-index"], RNN_SEQ: ["h-index"]}),
+        (CS, [("dWh = prev_h.T.dot(da)", "dWh = (o * np.tanh(next_c)).T.dot(da)")],
+         {LSTM_STEP: ["h-index"], LSTM_SEQ: ["h-index"]}),
     ],
     "transposed-whh": [
         (MC, [("dhnext = np.dot(Whh.T, dhraw)", "dhnext = np.dot(Whh, dhraw)")], {"lossFun": ["transposed-whh"]}),
         (CS, [("dprev_h = dtanh.dot(Wh.T)", "dprev_h = dtanh.dot(Wh)")],
          {RNN_STEP: ["transposed-whh"], RNN_SEQ: ["transposed-whh"]}),
+        (CST, [("dprev_h = dtanh @ Wh.T", "dprev_h = dtanh @ Wh")],
+         {RNN_STEP: ["transposed-whh"], RNN_SEQ: ["transposed-whh"]}),
     ],
     "loss-scale": [
-        (MC, [("dy[targets[t]] -= 1  #", "dy[targets[t]] -= 1\n        dy /= len(inputs)  #")], {"lossFun": ["loss-scale"]}),
+        (MC, [("dy[targets[t]] -= 1  #", "dy[targets[t]] -= 1\n        dy /= len(inputs)  #")],
+         {"lossFun": ["loss-scale"]}),
+        (MCT, [("dy[targets[t]] -= 1", "dy[targets[t]] -= 1\n        dy /= len(inputs)")], {"lossFun": ["loss-scale"]}),
         (AD, [("grads = {\"Wxh\": dU / N, \"Whh\": dW / N, \"Why\": dV / N, \"bh\": db / N, \"by\": dc / N}",
-               "grads = {\"Wxh\": dU, \"Whh\": dW, \"Why\": dV, \"bh\": db, \"by\": dc}")], {"loss_and_grads": ["loss-scale"]}),
+               "grads = {\"Wxh\": dU, \"Whh\": dW, \"Why\": dV, \"bh\": db, \"by\": dc}")],
+         {"loss_and_grads": ["loss-scale"]}),
     ],
     "clipped": [
         (MC, [("np.clip(dparam, -5, 5, out=dparam)", "np.clip(dparam, -1, 1, out=dparam)")], {"lossFun": ["clipped"]}),
@@ -131,19 +144,32 @@ MISTAKES = {
                "    norm = np.sqrt(sum(np.sum(d * d) for d in [dWxh, dWhh, dWhy, dbh, dby]))\n"
                "    for dparam in [dWxh, dWhh, dWhy, dbh, dby]:\n        dparam *= min(1.0, 1.5 / norm)")],
          {"lossFun": ["clipped"]}),
+        (MCT, [("    return loss, dWxh,", "    for d in [dWxh, dWhh, dWhy, dbh, dby]:\n        d.clamp_(-1, 1)\n"
+                                             "    return loss, dWxh,")], {"lossFun": ["clipped"]}),
     ],
     "sign": [
         (MC, [(DY_MC, "dy = -np.copy(ps[t])\n        dy[targets[t]] += 1")], {"lossFun": ["sign"]}),
+        (MCT, [("dy = ps[t].clone()\n        dy[targets[t]] -= 1", "dy = -ps[t].clone()\n        dy[targets[t]] += 1")],
+         {"lossFun": ["sign"]}),
     ],
     "not-accumulated": [
         (MC, [(DWHH_MC, "dWhh = np.dot(dhraw, hs[t - 1].T)")], {"lossFun": ["not-accumulated"]}),
         (CS, [("        dWh += dWh_t\n", "        dWh = dWh_t\n")], {RNN_SEQ: ["not-accumulated"]}),
         (CST, [("        dWx += dWx_t\n", "        dWx = dWx_t\n")], {RNN_SEQ: ["not-accumulated"]}),
+        (CS, [("dprev_h, dprev_c, cache[t])\n        dWx += dWx_t",
+               "dprev_h, dprev_c, cache[t])\n        dWx = dWx_t")],
+         {LSTM_SEQ: ["not-accumulated"]}),
     ],
     "state-gradient": [
         (CS, [("    dh0 = dprev_h\n", "    dh0 = dh[:, 0, :]\n")], {RNN_SEQ: ["state-gradient"]}),
-        (CST, [("    return dx, dprev_h, dWx, dWh, db\n\n\ndef lstm_step", "    return dx, dh[:, 0], dWx, dWh, db\n\n\ndef lstm_step")],
+        (CST, [("    return dx, dprev_h, dWx, dWh, db\n\n\ndef lstm_step",
+                "    return dx, dh[:, 0], dWx, dWh, db\n\n\ndef lstm_step")],
          {RNN_SEQ: ["state-gradient"]}),
+        (CST, [("dprev_c, cache[t])\n        dWx += dWx_t\n        dWh += dWh_t\n        db += db_t\n"
+                "    return dx, dprev_h,",
+                "dprev_c, cache[t])\n        dWx += dWx_t\n        dWh += dWh_t\n        db += db_t\n"
+                "    return dx, torch.zeros_like(dprev_h),")],
+         {LSTM_SEQ: ["state-gradient"]}),
     ],
     "missing-dc-path": [
         (CS, [(LSTM_DC, "dc = dnext_h * o * (1 - np.tanh(next_c) ** 2)")],
@@ -205,9 +231,9 @@ def test_a_mistake_outside_the_table_is_unknown_with_the_picture_and_no_guess(bo
     result = check(box, write(tmp_path, MC, [("dhnext = np.dot(Whh.T, dhraw)", "dhnext = 0.5 * np.dot(Whh.T, dhraw)")]))
     (impl,) = result.implementations
     assert [d.code for d in impl.diagnosis] == ["unknown"]
-    assert impl.diagnosis[0].detail == ("right for each step's own loss (k = 0), wrong from k = 1: look at what carries "
-                                        "the gradient from h_t back to h_{t-1}; your terms k steps back are 0.5^k times "
-                                        "the exact ones, a factor 0.5 per step back")
+    assert impl.diagnosis[0].detail == (
+        "right for each step's own loss (k = 0), wrong from k = 1: look at what carries the gradient from h_t back to "
+        "h_{t-1}; your terms k steps back are 0.5^k times the exact ones, a factor 0.5 per step back")
     text = str(result)
     assert "dWhh by time step" in text and "diagnosis: unknown" in text
 
@@ -349,8 +375,8 @@ def test_a_file_that_cannot_be_checked_shows_its_traceback_and_one_line(box, tmp
      "lossFun on a random problem (T=6 H=5 V=7 seed 0): dWxh holds NaN or inf on a small random problem (T=6 H=5 V=7 "
      "seed 0); print the values your code computes step by step to find where they first appear"),
     ([("dy[targets[t]] -= 1", "dy[targets[t] + 1000] -= 1")],
-     "lossFun on a random problem (T=6 H=5 V=7 seed 0) raised IndexError: index 1000 is out of bounds for axis 0 with size 7; the "
-     "traceback above is from your code"),
+     "lossFun on a random problem (T=6 H=5 V=7 seed 0) raised IndexError: index 1000 is out of bounds for axis 0 with "
+     "size 7; the traceback above is from your code"),
 ])
 def test_a_wrong_return_nan_or_exception_names_the_problem_and_the_fix(box, tmp_path, edits, message):
     result = check(box, write(tmp_path, MC, edits))
@@ -360,10 +386,27 @@ def test_a_wrong_return_nan_or_exception_names_the_problem_and_the_fix(box, tmp_
         assert 'my_rnn.py", line 41, in lossFun' in result.error["traceback"]
 
 
+def test_tensors_made_in_float32_by_the_learners_code_are_named_as_the_cause(box, tmp_path):
+    path = write(tmp_path, MCT, [("xs[t] = torch.zeros(vocab_size, 1, dtype=torch.float64)",
+                                  "xs[t] = torch.zeros(vocab_size, 1)")])
+    result = check(box, path)
+    assert result.error["message"].endswith("double != float; the traceback above is from your code; the check hands "
+                                            "your code float64 arrays: make the ones it creates float64 too")
+
+
 def test_a_skeleton_is_skipped_beside_written_code_and_refused_alone(box, tmp_path):
-    skeleton = ("\n\ndef lstm_forward(x, h0, Wx, Wh, b):\n    h, cache = None, None\n    pass\n    return h, cache\n\n\n"
-                "def lstm_backward(dh, cache):\n    dx, dh0, dWx, dWh, db = None, None, None, None, None\n"
-                "    return dx, dh0, dWx, dWh, db\n")
+    skeleton = '''
+
+def lstm_forward(x, h0, Wx, Wh, b):
+    h, cache = None, None
+    pass
+    return h, cache
+
+
+def lstm_backward(dh, cache):
+    dx, dh0, dWx, dWh, db = None, None, None, None, None
+    return dx, dh0, dWx, dWh, db
+'''
     rnn = (FIXTURES / CS).read_text().split("def sigmoid")[0]
     path = tmp_path / "rnn_layers.py"
     path.write_text(rnn + skeleton)
@@ -382,8 +425,9 @@ def test_a_training_script_is_loaded_without_running_its_script_part(box, tmp_pa
     failing.write_text(script.replace("hidden_size = 100", "data = open('input.txt').read()\nhidden_size = 100"))
     result = check(box, failing)
     assert result.status == "pass"
-    assert result.notes == ["importing reads_its_data.py raised FileNotFoundError: [Errno 2] No such file or directory: "
-                            "'input.txt'; its imports, definitions and constants were loaded, not its script part"]
+    assert result.notes == ["importing reads_its_data.py raised FileNotFoundError: [Errno 2] No such file or "
+                            "directory: 'input.txt'; its imports, definitions and constants were loaded, not its "
+                            "script part"]
     forever = tmp_path / "trains_forever.py"
     forever.write_text(script + "\nwhile True:\n    loss = lossFun([0], [1], np.zeros((hidden_size, 1)))\n")
     result = check(box, forever)
@@ -401,9 +445,20 @@ def test_code_that_never_returns_is_stopped_at_the_time_limit(tmp_path):
                                        "loop that never ends?); --time-limit SECONDS gives it longer")
 
 
+def test_code_that_ends_its_process_is_reported_with_what_it_printed(tmp_path):
+    path = write(tmp_path, MC, [("    # backward pass", "    print('loss so far', loss)\n    import os\n    os._exit(3)\n"
+                                                      "    # backward pass")])
+    with Sandbox() as own:
+        result = run_check(path, None, Options(), own)
+    assert result.error["message"] == ("lossFun on a random problem (T=6 H=5 V=7 seed 0) ended the Python process "
+                                       "running it (exit code 3); its last output is above")
+    assert result.error["output"].startswith("loss so far ")
+    assert str(result).startswith("loss so far ")
+
+
 def test_float32_tensors_are_held_to_the_float32_bar_and_told_so(box, tmp_path):
-    result = check(box, write(tmp_path, CST, [("dx = torch.zeros(N, T, D, dtype=dh.dtype)", "dx = torch.zeros(N, T, D)")]),
-                   "rnn_backward")
+    path = write(tmp_path, CST, [("dx = torch.zeros(N, T, D, dtype=dh.dtype)", "dx = torch.zeros(N, T, D)")])
+    result = check(box, path, "rnn_backward")
     (impl,) = result.implementations
     assert impl.status == "pass" and impl.tolerance == 1e-5
     assert impl.notes[0].startswith("your code returned float32 arrays: checked against the float32 bar 1e-05")
@@ -415,7 +470,8 @@ def test_per_step_names_one_of_your_gradients_or_is_refused(box):
     assert impl.shown == "dWx" and set(impl.per_step) == {"dWx", "dWh", "db"}
     assert all(row["error"] < 1e-12 for row in impl.per_step["dWx"]["steps"])
     refused = check(box, FIXTURES / CS, "rnn_backward", per_step="dWhh")
-    assert refused.error["message"] == "--per-step dWhh: not a weight gradient of rnn_forward / rnn_backward; one of dWx, dWh, db"
+    assert refused.error["message"] == ("--per-step dWhh: not a weight gradient of rnn_forward / rnn_backward; one of "
+                                        "dWx, dWh, db")
 
 
 def test_the_command_prints_pass_or_json_with_exit_codes_0_1_2(tmp_path, capsys):

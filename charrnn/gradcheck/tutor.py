@@ -9,6 +9,7 @@ layout (exact.py). When one is wrong it shows the per-step picture (picture.py) 
 mistake from the table of classic ones (diagnosis.py, codes.py). tutor_report.py prints it all.
 """
 
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -239,8 +240,11 @@ def run_check(path, function: str | None, options: Options, box: Sandbox) -> Tut
                                                              shape.cell, shape.arrays, "not written",
                                                              notes=[str(skeleton)]))
     except LearnerError as error:
+        message = error.message
+        if error.raised is not None and re.search(r"dtype|[Dd]ouble|[Ff]loat", error.raised):
+            message += "; the check hands your code float64 arrays: make the ones it creates float64 too"
         return TutorResult(str(path), "error", 2, result.implementations, result.notes,
-                           {"message": error.message, "traceback": error.traceback, "output": error.output})
+                           {"message": message, "traceback": error.traceback, "output": error.output})
     if not any(i.status != "not written" for i in result.implementations):
         message = "every implementation in the file is a skeleton that returns None: write one first"
         return TutorResult(str(path), "error", 2, result.implementations, result.notes,
