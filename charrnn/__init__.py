@@ -6,7 +6,7 @@ def __getattr__(name):
     # Imported on first use: check_bptt needs torch, and `import charrnn` must not load it (the NumPy
     # backend starts without it).
     if name == "check_bptt":
-        from charrnn.gradcheck.tutor import check_bptt
+        from charrnn.gradcheck.tutor.check import check_bptt
 
         return check_bptt
     raise AttributeError(f"module 'charrnn' has no attribute {name!r}")

@@ -13,15 +13,15 @@ import pytest
 
 import charrnn
 from charrnn import gradcheck
-from charrnn.gradcheck.exact import exact, exact_terms
-from charrnn.gradcheck.mistakes import backward
-from charrnn.gradcheck.picture import learner_terms
+from charrnn.gradcheck.tutor.exact import exact, exact_terms
+from charrnn.gradcheck.tutor.mistakes import backward
+from charrnn.gradcheck.tutor.picture import learner_terms
 from charrnn.gradcheck.problem import relative_error
-from charrnn.gradcheck.sandbox import Sandbox
-from charrnn.gradcheck.shape_charrnn import CharRNN
-from charrnn.gradcheck.shape_cs231n import CS231n
-from charrnn.gradcheck.shape_minchar import MinChar
-from charrnn.gradcheck.tutor import Options, run_check
+from charrnn.gradcheck.tutor.sandbox import Sandbox
+from charrnn.gradcheck.tutor.shape_charrnn import CharRNN
+from charrnn.gradcheck.tutor.shape_cs231n import CS231n
+from charrnn.gradcheck.tutor.shape_minchar import MinChar
+from charrnn.gradcheck.tutor.check import Options, run_check
 from tests.conftest import REPO, run_scripts
 
 FIXTURES = REPO / "tests" / "fixtures" / "bptt"
@@ -189,7 +189,7 @@ def test_each_classic_mistake_gets_its_code_and_nothing_wrong_passes(box, tmp_pa
 
 
 def test_every_code_of_the_table_has_a_proof_above():
-    from charrnn.gradcheck.codes import CODES
+    from charrnn.gradcheck.tutor.codes import CODES
 
     proven = set(MISTAKES) | {"elementwise-chain", "unknown"}   # the last two: tests below
     assert proven == set(CODES)

@@ -1,5 +1,5 @@
 """Check the hand-written BPTT against autograd and finite differences: python -m charrnn.gradcheck
-(and yours: python -m charrnn.gradcheck --yours my_rnn.py, see tutor.py)
+(and yours: python -m charrnn.gradcheck --yours my_rnn.py, see tutor/)
 
 Builds a small random model (--cell rnn|lstm|gru, --layers N, --dropout P) and chunk, a non-zero
 carried state included, then prints, for each parameter and each part of the initial state (h_prev,
@@ -21,8 +21,8 @@ import sys
 from charrnn.gradcheck.problem import TOLERANCES, random_problem
 from charrnn.gradcheck.reference import numpy_loss
 from charrnn.gradcheck.report import gradient_table, per_step_table
-from charrnn.gradcheck.sandbox import Sandbox
-from charrnn.gradcheck.tutor import Options, run_check, split_function
+from charrnn.gradcheck.tutor.sandbox import Sandbox
+from charrnn.gradcheck.tutor.check import Options, run_check, split_function
 from charrnn.model import CELLS
 
 

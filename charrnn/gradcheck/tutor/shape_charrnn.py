@@ -18,10 +18,10 @@ spec (charrnn.model.model_spec(cell, V, H, 1)) the state is a tuple of (1, B, H)
 
 import numpy as np
 
-from charrnn.gradcheck.exact import recurrent_step
-from charrnn.gradcheck.mistakes import Canon
-from charrnn.gradcheck.sandbox import LearnerError
-from charrnn.gradcheck.shapes import Case, Shape, array, describe, one_hot, unpack
+from charrnn.gradcheck.tutor.exact import recurrent_step
+from charrnn.gradcheck.tutor.mistakes import Canon
+from charrnn.gradcheck.tutor.sandbox import LearnerError
+from charrnn.gradcheck.tutor.shapes import Case, Shape, array, describe, one_hot, unpack
 from charrnn.model import init_params, model_spec
 
 

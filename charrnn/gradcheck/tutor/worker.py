@@ -171,10 +171,10 @@ def prepare(modules: dict):
 
 
 def main() -> None:
-    # The parent unpickles Returned and Opaque from charrnn.gradcheck.worker: name them so here too.
-    sys.modules["charrnn.gradcheck.worker"] = sys.modules[__name__]
+    # The parent unpickles Returned and Opaque from charrnn.gradcheck.tutor.worker: name them so here too.
+    sys.modules["charrnn.gradcheck.tutor.worker"] = sys.modules[__name__]
     for cls in (Returned, Opaque):
-        cls.__module__ = "charrnn.gradcheck.worker"
+        cls.__module__ = "charrnn.gradcheck.tutor.worker"
     requests = sys.stdin.buffer
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)                      # the learner's prints must not reach the replies

@@ -22,10 +22,10 @@ the exact gradients are those of <h, dh> (+ <next_c, dnext_c>).
 
 import numpy as np
 
-from charrnn.gradcheck.exact import recurrent_step
-from charrnn.gradcheck.mistakes import Canon
-from charrnn.gradcheck.shapes import Case, NotWritten, Shape, array, describe, unpack
-from charrnn.gradcheck.sandbox import LearnerError
+from charrnn.gradcheck.tutor.exact import recurrent_step
+from charrnn.gradcheck.tutor.mistakes import Canon
+from charrnn.gradcheck.tutor.shapes import Case, NotWritten, Shape, array, describe, unpack
+from charrnn.gradcheck.tutor.sandbox import LearnerError
 
 CANON_GATES = (0, 1, 3, 2)   # CS231n's i, f, o, g blocks in torch's order i, f, g, o (and back: a swap)
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from charrnn.gradcheck.shapes import Case, Shape
+from charrnn.gradcheck.tutor.shapes import Case, Shape
 
 
 @dataclass

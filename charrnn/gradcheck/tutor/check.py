@@ -6,7 +6,7 @@ It loads their file in a sandbox (learner.py, sandbox.py), finds each implementa
 (shapes.py), runs it on a few small random problems in float64 (a non-zero carried state where the
 shape has one) and compares every output and gradient with torch autograd on the same math in their
 layout (exact.py). When one is wrong it shows the per-step picture (picture.py) and names the
-mistake from the table of classic ones (diagnosis.py, codes.py). tutor_report.py prints it all.
+mistake from the table of classic ones (diagnosis.py, codes.py). report.py prints it all.
 """
 
 import re
@@ -15,15 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
-from charrnn.gradcheck import learner
-from charrnn.gradcheck.codes import CODES
-from charrnn.gradcheck.diagnosis import Finding, diagnose
-from charrnn.gradcheck.exact import exact, exact_terms
-from charrnn.gradcheck.picture import MAX_STEPS, pictures
-from charrnn.gradcheck.pointers import pointers
+from charrnn.gradcheck.tutor import learner
+from charrnn.gradcheck.tutor.codes import CODES
+from charrnn.gradcheck.tutor.diagnosis import Finding, diagnose
+from charrnn.gradcheck.tutor.exact import exact, exact_terms
+from charrnn.gradcheck.tutor.picture import MAX_STEPS, pictures
+from charrnn.gradcheck.tutor.pointers import pointers
 from charrnn.gradcheck.problem import TOLERANCES, relative_error
-from charrnn.gradcheck.sandbox import LearnerError, Sandbox
-from charrnn.gradcheck.shapes import NotWritten, Shape
+from charrnn.gradcheck.tutor.sandbox import LearnerError, Sandbox
+from charrnn.gradcheck.tutor.shapes import NotWritten, Shape
 
 # The other problems each check runs, beside the one the options describe: other sizes (so that a
 # factor of T is told from one of B*T, and a transposed matrix from a square one) and other seeds.
@@ -97,7 +97,7 @@ class TutorResult:
         return asdict(self)
 
     def __str__(self) -> str:
-        from charrnn.gradcheck.tutor_report import report
+        from charrnn.gradcheck.tutor.report import report
 
         return report(self)
 

@@ -13,8 +13,8 @@ from itertools import combinations
 
 import numpy as np
 
-from charrnn.gradcheck.codes import VARIANTS
-from charrnn.gradcheck.mistakes import SWITCHES, allowed, backward
+from charrnn.gradcheck.tutor.codes import VARIANTS
+from charrnn.gradcheck.tutor.mistakes import SWITCHES, allowed, backward
 from charrnn.gradcheck.problem import relative_error
 
 MATCH = 1e-8        # a hypothesis reproduces a gradient to this relative error (round-off is ~1e-15)

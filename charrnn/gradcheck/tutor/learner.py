@@ -8,11 +8,11 @@ definitions and constant assignments run, and a note says so. The functions unde
 import ast
 from pathlib import Path
 
-from charrnn.gradcheck.sandbox import LearnerError, Loaded, Sandbox
-from charrnn.gradcheck.shape_charrnn import CharRNN
-from charrnn.gradcheck.shape_cs231n import PAIRS, CS231n
-from charrnn.gradcheck.shape_minchar import MinChar
-from charrnn.gradcheck.shapes import Shape, torch_functions
+from charrnn.gradcheck.tutor.sandbox import LearnerError, Loaded, Sandbox
+from charrnn.gradcheck.tutor.shape_charrnn import CharRNN
+from charrnn.gradcheck.tutor.shape_cs231n import PAIRS, CS231n
+from charrnn.gradcheck.tutor.shape_minchar import MinChar
+from charrnn.gradcheck.tutor.shapes import Shape, torch_functions
 
 SHAPES_UNDERSTOOD = ("lossFun(inputs, targets, hprev) (min-char-rnn's); rnn_step_forward/rnn_step_backward, "
                      "rnn_forward/rnn_backward, lstm_step_forward/lstm_step_backward, lstm_forward/lstm_backward "

@@ -16,7 +16,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from charrnn.gradcheck import worker
+from charrnn.gradcheck.tutor import worker
 
 WORKER = Path(worker.__file__)
 

@@ -10,8 +10,8 @@ sum over the T steps, and lossFun returns loss, dWxh, dWhh, dWhy, dbh, dby, hs[l
 
 import numpy as np
 
-from charrnn.gradcheck.mistakes import Canon
-from charrnn.gradcheck.shapes import Case, Shape, array, one_hot, unpack
+from charrnn.gradcheck.tutor.mistakes import Canon
+from charrnn.gradcheck.tutor.shapes import Case, Shape, array, one_hot, unpack
 
 RETURNS = ("loss", "dWxh", "dWhh", "dWhy", "dbh", "dby", "h_last")
 

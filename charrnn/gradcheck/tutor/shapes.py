@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from charrnn.gradcheck.sandbox import LearnerError
-from charrnn.gradcheck.worker import Opaque, Returned
+from charrnn.gradcheck.tutor.sandbox import LearnerError
+from charrnn.gradcheck.tutor.worker import Opaque, Returned
 
 @dataclass
 class Case:
