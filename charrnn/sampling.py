@@ -10,7 +10,7 @@ from typing import TextIO
 import numpy as np
 from omegaconf import OmegaConf
 
-from charrnn.checkpoint import load_checkpoint, resolve_checkpoint, restore_backend
+from charrnn.checkpoint import load_checkpoint, resolve_checkpoint, restore_backend, saved_config
 from charrnn.config import SampleConfig, to_config
 from charrnn.data import Vocab
 from charrnn.errors import UserError
@@ -80,12 +80,14 @@ def sample(cfg: SampleConfig, out: TextIO) -> None:
     path = resolve_checkpoint(cfg.checkpoint)
     ckpt = load_checkpoint(path)
     try:
-        model_cfg = to_config(OmegaConf.create({**ckpt.config, "backend": asdict(cfg.backend)}))
+        model_cfg = to_config(OmegaConf.merge(saved_config(ckpt), {"backend": asdict(cfg.backend)}))
     except UserError as e:
         raise UserError(f"checkpoint {path} holds an unusable config ({e})") from None
     backend, vocab = restore_backend(ckpt, model_cfg)
     prime = _known_prime(cfg.prime, vocab, cfg.skip_unknown)
     prime_ids = start_ids(vocab, prime)
+    # echoed as the model reads it: a byte vocabulary's bytes that are not UTF-8 show as \xNN
+    shown_prime = vocab.decode(prime_ids) if prime else ""
     rng = np.random.default_rng(cfg.seed)
     with warnings.catch_warnings():
         # Scores that overflow end in one line from generate, and a temperature that underflows is greedy
@@ -94,7 +96,7 @@ def sample(cfg: SampleConfig, out: TextIO) -> None:
         for i in range(cfg.num_samples):
             if i:
                 out.write(SEPARATOR)
-            out.write(prime)
+            out.write(shown_prime if cfg.raw else shown_prime.translate(ESCAPED_CONTROLS))
             state = zero_state(spec_of(model_cfg.model, len(vocab)), 1, model_cfg.model.dtype)
             ids = generate(backend, prime_ids, state, cfg.length, rng, cfg.temperature, cfg.top_k, cfg.top_p,
                            cfg.greedy)
@@ -108,10 +110,12 @@ def sample(cfg: SampleConfig, out: TextIO) -> None:
 
 def _known_prime(prime: str, vocab: Vocab, skip_unknown: bool) -> str:
     unknown = vocab.unknown(prime)
+    shown = ", ".join(map(vocab.show_char, unknown))
+    if any(vocab.show_char(c).startswith("\\x") for c in unknown):
+        shown += " (bytes that are not UTF-8 text)"
     if unknown and not skip_unknown:
-        raise UserError(f"the prime has characters the checkpoint's vocabulary lacks: "
-                        f"{', '.join(map(repr, unknown))}; remove them, or pass skip_unknown=true to drop them")
+        raise UserError(f"the prime has characters the checkpoint's vocabulary lacks: {shown}; "
+                        f"remove them, or pass skip_unknown=true to drop them")
     if unknown:
-        print(f"skipping prime characters the checkpoint's vocabulary lacks: {', '.join(map(repr, unknown))}",
-              file=sys.stderr)
+        print(f"skipping prime characters the checkpoint's vocabulary lacks: {shown}", file=sys.stderr)
     return "".join(c for c in prime if c not in unknown)

@@ -67,7 +67,8 @@ def tiny_checkpoint(**arrays) -> Checkpoint:
     params = init_params(SPEC, "uniform", 0.01, 0, "float32")
     params.update(arrays)
     return Checkpoint(params=params, optimizer_state={"step": np.array(3), "sum/Whh": np.ones((5, 5))},
-                      vocab=np.arange(97, 104, dtype=np.int32), config={}, progress={},
+                      vocab=np.arange(97, 104, dtype=np.int32), config={"model": {"hidden_size": 5}, "train": {"batch_size": 2}},
+                      progress={},
                       state={"h": np.zeros((1, 2, 5), np.float32)})
 
 
@@ -358,17 +359,17 @@ def edit_config(c):
 
 
 @pytest.mark.parametrize("edit,message", [
-    (edit_step, "progress.step must be a whole number from 0, got '12'"),
-    (edit_step_float, "progress.step must be a whole number from 0, got 12.0"),
+    (edit_step, "progress.step must be a whole number from 0 to 2\\*\\*53, got '12'"),
+    (edit_step_float, "progress.step must be a whole number from 0 to 2\\*\\*53, got 12.0"),
     (edit_best_val, "progress.best_val must be a number, got 'good'"),
     (edit_monitor, "progress.monitor must be an object with smooth_loss, interval, skipped_steps, clipped_steps, "
                    r"chars_per_step \(the monitor's state; it lacks interval\)"),
-    (edit_clipped_steps, "progress.monitor must be an object whose clipped_steps is a whole number from 0 "
+    (edit_clipped_steps, "progress.monitor must be an object whose clipped_steps is a whole number from 0 to 2\\*\\*53 "
                          r"\(got -3\)"),
-    (edit_chars_per_step, "progress.monitor must be an object whose chars_per_step is a whole number from 0, or "
-                          r"null \(got 'many'\)"),
+    (edit_chars_per_step, "progress.monitor must be an object whose chars_per_step is a whole number from 0 to "
+                          r"2\*\*53, or null \(got 'many'\)"),
     (edit_optimizer_missing, "the optimizer state lacks optim/exp_avg/Whh"),
-    (edit_optimizer_shape, r"optim/exp_avg_sq/Why must be a float array of shape \(29, 16\), got float32 \(3, 3\)"),
+    (edit_optimizer_shape, r"optim/exp_avg_sq/Why is float32 \(3, 3\), where its model needs \(29, 16\)"),
     (edit_optimizer_step, "optim/step must be a whole number from 0"),
     (edit_config, r"its saved config, with your overrides, does not validate \(optim.beta1 must be in \[0, 1\)"),
 ])

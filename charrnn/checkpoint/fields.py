@@ -9,6 +9,10 @@ import math
 
 import numpy as np
 
+# The largest count a field may hold: exact in JSON and in float64, and beyond any run's steps by far
+# (TensorBoard's step is an int64, which a larger count would overflow).
+MAX_COUNT = 2**53
+
 
 def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
@@ -19,15 +23,15 @@ def _is_number(v) -> bool:
 
 
 def count(v) -> str | None:
-    return None if _is_int(v) and v >= 0 else "a whole number from 0"
+    return None if _is_int(v) and 0 <= v <= MAX_COUNT else "a whole number from 0 to 2**53"
 
 
 def count_or_null(v) -> str | None:
-    return None if v is None or (_is_int(v) and v >= 0) else "a whole number from 0, or null"
+    return None if v is None or count(v) is None else "a whole number from 0 to 2**53, or null"
 
 
 def step_or_none(v) -> str | None:
-    return None if _is_int(v) and v >= -1 else "a whole number from -1 (no evaluation yet)"
+    return None if _is_int(v) and -1 <= v <= MAX_COUNT else "a whole number from -1 to 2**53 (-1: no evaluation yet)"
 
 
 def number(v) -> str | None:
