@@ -26,7 +26,7 @@ from charrnn.config import run_config  # noqa: E402
 from charrnn.distributed import is_main_process  # noqa: E402
 from charrnn.errors import UserError  # noqa: E402
 from charrnn.training.loop import train  # noqa: E402
-from charrnn.training.rundir import discard_if_empty, register_resolvers  # noqa: E402
+from charrnn.training.rundir import link_latest, register_resolvers, remove_if_made_and_empty  # noqa: E402
 
 command = Command(out_of_memory="out of memory; lower model.hidden_size, train.batch_size or train.seq_length",
                   cannot_write="free some space or name another hydra.run.dir; checkpoints are written whole or "
@@ -41,10 +41,9 @@ def main(raw: DictConfig) -> float:
     try:
         return run(raw, hydra_cfg, output_dir)
     finally:
-        # Hydra makes the run directory before the run starts. A run refused at the start (a bad path,
-        # a bad value) leaves it empty, and so does, under torchrun, a rank above 0 that started a
-        # second later than rank 0 (only rank 0 writes, into the directory of its own second).
-        discard_if_empty(output_dir)
+        # Hydra makes the run directory before the run starts. A run refused at its start leaves it empty,
+        # and so does a resume that continues in its own run's directory, and a rank above 0 under torchrun.
+        remove_if_made_and_empty(output_dir)
 
 
 def run(raw: DictConfig, hydra_cfg, output_dir: Path) -> float:
@@ -54,7 +53,7 @@ def run(raw: DictConfig, hydra_cfg, output_dir: Path) -> float:
                             "directory; name a directory with hydra.run.dir=PATH")
         try:
             result = train(run_config(raw, list(hydra_cfg.overrides.task)), output_dir,
-                           on_start=lambda: write_hydra_record(output_dir, raw, hydra_cfg))
+                           on_start=lambda run_dir: started(run_dir, raw, hydra_cfg, output_dir))
         except KeyboardInterrupt:
             print("interrupted without saving; the run's last checkpoint is as it was", file=sys.stderr)
             sys.exit(128 + signal.SIGINT)
@@ -66,6 +65,14 @@ def run(raw: DictConfig, hydra_cfg, output_dir: Path) -> float:
         sys.exit(128 + result.stopped_by)
     # Returned so that Hydra sweepers can minimise it.
     return result.best_val_loss
+
+
+def started(run_dir: Path, raw: DictConfig, hydra_cfg, output_dir: Path) -> None:
+    """Once the run is accepted: Hydra's record of a new run (a run continued in its own directory keeps
+    the record of its start), and runs/latest."""
+    if run_dir == output_dir:
+        write_hydra_record(output_dir, raw, hydra_cfg)
+    link_latest(run_dir)
 
 
 if __name__ == "__main__":

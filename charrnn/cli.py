@@ -17,6 +17,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
 from charrnn.config import unknown_key_message
 from charrnn.errors import UserError
+from charrnn.files import write_text_atomic
 
 # What a machine, not a bug, makes a write fail with: a full disk or quota, a read-only or failing one.
 DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.EFBIG}
@@ -107,10 +108,10 @@ def write_hydra_record(output_dir: Path, task_cfg: DictConfig, hydra_cfg: DictCo
     """The .hydra/ record Hydra itself writes (config.yaml, hydra.yaml, overrides.yaml), written by
     train.py only once the run has been accepted (conf/train.yaml sets hydra.output_subdir=null)."""
     record = output_dir / ".hydra"
-    record.mkdir(parents=True, exist_ok=True)
-    (record / "config.yaml").write_text(OmegaConf.to_yaml(task_cfg))
-    (record / "hydra.yaml").write_text(OmegaConf.to_yaml({"hydra": hydra_cfg}))
-    (record / "overrides.yaml").write_text(OmegaConf.to_yaml(hydra_cfg.overrides.task))
+    record.mkdir()  # in the new run's empty directory: never into one that is there already
+    write_text_atomic(record / "config.yaml", OmegaConf.to_yaml(task_cfg))
+    write_text_atomic(record / "hydra.yaml", OmegaConf.to_yaml({"hydra": hydra_cfg}))
+    write_text_atomic(record / "overrides.yaml", OmegaConf.to_yaml(hydra_cfg.overrides.task))
 
 
 def override(key: str, value) -> str:

@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
 
 from charrnn.backends import BACKENDS
-from charrnn.checkpoint import load_checkpoint, resume_path
+from charrnn.checkpoint import load_checkpoint, resume_path, saved_config
 from charrnn.data.vocab import ENCODINGS
 from charrnn.errors import UserError
 from charrnn.model import CELLS
@@ -261,7 +261,7 @@ def run_config(raw: DictConfig, overrides: list[str]) -> Config:
     if resume is None:
         return to_config(raw)
     path = resume_path(resume)
-    saved = OmegaConf.create(load_checkpoint(path).config)
+    saved = saved_config(load_checkpoint(path))  # its strings are text: ${...} in a file is never resolved
     for override in overrides:
         key = override.split("=", 1)[0].lstrip("+~")
         value = OmegaConf.select(raw, key, default=_ABSENT)

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -37,9 +38,9 @@ def run(corpus, run_dir, *overrides):
 
 
 def hashes(directory) -> dict[str, str]:
-    """Every file under directory (the lock file aside, which is the lock's and holds no data), by content."""
+    """Every file under directory, by content."""
     return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(directory.rglob("*")) if p.is_file() and p.name != rundir.LOCK_NAME}
+            for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")
@@ -191,33 +192,19 @@ def test_a_run_directory_has_one_owner(tmp_path):
                 pass
     with rundir.claim(tmp_path / "run"):  # released at the end of the run
         (tmp_path / "run" / "config.yaml").write_text("x")
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [rundir.LOCK_NAME, "config.yaml"]
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["config.yaml"]  # the lock is no file
 
 
-def test_a_run_that_wrote_nothing_leaves_no_directory(tmp_path, monkeypatch):
-    with rundir.claim(tmp_path / "run"):
-        pass
-    assert not (tmp_path / "run").exists()
-    # A claim that locked the file of an owner who then removed it (having written nothing) starts over,
-    # or two processes could each hold a lock on a different file of one path.
-    real_open_lock = rundir._open_lock
-    stale = []
-
-    def open_lock_once_stale(run_dir):
-        fd = real_open_lock(run_dir)
-        if not stale:
-            stale.append(fd)
-            os.unlink(run_dir / rundir.LOCK_NAME)
-            return os.dup(fd)
-        return fd
-
-    monkeypatch.setattr(rundir, "_open_lock", open_lock_once_stale)
-    with rundir.claim(tmp_path / "run"):
-        assert (tmp_path / "run" / rundir.LOCK_NAME).read_text() == f"{os.getpid()}\n"
-        with pytest.raises(UserError, match="is in use by another training"):
-            with rundir.claim(tmp_path / "run"):
-                pass
-    os.close(stale[0])
+def test_a_run_that_wrote_nothing_leaves_no_directory_it_made(tmp_path, monkeypatch):
+    users = tmp_path / "users"
+    users.mkdir()
+    monkeypatch.setattr(rundir, "STARTED_NS", time.time_ns())  # users/ was there before this "process"
+    made = Path(rundir.unique_dir(str(tmp_path / "runs" / "label" / "date")))
+    for run_dir in (made, users):
+        with rundir.claim(run_dir):
+            pass
+        rundir.remove_if_made_and_empty(run_dir)
+    assert not (tmp_path / "runs").exists() and users.is_dir()
 
 
 @pytest.mark.parametrize("code", [errno.EROFS, errno.EACCES])

@@ -15,7 +15,7 @@ import pytest
 from charrnn.checkpoint import load_checkpoint, save_checkpoint
 from charrnn.errors import UserError
 from charrnn.training import loop as trainer
-from charrnn.training.resume import config_for_run
+from charrnn.config import run_config
 from tests.conftest import REPO, compose_raw
 from tests.runtree import assert_clean, finish, script, train_in_process, write_corpus
 
@@ -75,13 +75,13 @@ def test_interpolations_in_a_checkpoint_are_text_never_resolved(finished, tmp_pa
     assert SECRET.encode() not in everything_under(tmp_path)
     for case in ("env", "resolver"):
         continued = load_checkpoint(tmp_path / case / "ckpt_last.npz")
-        assert continued.state["step"] == 22 and continued.config["data"]["name"] == names[case]
+        assert continued.progress["step"] == 22 and continued.config["data"]["name"] == names[case]
 
 
 def resumed(path, *overrides):
     """train.py's path into a resume, in process: the config from the checkpoint, then the run."""
     args = [f"train.resume={path}", *overrides]
-    return trainer.train(config_for_run(compose_raw(args), args), path.parent / "unused")
+    return trainer.train(run_config(compose_raw(args), args), path.parent / "unused")
 
 
 # -- sizes: known from the zip headers before anything is read ------------------------------------------
@@ -161,9 +161,9 @@ def test_a_small_file_cannot_make_a_load_read_more_than_its_model_needs(finished
 
 # -- every field bounded ----------------------------------------------------------------------------
 
-def set_state(path: str, value):
+def set_progress(path: str, value):
     def edit(ckpt):
-        target = ckpt.state
+        target = ckpt.progress
         *parents, leaf = path.split(".")
         for key in parents:
             target = target[key]
@@ -174,17 +174,18 @@ def set_state(path: str, value):
 @pytest.mark.parametrize("field", ["step", "epoch", "eval_step", "monitor.skipped_steps", "monitor.interval.n",
                                    "monitor.interval.chars", "monitor.interval.clipped"])
 def test_every_count_in_a_checkpoint_is_bounded(finished, tmp_path, field):
-    run_dir = edited_run(finished, tmp_path / "run", set_state(field, 10**30))
-    with pytest.raises(UserError, match=rf"state\.{field.split('.')[0]} must be .*a whole number from -?[01] to 2\*\*53"):
+    run_dir = edited_run(finished, tmp_path / "run", set_progress(field, 10**30))
+    first = field.split(".")[0]
+    with pytest.raises(UserError, match=rf"progress\.{first} must be .*a whole number from -?[01] to 2\*\*53"):
         resumed(run_dir / "ckpt_last.npz", f"data.path={finished[0]}", "train.max_iters=30")
 
 
 def test_a_step_beyond_any_counter_is_one_line_from_the_command_line(finished, tmp_path):
-    run_dir = edited_run(finished, tmp_path / "run", set_state("step", 10**30))
+    run_dir = edited_run(finished, tmp_path / "run", set_progress("step", 10**30))
     (proc,) = finish(script("train.py", f"train.resume={run_dir}", "train.max_iters=30"))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     (line,) = proc.stderr.strip().splitlines()
-    assert line.startswith("error: ") and "state.step" in line
+    assert line.startswith("error: ") and "progress.step" in line
 
 
 # -- a path that is not a checkpoint file -------------------------------------------------------------

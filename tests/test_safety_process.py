@@ -21,7 +21,7 @@ UNBUFFERED = {"PYTHONUNBUFFERED": "1"}  # each line reaches the pipe as it is pr
 
 
 def saved_step(run_dir) -> int:
-    return load_checkpoint(run_dir / "ckpt_last.npz").state["step"]
+    return load_checkpoint(run_dir / "ckpt_last.npz").progress["step"]
 
 
 def wait_for(condition, proc, what: str, timeout: float = 90) -> None:
@@ -232,11 +232,11 @@ def test_a_signal_during_an_evaluation_stops_it_and_saves(long_val, corpus, tmp_
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signal.SIGTERM, (proc.returncode, err)
     assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("SIGTERM: saved step"), err
-    state = load_checkpoint(run_dir / "ckpt_last.npz").state
+    progress = load_checkpoint(run_dir / "ckpt_last.npz").progress
     if moment is in_the_final_full_evaluation:
-        assert state["step"] == state["eval_step"] == 2
+        assert progress["step"] == progress["eval_step"] == 2
     else:
-        assert (state["step"], state["eval_step"]) == (0, -1)  # step 0's evaluation was not finished
+        assert (progress["step"], progress["eval_step"]) == (0, -1)  # step 0's evaluation was not finished
 
 
 # -- sweeps ----------------------------------------------------------------------------------------

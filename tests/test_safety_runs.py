@@ -13,7 +13,7 @@ import pytest
 from charrnn.checkpoint import load_checkpoint
 from charrnn.cli import override
 from charrnn.training import loop as trainer
-from charrnn.training.resume import config_for_run
+from charrnn.config import run_config
 from tests.conftest import REPO, assert_user_error, compose_raw
 from tests.runtree import (FINISHED, RUN_FILES, assert_clean, finish, run_files, script, snapshot, train_in_process,
                            write_corpus)
@@ -31,7 +31,7 @@ def two_runs(tmp_path_factory):
 def resume_in_process(path, new_dir, *overrides):
     """train.py's resume, in this process: the checkpoint's config with the overrides, then the run."""
     args = [f"train.resume={path}", *overrides]
-    return trainer.train(config_for_run(compose_raw(args), args), new_dir)
+    return trainer.train(run_config(compose_raw(args), args), new_dir)
 
 
 def copy_run(source, destination):
@@ -61,16 +61,16 @@ def test_a_checkpoint_continues_in_place_only_in_its_own_runs_directory(two_runs
                             f"hydra.run.dir={tmp_path / 'fork'}"))
     assert_clean(proc)
     assert "continuing in a new run directory" in proc.stdout, proc.stdout
-    forks = {tmp_path / "fork": load_checkpoint(runs["B"] / "ckpt_last.npz").state["run_id"]}
+    forks = {tmp_path / "fork": load_checkpoint(runs["B"] / "ckpt_last.npz").progress["run_id"]}
     for i, (path, origin) in enumerate([(downloads / "ckpt_last.npz", runs["B"]), (downloads / "model.npz", runs["B"]),
                                         (odd, runs["A"])]):
         result = resume_in_process(path, tmp_path / f"fork{i}", "train.max_iters=22")
         assert result.run_dir == tmp_path / f"fork{i}", path
-        forks[result.run_dir] = load_checkpoint(origin / "ckpt_last.npz").state["run_id"]
+        forks[result.run_dir] = load_checkpoint(origin / "ckpt_last.npz").progress["run_id"]
         assert "continuing in a new run directory" in capsys.readouterr().out, path
     for fork, origin_identity in forks.items():
-        state = load_checkpoint(fork / "ckpt_last.npz").state
-        assert state["step"] == 22 and state["run_id"] != origin_identity, fork
+        progress = load_checkpoint(fork / "ckpt_last.npz").progress
+        assert progress["step"] == 22 and progress["run_id"] != origin_identity, fork
     after = snapshot(tmp_path)
     assert {k: v for k, v in after.items() if not k.startswith("fork")} == before
 
@@ -186,7 +186,7 @@ def test_run_directories_paste_into_checkpoint_and_resume_as_they_are(project, t
                                 script("sample.py", "checkpoint=runs/latest", "length=20", cwd=folder))
     assert_clean(by_path)
     assert by_path.stdout == by_latest.stdout and len(by_path.stdout) >= 20
-    record, identity = snapshot(run_dir / ".hydra"), load_checkpoint(run_dir / "ckpt_last.npz").state["run_id"]
+    record, identity = snapshot(run_dir / ".hydra"), load_checkpoint(run_dir / "ckpt_last.npz").progress["run_id"]
     # a directory of the user's named latest is theirs: it stays as it is
     (folder / "runs" / "latest").unlink()
     (folder / "runs" / "latest").mkdir()
@@ -194,8 +194,8 @@ def test_run_directories_paste_into_checkpoint_and_resume_as_they_are(project, t
     labels_before = sorted(p.name for p in (folder / "runs").iterdir())
     (resumed,) = finish(script("train.py", f"train.resume={pasted}", "train.max_iters=22", cwd=folder))
     assert_clean(resumed)
-    state = load_checkpoint(run_dir / "ckpt_last.npz").state
-    assert (state["step"], state["run_id"]) == (22, identity)  # in place: the same run
+    progress = load_checkpoint(run_dir / "ckpt_last.npz").progress
+    assert (progress["step"], progress["run_id"]) == (22, identity)  # in place: the same run
     assert json.loads((run_dir / "result.json").read_text())["steps"] == 22
     # the resume leaves no directory of its own behind, and the run's .hydra record is the one it started with
     assert sorted(p.name for p in (folder / "runs").iterdir()) == labels_before

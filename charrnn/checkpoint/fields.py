@@ -34,6 +34,11 @@ def step_or_none(v) -> str | None:
     return None if _is_int(v) and -1 <= v <= MAX_COUNT else "a whole number from -1 to 2**53 (-1: no evaluation yet)"
 
 
+def run_id(v) -> str | None:
+    ok = isinstance(v, str) and len(v) == 32 and all(c in "0123456789abcdef" for c in v)
+    return None if ok else "32 hexadecimal digits"
+
+
 def number(v) -> str | None:
     # NaN and infinity are legitimate: no validation loss yet, no best yet.
     return None if _is_number(v) else "a number"
@@ -66,7 +71,7 @@ def interval(v) -> str | None:
 MONITOR_FIELDS = {"smooth_loss": number_or_null, "interval": interval, "skipped_steps": count,
                   "clipped_steps": count, "chars_per_step": count_or_null}
 # Fields that checkpoints written before they existed lack (their readers default them).
-OPTIONAL = {"skipped_steps", "clipped_steps", "chars_per_step"}
+OPTIONAL = {"skipped_steps", "clipped_steps", "chars_per_step", "run_id"}
 
 
 def monitor(v) -> str | None:
@@ -75,7 +80,7 @@ def monitor(v) -> str | None:
 
 # charrnn.training.resume.Progress's fields (all but the recurrent state, arrays of their own).
 PROGRESS_FIELDS = {"step": count, "epoch": count, "chunk": count, "eval_step": step_or_none, "val_loss": number,
-                "best_val": number, "train_seconds": seconds, "monitor": monitor}
+                   "best_val": number, "train_seconds": seconds, "monitor": monitor, "run_id": run_id}
 
 
 def _object_problem(v, fields: dict, what: str) -> str | None:

@@ -29,8 +29,8 @@ from charrnn.monitor import Monitor
 from charrnn.optim import learning_rate
 from charrnn.sampling import generate, start_ids
 from charrnn.training.evaluation import evaluate, full_evaluation
-from charrnn.training.resume import Progress, resume, resume_dir
-from charrnn.training.rundir import check_fresh, claim
+from charrnn.training.resume import Progress, config_header, resume, resume_dir
+from charrnn.training.rundir import check_empty, claim
 from charrnn.training.signals import StopRequest
 from charrnn.training.threads import thread_counts
 
@@ -49,7 +49,8 @@ def train(cfg: Config, run_dir: Path, on_start=None) -> TrainResult:
     """Train afresh into run_dir or, with train.resume, continue that checkpoint's run in its own directory
     (so TensorBoard shows one unbroken run) exactly as if it had never stopped; resumed from an earlier
     point than where that run stopped, it forks into run_dir instead (see resume_dir). The directory is
-    locked for the whole run; on_start() is called once the run is accepted, before anything is written.
+    locked for the whole run; on_start(run_dir) is called once the run is accepted, before anything is
+    written.
     The corpus is read first: a mistake in the command is named before the directory is looked at."""
     # this process's rank and streams, under torchrun (charrnn.distributed); one process otherwise
     replicas = join(cfg.train.batch_size)
@@ -61,7 +62,7 @@ def train(cfg: Config, run_dir: Path, on_start=None) -> TrainResult:
     with claim(run_dir) if replicas.is_main else contextlib.nullcontext():
         trainer = Trainer(cfg, run_dir, vocab, ids, replicas, forked=note is not None)
         if on_start and replicas.is_main:
-            on_start()
+            on_start(run_dir)
         trainer.announce(len(ids), note)
         return trainer.run()
 
@@ -103,7 +104,7 @@ class Trainer:
         self.spec, self.dtype = spec_of(cfg.model, len(vocab)), cfg.model.dtype
         self.zeros = zero_state(self.spec, tc.batch_size // replicas.world_size, self.dtype)
         if replicas.is_main and (tc.resume is None or forked):
-            check_fresh(run_dir)
+            check_empty(run_dir)
         self.backend: Backend
         if tc.resume is None:
             params = init_params(self.spec, cfg.model.init, cfg.model.init_std, cfg.seed, self.dtype,
@@ -113,6 +114,8 @@ class Trainer:
             self.progress = Progress(state=self.zeros)
         else:
             self.backend, self.progress = resume(cfg, vocab, len(self.train_batches), run_dir, replicas)
+            if forked:  # another run from here on, with an identity of its own
+                self.progress.run_id = Progress(state=()).run_id
         self.guard = self.backend.settings.guard
         self.config_dict = config_to_dict(cfg)
         # the last step's loss was above guard.max_loss: the weights are not worth saving
@@ -123,7 +126,7 @@ class Trainer:
         """Write the run's config and open its monitor (rank 0), then the run's first lines."""
         p, tc = self.progress, self.cfg.train
         if self.replicas.is_main:
-            write_config(self.run_dir, self.config_dict)
+            write_config(self.run_dir, self.config_dict, p.run_id)
             self.monitor = Monitor(self.run_dir, tc.max_iters, p.step, tc.log_interval, tc.clip_mode, p.monitor,
                                    tc.max_seconds, p.train_seconds)
         vocab, shortened = self.vocab, self.val_batches is not self.full_val_batches
@@ -181,7 +184,7 @@ class Trainer:
         if self.replicas.is_main:
             write_text_atomic(self.run_dir / "result.json", json.dumps(
                 dict(steps=p.step, train_seconds=p.train_seconds, val_loss=p.val_loss, best_val_loss=p.best_val,
-                     val_bpc=p.val_loss / math.log(2), val_loss_full=full_val_loss), indent=2))
+                     val_bpc=p.val_loss / math.log(2), val_loss_full=full_val_loss, run_id=p.run_id), indent=2))
         return TrainResult(steps=p.step, train_seconds=p.train_seconds, val_loss=p.val_loss,
                            best_val_loss=p.best_val, run_dir=self.run_dir, stopped_by=stopped_by)
 
@@ -281,11 +284,12 @@ class Trainer:
                          f"{self.run_dir / 'ckpt_last.npz'} holds the last good state")
 
 
-def write_config(run_dir: Path, config_dict: dict) -> None:
-    """The run directory's first file: a directory that cannot be written fails here, before training."""
+def write_config(run_dir: Path, config_dict: dict, run_id: str) -> None:
+    """The run directory's first file, headed by the run's identity: a directory that cannot be written
+    fails here, before training."""
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(config_dict))
+        write_text_atomic(run_dir / "config.yaml", f"{config_header(run_id)}\n{OmegaConf.to_yaml(config_dict)}")
     except OSError as e:
         raise UserError(f"cannot write to the run directory {run_dir}: {e.strerror}; "
                         f"name a writable one with hydra.run.dir=PATH") from None
