@@ -25,8 +25,10 @@ from charrnn.cli import Command, override, write_hydra_record  # noqa: E402
 from charrnn.config import run_config  # noqa: E402
 from charrnn.distributed import is_main_process  # noqa: E402
 from charrnn.errors import UserError  # noqa: E402
+from charrnn.terminal import keep_going  # noqa: E402
 from charrnn.training.loop import train  # noqa: E402
 from charrnn.training.rundir import link_latest, register_resolvers, remove_if_made_and_empty  # noqa: E402
+from charrnn.training.signals import Stopped  # noqa: E402
 
 command = Command(out_of_memory="out of memory; lower model.hidden_size, train.batch_size or train.seq_length",
                   cannot_write="free some space or name another hydra.run.dir; checkpoints are written whole or "
@@ -57,6 +59,10 @@ def run(raw: DictConfig, hydra_cfg, output_dir: Path) -> float:
         except KeyboardInterrupt:
             print("interrupted without saving; the run's last checkpoint is as it was", file=sys.stderr)
             sys.exit(128 + signal.SIGINT)
+        except Stopped as stopped:
+            print(f"{signal.Signals(stopped.signum).name}: stopped before training began; nothing was saved, "
+                  f"and what was there before is as it was", file=sys.stderr)
+            sys.exit(128 + stopped.signum)
     if result.stopped_by is not None:
         if is_main_process():
             print(f"{signal.Signals(result.stopped_by).name}: saved step {result.steps} to "
@@ -76,4 +82,5 @@ def started(run_dir: Path, raw: DictConfig, hydra_cfg, output_dir: Path) -> None
 
 
 if __name__ == "__main__":
+    keep_going()  # output that fails never stops training (charrnn/terminal.py)
     command.run(main)

@@ -24,8 +24,30 @@ DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPER
 
 
 def fail(message: str) -> NoReturn:
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
+    """One line and exit code 2; in a -m sweep, the job's line, naming it, and on to the next job."""
+    job = _sweep_job()
+    if job is None:
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
+    print(f"error: job {job}: {message}", file=sys.stderr)
+    raise JobFailed(message)
+
+
+class JobFailed(Exception):
+    """A sweep's job that failed and said so: Hydra records it and runs the other jobs (a SystemExit would
+    end the sweep, and under the joblib launcher kill the running jobs with it); the sweep then ends with
+    exit code 2."""
+
+
+def _sweep_job() -> str | None:
+    """'N (its overrides)' inside a -m sweep's job, else None."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    hydra_cfg = HydraConfig.get()
+    return f"{hydra_cfg.job.num} ({' '.join(hydra_cfg.overrides.task)})"
 
 
 class Command:
@@ -67,6 +89,8 @@ class Command:
         os.environ["HYDRA_FULL_ERROR"] = "1"
         try:
             main()
+        except JobFailed:  # a sweep's first failed job, raised once all jobs ran; each said its line
+            sys.exit(2)
         except Exception as e:
             message = None if self.started else startup_error(e)
             if message is None:

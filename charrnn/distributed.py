@@ -81,6 +81,9 @@ class Solo:
     def agree(self, signal: int | None, train_seconds: float, clock: bool) -> tuple[int | None, float]:
         return signal, train_seconds
 
+    def leave(self) -> None:
+        pass
+
 
 SOLO = Solo()
 
@@ -176,6 +179,12 @@ class Replicas(Solo):
         if self.signalled is None or not float(self.signalled[0]):
             return None, train_seconds
         return signal or signals.SIGTERM, train_seconds
+
+    def leave(self) -> None:
+        """End this rank's part: the process group is destroyed before the interpreter exits, so gloo's
+        threads are joined rather than torn down mid-work (an abort at exit otherwise, now and then)."""
+        if self.dist.is_initialized():
+            self.dist.destroy_process_group()
 
     def _collective(self, what: str, op, *args) -> None:
         try:

@@ -119,7 +119,8 @@ def big_corpus(tmp_path_factory):
 
 
 def parts(cache: Path) -> list[Path]:
-    return sorted(cache.glob("*.part")) if cache.exists() else []
+    """The temporary files of the atomic writes in cache (charrnn.files)."""
+    return sorted(cache.glob(".*.tmp")) if cache.exists() else []
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, pytest.param(signal.SIGKILL, marks=pytest.mark.slow)])
@@ -154,8 +155,8 @@ def test_only_a_killed_writers_leftovers_are_removed(tmp_path):
     load_encoded(corpus, "utf-8", None)
     cache = tmp_path / BESIDE
     ids_file, _ = entry(cache)
-    left, live = (ids_file.with_name(f"{ids_file.name}.{tag}.part") for tag in ("a1b2c3", "x1y2z3"))
-    others = [cache / "download.part", cache / f"other.txt.{'0' * 16}.ids.d4e5f6.part"]
+    left, live = (ids_file.with_name(f".{ids_file.name}.{tag}.tmp") for tag in ("a1b2c3", "x1y2z3"))
+    others = [cache / "download.tmp", cache / f".other.txt.{'0' * 16}.ids.d4e5f6.tmp"]
     for path in (left, live, *others):
         path.write_bytes(b"partial")
     with open(live, "rb") as held:

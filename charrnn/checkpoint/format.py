@@ -27,7 +27,7 @@ import numpy as np
 
 from charrnn.checkpoint.fields import nonfinite_entries
 from charrnn.errors import UserError
-from charrnn.files import atomic_write
+from charrnn.files import atomic_write, remove_leftovers
 from charrnn.model import CELLS, STATE_NAMES, model_spec, param_shapes
 
 FORMAT = "charrnn-checkpoint-v1"
@@ -56,6 +56,7 @@ def save_checkpoint(path: Path, ckpt: Checkpoint) -> None:
               "config": np.array(json.dumps(ckpt.config)), "progress": np.array(json.dumps(ckpt.progress))}
     arrays.update({f"param/{k}": v for k, v in ckpt.params.items()})
     arrays.update({f"optim/{k}": v for k, v in ckpt.optimizer_state.items()})
+    remove_leftovers(path)  # what a save killed midway (kill -9, a power cut) left beside it
     try:
         with atomic_write(path) as f:
             np.savez(f, **arrays)

@@ -6,8 +6,10 @@
 """
 
 import contextlib
+import itertools
 import json
 import math
+import signal
 import time
 import warnings
 from dataclasses import dataclass
@@ -54,17 +56,22 @@ def train(cfg: Config, run_dir: Path, on_start=None) -> TrainResult:
     The corpus is read first: a mistake in the command is named before the directory is looked at."""
     # this process's rank and streams, under torchrun (charrnn.distributed); one process otherwise
     replicas = join(cfg.train.batch_size)
-    vocab, ids = load_ids(cfg.data)
-    note = None
-    if cfg.train.resume is not None:
-        run_dir, note = resume_dir(cfg.train.resume, run_dir)
-    # rank 0 alone writes into the run directory, so it alone owns it
-    with claim(run_dir) if replicas.is_main else contextlib.nullcontext():
-        trainer = Trainer(cfg, run_dir, vocab, ids, replicas, forked=note is not None)
-        if on_start and replicas.is_main:
-            on_start(run_dir)
-        trainer.announce(len(ids), note)
-        return trainer.run()
+    try:
+        # a signal stops the run at once until training begins, then asks it to stop after a step
+        with StopRequest(repeat_raises=replicas.world_size == 1) as stop:
+            vocab, ids = load_ids(cfg.data)
+            note = None
+            if cfg.train.resume is not None:
+                run_dir, note = resume_dir(cfg.train.resume, run_dir)
+            # rank 0 alone writes into the run directory, so it alone owns it
+            with claim(run_dir) if replicas.is_main else contextlib.nullcontext():
+                trainer = Trainer(cfg, run_dir, vocab, ids, replicas, forked=note is not None)
+                if on_start and replicas.is_main:
+                    on_start(run_dir)
+                trainer.announce(len(ids), note)
+                return trainer.run(stop)
+    finally:
+        replicas.leave()
 
 
 def make_batchers(cfg: Config, ids: np.ndarray) -> tuple[StreamBatcher, StreamBatcher]:
@@ -138,16 +145,19 @@ class Trainer:
         if note:
             self.monitor.write(note)
 
-    def run(self) -> TrainResult:
+    def run(self, stop: StopRequest) -> TrainResult:
         p, tc = self.progress, self.cfg.train
-        with self.monitor, StopRequest(repeat_raises=self.replicas.world_size == 1) as stop, quiet_overflow():
+        with self.monitor, quiet_overflow():
             self.replicas.watch(stop)
+            stop.immediate = False
             stopped_by = None
             while not self.finished() and stopped_by is None:
                 # evaluate, sample and checkpoint every eval_interval steps, unless a resumed run starts at
-                # a step already evaluated (evaluation time is not training time)
+                # a step already evaluated (evaluation time is not training time); a signal abandons it
                 if p.step % tc.eval_interval == 0 and p.eval_step != p.step and (p.step or tc.eval_at_start):
-                    self.evaluate_and_save()
+                    if not self.evaluate_and_save(stop):
+                        stopped_by = stop.signal or signal.SIGTERM
+                        break
                 # learning rate for this step
                 lr = learning_rate(p.step, run_progress(p.step, p.train_seconds, tc), self.cfg.optim.lr,
                                    tc.lr_schedule, tc.warmup_iters, tc.min_lr)
@@ -171,15 +181,19 @@ class Trainer:
                 # every rank stops at the same step, and goes by the same clock
                 stopped_by, p.train_seconds = self.replicas.agree(stop.signal, p.train_seconds,
                                                                   clock=tc.max_seconds is not None)
-            # stopped by a signal: keep the state between two steps; finished: evaluate the last step
+            # finished: evaluate the last step; stopped by a signal, there or before: keep the state between
+            # two steps (an evaluation it interrupted is left for a resume to repeat)
+            if stopped_by is None and p.eval_step != p.step and not self.evaluate_and_save(stop):
+                stopped_by = stop.signal or signal.SIGTERM
             if stopped_by is not None:
                 self.save("ckpt_last.npz")
-            elif p.eval_step != p.step:
-                self.evaluate_and_save()
             full_val_loss = None
             if stopped_by is None and tc.final_full_eval:
                 full_val_loss = full_evaluation(self.backend, self.val_batches, self.full_val_batches, p.val_loss,
-                                                self.spec, self.dtype, self.replicas, self.monitor, p.step)
+                                                self.spec, self.dtype, self.replicas, self.monitor, p.step,
+                                                stop.stopping)
+                if full_val_loss is None:
+                    stopped_by = stop.signal or signal.SIGTERM
             self.monitor.hparams(self.config_dict)
         if self.replicas.is_main:
             write_text_atomic(self.run_dir / "result.json", json.dumps(
@@ -213,37 +227,49 @@ class Trainer:
         if p.chunk == len(self.train_batches):
             p.chunk, p.epoch, p.state = 0, p.epoch + 1, self.zeros
 
-    def evaluate_and_save(self) -> None:
-        """The validation loss of the weights now (every rank), the monitor's figures and a sample (rank 0),
-        then ckpt_best.npz if it improved and ckpt_last.npz."""
+    def evaluate_and_save(self, stop: StopRequest) -> bool:
+        """The validation loss of the weights now (every rank), then ckpt_best.npz if it improved and
+        ckpt_last.npz, then the monitor's figures and a sample (rank 0): saved first, so that output that
+        fails loses nothing. False, with nothing saved or shown, if a signal interrupted it."""
         p, tc = self.progress, self.cfg.train
-        p.val_loss = evaluate(self.backend, self.val_batches, self.spec, self.dtype, self.replicas)
+        val_loss = evaluate(self.backend, self.val_batches, self.spec, self.dtype, self.replicas, stop.stopping)
+        if val_loss is None:
+            return False
+        p.val_loss = val_loss
         if not p.val_loss <= self.guard.max_loss:  # NaN too
             raise self.nonfinite_error(f"step {p.step}: the validation loss is {p.val_loss:.4g}, the weights have "
                                        f"blown up (train.max_loss_ratio={tc.max_loss_ratio} x ln(V) = "
                                        f"{self.guard.max_loss:.4g} is the most a working model scores)")
-        if self.replicas.is_main:
-            self.show_evaluation()
+        # the sample (rank 0) is drawn first, as a signal may cut it short; every rank learns whether it did
+        shown = self.show_evaluation(stop) if self.replicas.is_main else None
+        if self.replicas.sum(float(shown is None and self.replicas.is_main)):
+            return False
         p.eval_step = p.step
         improved = p.val_loss < p.best_val
         p.best_val = min(p.best_val, p.val_loss)
         # best first: a kill between the two writes leaves ckpt_last.npz before this step, which a resume
         # repeats, evaluating and writing both again
         self.save(*(["ckpt_best.npz"] if improved else []), "ckpt_last.npz")
+        if shown is not None:
+            self.monitor.evaluation(p.step, p.val_loss, *shown, best_val_loss=p.best_val, train_seconds=p.train_seconds)
+        return True
 
-    def show_evaluation(self) -> None:
-        """The evaluation's figures, a sample, and how far back the next chunk's gradient reaches."""
+    def show_evaluation(self, stop: StopRequest) -> tuple | None:
+        """What the monitor shows of an evaluation: a sample, the weights, and the gradients of the next
+        chunk (how far back they reach); None if a signal cut the sample short."""
         p, cfg = self.progress, self.cfg
         # Seeded by the step, not drawn from one long stream: a resumed run, or one whose extra final
         # evaluation came in between, draws the same sample at each step as an unbroken run.
         sample_rng = np.random.default_rng([cfg.seed, p.step])
-        sample_ids = generate(self.backend, start_ids(self.vocab, ""), zero_state(self.spec, 1, self.dtype),
-                              cfg.train.sample_length, sample_rng)
+        drawn = generate(self.backend, start_ids(self.vocab, ""), zero_state(self.spec, 1, self.dtype),
+                         cfg.train.sample_length, sample_rng)
+        sample_ids = list(itertools.takewhile(lambda _: not stop.stopping(), drawn))
+        if stop.stopping():
+            return None
         # the chunk training reads next (this rank's streams), from the state it starts from
         inputs, targets = self.replicas.local(*self.train_batches.chunk(p.chunk))
         grads = self.backend.gradients(inputs, targets, self.state_prev(), self.masks(p.step, inputs))
-        self.monitor.evaluation(p.step, p.val_loss, self.vocab.decode(sample_ids), self.backend.export_params(),
-                                grads, best_val_loss=min(p.best_val, p.val_loss), train_seconds=p.train_seconds)
+        return self.vocab.decode(sample_ids), self.backend.export_params(), grads
 
     def save(self, *names: str) -> None:
         """Checkpoint the run as of now into each of names (rank 0; every rank gives its streams' state)."""

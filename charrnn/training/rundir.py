@@ -243,4 +243,6 @@ def register_resolvers() -> None:
     """Make ${run_label:...}, ${sweep_label:...} and ${unique_dir:...} available to the config (before Hydra composes it)."""
     OmegaConf.register_new_resolver("run_label", run_label, replace=True)
     OmegaConf.register_new_resolver("sweep_label", sweep_label, replace=True)
-    OmegaConf.register_new_resolver("unique_dir", unique_dir, replace=True)
+    # cached in the config: joblib's workers receive the sweep's config with its directory already chosen
+    # (chosen again in each worker, one sweep would scatter over DATE, DATE-2, ...)
+    OmegaConf.register_new_resolver("unique_dir", unique_dir, replace=True, use_cache=True)
