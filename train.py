@@ -12,6 +12,7 @@ from charrnn.training.signals import quiet_keyboard_interrupt
 
 quiet_keyboard_interrupt()  # first: a Ctrl-C during the imports below ends in one line too
 
+import os  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -30,7 +31,8 @@ from charrnn.training.loop import train  # noqa: E402
 from charrnn.training.rundir import link_latest, register_resolvers, remove_if_made_and_empty  # noqa: E402
 from charrnn.training.signals import Stopped  # noqa: E402
 
-command = Command(out_of_memory="out of memory; lower model.hidden_size, train.batch_size or train.seq_length",
+command = Command(out_of_memory="out of memory; lower model.hidden_size, model.num_layers, train.batch_size or "
+                                "train.seq_length",
                   cannot_write="free some space or name another hydra.run.dir; checkpoints are written whole or "
                                "not at all, so the last one is intact")
 register_resolvers()
@@ -50,6 +52,10 @@ def main(raw: DictConfig) -> float:
 
 def run(raw: DictConfig, hydra_cfg, output_dir: Path) -> float:
     with command.task():
+        if hydra_cfg.job.chdir:
+            os.chdir(hydra_cfg.runtime.cwd)  # back where the command was given, which every path is relative to
+            raise UserError("hydra.job.chdir=true is not supported: charrnn reads every path (data.path, "
+                            "train.resume, data.cache_dir) from where the command runs; leave it false")
         if hydra_cfg.mode == RunMode.RUN and not str(hydra_cfg.run.dir).strip():
             raise UserError("hydra.run.dir is empty, which would scatter the run's files into the current "
                             "directory; name a directory with hydra.run.dir=PATH")

@@ -72,6 +72,10 @@ class Command:
             fail(str(e))
         except MemoryError:  # NumPy's _ArrayMemoryError is one
             fail(self.out_of_memory)
+        except ValueError as e:  # NumPy's, for an array larger than any address space
+            if "array is too big" not in str(e):
+                raise
+            fail(self.out_of_memory)
         except RuntimeError as e:  # torch's allocators, CPU and CUDA (torch.OutOfMemoryError is one)
             if not is_out_of_memory(e):
                 raise

@@ -301,13 +301,17 @@ class Trainer:
 
     def nonfinite_error(self, problem: str) -> UserError:
         """Training cannot go on: what happened, its likely cause, and that the last checkpoint is intact."""
-        cfg = self.cfg
+        cfg, last = self.cfg, self.run_dir / "ckpt_last.npz"
+        if self.progress.step == 0 and cfg.train.resume is None:  # no update made: the start is to blame
+            return UserError(f"{problem}; likely cause: initial weights too large, model.init={cfg.model.init} "
+                             f"model.init_std={cfg.model.init_std}: lower model.init_std; nothing was saved")
+        kept = f"{last} holds the last good state" if last.exists() else "no checkpoint was written yet"
         if cfg.train.clip_mode == "none":
             cause = f"optim.lr={cfg.optim.lr} on unclipped gradients: lower it, or clip (train.clip_mode=norm)"
         else:
             cause = f"optim.lr={cfg.optim.lr}: lower it, or clip harder (train.grad_clip={cfg.train.grad_clip})"
         return UserError(f"{problem}; likely cause: a learning rate too high, {cause}; nothing new was saved, "
-                         f"{self.run_dir / 'ckpt_last.npz'} holds the last good state")
+                         f"{kept}")
 
 
 def write_config(run_dir: Path, config_dict: dict, run_id: str) -> None:
