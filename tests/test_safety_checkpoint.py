@@ -132,9 +132,10 @@ def sample_measured(checkpoint) -> tuple[int, str, float]:
 BIG = 1 << 27  # 128 MiB of zeros: a hundred kB compressed
 
 
+@pytest.mark.filterwarnings("ignore:Duplicate name:UserWarning")  # zipfile's, as the case is written
 def test_a_small_file_cannot_make_a_load_read_more_than_its_model_needs(finished, tmp_path):
     """An entry charrnn never writes, a weight or state entry larger than its model's shapes, a config or
-    state text of hundreds of MB, an entry twice: each refused in one line, before its data is read."""
+    progress text of hundreds of MB, an entry twice: each refused in one line, before its data is read."""
     last = finished[1] / "ckpt_last.npz"
     cases = {
         "an unknown entry": (rewritten(last, tmp_path / "junk.npz", add=[("junk.npy", Zeros("<f8", (BIG // 8,)))]),
@@ -144,8 +145,8 @@ def test_a_small_file_cannot_make_a_load_read_more_than_its_model_needs(finished
             "param/Why"),
         "the carried state larger than its shape": (
             rewritten(last, tmp_path / "h.npz", replace={"h.npy": Zeros("<f4", (1, BIG // 4 // 16, 16))}), "h"),
-        "a huge state text": (rewritten(last, tmp_path / "state.npz", replace={"state.npy": Zeros("<U1", (BIG // 4,))}),
-                              "state"),
+        "a huge progress text": (rewritten(last, tmp_path / "progress.npz",
+                                           replace={"progress.npy": Zeros("<U1", (BIG // 4,))}), "progress"),
         "an entry twice": (rewritten(last, tmp_path / "twice.npz", add=[("config.npy", npy(np.array("{}")))]),
                            "config"),
     }
@@ -212,4 +213,4 @@ def test_the_loader_reads_only_the_entries_it_knows(finished, tmp_path):
     path = rewritten(finished[1] / "ckpt_last.npz", tmp_path / "extra.npz", add=[("notes.npy", npy(np.arange(3)))])
     with pytest.raises(UserError, match=r"holds an entry charrnn does not write \(notes\)"):
         load_checkpoint(path)
-    assert json.loads(str(np.load(finished[1] / "ckpt_last.npz")["state"]))["step"] == 20
+    assert json.loads(str(np.load(finished[1] / "ckpt_last.npz")["progress"]))["step"] == 20
