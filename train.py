@@ -24,7 +24,7 @@ from omegaconf import DictConfig  # noqa: E402
 
 from charrnn.cli import Command, override, write_hydra_record  # noqa: E402
 from charrnn.config import run_config  # noqa: E402
-from charrnn.distributed import is_main_process  # noqa: E402
+from charrnn.distributed import is_main_process, leave  # noqa: E402
 from charrnn.errors import UserError  # noqa: E402
 from charrnn.terminal import keep_going  # noqa: E402
 from charrnn.training.loop import train  # noqa: E402
@@ -48,6 +48,7 @@ def main(raw: DictConfig) -> float:
         # Hydra makes the run directory before the run starts. A run refused at its start leaves it empty,
         # and so does a resume that continues in its own run's directory, and a rank above 0 under torchrun.
         remove_if_made_and_empty(output_dir)
+        leave()
 
 
 def run(raw: DictConfig, hydra_cfg, output_dir: Path) -> float:

@@ -23,6 +23,7 @@ arrays travel as tensors sharing their memory) and on NCCL for CUDA tensors.
 import os
 import re
 import signal as signals
+import sys
 import time
 from datetime import timedelta
 
@@ -80,9 +81,6 @@ class Solo:
 
     def agree(self, signal: int | None, train_seconds: float, clock: bool) -> tuple[int | None, float]:
         return signal, train_seconds
-
-    def leave(self) -> None:
-        pass
 
 
 SOLO = Solo()
@@ -180,12 +178,6 @@ class Replicas(Solo):
             return None, train_seconds
         return signal or signals.SIGTERM, train_seconds
 
-    def leave(self) -> None:
-        """End this rank's part: the process group is destroyed before the interpreter exits, so gloo's
-        threads are joined rather than torn down mid-work (an abort at exit otherwise, now and then)."""
-        if self.dist.is_initialized():
-            self.dist.destroy_process_group()
-
     def _collective(self, what: str, op, *args) -> None:
         try:
             op(*args)
@@ -215,6 +207,15 @@ class Muted:
 
     def __getattr__(self, name: str):
         return lambda *args, **kwargs: None
+
+
+def leave() -> None:
+    """End this process's part in a run over torchrun: its process group is destroyed before the interpreter
+    exits, so that gloo's threads are joined rather than torn down mid-work (which aborted a rank at exit
+    now and then). One process never imported torch.distributed for a run: nothing to do."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def join(batch_size: int) -> Solo:

@@ -56,22 +56,19 @@ def train(cfg: Config, run_dir: Path, on_start=None) -> TrainResult:
     The corpus is read first: a mistake in the command is named before the directory is looked at."""
     # this process's rank and streams, under torchrun (charrnn.distributed); one process otherwise
     replicas = join(cfg.train.batch_size)
-    try:
-        # a signal stops the run at once until training begins, then asks it to stop after a step
-        with StopRequest(repeat_raises=replicas.world_size == 1) as stop:
-            vocab, ids = load_ids(cfg.data)
-            note = None
-            if cfg.train.resume is not None:
-                run_dir, note = resume_dir(cfg.train.resume, run_dir)
-            # rank 0 alone writes into the run directory, so it alone owns it
-            with claim(run_dir) if replicas.is_main else contextlib.nullcontext():
-                trainer = Trainer(cfg, run_dir, vocab, ids, replicas, forked=note is not None)
-                if on_start and replicas.is_main:
-                    on_start(run_dir)
-                trainer.announce(len(ids), note)
-                return trainer.run(stop)
-    finally:
-        replicas.leave()
+    # a signal stops the run at once until training begins, then asks it to stop after a step
+    with StopRequest(repeat_raises=replicas.world_size == 1, immediate=True) as stop:
+        vocab, ids = load_ids(cfg.data)
+        note = None
+        if cfg.train.resume is not None:
+            run_dir, note = resume_dir(cfg.train.resume, run_dir)
+        # rank 0 alone writes into the run directory, so it alone owns it
+        with claim(run_dir) if replicas.is_main else contextlib.nullcontext():
+            trainer = Trainer(cfg, run_dir, vocab, ids, replicas, forked=note is not None)
+            if on_start and replicas.is_main:
+                on_start(run_dir)
+            trainer.announce(len(ids), note)
+            return trainer.run(stop)
 
 
 def make_batchers(cfg: Config, ids: np.ndarray) -> tuple[StreamBatcher, StreamBatcher]:

@@ -32,7 +32,7 @@ class Stopped(BaseException):
 
 class StopRequest:
     """While entered, every terminating signal a user or a scheduler sends (SIGNALS) is a request to stop:
-    before training begins (while `immediate`) it raises Stopped at once; once training runs it only sets
+    while `immediate` (before training begins) it raises Stopped at once; otherwise it only sets
     `signal`, for the loop to see after its step (or inside an evaluation, which it abandons). A second
     signal raises KeyboardInterrupt at once, for a user who will not wait, unless repeat_raises is False:
     under torchrun, Ctrl-C reaches each worker twice (from the terminal, then forwarded by torchrun), and
@@ -44,10 +44,10 @@ class StopRequest:
     SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
                signal.SIGXCPU)
 
-    def __init__(self, repeat_raises: bool = True):
+    def __init__(self, repeat_raises: bool = True, immediate: bool = False):
         self.signal: int | None = None
         self.repeat_raises = repeat_raises
-        self.immediate = True
+        self.immediate = immediate
         self._previous: dict = {}
 
     def __enter__(self) -> "StopRequest":
