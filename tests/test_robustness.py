@@ -68,7 +68,8 @@ def tiny_checkpoint(**arrays) -> Checkpoint:
     params = init_params(SPEC, "uniform", 0.01, 0, "float32")
     params.update(arrays)
     return Checkpoint(params=params, optimizer_state={"step": np.array(3), "sum/Whh": np.ones((5, 5))},
-                      vocab=np.arange(97, 104, dtype=np.int32), config={"model": {"hidden_size": 5}, "train": {"batch_size": 2}},
+                      vocab=np.arange(97, 104, dtype=np.int32),
+                      config={"model": {"hidden_size": 5}, "train": {"batch_size": 2}},
                       progress={},
                       state={"h": np.zeros((1, 2, 5), np.float32)})
 
@@ -537,4 +538,5 @@ def test_ctrl_c_at_any_moment_is_one_line(finished, tmp_path, script):
         assert "Traceback" not in err, (delay, err)
         assert proc.returncode in (-signal.SIGINT, 128 + signal.SIGINT), (delay, proc.returncode, err)
         last = err.strip().splitlines()[-1]
-        assert last == "interrupted" or last.startswith(("SIGINT: saved step", "interrupted without saving")), err
+        assert last == "interrupted" or last.startswith(("SIGINT: saved step", "SIGINT: stopped before training began",
+                                                         "interrupted without saving")), err

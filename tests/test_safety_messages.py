@@ -27,7 +27,8 @@ def finished(tmp_path_factory):
 @pytest.mark.parametrize("override", ["model.hidden_size=4611686018427387904", "model.num_layers=4611686018427387904",
                                       "model.hidden_size=1099511627776"])
 def test_a_model_no_machine_holds_is_one_line(finished, tmp_path, override):
-    (proc,) = run_scripts(["train.py", f"data.path={finished[0]}", *TINY, override, f"hydra.run.dir={tmp_path / 'run'}"])
+    (proc,) = run_scripts(["train.py", f"data.path={finished[0]}", *TINY, override,
+                           f"hydra.run.dir={tmp_path / 'run'}"])
     assert_user_error(proc, override.split("=")[0])
     assert not (tmp_path / "run").exists()
 
@@ -66,7 +67,8 @@ def test_a_prime_that_is_not_text_is_one_line_or_skipped(finished):
     assert skipped.returncode == 0 and skipped.stdout.startswith(b"e"), skipped.stderr
     (note,) = skipped.stderr.decode().strip().splitlines()
     assert "\\xff" in note
-    assert as_bytes.returncode == 0 and as_bytes.stdout.startswith(b"e\\xff"), as_bytes  # shown escaped, as drawn text is
+    # shown escaped, as drawn text is
+    assert as_bytes.returncode == 0 and as_bytes.stdout.startswith(b"e\\xff"), as_bytes
 
 
 def test_a_full_disk_while_resuming_is_one_line_and_adds_no_empty_file(finished, tmp_path):
