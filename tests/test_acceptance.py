@@ -39,7 +39,15 @@ def test_the_bench_times_the_backend_on_its_loop_and_on_the_kernels():
     row = bench.run([(8, 2, 4)], seconds=0.01, cell="lstm", layers=2, memory=False)[0]
     assert {"numpy", "torch", "torch_fused", "torch_nn"} <= row.keys()
     assert all(row[name]["steps"] >= 5 for name in ("torch", "torch_fused"))
-    assert bench.header("lstm").split()[3:11] == ["|", "numpy", "torch", "t.fused", "nn.LSTM", "t.loop", "per-char", "|"]
+    columns = ["|", "numpy", "torch", "t.fused", "nn.LSTM", "t.loop", "per-char", "|"]
+    assert bench.header("lstm").split()[3:11] == columns
     cells = bench.format_row(row).split()
     assert cells[6] == f"{row['torch_fused']['chars_per_sec']:,.0f}"
     assert cells[15] == f"{row['torch_fused']['chars_per_sec'] / row['torch_nn']['chars_per_sec']:.2f}"
+
+
+def test_the_bench_can_time_steps_by_another_clock():
+    """--cpu-time times each step by the process's CPU time; any clock given is the one each step is read by."""
+    ticks = iter(range(10 ** 6))
+    result = bench.measure_interleaved({"a": lambda: None}, chars=8, seconds=0.01, clock=lambda: 2.0 * next(ticks))
+    assert result["a"]["chars_per_sec"] == 4.0 and result["a"]["steps"] >= 5

@@ -112,7 +112,8 @@ def stack_logits(weights: dict[str, torch.Tensor], spec: ModelSpec, x: torch.Ten
 
 
 def chunk_loss(weights: dict[str, torch.Tensor], spec: ModelSpec, x: torch.Tensor, y: torch.Tensor, state: tuple,
-               masks: tuple | None = None, reduction: str = "mean", fused: bool = False) -> tuple[torch.Tensor, list, tuple]:
+               masks: tuple | None = None, reduction: str = "mean",
+               fused: bool = False) -> tuple[torch.Tensor, list, tuple]:
     """Cross-entropy (nats) of the chunk, x and y (T, B) ids: the mean over its T*B predictions or,
     with reduction="sum", their sum (min-char-rnn's). Returns (loss, outputs, state_last) as stack_logits."""
     logits, outputs, state_last = stack_logits(weights, spec, x, state, masks, fused)
@@ -190,6 +191,7 @@ class TorchBackend:
         return StepResult(loss=loss_value, state_last=self._numpy(state_last), grad_norms=grad_norms,
                           clipped_grad_norms=dict(zip(self.weights, stats[1 + P:].tolist())), skipped=bool(cause),
                           cause=cause)
+
     @torch.no_grad()
     def _update(self) -> str | None:
         """The optimizer step, checked: "update" if it left a non-finite weight or state (then undone
@@ -250,7 +252,8 @@ class TorchBackend:
         scale = self.precision.loss_scale()
         grads = [g / scale for g in torch.autograd.grad(loss * scale, weights + hs)]
         T = inputs.shape[1]
-        dh = torch.stack(grads[len(weights):]).to(self.dtype).reshape(self.spec.num_layers, T, *hs[0].shape)  # (L, T, B, H)
+        dh = torch.stack(grads[len(weights):]).to(self.dtype)
+        dh = dh.reshape(self.spec.num_layers, T, *hs[0].shape)             # (L, T, B, H)
         return Gradients(params={k: g.cpu().numpy() for k, g in zip(self.weights, grads)},
                          dh_norms=torch.linalg.vector_norm(dh, dim=3).mean(dim=2).cpu().numpy())
 
@@ -261,16 +264,19 @@ class TorchBackend:
 
     @torch.inference_mode()
     def step_logits(self, x: np.ndarray, state: tuple) -> tuple[np.ndarray, tuple]:
-        # in the weights' own precision: sampling is cheap, and this way it is the same on any device
+        # In the weights' own precision: sampling is cheap, and this way it is the same on any device. One
+        # step on the CPU runs the loop: oneDNN's LSTM took 4x the loop's time per character there.
         logits, _, state_last = stack_logits(self.weights, self.spec, time_major(x[:, None], self.device),
-                                              as_tensors(state, self.device, self.dtype), fused=self.fused)
+                                              as_tensors(state, self.device, self.dtype),
+                                              fused=self.fused and self.device.type != "cpu")
         return logits[0].cpu().numpy(), self._numpy(state_last)
 
     def export_params(self) -> dict[str, np.ndarray]:
         return {k: w.detach().cpu().numpy().copy() for k, w in self.weights.items()}
 
     def export_optimizer_state(self) -> dict[str, np.ndarray]:
-        return {**export_state(self.optimizer, self.optim_name, self.weights, self.steps), **self.precision.state_dict()}
+        return {**export_state(self.optimizer, self.optim_name, self.weights, self.steps),
+                **self.precision.state_dict()}
 
     def load_optimizer_state(self, state: dict[str, np.ndarray]) -> None:
         self.steps = load_state(self.optimizer, self.optim_name, self.weights, state)

@@ -21,9 +21,16 @@ runs in it: CPU autocast does not reach inside every kernel (the GRU's stays in 
 bfloat16 LSTM needs CPU features this project's hosts lack.
 """
 
+import warnings
+
 import torch
 
 from charrnn.model import ModelSpec
+
+# cuDNN copies the weights it is given into its own layout at every call and warns that this costs a copy;
+# here that is by design (the weights are charrnn's own tensors, b_hh is made per call), and small beside
+# a chunk's work, so the warning would only alarm.
+warnings.filterwarnings("ignore", "RNN module weights are not part of single contiguous chunk", UserWarning)
 
 # arguments of each: input, state, weights, has_biases, num_layers, dropout, train, bidirectional, batch_first
 KERNELS = {"rnn": torch._VF.rnn_tanh, "lstm": torch._VF.lstm, "gru": torch._VF.gru}
@@ -31,7 +38,7 @@ KERNELS = {"rnn": torch._VF.rnn_tanh, "lstm": torch._VF.lstm, "gru": torch._VF.g
 # The cells whose fused kernel made faster full training steps than the loop on the CPU, float32, at
 # (H, B, T) = (256, 64, 64) and (512, 64, 64), one and two layers (docs/performance.md); on a GPU every
 # cell's is, since the loop launches several small kernels per step.
-FASTER_ON_THE_CPU = ("lstm",)
+FASTER_ON_THE_CPU = ("lstm", "gru")
 
 
 def fused_by_default(cell: str, device: torch.device) -> bool:

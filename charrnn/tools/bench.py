@@ -66,26 +66,30 @@ def _rss_kb(field: str) -> int:
     return 0
 
 
-def measure(step: Callable[[], None], chars: int, seconds: float) -> dict:
-    """Median chars/s of step() over about `seconds` of timed calls (at least 5) after 3 warm-up calls."""
+def measure(step: Callable[[], None], chars: int, seconds: float,
+            clock: Callable[[], float] = time.perf_counter) -> dict:
+    """Median chars/s of step() over about `seconds` of timed calls (at least 5) after 3 warm-up calls,
+    each timed by clock (see measure_interleaved)."""
     for _ in range(3):
         step()
     times = []
     deadline = time.perf_counter() + seconds
     while len(times) < 5 or time.perf_counter() < deadline:
-        started = time.perf_counter()
+        started = clock()
         step()
-        times.append(time.perf_counter() - started)
+        times.append(clock() - started)
     return {"chars_per_sec": chars / statistics.median(times), "steps": len(times)}
 
 
 def measure_interleaved(steps: dict[str, Callable[[], None]], chars: int, seconds: float,
-                        block: float = 0.1) -> dict[str, dict]:
+                        block: float = 0.1, clock: Callable[[], float] = time.perf_counter) -> dict[str, dict]:
     """measure() for several implementations at once, in turns of about `block` seconds each, so that a
     machine whose load changes during the run slows them all alike and their ratios hold. The first
     step of a turn is not counted when steps are shorter than a turn: it pays for what the previous
     implementation left in the caches and its idle threads (with one step of each in turn, the NumPy
-    step at min-char-rnn's shape ran at 0.71x its speed alone)."""
+    step at min-char-rnn's shape ran at 0.71x its speed alone). clock times each step: wall time, or
+    time.process_time, the CPU time of this process, which waiting for a core on a machine shared with
+    other work does not inflate (a fair measure with one thread only: idle threads spin on CPU time)."""
     for step in steps.values():
         for _ in range(3):
             step()
@@ -97,9 +101,9 @@ def measure_interleaved(steps: dict[str, Callable[[], None]], chars: int, second
                 step()  # a step longer than a turn hardly feels the caches it starts with: counted
             turn_ends = time.perf_counter() + block
             while True:
-                started = time.perf_counter()
+                started = clock()
                 step()
-                times[name].append(time.perf_counter() - started)
+                times[name].append(clock() - started)
                 if time.perf_counter() >= turn_ends:
                     break
     return {name: {"chars_per_sec": chars / statistics.median(t), "steps": len(t)} for name, t in times.items()}
@@ -247,16 +251,19 @@ def per_char_step(H: int, B: int, T: int, rng, spec: ModelSpec, device: str = "c
     return step
 
 
-def gemm_flops_per_sec(H: int, B: int, seconds: float, gates: int = 1) -> float:
+def gemm_flops_per_sec(H: int, B: int, seconds: float, gates: int = 1,
+                       clock: Callable[[], float] = time.perf_counter) -> float:
     """The rate of the recurrent product (B x H) @ (H x GH), in flops/s."""
     G = gates * H
     a, w, out = np.ones((B, H), np.float32), np.ones((H, G), np.float32), np.empty((B, G), np.float32)
-    reps = max(1, int(2e7 / (B * H * G)))
+    # About 2e7 multiply-adds a call, but at most 10,000 products: a test's tiny shapes would take seconds
+    # (every shape of the bench's own needs fewer).
+    reps = max(1, min(10_000, int(2e7 / (B * H * G))))
 
     def step():
         for _ in range(reps):
             np.matmul(a, w, out=out)
-    return measure(step, reps, seconds)["chars_per_sec"] * 2 * B * H * G
+    return measure(step, reps, seconds, clock)["chars_per_sec"] * 2 * B * H * G
 
 
 IMPLS: dict[str, Callable] = {
@@ -272,7 +279,7 @@ CPU_ONLY = ("numpy", "torch_loop", "per_char")
 
 
 def run(shapes, seconds: float, cell: str = "rnn", layers: int = 1, memory: bool = True,
-        device: str = "cpu") -> list[dict]:
+        device: str = "cpu", clock: Callable[[], float] = time.perf_counter) -> list[dict]:
     rows = []
     gates = CELLS[cell].gates
     on_cpu = device == "cpu"
@@ -283,12 +290,12 @@ def run(shapes, seconds: float, cell: str = "rnn", layers: int = 1, memory: bool
                                                 or (name in RNN_ONLY and (cell, layers) != ("rnn", 1))
                                                 or (name in CPU_ONLY and not on_cpu))]
         row.update(measure_interleaved({name: IMPLS[name](H, B, T, np.random.default_rng(0), spec, device)
-                                        for name in names}, B * T, seconds))
+                                        for name in names}, B * T, seconds, clock=clock))
         for name in names:
             row[name]["peak_mb"] = peak_memory_mb(name, H, B, T, cell, layers) if memory and on_cpu else math.nan
         if on_cpu:
             flops_per_char = 6 * gates * H * H * layers + 6 * gates * H * (V + H * (layers - 1)) + 6 * H * V
-            row["roofline_chars_per_sec"] = gemm_flops_per_sec(H, B, seconds, gates) / flops_per_char
+            row["roofline_chars_per_sec"] = gemm_flops_per_sec(H, B, seconds, gates, clock) / flops_per_char
         rows.append(row)
         print(format_row(row), flush=True)
     return rows
@@ -352,7 +359,8 @@ def format_row(row: dict) -> str:
             if "numpy" in row else f"{'-':>7}")
     return (f"{row['H']:>4} {row['B']:>3} {row['T']:>3} | {cps('numpy')} {cps('torch')} {cps('torch_fused')} "
             f"{cps('torch_nn')} {cps('torch_loop')} {cps('per_char')} | {ratio('numpy', 'torch_nn')} "
-            f"{ratio('numpy', 'per_char')} {roof} {ratio('torch', 'torch_nn', 6)} {ratio('torch_fused', 'torch_nn', 6)} "
+            f"{ratio('numpy', 'per_char')} {roof} {ratio('torch', 'torch_nn', 6)} "
+            f"{ratio('torch_fused', 'torch_nn', 6)} "
             f"| {mem('numpy')} {mem('torch')} {mem('torch_fused')} {mem('torch_nn')}")
 
 
@@ -366,6 +374,8 @@ def main(argv=None) -> None:
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--device", default="cpu", help="where the torch implementations run: cpu (default), "
                                                         "cuda, cuda:N or mps")
+    parser.add_argument("--cpu-time", action="store_true", help="time each step by this process's CPU time, "
+                        "not the wall's: for a machine shared with other work, with OMP_NUM_THREADS=1")
     parser.add_argument("--check", action="store_true", help="run the torch backend's acceptance check on "
                                                              "--device (charrnn.tools.acceptance) instead")
     parser.add_argument("--peak-memory-of", nargs=2, metavar=("IMPL", "H,B,T"), help=argparse.SUPPRESS)
@@ -379,13 +389,14 @@ def main(argv=None) -> None:
         device = str(resolve_device(args.device, "--device"))
     except UserError as e:
         fail(str(e))
+    clock = time.process_time if args.cpu_time else time.perf_counter
     if args.check:
-        sys.exit(0 if acceptance.run(device, args.seconds) else 1)
+        sys.exit(0 if acceptance.run(device, args.seconds, clock=clock) else 1)
     shapes = [tuple(int(v) for v in s.split(",")) for s in args.shapes] if args.shapes else SHAPES
     print(f"chars/s of a full float32 training step (fwd, bwd, clip, Adam), V=65, {args.cell} x{args.layers}, "
-          f"on {device}; medians")
+          f"on {device}; medians{' of CPU time' if args.cpu_time else ''}")
     print(header(args.cell))
-    rows = run(shapes, args.seconds, args.cell, args.layers, device=device)
+    rows = run(shapes, args.seconds, args.cell, args.layers, device=device, clock=clock)
     try:
         overhead = None if args.no_trainer or device != "cpu" else trainer_overhead(args.seconds)
     except UserError as e:
