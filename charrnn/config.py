@@ -127,6 +127,7 @@ class SampleConfig:
     seed: int
     num_samples: int
     raw: bool = False
+    novelty: bool = False
 
 
 BACKEND_CHOICES = {
@@ -288,3 +289,33 @@ def to_sample_config(raw: DictConfig) -> SampleConfig:
 def config_to_dict(cfg: Config) -> dict:
     """Plain dict of a typed config, for checkpoints and the run directory."""
     return asdict(cfg)
+
+
+@dataclass
+class ExploreConfig:
+    checkpoint: str
+    text: Optional[str]
+    length: int
+    out: Optional[str]
+    lookback_positions: int
+    lookback_lags: Optional[int]
+    select: Optional[int]
+    show: Optional[str]
+    skip_unknown: bool
+
+
+EXPLORE_RANGES = {
+    "length": POSITIVE,
+    "lookback_positions": NON_NEGATIVE,
+    "lookback_lags": POSITIVE,
+    "select": NON_NEGATIVE,
+}
+
+
+def to_explore_config(raw: DictConfig) -> ExploreConfig:
+    """The same for python -m charrnn.explore's config (conf/explore.yaml)."""
+    if OmegaConf.is_missing(raw, "checkpoint"):
+        raise UserError("name the model to explore: checkpoint=PATH (a ckpt_*.npz file or a run directory)")
+    cfg: ExploreConfig = _typed(ExploreConfig, raw)
+    _check_values(cfg, {}, EXPLORE_RANGES)
+    return cfg

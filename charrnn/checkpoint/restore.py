@@ -1,12 +1,16 @@
 """A checkpoint's model back on a backend, and which file a path names."""
 
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from charrnn.backends import Backend, make_backend
-from charrnn.checkpoint.format import Checkpoint
+from charrnn.checkpoint.format import Checkpoint, load_checkpoint
+from charrnn.config import BackendConfig, Config, to_config
 from charrnn.data import Vocab
 from charrnn.errors import UserError
-from charrnn.model import param_shapes, spec_of
+from charrnn.model import ModelSpec, param_shapes, spec_of
 
 
 def restore_backend(ckpt: Checkpoint, cfg) -> tuple[Backend, Vocab]:
@@ -26,6 +30,32 @@ def restore_backend(ckpt: Checkpoint, cfg) -> tuple[Backend, Vocab]:
         raise UserError("the checkpoint's vocabulary is not one of byte values, as its config data.encoding=bytes says")
     params = {k: v.astype(cfg.model.dtype) for k, v in ckpt.params.items()}
     return make_backend(cfg, spec, params), vocab
+
+
+@dataclass
+class LoadedModel:
+    path: Path          # the checkpoint file
+    checkpoint: Checkpoint
+    config: Config      # the run's, with the backend asked for
+    backend: Backend
+    vocab: Vocab
+
+    @property
+    def spec(self) -> ModelSpec:
+        return spec_of(self.config.model, len(self.vocab))
+
+
+def load_model(path_str: str, backend: BackendConfig) -> LoadedModel:
+    """The model of a checkpoint, or of a run directory's best checkpoint, on the backend asked for:
+    the one loader of sample.py, python -m charrnn.explore and charrnn.load."""
+    path = resolve_checkpoint(path_str)
+    ckpt = load_checkpoint(path)
+    try:
+        cfg = to_config(OmegaConf.create({**ckpt.config, "backend": asdict(backend)}))
+    except UserError as e:
+        raise UserError(f"checkpoint {path} holds an unusable config ({e})") from None
+    model, vocab = restore_backend(ckpt, cfg)
+    return LoadedModel(path=path, checkpoint=ckpt, config=cfg, backend=model, vocab=vocab)
 
 
 BEST_THEN_LAST = ("ckpt_best.npz", "ckpt_last.npz")

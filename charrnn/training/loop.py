@@ -24,6 +24,7 @@ from charrnn.training.evaluation import evaluate, full_evaluation
 from charrnn.training.signals import StopRequest
 from charrnn.model import init_params, spec_of, zero_state
 from charrnn.monitor import Monitor
+from charrnn.novelty import NoveltyIndex
 from charrnn.optim import learning_rate
 from charrnn.training.resume import resume, resume_dir
 from charrnn.training.resume import RunState
@@ -139,7 +140,7 @@ def _train(cfg: Config, run_dir: Path, note: str | None, on_start, replicas: Sol
     if replicas.is_main:
         write_config(run_dir, config_dict)
     monitor = (Monitor(run_dir, tc.max_iters, run.step, tc.log_interval, tc.clip_mode, run.monitor,
-                       tc.max_seconds, run.train_seconds)
+                       tc.max_seconds, run.train_seconds, NoveltyIndex(*split(ids, cfg.data.val_fraction), vocab))
                if replicas.is_main else Muted())
     monitor.write(f"{len(ids):,} {'bytes' if vocab.is_bytes else 'chars'}, vocabulary {len(vocab)}, "
                   f"{train_batches.num_targets:,} train / {val_batches.num_targets:,} val predictions per pass"
