@@ -19,17 +19,20 @@ with the same message the scripts print.
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from omegaconf import OmegaConf
 
 from charrnn.checkpoint import LoadedModel, load_model
 from charrnn.config import BackendConfig, to_sample_config
-from charrnn.data import load_ids, split
 from charrnn.errors import UserError
 from charrnn.explore.page import PageSpec, build_page
 from charrnn.explore.trace import Trace, losses, top_k, trace
 from charrnn.sampling import continuation, quiet_overflow
+
+if TYPE_CHECKING:
+    from charrnn.training.loop import TrainResult
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 MAX_DEFAULT_LAGS = 256
@@ -81,7 +84,7 @@ class Model:
         options = to_sample_config(OmegaConf.create(dict(
             checkpoint=str(self.path), backend=vars(self.config.backend), length=length, temperature=temperature,
             top_k=top_k, top_p=top_p, greedy=greedy, prime=prime, skip_unknown=False, seed=seed, num_samples=1)))
-        self.encode(prime)
+        self.encode(prime)   # a prime character the vocabulary lacks is named before anything is drawn
         rng = np.random.default_rng(options.seed)
         with quiet_overflow():
             drawn = continuation(self.loaded.backend, self.loaded.vocab, self.loaded.spec, self.config.model.dtype,
@@ -141,15 +144,8 @@ class Model:
 
     def validation_ids(self, length: int) -> np.ndarray:
         """The first `length` symbols of the run's validation split (its corpus must be at hand)."""
-        data = self.config.data
-        if data.path is not None and not Path(data.path).expanduser().is_file():
-            raise UserError(f"the default text is the start of the run's validation split, but its corpus, "
-                            f"{data.path}, is not there from here; pass text=FILE, or run where the model was trained")
-        vocab, ids = load_ids(data)
-        if not np.array_equal(vocab.symbols, self.loaded.vocab.symbols):
-            raise UserError(f"the run's corpus ({data.path or data.download_path}) no longer has the checkpoint's "
-                            f"vocabulary; pass text=FILE")
-        return np.array(split(ids, data.val_fraction)[1][:length])
+        _, val_ids = self.loaded.splits("the page's default text", "pass text=FILE, or run where the model was trained")
+        return np.array(val_ids[:length])
 
     def _trace(self, text: str) -> Trace:
         if not text:
@@ -165,10 +161,12 @@ def load(path: str | Path, backend: str = "numpy", device: str = "auto") -> Mode
     return Model(load_model(str(path), BackendConfig(name=backend, device="cpu" if backend == "numpy" else device)))
 
 
-def train(overrides: Sequence[str] = ()):
+def train(overrides: Sequence[str] = ()) -> "TrainResult":
     """Train as `python train.py OVERRIDES...` does: the same config (conf/, composed by Hydra), the same run
     directory (runs/LABEL/DATE_TIME, or hydra.run.dir=...), the same files in it. Returns the run's
-    TrainResult (run_dir, steps, val_loss, best_val_loss, ...); charrnn.load(result.run_dir) loads it."""
+    TrainResult (run_dir, steps, val_loss, best_val_loss, ...); charrnn.load(result.run_dir) loads it.
+    Interrupting (Ctrl-C, a notebook's stop) saves at the end of the step and returns with stopped_by set."""
+    # Imported here: loading a model needs neither the trainer nor Hydra's composition.
     from hydra import compose, initialize_config_dir
 
     from charrnn.cli import write_hydra_record

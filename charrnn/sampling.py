@@ -6,14 +6,13 @@ import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TextIO
 
 import numpy as np
 
-from charrnn.checkpoint import load_model
+from charrnn.checkpoint import LoadedModel, load_model
 from charrnn.config import SampleConfig
-from charrnn.data import Vocab, load_ids, split
+from charrnn.data import Vocab
 from charrnn.errors import UserError
 from charrnn.model import ModelSpec, zero_state
 from charrnn.novelty import NoveltyIndex
@@ -124,18 +123,11 @@ def sample(cfg: SampleConfig, out: TextIO) -> None:
     out.flush()
 
 
-def training_text_index(model) -> NoveltyIndex:
-    """The windows of the corpus the checkpoint was trained on (its config's data section), split as
-    the run split it."""
-    data = model.config.data
-    if data.path is not None and not Path(data.path).expanduser().is_file():
-        raise UserError(f"novelty=true reads the corpus the checkpoint was trained on, {data.path}, which is not "
-                        f"there from here; sample from the directory the run was trained in, or leave novelty off")
-    vocab, ids = load_ids(data)
-    if not np.array_equal(vocab.symbols, model.vocab.symbols):
-        raise UserError(f"novelty=true reads the corpus the checkpoint was trained on, but its vocabulary "
-                        f"differs from the checkpoint's (the file changed?); sample without novelty=true")
-    return NoveltyIndex(*split(ids, data.val_fraction), vocab)
+def training_text_index(model: LoadedModel) -> NoveltyIndex:
+    """The windows of the corpus the checkpoint was trained on."""
+    train_ids, val_ids = model.splits("novelty=true", "sample from the directory the run was trained in, "
+                                                      "or leave novelty off")
+    return NoveltyIndex(train_ids, val_ids, model.vocab)
 
 
 def known_text(text: str, vocab: Vocab, skip_unknown: bool, what: str = "prime") -> str:

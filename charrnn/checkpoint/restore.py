@@ -3,12 +3,13 @@
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 from omegaconf import OmegaConf
 
 from charrnn.backends import Backend, make_backend
 from charrnn.checkpoint.format import Checkpoint, load_checkpoint
 from charrnn.config import BackendConfig, Config, to_config
-from charrnn.data import Vocab
+from charrnn.data import Vocab, load_ids, split
 from charrnn.errors import UserError
 from charrnn.model import ModelSpec, param_shapes, spec_of
 
@@ -43,6 +44,19 @@ class LoadedModel:
     @property
     def spec(self) -> ModelSpec:
         return spec_of(self.config.model, len(self.vocab))
+
+    def splits(self, needed_by: str, otherwise: str) -> tuple[np.ndarray, np.ndarray]:
+        """The train and val ids of the corpus the run trained on (its config's data section), split as
+        the run split them; a UserError if that corpus is not at hand or has changed."""
+        data = self.config.data
+        if data.path is not None and not Path(data.path).expanduser().is_file():
+            raise UserError(f"{needed_by} reads the corpus the checkpoint was trained on, {data.path}, which is "
+                            f"not there from here; {otherwise}")
+        vocab, ids = load_ids(data)
+        if not np.array_equal(vocab.symbols, self.vocab.symbols):
+            raise UserError(f"{needed_by} reads the corpus the checkpoint was trained on, but its vocabulary differs "
+                            f"from the checkpoint's (the file changed?); {otherwise}")
+        return split(ids, data.val_fraction)
 
 
 def load_model(path_str: str, backend: BackendConfig) -> LoadedModel:

@@ -19,10 +19,10 @@ from charrnn.backends.numpy_layers import CELL_LAYERS
 from charrnn.explore.trace import Trace
 from charrnn.model import ModelSpec
 
-BATCH = 128   # streams per pass: a (K, B, 4H) float32 buffer per layer, 34 MB at K=128, H=512
+BATCH = 64    # streams per pass: the LSTM's gates alone are (K, B, 4H) float32 per layer, 67 MB at K=128, H=512
 
 
-def lookback(params: dict[str, np.ndarray], spec: ModelSpec, trace_: Trace, targets: np.ndarray,
+def lookback(params: dict[str, np.ndarray], spec: ModelSpec, traced: Trace, targets: np.ndarray,
              lags: int) -> np.ndarray:
     """(P, lags) G[j, k] for each j in targets (1 <= j < T) and k = 1 .. lags (column k-1); NaN where
     j-k < 0. Computed in float32: these are sizes on a log scale, not weights."""
@@ -30,12 +30,12 @@ def lookback(params: dict[str, np.ndarray], spec: ModelSpec, trace_: Trace, targ
     out = np.full((len(targets), lags), np.nan, np.float32)
     for start in range(0, len(targets), BATCH):
         js = np.asarray(targets[start:start + BATCH])
-        out[start:start + len(js)] = _window_gradients(params, spec, trace_, js, lags)
+        out[start:start + len(js)] = _window_gradients(params, spec, traced, js, lags)
     return out
 
 
-def _window_gradients(params: dict, spec: ModelSpec, trace_: Trace, js: np.ndarray, lags: int) -> np.ndarray:
-    ids, V, B = trace_.ids, spec.vocab_size, len(js)
+def _window_gradients(params: dict, spec: ModelSpec, traced: Trace, js: np.ndarray, lags: int) -> np.ndarray:
+    ids, V, B = traced.ids, spec.vocab_size, len(js)
     K = min(lags, len(ids))                        # window length
     steps = js - 1                                 # the step whose output scores symbol j
     starts = np.maximum(0, steps - K + 1)          # (B,) each window's first step
@@ -45,7 +45,7 @@ def _window_gradients(params: dict, spec: ModelSpec, trace_: Trace, js: np.ndarr
     x = np.zeros((K, B, V), np.float32)
     x[np.arange(K)[:, None], streams[None, :], window] = 1             # (K, B, V) one-hot inputs
     names = spec.state_names
-    state0 = [trace_.state_after(s - 1, names) for s in starts]        # B tuples of (L, H) arrays
+    state0 = [traced.state_after(s - 1, names) for s in starts]        # B tuples of (L, H) arrays
     cell = CELL_LAYERS[spec.cell]
     caches = []
     for layer in range(spec.num_layers):

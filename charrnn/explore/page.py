@@ -22,7 +22,7 @@ from threadpoolctl import threadpool_limits
 
 from charrnn.data import Vocab
 from charrnn.errors import UserError
-from charrnn.explore import lookback as lookback_
+from charrnn.explore.lookback import lookback
 from charrnn.explore.trace import QUANTITIES, Trace, losses, top_k, trace
 from charrnn.explore.units import STRONG, rank_units
 from charrnn.model import ModelSpec
@@ -83,8 +83,26 @@ def page_data(params: dict[str, np.ndarray], spec: ModelSpec, vocab: Vocab, ids:
     loss = losses(traced)
     top_ids, top_probs = top_k(traced, TOP_K)
     shown = symbol_text(vocab)
-    chars = [shown[i] for i in ids]
-    blocks, scales, units, found = {}, [], [], {}
+    blocks, scales = value_blocks(traced)
+    units, found = unit_rankings(traced, [shown[i] for i in ids])
+    data = {
+        "about": f"{page.about} · mean loss {loss.mean():.3f} nats/char",
+        "layers": spec.num_layers, "hidden": spec.hidden_size, "quantities": list(traced.layers[0]),
+        "about_quantity": ABOUT_QUANTITY, "ranges": {q: RANGES[q] for q in traced.layers[0]}, "scales": scales,
+        "alphabet": ALPHABET, "levels": LEVELS, "symbols": shown, "ids": [int(i) for i in ids],
+        "loss": [None, *np.round(loss, 3).tolist()], "loss_scale": LOSS_SCALE,
+        "top_k": top_ids.shape[1], "top": top_ids.ravel().tolist(),
+        "top_p": np.rint(top_probs * 1000).astype(int).ravel().tolist(),
+        "lookback": lookback_data(params, spec, traced, page),
+        "units": units, "strong": STRONG, "found": found,
+        "start": start or strongest_unit(units), "select": page.select,
+    }
+    return data, blocks
+
+
+def value_blocks(traced: Trace) -> tuple[dict[str, str], list[dict]]:
+    """Every (layer, quantity)'s values as letters, and each layer's per-unit scales (the LSTM's c)."""
+    blocks, scales = {}, []
     for layer, quantities in enumerate(traced.layers):
         scales.append({})
         for q, values in quantities.items():
@@ -93,6 +111,13 @@ def page_data(params: dict[str, np.ndarray], spec: ModelSpec, vocab: Vocab, ids:
                 scales[layer]["c"] = scale.tolist()
                 values = values / scale
             blocks[f"v-{layer}-{q}"] = quantize(values, *RANGES[q])
+    return blocks, scales
+
+
+def unit_rankings(traced: Trace, chars: list[str]) -> tuple[list, dict[str, str]]:
+    """Each layer's ranking (units.rank_units) as JSON, and what each strong unit tracks, by "layer/q/unit"."""
+    units, found = [], {}
+    for layer, quantities in enumerate(traced.layers):
         rankings = rank_units(quantities, chars)
         units.append([{"property": r.prop, "present": r.present, "strong": r.strong,
                        "best": [{"quantity": m.quantity, "unit": m.unit, "r": round(m.r, 3)} for m in r.best]}
@@ -100,30 +125,17 @@ def page_data(params: dict[str, np.ndarray], spec: ModelSpec, vocab: Vocab, ids:
         for r in rankings:
             for m in r.best:
                 if abs(m.r) >= STRONG:
-                    found.setdefault(f"{layer}/{m.quantity}/{m.unit}", f"tracks {r.prop} (r = {m.r:+.2f})")
-    data = {
-        "about": f"{page.about} · mean loss {loss.mean():.3f} nats/char", "layers": spec.num_layers, "hidden": spec.hidden_size, "cell": spec.cell,
-        "quantities": list(traced.layers[0]), "about_quantity": ABOUT_QUANTITY,
-        "ranges": {q: RANGES[q] for q in traced.layers[0]}, "scales": scales,
-        "alphabet": ALPHABET, "levels": LEVELS,
-        "symbols": shown, "ids": [int(i) for i in ids],
-        "loss": [None, *np.round(loss, 3).tolist()], "loss_scale": LOSS_SCALE, "mean_loss": float(loss.mean()),
-        "top_k": top_ids.shape[1], "top": top_ids.ravel().tolist(),
-        "top_p": np.rint(top_probs * 1000).astype(int).ravel().tolist(),
-        "lookback": lookback_data(params, spec, traced, page),
-        "units": units, "strong": STRONG, "found": found,
-        "start": start or strongest_unit(units),
-        "select": page.select,
-    }
-    return data, blocks
+                    signed = f"{m.r:+.2f}".replace("-", "\u2212")
+                    found.setdefault(f"{layer}/{m.quantity}/{m.unit}", f"tracks {r.prop} (r = {signed})")
+    return units, found
 
 
 def lookback_data(params: dict, spec: ModelSpec, traced: Trace, page: PageSpec) -> dict:
     positions = min(page.lookback_positions, len(traced.ids) - 1)
-    sizes = lookback_.lookback(params, spec, traced, np.arange(1, positions + 1), page.lookback_lags)
+    sizes = lookback(params, spec, traced, np.arange(1, positions + 1), page.lookback_lags)
     with np.errstate(divide="ignore"):
         logs = np.log10(sizes.astype(np.float64))
-    logs = np.where(np.isneginf(logs), -30.0, logs)
+    logs = np.where(np.isneginf(logs), -30.0, logs)   # a gradient of exactly 0: far below any strip's floor
     values = [None if math.isnan(v) else round(v, 2) for v in logs.ravel().tolist()]
     return {"positions": positions, "lags": page.lookback_lags, "seq_length": page.seq_length,
             "decades": DECADES, "values": values}

@@ -89,15 +89,15 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
 
-def losses(trace_: Trace) -> np.ndarray:
+def losses(traced: Trace) -> np.ndarray:
     """(T-1,) nats: entry t is -log p(symbol t+1 | symbols 0..t)."""
-    logp = log_softmax(trace_.logits[:-1])
-    return -logp[np.arange(len(logp)), trace_.ids[1:]]
+    logp = log_softmax(traced.logits[:-1])
+    return -logp[np.arange(len(logp)), traced.ids[1:]]
 
 
-def top_k(trace_: Trace, k: int) -> tuple[np.ndarray, np.ndarray]:
+def top_k(traced: Trace, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The k likeliest next symbols at every step, most likely first: ids (T, k) and probabilities (T, k)."""
-    probs = np.exp(log_softmax(trace_.logits))
+    probs = np.exp(log_softmax(traced.logits))
     k = min(k, probs.shape[1])
     ids = np.argpartition(-probs, k - 1, axis=1)[:, :k]
     order = np.argsort(-np.take_along_axis(probs, ids, axis=1), axis=1, kind="stable")
