@@ -5,6 +5,7 @@ import pytest
 
 import charrnn
 from charrnn.data import Vocab, split
+from charrnn import novelty
 from charrnn.novelty import NoveltyIndex, window_hashes
 from tests.conftest import run_scripts
 from tests.test_api import TEXT, tiny_checkpoint
@@ -54,3 +55,12 @@ def test_sample_py_novelty_line(tmp_path):
     vocab = Vocab.from_corpus(np.array([ord(c) for c in TEXT]), "utf-8")
     idx = NoveltyIndex(*split(vocab.encode(TEXT * 40), 0.1), vocab)
     assert proc.stderr.strip() == idx.describe(proc.stdout[:-1])
+
+
+def test_the_index_is_the_same_built_block_by_block(monkeypatch):
+    whole = index(n=8)
+    whole.copied_share(whole.ids_of(TRAIN[:10]))
+    monkeypatch.setattr(novelty, "BLOCK", 7)
+    blocks = index(n=8)
+    blocks.copied_share(blocks.ids_of(TRAIN[:10]))
+    assert np.array_equal(blocks._known, whole._known) and len(whole._known) == len(TRAIN) - 7
