@@ -10,16 +10,16 @@ import sys  # noqa: E402
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from charrnn.cli import Entry  # noqa: E402
+from charrnn.cli import Command  # noqa: E402
 from charrnn.config import to_sample_config  # noqa: E402
 from charrnn.sampling import sample  # noqa: E402
 
-entry = Entry(out_of_memory="out of memory: the checkpoint's model does not fit in this machine's memory")
+command = Command(out_of_memory="out of memory: the checkpoint's model does not fit in this machine's memory")
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="sample")
 def main(raw: DictConfig) -> None:
-    with entry.task():
+    with command.task():
         try:
             sample(to_sample_config(raw), sys.stdout)
         except BrokenPipeError:
@@ -29,4 +29,4 @@ def main(raw: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    entry.run(main)
+    command.run(main)

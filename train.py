@@ -1,4 +1,12 @@
-"""Train a character-level RNN: python train.py [backend=numpy|torch] [key=value ...]."""
+"""Train a character-level RNN: python train.py [backend=numpy|torch] [key=value ...].
+
+The path of a run, one hop from here:
+    where the config is checked       charrnn/config.py          run_config, to_config
+    the training loop                 charrnn/training/loop.py   train, Trainer.run
+    one training step                 charrnn/backends/numpy_backend.py   NumpyBackend.train_step
+    the BPTT                          charrnn/backends/numpy_layers/rnn.py (lstm.py, gru.py)   backward
+    where a checkpoint is written     charrnn/checkpoint/format.py   save_checkpoint
+"""
 
 from charrnn.training.signals import quiet_keyboard_interrupt
 
@@ -13,17 +21,16 @@ from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from charrnn.cli import Entry, override, write_hydra_record  # noqa: E402
-from charrnn.training.distributed import is_main_process  # noqa: E402
+from charrnn.cli import Command, override, write_hydra_record  # noqa: E402
+from charrnn.config import run_config  # noqa: E402
+from charrnn.distributed import is_main_process  # noqa: E402
 from charrnn.errors import UserError  # noqa: E402
-from charrnn.training.resume import config_for_run  # noqa: E402
-from charrnn.training.rundir import register_resolvers  # noqa: E402
-from charrnn.training.rundir import discard_if_empty  # noqa: E402
 from charrnn.training.loop import train  # noqa: E402
+from charrnn.training.rundir import discard_if_empty, register_resolvers  # noqa: E402
 
-entry = Entry(out_of_memory="out of memory; lower model.hidden_size, train.batch_size or train.seq_length",
-              cannot_write="free some space or name another hydra.run.dir; checkpoints are written whole or not "
-                           "at all, so the last one is intact")
+command = Command(out_of_memory="out of memory; lower model.hidden_size, train.batch_size or train.seq_length",
+                  cannot_write="free some space or name another hydra.run.dir; checkpoints are written whole or "
+                               "not at all, so the last one is intact")
 register_resolvers()
 
 
@@ -41,12 +48,12 @@ def main(raw: DictConfig) -> float:
 
 
 def run(raw: DictConfig, hydra_cfg, output_dir: Path) -> float:
-    with entry.task():
+    with command.task():
         if hydra_cfg.mode == RunMode.RUN and not str(hydra_cfg.run.dir).strip():
             raise UserError("hydra.run.dir is empty, which would scatter the run's files into the current "
                             "directory; name a directory with hydra.run.dir=PATH")
         try:
-            result = train(config_for_run(raw, list(hydra_cfg.overrides.task)), output_dir,
+            result = train(run_config(raw, list(hydra_cfg.overrides.task)), output_dir,
                            on_start=lambda: write_hydra_record(output_dir, raw, hydra_cfg))
         except KeyboardInterrupt:
             print("interrupted without saving; the run's last checkpoint is as it was", file=sys.stderr)
@@ -62,4 +69,4 @@ def run(raw: DictConfig, hydra_cfg, output_dir: Path) -> float:
 
 
 if __name__ == "__main__":
-    entry.run(main)
+    command.run(main)

@@ -24,8 +24,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 from omegaconf import OmegaConf
 
-from charrnn.checkpoint import LoadedModel, load_model
-from charrnn.config import BackendConfig, to_sample_config
+from charrnn.checkpoint.loaded import LoadedModel, load_model
+from charrnn.backends import BACKENDS
+from charrnn.config import CONF_DIR, BackendConfig, to_sample_config
 from charrnn.errors import UserError
 from charrnn.explore.page import PageSpec, build_page
 from charrnn.explore.trace import Trace, losses, top_k, trace
@@ -34,7 +35,6 @@ from charrnn.sampling import continuation, quiet_overflow
 if TYPE_CHECKING:
     from charrnn.training.loop import TrainResult
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 MAX_DEFAULT_LAGS = 256
 
 
@@ -156,8 +156,8 @@ class Model:
 def load(path: str | Path, backend: str = "numpy", device: str = "auto") -> Model:
     """The model of a checkpoint file, or of a run directory (its ckpt_best.npz, else ckpt_last.npz), on
     either backend (backend="torch": device "auto", "cpu" or "cuda"), in the dtype it was trained in."""
-    if backend not in ("numpy", "torch"):
-        raise UserError(f"backend={backend!r} is not one of numpy, torch")
+    if backend not in BACKENDS:
+        raise UserError(f"backend={backend!r} is not one of {', '.join(BACKENDS)}")
     return Model(load_model(str(path), BackendConfig(name=backend, device="cpu" if backend == "numpy" else device)))
 
 
@@ -167,19 +167,16 @@ def train(overrides: Sequence[str] = ()) -> "TrainResult":
     TrainResult (run_dir, steps, val_loss, best_val_loss, ...); charrnn.load(result.run_dir) loads it.
     Interrupting (Ctrl-C, a notebook's stop) saves at the end of the step and returns with stopped_by set."""
     # Imported here: loading a model needs neither the trainer nor Hydra's composition.
-    from hydra import compose, initialize_config_dir
-
     from charrnn.cli import write_hydra_record
+    from charrnn.config import compose, run_config
     from charrnn.training.loop import train as train_loop
-    from charrnn.training.resume import config_for_run
     from charrnn.training.rundir import discard_if_empty, register_resolvers
 
     if not (CONF_DIR / "train.yaml").is_file():
         raise UserError(f"charrnn.train composes the configs in {CONF_DIR}, which is missing: "
                         f"install charrnn from its source checkout (pip install -e .)")
     register_resolvers()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="train"):
-        raw = compose(config_name="train", overrides=list(overrides), return_hydra_config=True)
+    raw = compose("train", overrides, return_hydra_config=True)
     hydra_cfg = raw.hydra
     run_dir_name = str(OmegaConf.select(raw, "hydra.run.dir")).strip()
     if not run_dir_name:
@@ -188,7 +185,7 @@ def train(overrides: Sequence[str] = ()) -> "TrainResult":
     run_dir = Path(run_dir_name).absolute()
     task = OmegaConf.masked_copy(raw, [key for key in raw if key != "hydra"])
     try:
-        return train_loop(config_for_run(task, list(hydra_cfg.overrides.task)), run_dir,
+        return train_loop(run_config(task, list(hydra_cfg.overrides.task)), run_dir,
                           on_start=lambda: write_hydra_record(run_dir, task, hydra_cfg))
     finally:
         discard_if_empty(run_dir)

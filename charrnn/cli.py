@@ -27,7 +27,7 @@ def fail(message: str) -> NoReturn:
     sys.exit(2)
 
 
-class Entry:
+class Command:
     """Runs a @hydra.main function. Hydra finds some mistakes before it calls the task function (an
     unknown key or option, an override it cannot parse, a run directory it cannot create) and reports
     them in several lines with exit code 1; run() makes them one line and exit code 2. They are told

@@ -1,20 +1,24 @@
 """Typed configuration: the schema the YAML in conf/ must fit, and the checks on its values.
 
-Values live in conf/; these dataclasses only say what type each key has. to_config (train.py) and
+Values live in conf/; these dataclasses only say what type each key has. run_config (train.py) and
 to_sample_config (sample.py) turn a composed Hydra config into a typed one, or raise UserError
-naming the key and the fix.
+naming the key and the fix; compose() composes conf/ outside a Hydra command (tools, tests, the API).
 """
 
 import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
 
+from charrnn.backends import BACKENDS
+from charrnn.checkpoint import load_checkpoint, resume_path
 from charrnn.data.vocab import ENCODINGS
 from charrnn.errors import UserError
 from charrnn.model import CELLS
+from charrnn.optim import OPTIMIZERS
 
 
 @dataclass
@@ -34,33 +38,6 @@ class ModelConfig:
     num_layers: int = 1
     dropout: float = 0.0
     forget_bias: float = 0.0
-
-
-@dataclass
-class AdagradConfig:
-    name: str
-    lr: float
-    eps: float
-
-
-@dataclass
-class SGDConfig:
-    name: str
-    lr: float
-    momentum: float
-    nesterov: bool
-
-
-@dataclass
-class AdamConfig:
-    name: str
-    lr: float
-    beta1: float
-    beta2: float
-    eps: float
-
-
-OPTIMIZERS = {"adagrad": AdagradConfig, "sgd": SGDConfig, "adam": AdamConfig}
 
 
 @dataclass
@@ -107,7 +84,7 @@ class Config:
     seed: int
     backend: BackendConfig
     model: ModelConfig
-    optim: Any  # one of OPTIMIZERS, chosen by optim.name
+    optim: Any  # the config of one of charrnn.optim.OPTIMIZERS, chosen by optim.name
     data: DataConfig
     train: TrainConfig
     name: Optional[str] = None  # only names the run directory (conf/train.yaml); default for older checkpoints
@@ -131,13 +108,14 @@ class SampleConfig:
 
 
 BACKEND_CHOICES = {
-    "backend.name": ("numpy", "torch"),
+    "backend.name": tuple(BACKENDS),
     "backend.device": ("auto", "cpu", "cuda"),
 }
 
 CHOICES = {
     **BACKEND_CHOICES,
     "model.cell": tuple(CELLS),
+    "optim.name": tuple(OPTIMIZERS),
     "model.init": ("normal", "uniform"),
     "model.dtype": ("float32", "float64"),
     "train.loss_reduction": ("mean", "sum"),
@@ -146,7 +124,6 @@ CHOICES = {
     "train.nonfinite": ("stop", "skip"),
     "data.encoding": ENCODINGS,
 }
-
 
 
 @dataclass(frozen=True)
@@ -270,11 +247,38 @@ def to_config(raw: DictConfig) -> Config:
     if optim_name not in OPTIMIZERS:
         raise UserError(f"unknown optimizer {optim_name!r}; choose optim= one of {', '.join(OPTIMIZERS)}")
     cfg: Config = _typed(Config, raw)
-    cfg.optim = _typed(OPTIMIZERS[optim_name], raw.optim)
+    cfg.optim = _typed(OPTIMIZERS[optim_name].config, raw.optim)
     _check_values(cfg, CHOICES, RANGES)
     if getattr(cfg.optim, "nesterov", False) and cfg.optim.momentum == 0:
         raise UserError("optim.nesterov=true needs momentum: set optim.momentum above 0, or optim.nesterov=false")
     return cfg
+
+
+def run_config(raw: DictConfig, overrides: list[str]) -> Config:
+    """The typed config of a training run. To resume (train.resume), it is the checkpoint's saved
+    config with only the keys given on the command line (overrides, as Hydra lists them) changed, so
+    that `python train.py train.resume=DIR` continues a run whatever options started it."""
+    resume = OmegaConf.select(raw, "train.resume")
+    if resume is None:
+        return to_config(raw)
+    path = resume_path(resume)
+    saved = OmegaConf.create(load_checkpoint(path).config)
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        value = OmegaConf.select(raw, key, default=_ABSENT)
+        if value is _ABSENT:
+            raise UserError(f"{override} does not name one config key, so it cannot change a resumed run; "
+                            f"override the keys themselves (e.g. train.max_iters=...)")
+        OmegaConf.update(saved, key, value, merge=False)
+    OmegaConf.update(saved, "train.resume", resume)  # however it was given
+    try:
+        return to_config(saved)
+    except UserError as e:
+        raise UserError(f"cannot resume {path}: its saved config, with your overrides, "
+                        f"does not validate ({e})") from None
+
+
+_ABSENT = object()
 
 
 def to_sample_config(raw: DictConfig) -> SampleConfig:
@@ -319,3 +323,16 @@ def to_explore_config(raw: DictConfig) -> ExploreConfig:
     cfg: ExploreConfig = _typed(ExploreConfig, raw)
     _check_values(cfg, {}, EXPLORE_RANGES)
     return cfg
+
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def compose(config_name: str = "train", overrides=(), return_hydra_config: bool = False) -> DictConfig:
+    """conf/<config_name>.yaml with overrides, composed as the command line would (untyped: to_config or
+    run_config types it)."""
+    from hydra import compose as hydra_compose, initialize_config_dir
+
+    # job_name as the command line's: Hydra names a job after its script (train.py, sample.py)
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3", job_name=config_name):
+        return hydra_compose(config_name, list(overrides), return_hydra_config=return_hydra_config)

@@ -10,7 +10,7 @@ from typing import TextIO
 
 import numpy as np
 
-from charrnn.checkpoint import LoadedModel, load_model
+from charrnn.checkpoint.loaded import LoadedModel, load_model
 from charrnn.config import SampleConfig
 from charrnn.data import Vocab
 from charrnn.errors import UserError
@@ -88,8 +88,10 @@ def continuation(backend, vocab: Vocab, spec: ModelSpec, dtype: str, prime: str,
 
 @contextmanager
 def quiet_overflow() -> Iterator[None]:
-    """Scores that overflow end in one line from generate, and a temperature that underflows is greedy
-    by design: NumPy's warnings on the way would only bury them."""
+    """NumPy's overflow warnings silenced: scores that overflow end in one line from generate, a model that
+    blows up in training in one line from the trainer, and a temperature that underflows is greedy by
+    design; the warnings on the way would only bury them. (A filter costs nothing until a warning is
+    raised; np.errstate slowed every training step by ~3%.)"""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", r"(overflow|invalid value) encountered", RuntimeWarning)
         yield

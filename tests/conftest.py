@@ -11,18 +11,15 @@ for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from hydra import compose, initialize_config_dir  # noqa: E402
 
 from charrnn.monitor import grad_flow  # noqa: E402
-from charrnn.config import to_config  # noqa: E402
+from charrnn.config import compose, to_config  # noqa: E402
 
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 REPO = Path(__file__).resolve().parents[1]
 
 
 def compose_raw(overrides=(), config_name="train"):
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name=config_name, overrides=list(overrides))
+    return compose(config_name, overrides)
 
 
 def make_config(overrides=()):

@@ -39,7 +39,7 @@ def tiny_checkpoint(run_dir, cell, dtype="float64", corpus_text=TEXT * 40, scale
         edit(params, vocab)
     save_checkpoint(run_dir / "ckpt_best.npz", Checkpoint(
         params=params, optimizer_state={}, vocab=vocab.symbols, config=config_to_dict(cfg),
-        state={"step": 0}, hidden=dict(zip(spec.state_names, zero_state(spec, 1, dtype)))))
+        progress={"step": 0}, state=dict(zip(spec.state_names, zero_state(spec, 1, dtype)))))
     return run_dir
 
 

@@ -1,3 +1,5 @@
+import errno
+import os
 import pickle
 import random
 import subprocess
@@ -10,7 +12,7 @@ import pytest
 from charrnn.checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint, restore_backend, save_checkpoint
 from charrnn.errors import UserError
 from charrnn.model import init_params, model_spec
-from charrnn.training.resume import RunState
+from charrnn.training.resume import Progress
 from tests.conftest import REPO, TINY, assert_user_error, make_config, run_scripts
 
 
@@ -18,8 +20,8 @@ def checkpoint():
     return Checkpoint(params=init_params(model_spec("rnn", 7, 5), "uniform", 0.01, 0, "float32"),
                       optimizer_state={"step": np.array(3), "sum/Whh": np.ones((5, 5))},
                       vocab=np.arange(97, 104, dtype=np.int32), config={"model": {"hidden_size": 5}},
-                      state={"step": 3, "best_val": 1.5},
-                      hidden={"h": np.zeros((1, 2, 5), np.float32)})
+                      progress={"step": 3, "best_val": 1.5},
+                      state={"h": np.zeros((1, 2, 5), np.float32)})
 
 
 def test_round_trip(tmp_path):
@@ -30,19 +32,23 @@ def test_round_trip(tmp_path):
     for k, v in original.params.items():
         assert np.array_equal(loaded.params[k], v) and loaded.params[k].dtype == v.dtype
     assert np.array_equal(loaded.optimizer_state["sum/Whh"], np.ones((5, 5)))
-    assert loaded.config == original.config and loaded.state == original.state
+    assert loaded.config == original.config and loaded.progress == original.progress
     assert np.array_equal(loaded.vocab, original.vocab)
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.npz"]  # no temporary file left behind
 
 
-def test_a_checkpoint_that_cannot_be_written_is_named_and_the_old_one_kept(tmp_path):
+def test_a_checkpoint_that_cannot_be_written_is_named_and_the_old_one_kept(tmp_path, monkeypatch):
     save_checkpoint(tmp_path / "ckpt.npz", checkpoint())
     saved = (tmp_path / "ckpt.npz").read_bytes()
-    (tmp_path / ".ckpt.npz.tmp").mkdir()  # where the new file would be written
-    with pytest.raises(UserError, match=f"cannot write checkpoint {tmp_path / 'ckpt.npz'}: Is a directory; "
+
+    def full_disk(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(UserError, match=f"cannot write checkpoint {tmp_path / 'ckpt.npz'}: No space left on device; "
                                         f"what was there before is as it was"):
         save_checkpoint(tmp_path / "ckpt.npz", checkpoint())
     assert (tmp_path / "ckpt.npz").read_bytes() == saved
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.npz"]  # no temporary file left behind
 
 
 def test_run_directory_resolves_to_best_then_last(tmp_path):
@@ -65,7 +71,7 @@ def test_pickled_payload_is_refused_without_running(tmp_path, monkeypatch):
         load_checkpoint(path)
     raw = tmp_path / "evil.pt"
     raw.write_bytes(pickle.dumps(Boom()))
-    with pytest.raises(UserError):
+    with pytest.raises(UserError, match="is not a charrnn checkpoint \\(not an .npz archive\\)"):
         load_checkpoint(raw)
     assert not (tmp_path / "PWNED").exists()
 
@@ -75,7 +81,7 @@ def test_truncated_and_foreign_files_are_refused(tmp_path):
     save_checkpoint(path, checkpoint())
     truncated = tmp_path / "truncated.npz"
     truncated.write_bytes(path.read_bytes()[:200])
-    with pytest.raises(UserError):
+    with pytest.raises(UserError, match="is not a readable charrnn checkpoint"):
         load_checkpoint(truncated)
     foreign = tmp_path / "foreign.npz"
     np.savez(foreign, weights=np.ones(3))
@@ -114,8 +120,8 @@ def test_every_damaged_byte_is_refused_or_harmless(tmp_path):
 @pytest.mark.parametrize("entry,value,message", [
     ("vocab", np.array([99, 98, 97], np.int32), "vocabulary is not an ascending list"),
     ("param/Whh", np.zeros((5, 5), np.int64), "not floating point: Whh"),
-    ("config", np.array("{not json"), "config or state is not a JSON object"),
-    ("state", np.array("[1, 2]"), "config or state is not a JSON object"),
+    ("config", np.array("{not json"), "config or progress is not a JSON object"),
+    ("progress", np.array("[1, 2]"), "config or progress is not a JSON object"),
 ])
 def test_damaged_entries_are_refused(tmp_path, entry, value, message):
     path = tmp_path / "ckpt.npz"
@@ -184,7 +190,9 @@ def test_sigkill_at_any_moment_leaves_a_loadable_checkpoint(corpus, tmp_path):
         proc.kill()
         proc.wait()
         ckpt = load_checkpoint(run_dir / "ckpt_last.npz")
-        assert RunState.from_checkpoint(ckpt, run_dir, "float32", ("h",)).step >= 0, delay
+        progress = Progress.from_checkpoint(ckpt, run_dir, "float32", ("h",))
+        # every step evaluates and saves, so the file is whole at one step: the one it evaluated
+        assert progress.eval_step == progress.step and progress.state[0].shape == (1, 4, 64), delay
         load_checkpoint(resolve_checkpoint(str(run_dir)))
 
 
@@ -205,7 +213,7 @@ def test_a_checkpoint_written_before_cells_and_layers_samples_and_resumes_as_it_
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("the quick brown fox jumps over the lazy dog.\n" * 120, encoding="utf-8")
     ckpt = load_checkpoint(run_dir / "ckpt_last.npz")
-    assert "cell" not in ckpt.config["model"] and ckpt.hidden["h"].shape == (1, 4, 8)
+    assert "cell" not in ckpt.config["model"] and ckpt.state["h"].shape == (1, 4, 8)
     sampled, resumed = run_scripts(
         ["sample.py", f"checkpoint={run_dir / 'ckpt_last.npz'}", "length=40", "seed=3"],
         ["train.py", f"train.resume={run_dir}", "train.max_iters=30", f"data.path={corpus}"])

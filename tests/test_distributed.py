@@ -1,4 +1,4 @@
-"""Data-parallel training (charrnn.training.distributed): 2 gloo ranks on the CPU follow one process's curve."""
+"""Data-parallel training (charrnn.distributed): 2 gloo ranks on the CPU follow one process's curve."""
 
 import json
 import os
@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from charrnn.tools import bench_distributed
-from charrnn.training import distributed, loop as trainer
-from charrnn.training.distributed import shard_state, stream_slice
+from charrnn import distributed
+from charrnn.training import loop as trainer
+from charrnn.distributed import shard_state, stream_slice
 from charrnn.errors import UserError
 from charrnn.monitor import Monitor
 from tests.conftest import TINY, make_config
@@ -179,7 +180,7 @@ def test_a_signal_to_one_rank_stops_every_rank_at_the_same_step(corpus, tmp_path
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     # the signal came after step 12's all-reduce, so the ranks agree on it at step 13's
     assert ranks == [{"steps": 14, "stopped_by": signal.SIGINT}, {"steps": 14, "stopped_by": signal.SIGTERM}]
-    assert int(json.loads(np.load(tmp_path / "ckpt_last.npz")["state"].item())["step"]) == 14
+    assert int(json.loads(np.load(tmp_path / "ckpt_last.npz")["progress"].item())["step"]) == 14
 
 
 def test_streams_are_shared_out_whole_and_disjoint():

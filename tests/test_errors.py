@@ -142,4 +142,4 @@ def test_a_failed_start_writes_nothing_over_an_earlier_run(corpus, tmp_path):
                                 f"{run_dir / 'ckpt_last.npz'} holds the last good state", alone=False)
     assert "Warning" not in blown_up.stderr  # NumPy's overflow warnings do not bury that line
     assert {p.name: p.read_bytes() for p in run_dir.glob("ckpt_*.npz")} == saved
-    assert load_checkpoint(run_dir / "ckpt_last.npz").state["step"] == 5
+    assert load_checkpoint(run_dir / "ckpt_last.npz").progress["step"] == 5

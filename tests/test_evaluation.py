@@ -7,7 +7,7 @@ from charrnn.training import evaluation, loop as trainer
 from charrnn.data.batching import StreamBatcher
 from charrnn.checkpoint import load_checkpoint, restore_backend
 from charrnn.data import load_ids
-from charrnn.training.distributed import Solo
+from charrnn.distributed import Solo
 from charrnn.training.evaluation import evaluate
 from charrnn.model import model_spec, spec_of
 from tests.conftest import TINY, make_config

@@ -6,19 +6,19 @@ from dataclasses import astuple
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
+from charrnn.config import compose
 from charrnn.monitor import grad_flow
 from charrnn.training import loop as trainer
 from charrnn.backends.interface import Gradients, StepResult
 from charrnn.monitor.dashboard import BOOKKEEPING, METRICS, SHOWN_FIRST, hparam_columns
 from charrnn.monitor import Monitor
 from charrnn.training.rundir import register_resolvers, run_label, unique_dir
-from tests.conftest import CONF_DIR, TINY, make_config
+from tests.conftest import TINY, make_config
 
 EVALS = [0, 10, 20]
 
@@ -102,7 +102,7 @@ def test_clipped_norms_are_written_only_where_they_differ_from_the_norms(corpus,
 
 
 def test_layers_and_recurrent_matrices_each_get_their_own_curves(tmp_path):
-    """Gradients of two layers (issue 10's (L, T)), and two recurrent matrices."""
+    """Gradients of two layers ((L, T) norms), and two recurrent matrices."""
     rng = np.random.default_rng(0)
     params = {name: rng.standard_normal(shape) for name, shape in
               {"Wxh": (4, 3), "Whh": (4, 4), "Whh_l1": (4, 4), "Why": (3, 4), "bh": (4,)}.items()}
@@ -156,8 +156,7 @@ def test_run_names_carry_the_overrides_or_the_name():
 def test_the_run_directory_pattern_reads_the_command_line(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     register_resolvers()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=["optim=sgd", "train.max_iters=5"], return_hydra_config=True)
+    cfg = compose("train", ["optim=sgd", "train.max_iters=5"], return_hydra_config=True)
     assert re.fullmatch(r"runs/optim=sgd,train.max_iters=5/\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d", cfg.hydra.run.dir)
     assert cfg.hydra.run.dir == cfg.hydra.run.dir  # asked again, the same directory
 

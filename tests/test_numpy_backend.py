@@ -1,10 +1,12 @@
 import numpy as np
 import pytest
 
+from charrnn.backends.interface import StepSettings
 from charrnn.backends import numpy_backend
-from charrnn.backends.numpy_backend import NumpyBackend, loss_and_grads, stack_backward, stack_forward, step_logits
+from charrnn.backends.numpy_backend import (NumpyBackend, loss_and_grads, rnn_loss_and_grads, stack_backward,
+                                            stack_forward, step_logits)
 from charrnn.backends.numpy_layers import projection
-from charrnn.config import AdagradConfig, AdamConfig, SGDConfig
+from charrnn.optim import AdagradConfig, AdamConfig, SGDConfig
 from charrnn.gradcheck.problem import random_problem, relative_error
 from charrnn.gradcheck.reference import finite_differences, numpy_bptt
 from charrnn.model import CELLS, model_spec
@@ -25,7 +27,7 @@ def test_loss_and_grads_returns_last_state_and_mean_loss():
     pb = random_problem(2, 4, 3, 5)
     spec = model_spec("rnn", 5, 3)
     h_prev = pb.state[0][0]
-    loss, grads, h_last = loss_and_grads(pb.params, pb.inputs, pb.targets, h_prev)
+    loss, grads, h_last = rnn_loss_and_grads(pb.params, pb.inputs, pb.targets, h_prev)
     state, nll = pb.state, []
     for t in range(pb.inputs.shape[1]):
         logits, state = step_logits(pb.params, spec, pb.inputs[:, t], state)
@@ -92,7 +94,7 @@ def test_out_of_range_ids_are_refused_not_clamped(bad):
     pb = random_problem(2, 3, 4, 6)
     pb.inputs[1, 2] = bad
     with pytest.raises(ValueError, match=r"\[0, 6\)"):
-        loss_and_grads(pb.params, pb.inputs, pb.targets, pb.state[0][0])
+        rnn_loss_and_grads(pb.params, pb.inputs, pb.targets, pb.state[0][0])
 
 
 @pytest.mark.parametrize("optim_cfg", [
@@ -103,7 +105,7 @@ def test_out_of_range_ids_are_refused_not_clamped(bad):
 @pytest.mark.parametrize("clip_mode,cell", [("norm", "rnn"), ("value", "lstm"), ("none", "gru")])
 def test_float32_training_stays_float32_and_reuses_its_buffers(optim_cfg, clip_mode, cell):
     pb = random_problem(3, 5, 8, 7, dtype="float32", cell=cell, num_layers=2, dropout=0.2)
-    backend = NumpyBackend(model_spec(cell, 7, 8, 2), pb.params, optim_cfg, clip_mode, 0.01, "mean")
+    backend = NumpyBackend(model_spec(cell, 7, 8, 2), pb.params, StepSettings(optim_cfg, clip_mode, 0.01))
     state = backend.train_step(pb.inputs, pb.targets, pb.state, optim_cfg.lr, pb.masks).state_last
     def buffers():
         return [*backend.cache.layers, *backend.cache.dropped, backend.cache.head.probs]
@@ -149,7 +151,7 @@ def test_dh_t_is_the_gradient_of_the_rest_of_the_chunk_with_respect_to_h_t():
             numeric[i] = (loss_from(t, up[None]) - loss_from(t, down[None])) / (2 * eps)
         assert relative_error(dh[t], numeric) < 1e-7, t
     sgd = SGDConfig(name="sgd", lr=0.1, momentum=0.0, nesterov=False)
-    shown = NumpyBackend(spec, pb.params, sgd, "none", 1.0, "mean").gradients(pb.inputs, pb.targets, pb.state)
+    shown = NumpyBackend(spec, pb.params, StepSettings(sgd, "none", 1.0)).gradients(pb.inputs, pb.targets, pb.state)
     np.testing.assert_allclose(shown.dh_norms, np.linalg.norm(dh, axis=2).mean(axis=1)[None], rtol=1e-14)
 
 
@@ -165,5 +167,5 @@ def test_dropout_zeroes_what_it_drops_and_changes_nothing_at_evaluation():
     assert plain != loss
     ones = tuple(np.ones_like(m) for m in pb.masks)
     assert stack_forward(pb.params, spec, pb.inputs, pb.targets, pb.state, ones)[0] == pytest.approx(plain, rel=1e-15)
-    assert numpy_backend.NumpyBackend(spec, pb.params, SGDConfig("sgd", 0.1, 0.0, False), "none", 1.0,
-                                      "mean").evaluate(pb.inputs, pb.targets, pb.state)[0] == plain
+    sgd = StepSettings(SGDConfig("sgd", 0.1, 0.0, False), "none", 1.0)
+    assert NumpyBackend(spec, pb.params, sgd).evaluate(pb.inputs, pb.targets, pb.state)[0] == plain

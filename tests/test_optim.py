@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from charrnn.config import AdagradConfig, AdamConfig, SGDConfig
-from charrnn.backends.flat import flat_buffer
-from charrnn.optim import clip_gradients, grad_norms, learning_rate, make_optimizer
+from charrnn.optim import AdagradConfig, AdamConfig, SGDConfig
+from charrnn.optim import clip_gradients, flat_buffer, grad_norms, learning_rate, make_optimizer
 
 OPTIMIZERS = [
     (AdagradConfig(name="adagrad", lr=0.1, eps=1e-10), lambda p: torch.optim.Adagrad(p, lr=0.1, eps=1e-10)),

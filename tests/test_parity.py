@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from charrnn.training import loop as trainer
-from charrnn.backends import make_backend, numpy_backend, torch_backend
+from charrnn.backends import StepSettings, make_backend, numpy_backend, torch_backend
 from charrnn.backends.numpy_backend import NumpyBackend
 from charrnn.backends.torch_backend import TorchBackend
 from charrnn.data.batching import StreamBatcher
 from charrnn.checkpoint import load_checkpoint
-from charrnn.config import AdagradConfig, AdamConfig, SGDConfig
+from charrnn.optim import AdagradConfig, AdamConfig, SGDConfig
 from charrnn.data import load_ids
 from charrnn.gradcheck.problem import random_problem, relative_error
 from charrnn.model import dropout_masks
@@ -25,12 +25,12 @@ LOSS_TOL = {"float64": 1e-9, "float32": 1e-4}
 
 
 def test_the_one_layer_rnn_contract_of_min_char_rnn_keeps_working():
-    """loss_and_grads(params, inputs, targets, h_prev) with h_prev (B, H): no spec, no state tuple."""
+    """rnn_loss_and_grads(params, inputs, targets, h_prev) with h_prev (B, H): no spec, no state tuple."""
     pb = random_problem(3, 9, 8, 11)
     h_prev = pb.state[0][0]
     assert np.abs(h_prev).min() > 0          # a carried state, not zeros
-    loss, grads, h_last = numpy_backend.loss_and_grads(pb.params, pb.inputs, pb.targets, h_prev)
-    t_loss, t_grads, t_h_last = torch_backend.loss_and_grads(pb.params, pb.inputs, pb.targets, h_prev)
+    loss, grads, h_last = numpy_backend.rnn_loss_and_grads(pb.params, pb.inputs, pb.targets, h_prev)
+    t_loss, t_grads, t_h_last = torch_backend.rnn_loss_and_grads(pb.params, pb.inputs, pb.targets, h_prev)
     assert set(grads) == set(t_grads) == {"Wxh", "Whh", "Why", "bh", "by"} and h_last.shape == (3, 8)
     assert t_loss == pytest.approx(loss, rel=1e-12)
     for k in grads:
@@ -83,10 +83,9 @@ def test_a_gradient_off_by_one_part_in_a_billion_is_caught():
 def test_the_gradients_shown_agree_and_are_the_ones_training_uses(loss_reduction, cell, layers):
     pb = random_problem(3, 9, 8, 11, cell=cell, num_layers=layers, dropout=0.3)
     spec = model_spec(cell, 11, 8, layers)
-    ours = NumpyBackend(spec, pb.params, OPTIMIZERS["adam"], "norm", 1.0, loss_reduction).gradients(
-        pb.inputs, pb.targets, pb.state, pb.masks)
-    theirs = TorchBackend(spec, pb.params, "cpu", OPTIMIZERS["adam"], "norm", 1.0, loss_reduction).gradients(
-        pb.inputs, pb.targets, pb.state, pb.masks)
+    settings = StepSettings(OPTIMIZERS["adam"], "norm", 1.0, loss_reduction)
+    ours = NumpyBackend(spec, pb.params, settings).gradients(pb.inputs, pb.targets, pb.state, pb.masks)
+    theirs = TorchBackend(spec, pb.params, settings, "cpu").gradients(pb.inputs, pb.targets, pb.state, pb.masks)
     assert ours.dh_norms.shape == theirs.dh_norms.shape == (layers, 9)
     assert relative_error(theirs.dh_norms, ours.dh_norms) < GRAD_TOL
     _, grads, _ = numpy_backend.loss_and_grads(pb.params, pb.inputs, pb.targets, pb.state, spec=spec, masks=pb.masks)
@@ -116,8 +115,8 @@ def train(backend_cls, optim: str, clip_mode: str, reduction: str, dtype: str, s
     """Run the trainer's loop (state carried, reset at the end of an epoch, dropout masks drawn by step)
     for `steps` steps. Returns the per-step StepResults and the final params."""
     cfg = OPTIMIZERS[optim]
-    backend = backend_cls(spec, init_params(spec, "uniform", 0.01, 0, dtype), optim_cfg=cfg, clip_mode=clip_mode,
-                          grad_clip=GRAD_CLIP[clip_mode], loss_reduction=reduction, **kwargs)
+    backend = backend_cls(spec, init_params(spec, "uniform", 0.01, 0, dtype),
+                          StepSettings(cfg, clip_mode, GRAD_CLIP[clip_mode], reduction), **kwargs)
     # Summed gradients are B*T times the mean's: SGD at the same lr would diverge, and a diverging run
     # amplifies round-off until any two implementations part.
     lr = cfg.lr * lr_factor / (B * T if reduction == "sum" and cfg.name == "sgd" else 1)
@@ -170,7 +169,7 @@ def test_100_training_steps_of_two_layers_with_dropout_agree(cell, dtype):
 def test_a_run_with_the_lr_off_by_one_part_in_ten_million_is_caught():
     run = train(NumpyBackend, "adam", "norm", "mean", "float64")
     nudged = train(NumpyBackend, "adam", "norm", "mean", "float64", lr_factor=1 + 1e-7)
-    with pytest.raises(AssertionError):
+    with pytest.raises(AssertionError, match="assert .* < 1e-09"):
         assert_same_run(run, nudged, LOSS_TOL["float64"])
 
 
@@ -185,8 +184,8 @@ def test_100_training_steps_agree_in_float32(optim, clip_mode, reduction):
 
 
 RNN = model_spec("rnn", V, H)
-BUILD = {"numpy": lambda params, cfg: NumpyBackend(RNN, params, cfg, "norm", 1.0, "mean"),
-         "torch": lambda params, cfg: TorchBackend(RNN, params, "cpu", cfg, "norm", 1.0, "mean")}
+BUILD = {"numpy": lambda params, cfg: NumpyBackend(RNN, params, StepSettings(cfg, "norm", 1.0)),
+         "torch": lambda params, cfg: TorchBackend(RNN, params, StepSettings(cfg, "norm", 1.0), "cpu")}
 
 
 @pytest.mark.parametrize("steps_before", [0, 3])
@@ -222,26 +221,27 @@ def test_checkpoint_from_one_backend_evaluates_and_continues_in_the_other(corpus
                  f"model={model}", "model.hidden_size=8", "model.num_layers=2", "model.dropout=0.1"]
     trainer.train(make_config([*overrides, f"backend={writer}"]), tmp_path / "run")
     ckpt = load_checkpoint(tmp_path / "run" / "ckpt_last.npz")
-    assert ckpt.state["backend"] == writer and ckpt.state["step"] == 15
+    assert ckpt.progress["backend"] == writer and ckpt.progress["step"] == 15
 
     def resume(name: str):
         """Val loss of the checkpoint's weights, then 5 more training steps, on backend `name`."""
         cfg = make_config([*overrides, f"backend={name}"])
         vocab, ids = load_ids(cfg.data)
         spec = spec_of(cfg.model, len(vocab))
-        backend = make_backend(cfg, spec, ckpt.params)
+        backend = make_backend(cfg.backend.name, spec, ckpt.params, StepSettings.from_config(cfg, len(vocab)),
+                               cfg.backend.device)
         backend.load_optimizer_state(ckpt.optimizer_state)
         train_batches, val_batches = trainer.make_batchers(cfg, ids)
         val_loss = trainer.evaluate(backend, val_batches, spec, cfg.model.dtype)
-        state, losses = tuple(ckpt.hidden[k] for k in spec.state_names), []
-        for chunk in range(ckpt.state["chunk"], ckpt.state["chunk"] + 5):
+        state, losses = tuple(ckpt.state[k] for k in spec.state_names), []
+        for chunk in range(ckpt.progress["chunk"], ckpt.progress["chunk"] + 5):
             result = backend.train_step(*train_batches.chunk(chunk % len(train_batches)), state, cfg.optim.lr)
             state = result.state_last
             losses.append(result.loss)
         return val_loss, np.array(losses), backend.export_params()
 
     val_loss, losses, params = resume(reader)
-    assert val_loss == pytest.approx(ckpt.state["val_loss"], rel=1e-12)
+    assert val_loss == pytest.approx(ckpt.progress["val_loss"], rel=1e-12)
     _, same_losses, same_params = resume(writer)
     np.testing.assert_allclose(losses, same_losses, rtol=1e-12, atol=0)
     for k in params:

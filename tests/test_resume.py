@@ -17,7 +17,7 @@ from charrnn.cli import override
 from charrnn.errors import UserError
 from charrnn.training.signals import StopRequest
 from charrnn.monitor import Monitor
-from charrnn.training.resume import config_for_run
+from charrnn.config import run_config
 from tests.conftest import REPO, TINY, compose_raw, make_config
 
 # float64 so that the NumPy backend can be held to bit-identical results. 16 streams of 32 make 10
@@ -125,12 +125,12 @@ def test_stopped_and_resumed_run_matches_an_unbroken_one(corpus, tmp_path, monke
         assert np.abs(a.params[k] - b.params[k]).max() <= tolerance, k
     for k in a.optimizer_state:
         assert np.abs(a.optimizer_state[k] - b.optimizer_state[k]).max() <= tolerance, k
-    assert a.hidden.keys() == b.hidden.keys() == {"h", *(["c"] if model else [])}
-    for k in a.hidden:
-        assert np.abs(a.hidden[k] - b.hidden[k]).max() <= tolerance, k
+    assert a.state.keys() == b.state.keys() == {"h", *(["c"] if model else [])}
+    for k in a.state:
+        assert np.abs(a.state[k] - b.state[k]).max() <= tolerance, k
     for k in ("step", "epoch", "chunk", "eval_step"):
-        assert a.state[k] == b.state[k], k
-    assert a.state["monitor"]["smooth_loss"] == pytest.approx(b.state["monitor"]["smooth_loss"], abs=tolerance)
+        assert a.progress[k] == b.progress[k], k
+    assert a.progress["monitor"]["smooth_loss"] == pytest.approx(b.progress["monitor"]["smooth_loss"], abs=tolerance)
 
 
 def trained(corpus, tmp_path, *overrides):
@@ -142,13 +142,13 @@ def trained(corpus, tmp_path, *overrides):
 def test_resume_continues_the_saved_config_with_command_line_overrides(corpus, tmp_path):
     run_dir = trained(corpus, tmp_path, "model.hidden_size=12", "optim=sgd")
     overrides = [f"train.resume={run_dir}", "train.max_iters=30", "optim.lr=0.5"]
-    cfg = config_for_run(compose_raw(overrides), overrides)
+    cfg = run_config(compose_raw(overrides), overrides)
     assert cfg.data.path == str(corpus)                        # saved, though the defaults say tinyshakespeare
     assert (cfg.model.hidden_size, cfg.optim.name) == (12, "sgd")
     assert (cfg.train.max_iters, cfg.optim.lr, cfg.train.resume) == (30, 0.5, str(run_dir))
     assert cfg.train.lr_decay_iters == 10                      # the saved schedule, resolved when it started
     with pytest.raises(UserError, match="experiment=min_char_rnn does not name one config key"):
-        config_for_run(compose_raw([*overrides, "experiment=min_char_rnn"]),
+        run_config(compose_raw([*overrides, "experiment=min_char_rnn"]),
                        [*overrides, "experiment=min_char_rnn"])
 
 
@@ -177,17 +177,17 @@ def test_resume_refuses_another_vocabulary(corpus, tmp_path):
 def test_resume_refuses_a_checkpoint_without_progress(corpus, tmp_path):
     run_dir = trained(corpus, tmp_path)
     ckpt = load_checkpoint(run_dir / "ckpt_last.npz")
-    ckpt.state = {"step": ckpt.state["step"]}  # as written before exact resume
+    ckpt.progress = {"step": ckpt.progress["step"]}  # as written before exact resume
     save_checkpoint(run_dir / "ckpt_last.npz", ckpt)
     cfg = make_config([f"data.path={corpus}", *TINY, "train.max_iters=20", f"train.resume={run_dir}"])
-    with pytest.raises(UserError, match="cannot be resumed: its state lacks epoch, chunk"):
+    with pytest.raises(UserError, match="cannot be resumed: its progress lacks epoch, chunk"):
         trainer.train(cfg, tmp_path / "new")
 
 
 def test_a_checkpoint_from_before_encodings_and_skipped_steps_resumes_and_samples(corpus, tmp_path):
     run_dir = trained(corpus, tmp_path)
     ckpt = load_checkpoint(run_dir / "ckpt_last.npz")
-    del ckpt.config["data"]["encoding"], ckpt.config["train"]["nonfinite"], ckpt.state["monitor"]["skipped_steps"]
+    del ckpt.config["data"]["encoding"], ckpt.config["train"]["nonfinite"], ckpt.progress["monitor"]["skipped_steps"]
     save_checkpoint(run_dir / "ckpt_last.npz", ckpt)
     result = trainer.train(make_config([f"data.path={corpus}", *TINY, "train.max_iters=15", f"train.resume={run_dir}"]),
                            tmp_path / "new")
@@ -235,7 +235,7 @@ def test_sigint_and_sigterm_save_flush_and_print_the_resume_command(corpus, tmp_
         assert message.startswith(f"{sig.name}: saved step ")
         command = shlex.split(message.split("resume with: ")[1])
         assert command[:2] == ["python", "train.py"] and compose_raw(command[2:]).train.resume == str(run_dir)
-        state = load_checkpoint(run_dir / "ckpt_last.npz").state
+        state = load_checkpoint(run_dir / "ckpt_last.npz").progress
         assert state["step"] > 0 and f"step {state['step']} " in message
         # TensorBoard was flushed: the train curve reaches the last full log interval before the stop
         train_steps = [e.step for e in EventAccumulator(str(run_dir)).Reload().Scalars("loss/train")]
@@ -252,7 +252,7 @@ def test_sigterm_resume_sigkill_resume_from_the_command_line_matches_an_unbroken
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
     def steps_done():
-        return load_checkpoint(run_dir / "ckpt_last.npz").state["step"]
+        return load_checkpoint(run_dir / "ckpt_last.npz").progress["step"]
 
     # started with options, stopped by SIGTERM: it prints the command that resumes it
     proc = start(*options, hydra_dir=run_dir)

@@ -1,4 +1,4 @@
-"""Nothing a user made is lost, and every failure is one line (issue 9): non-finite and exploded models
+"""Nothing a user made is lost, and every failure is one line: non-finite and exploded models
 never reach disk, a run directory has one owner, a refused start changes nothing, resuming from an
 earlier point forks, and the machine's own failures (memory, disk, Ctrl-C) end in one line."""
 
@@ -17,18 +17,18 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from charrnn.training import loop as trainer, rundir
+from charrnn.backends import StepSettings
 from charrnn.backends.guard import StepGuard, all_finite
 from charrnn.backends.numpy_backend import NumpyBackend
 from charrnn.backends.torch_backend import TorchBackend
 from charrnn.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from charrnn.cli import Entry
-from charrnn.config import to_sample_config
+from charrnn.cli import Command
+from charrnn.config import run_config, to_sample_config
 from charrnn.data.corpus import open_corpus
 from charrnn.errors import UserError
 from charrnn.model import init_params, model_spec, zero_state
-from charrnn.training.resume import config_for_run
 from charrnn.sampling import next_char_distribution, sample
+from charrnn.training import loop as trainer, rundir
 from tests.conftest import REPO, TINY, assert_user_error, compose_raw, make_config, run_scripts
 
 
@@ -58,7 +58,7 @@ def copy_of(finished, tmp_path):
     return corpus, tmp_path / "run"
 
 
-# -- item 1: non-finite weights never reach disk ------------------------------------------------------
+# -- non-finite weights never reach disk ---------------------------------------------------------------
 
 SPEC = model_spec("rnn", vocab_size=7, hidden_size=5)
 
@@ -67,8 +67,8 @@ def tiny_checkpoint(**arrays) -> Checkpoint:
     params = init_params(SPEC, "uniform", 0.01, 0, "float32")
     params.update(arrays)
     return Checkpoint(params=params, optimizer_state={"step": np.array(3), "sum/Whh": np.ones((5, 5))},
-                      vocab=np.arange(97, 104, dtype=np.int32), config={}, state={},
-                      hidden={"h": np.zeros((1, 2, 5), np.float32)})
+                      vocab=np.arange(97, 104, dtype=np.int32), config={}, progress={},
+                      state={"h": np.zeros((1, 2, 5), np.float32)})
 
 
 def test_non_finite_weights_are_refused_on_save_and_on_load(tmp_path):
@@ -90,8 +90,9 @@ def test_non_finite_weights_are_refused_on_save_and_on_load(tmp_path):
         load_checkpoint(tmp_path / "nan.npz")
 
 
-BACKENDS = {"numpy": lambda params, cfg, guard: NumpyBackend(SPEC, params, cfg, "none", 1.0, "mean", guard),
-            "torch": lambda params, cfg, guard: TorchBackend(SPEC, params, "cpu", cfg, "none", 1.0, "mean", guard)}
+BACKENDS = {"numpy": lambda params, cfg, guard: NumpyBackend(SPEC, params, StepSettings(cfg, "none", 1.0, guard=guard)),
+            "torch": lambda params, cfg, guard: TorchBackend(SPEC, params, StepSettings(cfg, "none", 1.0, guard=guard),
+                                                             "cpu")}
 OPTIMS = {"adam": OmegaConf.create({"name": "adam", "lr": 1.0, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}),
           "sgd": OmegaConf.create({"name": "sgd", "lr": 1.0, "momentum": 0.9, "nesterov": False})}
 
@@ -125,13 +126,13 @@ def test_all_finite_sees_through_a_sum_that_overflows():
 
 
 def test_a_signal_after_updates_that_overflowed_saves_finite_weights(finished, tmp_path, monkeypatch):
-    """Issue 9's case: optim.lr=1e39 in float32 with train.nonfinite=skip, then SIGTERM."""
+    """optim.lr=1e39 in float32 with train.nonfinite=skip, then SIGTERM."""
     corpus, _ = finished
     real = trainer.make_backend
     steps = []
 
-    def stopping_backend(cfg, spec, params):
-        backend = real(cfg, spec, params)
+    def stopping_backend(*args):
+        backend = real(*args)
         train_step = backend.train_step
 
         def step(*args):
@@ -148,10 +149,10 @@ def test_a_signal_after_updates_that_overflowed_saves_finite_weights(finished, t
                  "train.lr_schedule=constant")
     assert result.stopped_by == signal.SIGTERM and steps == ["update"] * 12
     ckpt = load_checkpoint(tmp_path / "run" / "ckpt_last.npz")
-    assert ckpt.state["step"] == 12 and ckpt.state["monitor"]["skipped_steps"] == 12
+    assert ckpt.progress["step"] == 12 and ckpt.progress["monitor"]["skipped_steps"] == 12
 
 
-# -- item 6: a loss that explodes but stays finite ----------------------------------------------------
+# -- a loss that explodes but stays finite -------------------------------------------------------------
 
 # Adam moves each weight by about lr per step: at 1e12 the next losses pass 3 ln V and stay finite in float64.
 EXPLODING = ["optim.lr=1e12", "train.clip_mode=none", "train.lr_schedule=constant", "model.dtype=float64"]
@@ -173,10 +174,10 @@ def test_an_exploding_loss_stops_the_run_before_it_saves(finished, tmp_path, pol
 
 def test_the_explosion_threshold_depends_on_the_vocabulary_alone():
     """ln V, not a measured first loss: a resumed run judges exactly as an unbroken one."""
-    tc = make_config(["data=text", "data.path=x"]).train
-    assert StepGuard.from_config(tc, 65).max_loss == 3.0 * math.log(65)
-    assert StepGuard.from_config(make_config(["data=text", "data.path=x", "train.max_loss_ratio=null"]).train,
-                                 65).max_loss == math.inf
+    cfg = make_config(["data=text", "data.path=x"])
+    assert StepSettings.from_config(cfg, 65).guard.max_loss == 3.0 * math.log(65)
+    assert StepSettings.from_config(make_config(["data=text", "data.path=x", "train.max_loss_ratio=null"]),
+                                    65).guard.max_loss == math.inf
 
 
 # -- items 3, 12: one owner per run directory; an unwritable one changes nothing ----------------------
@@ -249,12 +250,12 @@ def test_a_read_only_run_directory_is_refused(finished, tmp_path):
     assert hashes(run_dir) == before
 
 
-# -- item 4 and best consistency: resuming from an earlier point forks ---------------------------------
+# -- resuming from an earlier point forks, and best stays true to its file ------------------------------
 
 def test_resuming_from_an_earlier_checkpoint_forks_and_leaves_the_later_work(finished, tmp_path, capsys):
     corpus, run_dir = copy_of(finished, tmp_path)
     earlier = load_checkpoint(run_dir / "ckpt_last.npz")
-    earlier.state["step"], earlier.state["eval_step"] = 10, 10  # as if kept at step 10
+    earlier.progress["step"], earlier.progress["eval_step"] = 10, 10  # as if kept at step 10
     save_checkpoint(run_dir / "step10.npz", earlier)
     before = hashes(run_dir)
     result = run(corpus, tmp_path / "fork", f"train.resume={run_dir / 'step10.npz'}", "train.max_iters=30")
@@ -272,14 +273,14 @@ def test_a_stale_best_checkpoint_is_brought_up_to_date_after_a_resume(finished, 
     """A kill during the ckpt_best.npz write: ckpt_last.npz records a best that ckpt_best.npz does not hold."""
     corpus, run_dir = copy_of(finished, tmp_path)
     last = load_checkpoint(run_dir / "ckpt_last.npz")
-    last.state["best_val"] = 0.0  # a best no file holds
+    last.progress["best_val"] = 0.0  # a best no file holds
     save_checkpoint(run_dir / "ckpt_last.npz", last)
     result = run(corpus, tmp_path / "new", f"train.resume={run_dir}", "train.max_iters=30")
-    best = load_checkpoint(run_dir / "ckpt_best.npz").state
-    assert result.best_val_loss == best["val_loss"] > 0  # the best is the file's, not the record's 0.0
+    best = load_checkpoint(run_dir / "ckpt_best.npz").progress
+    assert result.best_val_loss == best["val_loss"] != 0.0  # the best is the file's, not the record's 0.0
 
 
-# -- item 7: every config value --------------------------------------------------------------------
+# -- every config value -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("overrides,message", [
     (["seed=-1"], "seed must not be negative, got -1"),
@@ -314,22 +315,30 @@ def test_every_sampling_value_is_checked(override, message):
         to_sample_config(compose_raw(["checkpoint=x", override], config_name="sample"))
 
 
-# -- item 8: every checkpoint field ------------------------------------------------------------------
+# -- every checkpoint field --------------------------------------------------------------------------
 
 def edit_step(c):
-    c.state["step"] = "12"
+    c.progress["step"] = "12"
 
 
 def edit_step_float(c):
-    c.state["step"] = 12.0
+    c.progress["step"] = 12.0
 
 
 def edit_best_val(c):
-    c.state["best_val"] = "good"
+    c.progress["best_val"] = "good"
 
 
 def edit_monitor(c):
-    del c.state["monitor"]["interval"]
+    del c.progress["monitor"]["interval"]
+
+
+def edit_clipped_steps(c):
+    c.progress["monitor"]["clipped_steps"] = -3
+
+
+def edit_chars_per_step(c):
+    c.progress["monitor"]["chars_per_step"] = "many"
 
 
 def edit_optimizer_missing(c):
@@ -349,10 +358,15 @@ def edit_config(c):
 
 
 @pytest.mark.parametrize("edit,message", [
-    (edit_step, "state.step must be a whole number from 0, got '12'"),
-    (edit_step_float, "state.step must be a whole number from 0, got 12.0"),
-    (edit_best_val, "state.best_val must be a number, got 'good'"),
-    (edit_monitor, "state.monitor must be an object with smooth_loss, interval, skipped_steps .*lacks interval"),
+    (edit_step, "progress.step must be a whole number from 0, got '12'"),
+    (edit_step_float, "progress.step must be a whole number from 0, got 12.0"),
+    (edit_best_val, "progress.best_val must be a number, got 'good'"),
+    (edit_monitor, "progress.monitor must be an object with smooth_loss, interval, skipped_steps, clipped_steps, "
+                   r"chars_per_step \(the monitor's state; it lacks interval\)"),
+    (edit_clipped_steps, "progress.monitor must be an object whose clipped_steps is a whole number from 0 "
+                         r"\(got -3\)"),
+    (edit_chars_per_step, "progress.monitor must be an object whose chars_per_step is a whole number from 0, or "
+                          r"null \(got 'many'\)"),
     (edit_optimizer_missing, "the optimizer state lacks optim/exp_avg/Whh"),
     (edit_optimizer_shape, r"optim/exp_avg_sq/Why must be a float array of shape \(29, 16\), got float32 \(3, 3\)"),
     (edit_optimizer_step, "optim/step must be a whole number from 0"),
@@ -365,7 +379,7 @@ def test_every_checkpoint_field_is_checked_on_load(finished, tmp_path, edit, mes
     save_checkpoint(run_dir / "ckpt_last.npz", ckpt)
     overrides = [f"train.resume={run_dir}", "train.max_iters=30"]  # as train.py reads them
     with pytest.raises(UserError, match=message) as caught:
-        trainer.train(config_for_run(compose_raw(overrides), overrides), tmp_path / "new")
+        trainer.train(run_config(compose_raw(overrides), overrides), tmp_path / "new")
     assert str(run_dir / "ckpt_last.npz") in str(caught.value)
 
 
@@ -378,7 +392,7 @@ def test_sampling_refuses_a_checkpoint_whose_config_does_not_validate(finished, 
         sample(to_sample_config(compose_raw([f"checkpoint={run_dir}"], config_name="sample")), io.StringIO())
 
 
-# -- item 9: sampling never crashes on numbers -------------------------------------------------------
+# -- sampling never crashes on numbers ----------------------------------------------------------------
 
 @pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # sample() filters it for users
 def test_a_temperature_that_underflows_is_greedy_not_nan():
@@ -426,7 +440,7 @@ def test_control_characters_are_escaped_unless_raw_is_asked_for(tmp_path):
                                    OSError(errno.ENOSPC, "No space left on device", "/runs/x/events.out")])
 def test_memory_and_disk_failures_are_one_line(error, capsys):
     with pytest.raises(SystemExit) as exited:
-        with Entry(out_of_memory="out of memory; lower model.hidden_size").task():
+        with Command(out_of_memory="out of memory; lower model.hidden_size").task():
             raise error
     assert exited.value.code == 2
     err = capsys.readouterr().err
@@ -437,10 +451,10 @@ def test_memory_and_disk_failures_are_one_line(error, capsys):
 
 def test_a_bug_is_not_taken_for_a_machine_failure():
     with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
-        with Entry().task():
+        with Command().task():
             raise RuntimeError("shapes cannot be multiplied")
-    with pytest.raises(FileNotFoundError):
-        with Entry().task():
+    with pytest.raises(FileNotFoundError, match="No such file or directory"):
+        with Command().task():
             raise FileNotFoundError(errno.ENOENT, "No such file or directory")
 
 
@@ -463,12 +477,12 @@ def test_a_full_disk_while_tensorboard_writes_keeps_the_checkpoint(finished, tmp
 
     monkeypatch.setattr(SummaryWriter, "close", full)
     with pytest.raises(SystemExit) as exited:
-        with Entry().task():
+        with Command().task():
             run(corpus, tmp_path / "run", "train.max_iters=10")
     assert exited.value.code == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bar
     assert last.startswith("error: cannot write") and "No space left on device" in last
-    assert load_checkpoint(tmp_path / "run" / "ckpt_last.npz").state["step"] == 10
+    assert load_checkpoint(tmp_path / "run" / "ckpt_last.npz").progress["step"] == 10
 
 
 # -- end to end: exit code, one stderr line, no traceback, earlier files byte-identical ---------------

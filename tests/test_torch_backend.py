@@ -2,10 +2,11 @@ import numpy as np
 import pytest
 import torch
 
+from charrnn.backends.interface import StepSettings
 from charrnn.backends.numpy_backend import NumpyBackend
 from charrnn.backends.torch_backend import (FUSED, TorchBackend, chunk_loss, loop_recurrence, loss_and_grads,
                                             resolve_device, time_major)
-from charrnn.config import AdamConfig
+from charrnn.optim import AdamConfig
 from charrnn.errors import UserError
 from charrnn.gradcheck.problem import random_problem
 from charrnn.model import CELLS, model_spec
@@ -20,7 +21,7 @@ def problem(B, T, H, V, dtype="float64", cell="rnn", num_layers=1):
 
 
 def make(spec, params, clip_mode="norm", grad_clip=5.0):
-    return TorchBackend(spec, params, "cpu", ADAM, clip_mode, grad_clip, "mean")
+    return TorchBackend(spec, params, StepSettings(ADAM, clip_mode, grad_clip), "cpu")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without CUDA")
@@ -75,7 +76,7 @@ def test_float32_stays_float32():
 @pytest.mark.parametrize("cell", CELLS)
 def test_evaluate_and_step_logits_match_numpy(cell):
     spec, params, inputs, targets, state = problem(3, 6, 5, 7, cell=cell, num_layers=2)
-    ours, theirs = NumpyBackend(spec, params, ADAM, "norm", 5.0, "mean"), make(spec, params)
+    ours, theirs = NumpyBackend(spec, params, StepSettings(ADAM, "norm", 5.0)), make(spec, params)
     loss, state_last = ours.evaluate(inputs, targets, state)
     t_loss, t_state_last = theirs.evaluate(inputs, targets, state)
     assert t_loss == pytest.approx(loss, rel=1e-12)
@@ -107,8 +108,7 @@ def test_grad_norms_are_reported_before_and_after_clipping(clip_mode, grad_clip)
 @pytest.mark.parametrize("backend_cls", [NumpyBackend, TorchBackend])
 def test_backends_train_on_copies_of_the_arrays_they_are_given(backend_cls):
     spec, params, inputs, targets, h_prev = problem(2, 4, 5, 6, cell="gru")
-    args = ("cpu",) if backend_cls is TorchBackend else ()
-    backend = backend_cls(spec, params, *args, ADAM, "norm", 5.0, "mean")
+    backend = backend_cls(spec, params, StepSettings(ADAM, "norm", 5.0), "cpu")
     backend.train_step(inputs, targets, h_prev, 0.01)
     state = backend.export_optimizer_state()
     given = {k: v.copy() for k, v in {**params, **state, "h": h_prev[0]}.items()}
@@ -134,8 +134,7 @@ def overflowing_logits(params, h_prev):
 def test_a_nonfinite_step_leaves_weights_and_optimizer_state_untouched(backend_cls, poison):
     spec, params, inputs, targets, h_prev = problem(2, 4, 5, 6, dtype="float32")
     params, bad_h = poison(params, h_prev)
-    args = ("cpu",) if backend_cls is TorchBackend else ()
-    backend = backend_cls(spec, params, *args, ADAM, "none", 5.0, "mean")
+    backend = backend_cls(spec, params, StepSettings(ADAM, "none", 5.0), "cpu")
     backend.load_optimizer_state({**backend.export_optimizer_state(), "step": np.array(3)})
     weights, state = backend.export_params(), backend.export_optimizer_state()
     result = backend.train_step(inputs, targets, bad_h, 0.01)

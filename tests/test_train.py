@@ -35,7 +35,7 @@ def test_training_writes_events_and_checkpoints_and_loss_falls(corpus, tmp_path)
     train_loss = [e.value for e in events.Scalars("loss/train")]
     assert train_loss[-1] < 0.7 * train_loss[0]
     ckpt = load_checkpoint(run_dir / "ckpt_last.npz")
-    assert ckpt.state["step"] == 60
+    assert ckpt.progress["step"] == 60
     assert ckpt.params["Whh"].shape == (16, 16)
     assert "".join(chr(c) for c in ckpt.vocab) == "".join(sorted(set(corpus.read_text())))
     assert ckpt.config["model"]["hidden_size"] == 16
@@ -66,8 +66,8 @@ def test_hidden_state_carries_across_chunks_and_resets_at_epoch_end(corpus, tmp_
     recorders = []
     real = trainer.make_backend
 
-    def recording(cfg, spec, params):
-        recorders.append(Recorder(real(cfg, spec, params)))
+    def recording(*args):
+        recorders.append(Recorder(real(*args)))
         return recorders[-1]
 
     monkeypatch.setattr(trainer, "make_backend", recording)
@@ -125,7 +125,7 @@ def test_a_blow_up_stops_the_run_and_saves_nothing_new(corpus, tmp_path, backend
                                         r"optim.lr=1e\+38 on unclipped gradients"):
         run(corpus, tmp_path, f"backend={backend}", "backend.device=cpu", *BLOW_UP)
     ckpt = load_checkpoint(tmp_path / "run" / "ckpt_last.npz")
-    assert ckpt.state["step"] == 0 and all(np.isfinite(v).all() for v in ckpt.params.values())
+    assert ckpt.progress["step"] == 0 and all(np.isfinite(v).all() for v in ckpt.params.values())
     assert not (tmp_path / "run" / "result.json").exists()
 
 
@@ -157,8 +157,8 @@ class Poisoner:
 def test_nonfinite_steps_are_skipped_counted_and_logged(corpus, tmp_path, monkeypatch, backend):
     poisoners = []
     real = trainer.make_backend
-    monkeypatch.setattr(trainer, "make_backend", lambda cfg, spec, params: poisoners.append(
-        Poisoner(real(cfg, spec, params), steps={0, 1, 2, 3, 4, 7, 8})) or poisoners[-1])
+    monkeypatch.setattr(trainer, "make_backend", lambda *args: poisoners.append(
+        Poisoner(real(*args), steps={0, 1, 2, 3, 4, 7, 8})) or poisoners[-1])
     result = run(corpus, tmp_path, f"backend={backend}", "backend.device=cpu", "train.nonfinite=skip",
                  "train.max_iters=20")
     assert result.steps == 20 and np.isfinite(result.val_loss)
@@ -169,8 +169,7 @@ def test_nonfinite_steps_are_skipped_counted_and_logged(corpus, tmp_path, monkey
     assert [e.step for e in events.Scalars("loss/train")] == [10, 15, 20]
     assert all(np.isfinite(e.value) for e in events.Scalars("loss/train"))
     # and the same poison stops a run that asks to stop, naming the step
-    monkeypatch.setattr(trainer, "make_backend", lambda cfg, spec, params: Poisoner(real(cfg, spec, params),
-                                                                                    steps={3}))
+    monkeypatch.setattr(trainer, "make_backend", lambda *args: Poisoner(real(*args), steps={3}))
     with pytest.raises(UserError, match=r"^step 3: the loss is not finite \(loss nan nats/char, gradient norm nan\), "
                                         r"so no update was made"):
         run(corpus, tmp_path / "stop", f"backend={backend}", "backend.device=cpu", "train.max_iters=20")

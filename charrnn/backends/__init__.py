@@ -1,27 +1,27 @@
-"""Backends behind one interface (interface.Backend), chosen by name from the config."""
+"""Backends behind one interface (interface.Backend), chosen by name: BACKENDS is the one list of them."""
+
+import importlib
 
 from charrnn.backends.guard import StepGuard
-from charrnn.backends.interface import Backend, Gradients, StepResult
+from charrnn.backends.interface import Backend, Gradients, StepResult, StepSettings
+from charrnn.model import ModelSpec
+from charrnn.distributed import SOLO, Solo
 
-BACKENDS = ("numpy", "torch")
-
-
-def make_backend(cfg, spec, params: dict) -> Backend:
-    """Build the backend named by cfg.backend.name for the model spec (charrnn.model.ModelSpec) around
-    initial params (NumPy arrays).
-
-    torch is imported only when asked for, so the NumPy backend starts fast.
-    """
-    name = cfg.backend.name
-    common = dict(optim_cfg=cfg.optim, clip_mode=cfg.train.clip_mode, grad_clip=cfg.train.grad_clip,
-                  loss_reduction=cfg.train.loss_reduction, guard=StepGuard.from_config(cfg.train, spec.vocab_size))
-    if name == "numpy":
-        from charrnn.backends.numpy_backend import NumpyBackend
-        return NumpyBackend(spec, params, **common)
-    if name == "torch":
-        from charrnn.backends.torch_backend import TorchBackend
-        return TorchBackend(spec, params, device=cfg.backend.device, **common)
-    raise ValueError(f"unknown backend {name!r}")
+# name -> the module and class that implement it, imported only when asked for: torch takes 4 to 6 s to
+# import on the 2-core host, which sampling on the NumPy backend never pays.
+BACKENDS = {
+    "numpy": ("charrnn.backends.numpy_backend", "NumpyBackend"),
+    "torch": ("charrnn.backends.torch_backend", "TorchBackend"),
+}
 
 
-__all__ = ["BACKENDS", "Backend", "Gradients", "StepResult", "make_backend"]
+def make_backend(name: str, spec: ModelSpec, params: dict, settings: StepSettings, device: str = "cpu",
+                 replicas: Solo = SOLO) -> Backend:
+    """The backend `name` for the model spec around initial params (NumPy arrays, which it copies),
+    training as settings say, on device (the torch backend's; NumPy runs on the CPU), its gradients
+    averaged over replicas (charrnn.distributed) at every step."""
+    module, cls = BACKENDS[name]
+    return getattr(importlib.import_module(module), cls)(spec, params, settings, device, replicas)
+
+
+__all__ = ["BACKENDS", "Backend", "Gradients", "StepGuard", "StepResult", "StepSettings", "make_backend"]

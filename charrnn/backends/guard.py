@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from charrnn.backends.interface import global_norm
+from charrnn.optim import global_norm
+
 
 # StepResult.cause values, in the words the trainer's message uses.
 CAUSES = {
@@ -28,14 +29,8 @@ CAUSES = {
 
 @dataclass(frozen=True)
 class StepGuard:
-    max_loss: float = math.inf  # nats/char; above it a step is refused as exploded
+    max_loss: float = math.inf  # nats/char; above it a step is refused as exploded (StepSettings.from_config)
     undo: bool = False          # keep a copy to undo an update that came out non-finite
-
-    @classmethod
-    def from_config(cls, train_cfg, vocab_size: int) -> "StepGuard":
-        ratio = train_cfg.max_loss_ratio
-        max_loss = math.inf if ratio is None else ratio * math.log(vocab_size)
-        return cls(max_loss=max_loss, undo=train_cfg.nonfinite == "skip")
 
     def refusal(self, loss: float, grad_norms: dict[str, float]) -> str | None:
         """Why no update may be made from this loss and these gradients (a CAUSES key), or None.

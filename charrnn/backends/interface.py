@@ -2,14 +2,40 @@
 
 Arrays cross it as NumPy: ids (B, T) int, the recurrent state as a tuple of (L, B, H) arrays
 (charrnn.model.zero_state's layout: (h,) or, for the LSTM, (h, c)), dropout masks as None or a tuple
-of L (T, B, H) arrays (charrnn.model.dropout_masks), weights under the names of charrnn.model. A backend owns its
-model spec, its parameters, its optimizer and its gradient clipping.
+of L (T, B, H) arrays (charrnn.model.dropout_masks), weights under the names of charrnn.model. A
+backend owns its model spec, its parameters, its optimizer and its gradient clipping; it is built by
+charrnn.backends.make_backend from the spec, the initial weights and StepSettings.
 """
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
+
+from charrnn.backends.guard import StepGuard
+from charrnn.distributed import Solo
+from charrnn.optim import global_norm
+
+
+@dataclass(frozen=True)
+class StepSettings:
+    """What a training step does beyond the model's math, the same for every backend."""
+
+    optim: object                    # the config of one of charrnn.optim.OPTIMIZERS
+    clip_mode: str = "norm"          # norm | value | none (charrnn.optim.clip_gradients)
+    grad_clip: float = 5.0
+    loss_reduction: str = "mean"     # mean over the chunk's predictions | sum (min-char-rnn's)
+    guard: StepGuard = field(default_factory=StepGuard)
+
+    @classmethod
+    def from_config(cls, cfg, vocab_size: int) -> "StepSettings":
+        """The settings a run's config (charrnn.config.Config) gives, for a V-character vocabulary."""
+        ratio = cfg.train.max_loss_ratio
+        guard = StepGuard(max_loss=math.inf if ratio is None else ratio * math.log(vocab_size),
+                          undo=cfg.train.nonfinite == "skip")
+        return cls(optim=cfg.optim, clip_mode=cfg.train.clip_mode, grad_clip=cfg.train.grad_clip,
+                   loss_reduction=cfg.train.loss_reduction, guard=guard)
 
 
 @dataclass
@@ -39,14 +65,10 @@ class Gradients:
                                     # (row l, 0 = the bottom layer) at each step t
 
 
-def global_norm(norms: dict[str, float]) -> float:
-    return float(np.sqrt(sum(n * n for n in norms.values())))
-
-
 class Backend(Protocol):
-    # The ranks whose gradients train_step averages between backward and clipping (charrnn.training.distributed);
-    # distributed.SOLO, one process, unless the trainer sets it.
-    replicas: object
+    settings: StepSettings
+    # The ranks whose gradients train_step averages between backward and clipping (charrnn.distributed).
+    replicas: Solo
 
     def train_step(self, inputs: np.ndarray, targets: np.ndarray, state: tuple, lr: float,
                    masks: tuple | None = None) -> StepResult:

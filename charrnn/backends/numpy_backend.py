@@ -15,18 +15,18 @@ N = T*B. Inside, arrays are time-major (T, B, ...). Every layer keeps its buffer
 so the hot path allocates nothing big.
 """
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 
-from charrnn.backends.blas_warmup import warm_up_blas
-from charrnn.backends.guard import StepGuard, all_finite
-from charrnn.backends.interface import Gradients, StepResult, global_norm
+from charrnn.backends.guard import all_finite
+from charrnn.backends.interface import Gradients, StepResult, StepSettings
 from charrnn.backends.numpy_layers import CELL_LAYERS, head
-from charrnn.training.distributed import SOLO
-from charrnn.backends.flat import flat_buffer
+from charrnn.distributed import SOLO, Solo
+from charrnn.errors import UserError
 from charrnn.model import HEAD, ModelSpec, model_spec
-from charrnn.optim import clip_gradients, grad_norms, make_optimizer
+from charrnn.optim import clip_gradients, flat_buffer, global_norm, grad_norms, make_optimizer
 
 
 @dataclass
@@ -54,6 +54,29 @@ def layer_weights(params: dict, spec: ModelSpec, layer: int) -> dict:
     return {base: params[name] for base, name in spec.layer_names(layer).items()}
 
 
+def layers_forward(params: dict, spec: ModelSpec, x: np.ndarray, state: tuple[np.ndarray, ...],
+                   masks: tuple | None = None, reuse: StackCache | None = None) -> tuple[np.ndarray, list, list]:
+    """x (T, B) ids, time-major, through every layer (dropout between them, and after the top one).
+    Returns the top layer's output x^L (T, B, H) for the head, each layer's cache, and each layer's
+    output times its mask (or None without masks)."""
+    cell = CELL_LAYERS[spec.cell]
+    layers, dropped = [], []
+    for layer in range(spec.num_layers):
+        out, cache = cell.forward(layer_weights(params, spec, layer), x, tuple(s[layer] for s in state),
+                                  reuse.layers[layer] if reuse else None)
+        layers.append(cache)
+        if masks is None:
+            dropped.append(None)
+            x = out                                    # (T, B, H)
+            continue
+        buffer = reuse.dropped[layer] if reuse and reuse.dropped[layer] is not None else None
+        if buffer is None or buffer.shape != out.shape or buffer.dtype != out.dtype:
+            buffer = np.empty_like(out)
+        x = np.multiply(out, masks[layer], out=buffer)   # (T, B, H) x^{l+1} = h^l * m^l
+        dropped.append(x)
+    return x, layers, dropped
+
+
 def stack_forward(params: dict, spec: ModelSpec, inputs: np.ndarray, targets: np.ndarray,
                   state: tuple[np.ndarray, ...], masks: tuple | None = None,
                   reuse: StackCache | None = None) -> tuple[float, StackCache]:
@@ -63,23 +86,8 @@ def stack_forward(params: dict, spec: ModelSpec, inputs: np.ndarray, targets: np
     x = inputs.T                                   # (T, B) time-major
     if x.size and not 0 <= x.min() <= x.max() < V:
         raise ValueError(f"input ids must lie in [0, {V}); got {x.min()}..{x.max()}")
-    cell = CELL_LAYERS[spec.cell]
-    layers, dropped = [], []
-    for layer in range(spec.num_layers):
-        out, cache = cell.forward(layer_weights(params, spec, layer), x, tuple(s[layer] for s in state),
-                                  reuse.layers[layer] if reuse else None)
-        layers.append(cache)
-        if masks is None:
-            dropped.append(None)
-        else:
-            buffer = reuse.dropped[layer] if reuse and reuse.dropped[layer] is not None else None
-            if buffer is None or buffer.shape != out.shape or buffer.dtype != out.dtype:
-                buffer = np.empty_like(out)
-            x = np.multiply(out, masks[layer], out=buffer)   # (T, B, H) x^{l+1} = h^l * m^l
-            dropped.append(x)
-            continue
-        x = out                                    # (T, B, H)
-    loss, head_cache = head.forward({k: params[k] for k in HEAD}, x, targets.T, reuse.head if reuse else None)
+    top, layers, dropped = layers_forward(params, spec, x, state, masks, reuse)
+    loss, head_cache = head.forward({k: params[k] for k in HEAD}, top, targets.T, reuse.head if reuse else None)
     return loss, StackCache(layers=layers, dropped=dropped, masks=masks, head=head_cache)
 
 
@@ -105,39 +113,37 @@ def stack_backward(params: dict, spec: ModelSpec, cache: StackCache, loss_scale:
     return {k: grads[k] for k in params}, stack_layers(dstate)
 
 
-def loss_and_grads(params: dict, inputs: np.ndarray, targets: np.ndarray, state, spec: ModelSpec | None = None,
-                   masks: tuple | None = None):
-    """Mean cross-entropy (nats) over a chunk, its gradients, and the last state.
+def loss_and_grads(params: dict, inputs: np.ndarray, targets: np.ndarray, state: tuple[np.ndarray, ...],
+                   spec: ModelSpec, masks: tuple | None = None) -> tuple[float, dict, tuple[np.ndarray, ...]]:
+    """Mean cross-entropy (nats) over a chunk, its gradients, and the state after it: the public pure
+    function, for any cell and depth.
 
     inputs, targets: (B, T) int arrays. params: the model's weights (charrnn.model names them), all
-    float32 or all float64. With spec (charrnn.model.model_spec(...)): state is a tuple of (L, B, H)
-    arrays (charrnn.model.zero_state's layout), masks None or L dropout masks (T, B, H), and the result
-    is (loss, grads keyed like params, state_last: the same tuple after the chunk). Without spec: the
-    one-layer rnn of min-char-rnn, state is h_prev (B, H) and the result (loss, grads, h_last (B, H)).
-    Gradients are of the mean loss, before clipping.
+    float32 or all float64. spec: charrnn.model.model_spec(...). state: a tuple of (L, B, H) arrays
+    (charrnn.model.zero_state's layout); masks: None or L dropout masks (T, B, H). Returns (loss, grads
+    keyed like params, state_last: the state tuple after the chunk). Gradients are of the mean loss,
+    before clipping.
     """
-    if spec is not None:
-        loss, cache = stack_forward(params, spec, inputs, targets, state, masks)
-        state_last = cache.state_last
-        grads, _ = stack_backward(params, spec, cache)
-        return loss, grads, state_last
-    rnn = model_spec("rnn", params["Why"].shape[0], params["Why"].shape[1])
-    loss, grads, (h_last,) = loss_and_grads(params, inputs, targets, (state[None],), rnn, masks)
+    loss, cache = stack_forward(params, spec, inputs, targets, state, masks)
+    state_last = cache.state_last
+    grads, _ = stack_backward(params, spec, cache)
+    return loss, grads, state_last
+
+
+def rnn_loss_and_grads(params: dict, inputs: np.ndarray, targets: np.ndarray, h_prev: np.ndarray
+                       ) -> tuple[float, dict, np.ndarray]:
+    """loss_and_grads for min-char-rnn's model, one layer of the tanh rnn, in its terms: h_prev (B, H)
+    in, (loss, grads, h_last (B, H)) out."""
+    spec = model_spec("rnn", *params["Why"].shape)
+    loss, grads, (h_last,) = loss_and_grads(params, inputs, targets, (h_prev[None],), spec)
     return loss, grads, h_last[0]
 
 
 def step_logits(params: dict, spec: ModelSpec, x: np.ndarray, state: tuple) -> tuple[np.ndarray, tuple]:
     """One step for sampling: x (B,) ids, state (L, B, H) arrays -> logits (B, V) of the next character,
     and the new state."""
-    cell = CELL_LAYERS[spec.cell]
-    inputs = x[None, :]                            # (1, B)
-    new_state = []
-    for layer in range(spec.num_layers):
-        out, cache = cell.forward(layer_weights(params, spec, layer), inputs, tuple(s[layer] for s in state))
-        new_state.append(cache.state_last)
-        inputs = out                               # (1, B, H)
-    logits = inputs[0] @ params["Why"].T + params["by"]    # (B, V)
-    return logits, stack_layers(new_state)
+    top, layers, _ = layers_forward(params, spec, x[None, :], state)    # top (1, B, H)
+    return head.logits_of({k: params[k] for k in HEAD}, top[0]), stack_layers([layer.state_last for layer in layers])
 
 
 def dh_norms(traces: list) -> np.ndarray:
@@ -145,26 +151,43 @@ def dh_norms(traces: list) -> np.ndarray:
     return np.stack([np.sqrt(np.einsum("tbh,tbh->tb", trace["h"], trace["h"])).mean(axis=1) for trace in traces])
 
 
+@functools.cache
+def warm_up_blas() -> None:
+    """Run one (64, 512) @ (512, 2048) product in float32 and in float64, once per process, before the
+    backend's first step.
+
+    Measured on this project's 2-core machine (AMD EPYC, NumPy's OpenBLAS 0.3.31 running its Haswell
+    kernels): until the process has run one wide GEMM of a dtype, many later GEMMs of that dtype run up to
+    3.5x slower, and stay slow for the life of the process. The LSTM's dWhh product, (4H, N) @ (N, H),
+    took 193 ms instead of 55 ms at H=256; the step as a whole ran at half speed. Which product first
+    cured it was an accident of each cell's code, so the backend makes one on purpose: about 20 ms, once.
+    docs/performance.md has the figures."""
+    for dtype in (np.float32, np.float64):
+        # zeros: the operands stay on the kernel's zero page, so the process's peak memory grows by about
+        # 2 MB (10 MB with np.ones), which the bench's memory column would otherwise show.
+        np.zeros((64, 512), dtype) @ np.zeros((512, 2048), dtype)
+
+
 class NumpyBackend:
     """The Backend interface (see interface.py) on the hand-written BPTT above."""
 
-    def __init__(self, spec: ModelSpec, params: dict, optim_cfg, clip_mode: str, grad_clip: float,
-                 loss_reduction: str, guard: StepGuard = StepGuard()):
+    def __init__(self, spec: ModelSpec, params: dict, settings: StepSettings, device: str = "cpu",
+                 replicas: Solo = SOLO):
+        if device not in ("cpu", "auto"):
+            raise UserError(f"backend=numpy runs on the CPU only, not backend.device={device}; use backend=torch "
+                            f"for {device}, or backend.device=cpu")
         self.spec = spec
+        self.settings = settings
+        self.replicas = replicas
         # Copies, which the optimizer updates in place; the weights, their gradients and every optimizer
-        # state each live in one flat buffer laid out alike (charrnn.backends.flat), the dicts holding views of it.
+        # state each live in one flat buffer laid out alike (charrnn.optim.flat_buffer), the dicts holding views of it.
         self.flat_params, self.params = flat_buffer(params)
         for k, v in params.items():
             self.params[k][...] = v
         self.flat_grads, self.grads = flat_buffer(params)
-        self.optimizer = make_optimizer(optim_cfg, self.params)
-        self.clip_mode = clip_mode
-        self.grad_clip = grad_clip
-        self.loss_reduction = loss_reduction
-        self.guard = guard
+        self.optimizer = make_optimizer(settings.optim, self.params)
         self.cache: StackCache | None = None
         self.eval_cache: StackCache | None = None
-        self.replicas = SOLO
         warm_up_blas()
 
     def train_step(self, inputs: np.ndarray, targets: np.ndarray, state: tuple, lr: float,
@@ -175,14 +198,14 @@ class NumpyBackend:
         # Into the flat buffer, and the backward's own arrays freed before the update needs its scratch.
         for k, g in stack_backward(self.params, self.spec, cache, self._loss_scale(inputs))[0].items():
             self.grads[k][...] = g
-        loss = self.replicas.average_(loss, [self.flat_grads], self.loss_reduction)
+        loss = self.replicas.average_(loss, [self.flat_grads], self.settings.loss_reduction)
         before = grad_norms(self.grads)
-        cause = self.guard.refusal(loss, before)
+        cause = self.settings.guard.refusal(loss, before)
         if cause:
             return StepResult(loss, state_last, grad_norms=before, clipped_grad_norms=before, skipped=True,
                               cause=cause)
-        clip_gradients(self.flat_grads, self.clip_mode, self.grad_clip, global_norm(before))
-        after = before if self.clip_mode == "none" else grad_norms(self.grads)
+        clip_gradients(self.flat_grads, self.settings.clip_mode, self.settings.grad_clip, global_norm(before))
+        after = before if self.settings.clip_mode == "none" else grad_norms(self.grads)
         cause = self._update(lr)
         return StepResult(loss, state_last, grad_norms=before, clipped_grad_norms=after, skipped=bool(cause),
                           cause=cause)
@@ -190,7 +213,7 @@ class NumpyBackend:
     def _update(self, lr: float) -> str | None:
         """The optimizer step on the clipped gradients, checked: "update" if it left a non-finite weight
         or state (then undone when the guard asks for it), else None."""
-        undo = (self.flat_params.copy(), self.optimizer.state_dict()) if self.guard.undo else None
+        undo = (self.flat_params.copy(), self.optimizer.state_dict()) if self.settings.guard.undo else None
         self.optimizer.step(self.flat_params, self.flat_grads, lr)
         if all_finite([self.flat_params, *self.optimizer.flat.values()]):
             return None
@@ -200,7 +223,7 @@ class NumpyBackend:
         return "update"
 
     def _loss_scale(self, inputs: np.ndarray) -> float:
-        return inputs.size if self.loss_reduction == "sum" else 1.0
+        return inputs.size if self.settings.loss_reduction == "sum" else 1.0
 
     def gradients(self, inputs: np.ndarray, targets: np.ndarray, state: tuple, masks: tuple | None = None) -> Gradients:
         _, cache = stack_forward(self.params, self.spec, inputs, targets, state, masks)

@@ -24,10 +24,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from charrnn.backends.guard import StepGuard
-from charrnn.backends.interface import Gradients, StepResult
+from charrnn.backends.interface import Gradients, StepResult, StepSettings
 from charrnn.backends.torch_optim import clip_gradients, export_state, load_state, make_torch_optimizer
-from charrnn.training.distributed import SOLO
+from charrnn.distributed import SOLO, Solo
 from charrnn.errors import UserError
 from charrnn.model import ModelSpec, model_spec
 
@@ -102,7 +101,7 @@ def fused_rnn_tanh(cell: str, W: dict, xw: torch.Tensor, state: tuple) -> tuple[
 FUSED = {"rnn": fused_rnn_tanh}
 
 
-def layer_weights(weights: dict[str, torch.Tensor], spec: ModelSpec, layer: int) -> dict[str, torch.Tensor]:
+def prepared_layer(weights: dict[str, torch.Tensor], spec: ModelSpec, layer: int) -> dict[str, torch.Tensor]:
     """One layer's weights by their names in the cell's equations, with what every step reuses made once:
     Whh^T, and the GRU's recurrent bias [0, 0, bhn]."""
     W = {base: weights[name] for base, name in spec.layer_names(layer).items()}
@@ -112,7 +111,7 @@ def layer_weights(weights: dict[str, torch.Tensor], spec: ModelSpec, layer: int)
     return W
 
 
-def stack_forward(weights: dict[str, torch.Tensor], spec: ModelSpec, x: torch.Tensor, state: tuple,
+def stack_logits(weights: dict[str, torch.Tensor], spec: ModelSpec, x: torch.Tensor, state: tuple,
                   masks: tuple | None = None,
                   recurrence=loop_recurrence) -> tuple[torch.Tensor, list[list[torch.Tensor]], tuple]:
     """x (T, B) int64 ids, state a tuple of (L, B, H) tensors, masks None or L (T, B, H) tensors ->
@@ -120,7 +119,7 @@ def stack_forward(weights: dict[str, torch.Tensor], spec: ModelSpec, x: torch.Te
     the state after the last step (a tuple of (L, B, H) tensors). recurrence: the loop, or FUSED's."""
     inputs, outputs, finals = None, [], []
     for layer in range(spec.num_layers):
-        W = layer_weights(weights, spec, layer)
+        W = prepared_layer(weights, spec, layer)
         if layer == 0:
             # Wxh x_t for a one-hot x_t is column x_t of Wxh: one gather for all T*B columns.
             xw = F.embedding(x, W["Wxh"].t()) + W["bh"]         # (T, B, G*H)
@@ -140,25 +139,29 @@ def chunk_loss(weights: dict[str, torch.Tensor], spec: ModelSpec, x: torch.Tenso
                masks: tuple | None = None, reduction: str = "mean",
                recurrence=loop_recurrence) -> tuple[torch.Tensor, list, tuple]:
     """Cross-entropy (nats) of the chunk, x and y (T, B) ids: the mean over its T*B predictions or,
-    with reduction="sum", their sum (min-char-rnn's). Returns (loss, outputs, state_last) as stack_forward."""
-    logits, outputs, state_last = stack_forward(weights, spec, x, state, masks, recurrence)
+    with reduction="sum", their sum (min-char-rnn's). Returns (loss, outputs, state_last) as stack_logits."""
+    logits, outputs, state_last = stack_logits(weights, spec, x, state, masks, recurrence)
     loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction=reduction)
     return loss, outputs, state_last
 
 
-def loss_and_grads(params: dict, inputs: np.ndarray, targets: np.ndarray, state, spec: ModelSpec | None = None,
-                   masks: tuple | None = None):
+def loss_and_grads(params: dict, inputs: np.ndarray, targets: np.ndarray, state: tuple, spec: ModelSpec,
+                   masks: tuple | None = None) -> tuple[float, dict, tuple]:
     """numpy_backend.loss_and_grads computed by autograd: the same arguments and results, as NumPy."""
-    if spec is None:
-        rnn = model_spec("rnn", params["Why"].shape[0], params["Why"].shape[1])
-        loss, grads, (h_last,) = loss_and_grads(params, inputs, targets, (state[None],), rnn, masks)
-        return loss, grads, h_last[0]
     weights = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
     loss, _, state_last = chunk_loss(weights, spec, time_major(inputs), time_major(targets),
                                      tuple(torch.tensor(s) for s in state), as_tensors(masks))
     grads = torch.autograd.grad(loss, list(weights.values()))
     return (loss.item(), {k: g.numpy() for k, g in zip(weights, grads)},
             tuple(s.detach().numpy() for s in state_last))
+
+
+def rnn_loss_and_grads(params: dict, inputs: np.ndarray, targets: np.ndarray, h_prev: np.ndarray
+                       ) -> tuple[float, dict, np.ndarray]:
+    """numpy_backend.rnn_loss_and_grads computed by autograd."""
+    spec = model_spec("rnn", *params["Why"].shape)
+    loss, grads, (h_last,) = loss_and_grads(params, inputs, targets, (h_prev[None],), spec)
+    return loss, grads, h_last[0]
 
 
 def as_tensors(arrays: tuple | None, device: torch.device | None = None, dtype: torch.dtype | None = None):
@@ -169,20 +172,17 @@ def as_tensors(arrays: tuple | None, device: torch.device | None = None, dtype: 
 class TorchBackend:
     """The Backend interface (see interface.py) on autograd, torch.optim and torch.nn.utils clipping."""
 
-    def __init__(self, spec: ModelSpec, params: dict, device: str, optim_cfg, clip_mode: str, grad_clip: float,
-                 loss_reduction: str, guard: StepGuard = StepGuard()):
+    def __init__(self, spec: ModelSpec, params: dict, settings: StepSettings, device: str = "auto",
+                 replicas: Solo = SOLO):
         self.spec = spec
+        self.settings = settings
+        self.replicas = replicas
         self.device = resolve_device(device)
         self.weights = {k: torch.tensor(v, device=self.device, requires_grad=True) for k, v in params.items()}
         self.dtype = self.weights["Why"].dtype
-        self.optim_name = optim_cfg.name
-        self.optimizer = make_torch_optimizer(optim_cfg, list(self.weights.values()))
+        self.optim_name = settings.optim.name
+        self.optimizer = make_torch_optimizer(settings.optim, list(self.weights.values()))
         self.steps = 0
-        self.clip_mode = clip_mode
-        self.grad_clip = grad_clip
-        self.loss_reduction = loss_reduction
-        self.guard = guard
-        self.replicas = SOLO
         # On a GPU, one fused kernel per layer and chunk instead of T small steps (the module's docstring).
         self.recurrence = FUSED.get(spec.cell, loop_recurrence) if self.device.type == "cuda" else loop_recurrence
 
@@ -190,18 +190,19 @@ class TorchBackend:
                    masks: tuple | None = None) -> StepResult:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        loss, _, state_last = self._loss(inputs, targets, state, masks, self.loss_reduction)
+        loss, _, state_last = self._loss(inputs, targets, state, masks, self.settings.loss_reduction)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        loss = self.replicas.average_(loss.detach(), [w.grad for w in self.weights.values()], self.loss_reduction)
+        grads = [w.grad for w in self.weights.values()]
+        loss = self.replicas.average_(loss.detach(), grads, self.settings.loss_reduction)
         # Clipping writes only .grad, so it may come before the check; the optimizer may not.
-        before, after = clip_gradients(list(self.weights.values()), self.clip_mode, self.grad_clip)
+        before, after = clip_gradients(list(self.weights.values()), self.settings.clip_mode, self.settings.grad_clip)
         # One device-to-host copy for all the figures: each .item() would wait for the device again.
         stats = torch.cat([loss.detach().reshape(1), before, after]).cpu().numpy().astype(np.float64)
-        loss_value = float(stats[0] / inputs.size if self.loss_reduction == "sum" else stats[0])
+        loss_value = float(stats[0] / inputs.size if self.settings.loss_reduction == "sum" else stats[0])
         P = len(self.weights)
         grad_norms = dict(zip(self.weights, stats[1:1 + P].tolist()))
-        cause = self.guard.refusal(loss_value, grad_norms) or self._update()
+        cause = self.settings.guard.refusal(loss_value, grad_norms) or self._update()
         return StepResult(loss=loss_value, state_last=self._numpy(state_last), grad_norms=grad_norms,
                           clipped_grad_norms=dict(zip(self.weights, stats[1 + P:].tolist())), skipped=bool(cause),
                           cause=cause)
@@ -211,7 +212,7 @@ class TorchBackend:
         """The optimizer step, checked: "update" if it left a non-finite weight or state (then undone
         when the guard asks for it), else None."""
         undo = None
-        if self.guard.undo:
+        if self.settings.guard.undo:
             undo = ([w.clone() for w in self.weights.values()],
                     {w: {k: v.clone() if torch.is_tensor(v) else v for k, v in s.items()}
                      for w, s in self.optimizer.state.items()})
@@ -256,7 +257,7 @@ class TorchBackend:
 
     def gradients(self, inputs: np.ndarray, targets: np.ndarray, state: tuple, masks: tuple | None = None) -> Gradients:
         # The loop: dL/dh_t needs every h_t as a node of the graph.
-        loss, outputs, _ = self._loss(inputs, targets, state, masks, self.loss_reduction, loop_recurrence)
+        loss, outputs, _ = self._loss(inputs, targets, state, masks, self.settings.loss_reduction, loop_recurrence)
         weights = list(self.weights.values())
         hs = [h for layer in outputs for h in layer]
         # The gradient with respect to each h_t sums all of its uses: the layer above (or y_t) and h_{t+1}.
@@ -273,7 +274,7 @@ class TorchBackend:
 
     @torch.inference_mode()
     def step_logits(self, x: np.ndarray, state: tuple) -> tuple[np.ndarray, tuple]:
-        logits, _, state_last = stack_forward(self.weights, self.spec, time_major(x[:, None], self.device),
+        logits, _, state_last = stack_logits(self.weights, self.spec, time_major(x[:, None], self.device),
                                               as_tensors(state, self.device, self.dtype))
         return logits[0].cpu().numpy(), self._numpy(state_last)
 

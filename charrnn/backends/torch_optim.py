@@ -10,17 +10,12 @@ import torch
 
 from charrnn.optim import OPTIMIZERS
 
-STATE_NAMES = {name: optimizer.state_names for name, optimizer in OPTIMIZERS.items()}
 
 
 def make_torch_optimizer(cfg, params: list[torch.Tensor]) -> torch.optim.Optimizer:
-    if cfg.name == "adagrad":
-        return torch.optim.Adagrad(params, lr=cfg.lr, eps=cfg.eps)
-    if cfg.name == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
-    if cfg.name == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
-    raise ValueError(f"unknown optimizer {cfg.name!r}")
+    """The torch.optim optimizer that cfg (one of charrnn.optim.OPTIMIZERS' configs) describes."""
+    kind = OPTIMIZERS[cfg.name]
+    return getattr(torch.optim, kind.torch_class)(params, lr=cfg.lr, **kind.torch_args(cfg))
 
 
 def _norms(params: list[torch.Tensor]) -> torch.Tensor:
@@ -48,7 +43,7 @@ def export_state(optimizer: torch.optim.Optimizer, optim_name: str, weights: dic
     """The flat state charrnn.optim.Optimizer.state_dict writes. torch creates some state lazily
     (Adam's before its first step, SGD's momentum_buffer never without momentum): zeros then, as NumPy has."""
     flat = {"step": np.array(step, dtype=np.int64)}
-    for state_name in STATE_NAMES[optim_name]:
+    for state_name in OPTIMIZERS[optim_name].state_names:
         for k, w in weights.items():
             value = optimizer.state[w].get(state_name)
             if value is None:
@@ -65,7 +60,7 @@ def load_state(optimizer: torch.optim.Optimizer, optim_name: str, weights: dict[
     for i, k in enumerate(weights):
         # Copies: torch's loader keeps a tensor that already has the right dtype and device, and the
         # optimizer then updates it in place, which would write through into the caller's arrays.
-        per_param = {name: torch.tensor(flat[f"{name}/{k}"]) for name in STATE_NAMES[optim_name]}
+        per_param = {name: torch.tensor(flat[f"{name}/{k}"]) for name in OPTIMIZERS[optim_name].state_names}
         if optim_name == "sgd":
             # torch's SGD marks its first step by a missing momentum_buffer (it copies the gradient in).
             if step == 0:

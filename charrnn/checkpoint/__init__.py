@@ -1,8 +1,8 @@
-"""Checkpoints: the file format (format.py), what each field must hold (fields.py), and a checkpoint's
-model back on a backend (restore.py)."""
+"""Checkpoints: the file format (format.py), what each field must hold (fields.py), a checkpoint's
+model back on a backend (restore.py), and a trained model loaded for use (loaded.py)."""
 
 from charrnn.checkpoint.format import Checkpoint, load_checkpoint, save_checkpoint
-from charrnn.checkpoint.restore import BEST_THEN_LAST, LoadedModel, load_model, resolve_checkpoint, restore_backend
+from charrnn.checkpoint.restore import BEST_THEN_LAST, resolve_checkpoint, restore_backend, resume_path
 
-__all__ = ["BEST_THEN_LAST", "Checkpoint", "LoadedModel", "load_checkpoint", "load_model", "resolve_checkpoint",
-           "restore_backend", "save_checkpoint"]
+__all__ = ["BEST_THEN_LAST", "Checkpoint", "load_checkpoint", "resolve_checkpoint", "restore_backend",
+           "resume_path", "save_checkpoint"]

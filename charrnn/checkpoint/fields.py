@@ -22,6 +22,10 @@ def count(v) -> str | None:
     return None if _is_int(v) and v >= 0 else "a whole number from 0"
 
 
+def count_or_null(v) -> str | None:
+    return None if v is None or (_is_int(v) and v >= 0) else "a whole number from 0, or null"
+
+
 def step_or_none(v) -> str | None:
     return None if _is_int(v) and v >= -1 else "a whole number from -1 (no evaluation yet)"
 
@@ -54,17 +58,19 @@ def interval(v) -> str | None:
     return _object_problem(v, INTERVAL_FIELDS, "the monitor's interval sums")
 
 
-MONITOR_FIELDS = {"smooth_loss": number_or_null, "interval": interval, "skipped_steps": count}
+# Monitor.state_dict's fields.
+MONITOR_FIELDS = {"smooth_loss": number_or_null, "interval": interval, "skipped_steps": count,
+                  "clipped_steps": count, "chars_per_step": count_or_null}
 # Fields that checkpoints written before they existed lack (their readers default them).
-OPTIONAL = {"skipped_steps"}
+OPTIONAL = {"skipped_steps", "clipped_steps", "chars_per_step"}
 
 
 def monitor(v) -> str | None:
     return _object_problem(v, MONITOR_FIELDS, "the monitor's state")
 
 
-# charrnn.training.resume.RunState's fields (all but h, an array of its own).
-STATE_FIELDS = {"step": count, "epoch": count, "chunk": count, "eval_step": step_or_none, "val_loss": number,
+# charrnn.training.resume.Progress's fields (all but the recurrent state, arrays of their own).
+PROGRESS_FIELDS = {"step": count, "epoch": count, "chunk": count, "eval_step": step_or_none, "val_loss": number,
                 "best_val": number, "train_seconds": seconds, "monitor": monitor}
 
 
@@ -83,12 +89,12 @@ def _object_problem(v, fields: dict, what: str) -> str | None:
     return None
 
 
-def state_problem(state: dict, names: list[str]) -> str | None:
-    """The first of the run-state fields `names` whose value is wrong, as 'state.FIELD must be ...'."""
+def progress_problem(progress: dict, names: list[str]) -> str | None:
+    """The first of the progress fields `names` whose value is wrong, as 'progress.FIELD must be ...'."""
     for name in names:
-        problem = STATE_FIELDS[name](state[name])
+        problem = PROGRESS_FIELDS[name](progress[name])
         if problem:
-            return f"state.{name} must be {problem}, got {state[name]!r:.60}"
+            return f"progress.{name} must be {problem}, got {progress[name]!r:.60}"
     return None
 
 

@@ -7,15 +7,14 @@ Layout (every entry a plain array; text entries are 0-d unicode arrays):
     optim/<key>             the optimizer state, flat (charrnn.optim names the keys)
     vocab                   (V,) int32 symbols in id order: code points, or byte values (config data.encoding=bytes)
     config                  the resolved config, as JSON
-    state                   the trainer's progress (charrnn.training.resume.RunState), as JSON
+    progress                the run's progress (charrnn.training.resume.Progress), as JSON; a checkpoint
+                            written before the entry had this name calls it "state"
     h, c                    (L, B, H) the recurrent state carried into the next chunk, one entry per
                             name in the cell's state (c: the LSTM's only); a checkpoint written before
                             layers (the same format) holds h as (B, H), read as one layer
 """
 
-import contextlib
 import json
-import os
 import sys
 import zipfile
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ import numpy as np
 
 from charrnn.checkpoint.fields import nonfinite_entries
 from charrnn.errors import UserError
+from charrnn.files import atomic_write
 from charrnn.model import STATE_NAMES
 
 FORMAT = "charrnn-checkpoint-v1"
@@ -37,42 +37,27 @@ class Checkpoint:
     optimizer_state: dict[str, np.ndarray]
     vocab: np.ndarray
     config: dict
-    state: dict
-    hidden: dict[str, np.ndarray]   # the recurrent state by name ("h", "c"), each (L, B, H)
+    progress: dict                  # the run's progress between two steps (charrnn.training.resume.Progress)
+    state: dict[str, np.ndarray]    # the recurrent state by name ("h", "c"), each (L, B, H)
 
 
 def save_checkpoint(path: Path, ckpt: Checkpoint) -> None:
-    """Write atomically: a temporary file in the same directory, fsynced, then renamed over path,
-    so a crash at any moment leaves either the old checkpoint or the new one, never a torn file (and
-    a failed write leaves the old one, and no temporary file). Non-finite weights, optimizer state or
+    """Write atomically (charrnn.files.atomic_write): a crash at any moment leaves either the old
+    checkpoint or the new one, never a torn file. Non-finite weights, optimizer state or
     carried state are refused before anything is written, whatever asked for the save."""
-    blown_up = nonfinite_entries({**ckpt.params, **ckpt.optimizer_state, **ckpt.hidden})
+    blown_up = nonfinite_entries({**ckpt.params, **ckpt.optimizer_state, **ckpt.state})
     if blown_up:
         raise UserError(f"refusing to write {path}: {', '.join(blown_up)} not finite (the model has blown up); "
                         f"what was there before is as it was")
-    arrays = {"format": np.array(FORMAT), "vocab": ckpt.vocab, **ckpt.hidden,
-              "config": np.array(json.dumps(ckpt.config)), "state": np.array(json.dumps(ckpt.state))}
+    arrays = {"format": np.array(FORMAT), "vocab": ckpt.vocab, **ckpt.state,
+              "config": np.array(json.dumps(ckpt.config)), "progress": np.array(json.dumps(ckpt.progress))}
     arrays.update({f"param/{k}": v for k, v in ckpt.params.items()})
     arrays.update({f"optim/{k}": v for k, v in ckpt.optimizer_state.items()})
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        with open(tmp, "wb") as f:
+        with atomic_write(path) as f:
             np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except BaseException as e:  # a full disk, a directory gone or made read-only; a second Ctrl-C
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        if isinstance(e, OSError):
-            raise UserError(f"cannot write checkpoint {path}: {e.strerror}; "
-                            f"what was there before is as it was") from None
-        raise
+    except OSError as e:
+        raise UserError(f"cannot write checkpoint {path}: {e.strerror}; what was there before is as it was") from None
 
 
 def load_checkpoint(path: Path | str) -> Checkpoint:
@@ -98,20 +83,22 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
     if "format" not in arrays or str(arrays["format"]) != FORMAT:
         raise UserError(f"{path} is not a charrnn checkpoint (no '{FORMAT}' marker); "
                         f"pass a ckpt_*.npz written by train.py")
-    required = ["vocab", "config", "state", "h"]
+    if "progress" not in arrays and "state" in arrays:
+        arrays["progress"] = arrays.pop("state")
+    required = ["vocab", "config", "progress", "h"]
     missing = [k for k in required if not isinstance(arrays.get(k), np.ndarray)]
     if missing:
         raise UserError(f"checkpoint {path} is incomplete: missing {', '.join(missing)}")
-    hidden = {k: arrays[k] for k in STATE_NAMES if k in arrays}
-    if hidden["h"].ndim == 2:   # written before layers: one layer's (B, H)
-        hidden["h"] = hidden["h"][None]
+    state = {k: arrays[k] for k in STATE_NAMES if k in arrays}
+    if state["h"].ndim == 2:   # written before layers: one layer's (B, H)
+        state["h"] = state["h"][None]
     ckpt = Checkpoint(
         params={k[len("param/"):]: v for k, v in arrays.items() if k.startswith("param/")},
         optimizer_state={k[len("optim/"):]: v for k, v in arrays.items() if k.startswith("optim/")},
         vocab=arrays["vocab"],
         config=_json_object(arrays["config"]),
-        state=_json_object(arrays["state"]),
-        hidden=hidden,
+        progress=_json_object(arrays["progress"]),
+        state=state,
     )
     problem = _problem(ckpt)
     if problem:
@@ -130,16 +117,16 @@ def _json_object(entry: np.ndarray) -> dict | None:
 def _problem(ckpt: Checkpoint) -> str | None:
     """What makes a checkpoint that unzipped cleanly unusable, if anything. Shapes are checked where the
     model is built (restore_backend), against the config."""
-    if ckpt.config is None or ckpt.state is None:
-        return "its config or state is not a JSON object"
+    if ckpt.config is None or ckpt.progress is None:
+        return "its config or progress is not a JSON object"
     v = ckpt.vocab
     if v.ndim != 1 or v.dtype.kind not in "iu" or len(v) == 0 or (np.diff(v) <= 0).any() \
             or v[0] < 0 or v[-1] > sys.maxunicode:
         return "its vocabulary is not an ascending list of code points"
-    not_float = [k for k, a in {**ckpt.params, **ckpt.hidden}.items() if a.dtype.kind != "f"]
+    not_float = [k for k, a in {**ckpt.params, **ckpt.state}.items() if a.dtype.kind != "f"]
     if not_float:
         return f"not floating point: {', '.join(not_float)}"
-    blown_up = nonfinite_entries({**ckpt.params, **ckpt.optimizer_state, **ckpt.hidden})
+    blown_up = nonfinite_entries({**ckpt.params, **ckpt.optimizer_state, **ckpt.state})
     if blown_up:
         return f"{', '.join(blown_up)} not finite (the model had blown up); use an earlier checkpoint"
     return None

@@ -1,20 +1,16 @@
 """A checkpoint's model back on a backend, and which file a path names."""
 
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-from omegaconf import OmegaConf
-
-from charrnn.backends import Backend, make_backend
-from charrnn.checkpoint.format import Checkpoint, load_checkpoint
-from charrnn.config import BackendConfig, Config, to_config
-from charrnn.data import Vocab, load_ids, split
+from charrnn.backends import Backend, StepSettings, make_backend
+from charrnn.checkpoint.format import Checkpoint
+from charrnn.data import Vocab
+from charrnn.distributed import SOLO, Solo
 from charrnn.errors import UserError
-from charrnn.model import ModelSpec, param_shapes, spec_of
+from charrnn.model import param_shapes, spec_of
 
 
-def restore_backend(ckpt: Checkpoint, cfg) -> tuple[Backend, Vocab]:
+def restore_backend(ckpt: Checkpoint, cfg, replicas: Solo = SOLO) -> tuple[Backend, Vocab]:
     """The checkpoint's model on cfg's backend (either backend takes any checkpoint) in cfg's dtype,
     and its vocabulary. The one way a model is loaded: sample.py and a resumed run both come here."""
     spec = spec_of(cfg.model, len(ckpt.vocab))
@@ -30,46 +26,8 @@ def restore_backend(ckpt: Checkpoint, cfg) -> tuple[Backend, Vocab]:
     if vocab.is_bytes and vocab.symbols[-1] > 255:
         raise UserError("the checkpoint's vocabulary is not one of byte values, as its config data.encoding=bytes says")
     params = {k: v.astype(cfg.model.dtype) for k, v in ckpt.params.items()}
-    return make_backend(cfg, spec, params), vocab
-
-
-@dataclass
-class LoadedModel:
-    path: Path          # the checkpoint file
-    checkpoint: Checkpoint
-    config: Config      # the run's, with the backend asked for
-    backend: Backend
-    vocab: Vocab
-
-    @property
-    def spec(self) -> ModelSpec:
-        return spec_of(self.config.model, len(self.vocab))
-
-    def splits(self, needed_by: str, otherwise: str) -> tuple[np.ndarray, np.ndarray]:
-        """The train and val ids of the corpus the run trained on (its config's data section), split as
-        the run split them; a UserError if that corpus is not at hand or has changed."""
-        data = self.config.data
-        if data.path is not None and not Path(data.path).expanduser().is_file():
-            raise UserError(f"{needed_by} reads the corpus the checkpoint was trained on, {data.path}, which is "
-                            f"not there from here; {otherwise}")
-        vocab, ids = load_ids(data)
-        if not np.array_equal(vocab.symbols, self.vocab.symbols):
-            raise UserError(f"{needed_by} reads the corpus the checkpoint was trained on, but its vocabulary differs "
-                            f"from the checkpoint's (the file changed?); {otherwise}")
-        return split(ids, data.val_fraction)
-
-
-def load_model(path_str: str, backend: BackendConfig) -> LoadedModel:
-    """The model of a checkpoint, or of a run directory's best checkpoint, on the backend asked for:
-    the one loader of sample.py, python -m charrnn.explore and charrnn.load."""
-    path = resolve_checkpoint(path_str)
-    ckpt = load_checkpoint(path)
-    try:
-        cfg = to_config(OmegaConf.create({**ckpt.config, "backend": asdict(backend)}))
-    except UserError as e:
-        raise UserError(f"checkpoint {path} holds an unusable config ({e})") from None
-    model, vocab = restore_backend(ckpt, cfg)
-    return LoadedModel(path=path, checkpoint=ckpt, config=cfg, backend=model, vocab=vocab)
+    settings = StepSettings.from_config(cfg, spec.vocab_size)
+    return make_backend(cfg.backend.name, spec, params, settings, cfg.backend.device, replicas), vocab
 
 
 BEST_THEN_LAST = ("ckpt_best.npz", "ckpt_last.npz")
@@ -85,3 +43,8 @@ def resolve_checkpoint(path_str: str, names: tuple[str, ...] = BEST_THEN_LAST) -
                 return path / name
         raise UserError(f"no checkpoint ({' or '.join(names)}) in directory {path}")
     return path
+
+
+def resume_path(resume: str) -> Path:
+    """train.resume names a checkpoint file or a run directory, whose ckpt_last.npz is where it stopped."""
+    return resolve_checkpoint(resume, ("ckpt_last.npz",))

@@ -24,8 +24,6 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +31,7 @@ from tqdm import tqdm
 
 from charrnn.data.corpus import file_sha256, id_dtype, open_corpus, scan, write_ids
 from charrnn.errors import UserError
+from charrnn.files import atomic_write
 
 FORMAT = "charrnn-ids-1"
 BESIDE = ".charrnn-cache"  # the default cache: a directory next to the corpus
@@ -55,7 +54,7 @@ def fingerprint(path: Path) -> list[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
 
 
-class Entry:
+class CacheEntry:
     def __init__(self, directory: Path, source: Path, encoding: str):
         key = hashlib.sha256(f"{source}\0{encoding}".encode()).hexdigest()[:16]
         self.ids_path = directory / f"{source.name}.{key}.ids"
@@ -87,7 +86,7 @@ class Entry:
     def _remember(self, meta: dict, stat: list[int]) -> None:
         """Record the stat the content was last verified under, so the next start need not hash again."""
         try:
-            with atomic_file(self.meta_path, "w") as out:
+            with atomic_write(self.meta_path, "w") as out:
                 json.dump({**meta, "stat": stat}, out)
         except OSError:
             pass  # a read-only cache still works; the next start hashes again
@@ -100,7 +99,7 @@ class Entry:
         with bar:
             found = scan(self.source, self.encoding, bar.update)
             self.meta_path.unlink(missing_ok=True)
-            with atomic_file(self.ids_path, "wb") as out:
+            with atomic_write(self.ids_path, "wb") as out:
                 written = write_ids(self.source, self.encoding, found.symbols, out, bar.update)
         if written != found.length or fingerprint(self.source) != stat:
             raise UserError(f"corpus file {self.source} changed while it was being encoded; "
@@ -108,24 +107,9 @@ class Entry:
         meta = dict(format=FORMAT, source=str(self.source), encoding=self.encoding, sha256=found.sha256,
                     stat=stat, length=found.length, dtype=id_dtype(len(found.symbols)).name,
                     symbols=found.symbols.tolist())
-        with atomic_file(self.meta_path, "w") as out:
+        with atomic_write(self.meta_path, "w") as out:
             json.dump(meta, out)
         return found.symbols, np.memmap(self.ids_path, meta["dtype"], mode="r", shape=(found.length,))
-
-
-@contextmanager
-def atomic_file(path: Path, mode: str) -> Iterator:
-    """A file that appears at path, whole and on disk, only once the block finishes without error."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".part")
-    try:
-        with open(fd, mode) as out:
-            yield out
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def writable(directory: Path) -> bool:
@@ -144,12 +128,12 @@ def load_encoded(source: Path, encoding: str, cache_dir: str | None) -> tuple[np
     source = source.resolve()
     dirs = cache_dirs(source, cache_dir)
     for directory in dirs:
-        found = Entry(directory, source, encoding).open()
+        found = CacheEntry(directory, source, encoding).open()
         if found is not None:
             return found
     for directory in dirs:
         if writable(directory):
-            return Entry(directory, source, encoding).build()
+            return CacheEntry(directory, source, encoding).build()
     tried = " or ".join(str(d) for d in dirs)
     raise UserError(f"cannot write the encoded corpus to {tried}; name a writable directory with "
                     f"data.cache_dir=PATH")

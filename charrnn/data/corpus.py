@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from charrnn.errors import UserError
+from charrnn.files import atomic_write
 
 BLOCK_BYTES = 1 << 22  # 4 MiB: the largest temporaries (int64 index copies) stay near 32 MB
 UNICODE_SIZE = 0x110000  # code points 0 .. U+10FFFF
@@ -141,7 +142,6 @@ def file_sha256(path: Path) -> str:
 def fetch(path: Path, url: str, sha256: str | None) -> None:
     """Download url to path, verifying its sha256; write atomically so a failed fetch leaves nothing."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
     try:
         with urllib.request.urlopen(url, timeout=30) as response:
             payload = response.read()
@@ -152,8 +152,8 @@ def fetch(path: Path, url: str, sha256: str | None) -> None:
     if sha256 and digest != sha256:
         raise UserError(f"downloaded {url} but its sha256 is {digest}, expected {sha256}; "
                         f"place a verified copy at {path}, or pass data.path=/path/to/file.txt")
-    tmp.write_bytes(payload)
-    os.replace(tmp, path)
+    with atomic_write(path) as out:
+        out.write(payload)
 
 
 def corpus_path(cfg) -> Path:

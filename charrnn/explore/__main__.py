@@ -13,13 +13,13 @@ import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 from charrnn.api import Model, load  # noqa: E402
-from charrnn.cli import Entry  # noqa: E402
+from charrnn.cli import Command  # noqa: E402
 from charrnn.config import ExploreConfig, to_explore_config  # noqa: E402
 from charrnn.errors import UserError  # noqa: E402
 from charrnn.sampling import known_text  # noqa: E402
 
-entry = Entry(out_of_memory="out of memory: lower length= or lookback_positions=",
-              cannot_write="free some space, or name another page with out=PATH")
+command = Command(out_of_memory="out of memory: lower length= or lookback_positions=",
+                  cannot_write="free some space, or name another page with out=PATH")
 
 
 def explore(cfg: ExploreConfig) -> Path:
@@ -54,7 +54,7 @@ def read_text(path: Path, length: int, model: Model, skip_unknown: bool) -> str:
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="explore")
 def main(raw: DictConfig) -> None:
-    with entry.task():
+    with command.task():
         started = time.perf_counter()
         path = explore(to_explore_config(raw))
         print(path)
@@ -62,4 +62,4 @@ def main(raw: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    entry.run(main)
+    command.run(main)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from charrnn.backends.blas_warmup import warm_up_blas
+from charrnn.backends.numpy_backend import warm_up_blas
 from charrnn.backends.numpy_layers import CELL_LAYERS
 from charrnn.model import ModelSpec, zero_state
 

@@ -122,7 +122,7 @@ def autograd_by_step(pb: Problem, name: str | None = None):
         w = {**weights, name: copies[t]} if name else weights
         inputs = x[t]
         for layer in range(spec.num_layers):
-            W = torch_backend.layer_weights(w, spec, layer)
+            W = torch_backend.prepared_layer(w, spec, layer)
             xw = F.embedding(inputs, W["Wxh"].t()) + W["bh"] if layer == 0 else F.linear(inputs, W["Wxh"], W["bh"])
             state[layer] = step(W, xw, state[layer])
             states.append(state[layer])

@@ -9,7 +9,8 @@ import dataclasses
 import math
 import typing
 
-from charrnn.config import CHOICES, OPTIMIZERS, Config
+from charrnn.config import CHOICES, Config
+from charrnn.optim import OPTIMIZERS
 
 # Each chart lists the tags it draws as regular expressions, so a tag the run does not write (a clipped
 # norm without clipping, a second layer) is simply absent from it.
@@ -54,7 +55,7 @@ def _leaf_types(schema, prefix: str = "") -> dict[str, type]:
         key = f"{prefix}{name}"
         if key == "optim":
             for optimizer in OPTIMIZERS.values():
-                types.update({k: t for k, t in _leaf_types(optimizer, "optim.").items() if k not in types})
+                types.update({k: t for k, t in _leaf_types(optimizer.config, "optim.").items() if k not in types})
         elif dataclasses.is_dataclass(hint):
             types.update(_leaf_types(hint, f"{key}."))
         else:
@@ -80,7 +81,7 @@ def hparams_summaries(flat_config: dict) -> list:
     for key, kind in hparam_columns().items():
         info = api_pb2.HParamInfo(name=key, type=data_types.get(kind, "DATA_TYPE_FLOAT64"),
                                   differs=key in SHOWN_FIRST)
-        choices = CHOICES.get(key, tuple(OPTIMIZERS) if key == "optim.name" else ())
+        choices = CHOICES.get(key, ())
         if choices:
             info.domain_discrete.extend(choices)
         infos.append(info)

@@ -23,7 +23,8 @@ LOG2E = 1.0 / math.log(2.0)
 SMOOTHING = 0.99  # min-char-rnn's smooth_loss keeps 0.999; per step of 32+ streams 0.99 reads better
 HISTOGRAM_BINS = 64
 # The matrices that carry the state from one step to the next, by min-char-rnn's naming (W, from, to):
-# Whh, and per layer or gate Whh_l1, Whz, ...; Why reads the state out and is not one of them.
+# Whh, and Whh_1, Whh_2, ... of the layers above (charrnn.model names them); Why reads the state out and is
+# not one of them.
 RECURRENT = re.compile(r"^Wh(?!y)")
 
 
@@ -65,7 +66,8 @@ class Monitor:
         max_seconds: the run's clock budget (train.max_seconds), of which train_seconds are spent.
         novelty: the training text's windows, to say beside each sample how much of it they hold."""
         self.novelty = novelty
-        # Imported here: it pulls in torch, which the NumPy backend otherwise never needs.
+        # Imported here, once a run starts: it pulls in torch (4 to 6 s to import on the 2-core host), which a
+        # command refused for a bad key or path need not wait for.
         from torch.utils.tensorboard import SummaryWriter
 
         # A resumed run hides whatever the earlier run logged after start_step (it went on past its last

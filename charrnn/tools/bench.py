@@ -37,9 +37,9 @@ from pathlib import Path
 
 import numpy as np
 
-from charrnn.backends import make_backend
-from charrnn.config import AdamConfig
+from charrnn.backends import StepGuard, StepSettings, make_backend
 from charrnn.errors import UserError
+from charrnn.optim import AdamConfig
 from charrnn.model import CELLS, ModelSpec, init_params, model_spec, zero_state
 
 V = 65
@@ -114,18 +114,14 @@ def _own_peak_memory_mb(impl: str, H: int, B: int, T: int, cell: str, layers: in
     return (_rss_kb("VmHWM") - base_kb) / 1024
 
 
-class _Cfg:
-    """The few config fields make_backend reads, without composing Hydra."""
-
-    def __init__(self, backend: str):
-        self.backend = type("B", (), {"name": backend, "device": "cpu"})
-        self.optim = AdamConfig(name="adam", lr=LR, beta1=0.9, beta2=0.999, eps=1e-8)
-        self.train = type("T", (), {"clip_mode": "norm", "grad_clip": 5.0, "loss_reduction": "mean",
-                                    "max_loss_ratio": 3.0, "nonfinite": "stop"})
+# What the trainer's defaults make a step do: Adam, global-norm clipping at 5, the guard against a loss
+# above 3 ln V.
+SETTINGS = StepSettings(optim=AdamConfig(name="adam", lr=LR, beta1=0.9, beta2=0.999, eps=1e-8),
+                        guard=StepGuard(max_loss=3.0 * math.log(V)))
 
 
-def backend_step(cfg, H: int, B: int, T: int, rng, spec: ModelSpec) -> Callable[[], None]:
-    backend = make_backend(cfg, spec, init_params(spec, "uniform", 0.01, 0, "float32"))
+def backend_step(name: str, H: int, B: int, T: int, rng, spec: ModelSpec) -> Callable[[], None]:
+    backend = make_backend(name, spec, init_params(spec, "uniform", 0.01, 0, "float32"), SETTINGS, "cpu")
     inputs, targets = rng.integers(0, V, (B, T)), rng.integers(0, V, (B, T))
     state = {"h": zero_state(spec, B, np.float32)}
 
@@ -238,8 +234,8 @@ def gemm_flops_per_sec(H: int, B: int, seconds: float, gates: int = 1) -> float:
 
 
 IMPLS: dict[str, Callable] = {
-    "numpy": lambda H, B, T, rng, spec: backend_step(_Cfg("numpy"), H, B, T, rng, spec),
-    "torch": lambda H, B, T, rng, spec: backend_step(_Cfg("torch"), H, B, T, rng, spec),
+    "numpy": lambda H, B, T, rng, spec: backend_step("numpy", H, B, T, rng, spec),
+    "torch": lambda H, B, T, rng, spec: backend_step("torch", H, B, T, rng, spec),
     "torch_nn": torch_nn_step,
     "torch_loop": torch_loop_step,
     "per_char": per_char_step,
@@ -271,16 +267,14 @@ def trainer_overhead(seconds: float) -> dict:
     against the same number of bare steps. Two runs of different lengths, each with one evaluation at
     its start and one at its end, differ only by the extra steps: their time difference is the loop's
     cost. Both figures are means (total time over steps), so slow outliers count in both."""
-    from hydra import compose, initialize_config_dir
     from torch.utils.tensorboard import SummaryWriter  # noqa: F401  (imported once, before the clock runs)
 
-    from charrnn.config import to_config
+    from charrnn.config import compose, to_config
     from charrnn.training.loop import train
 
-    with initialize_config_dir(str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
-        cfg = to_config(compose("train"))
+    cfg = to_config(compose("train"))
     H, B, T = cfg.model.hidden_size, cfg.train.batch_size, cfg.train.seq_length
-    step = backend_step(cfg, H, B, T, np.random.default_rng(0), model_spec(cfg.model.cell, V, H, cfg.model.num_layers))
+    step = backend_step(cfg.backend.name, H, B, T, np.random.default_rng(0), model_spec(cfg.model.cell, V, H, cfg.model.num_layers))
     probe = measure(step, B * T, seconds / 4)
     extra_steps = max(20, int(2 * seconds * probe["chars_per_sec"] / (B * T)))
     started = time.perf_counter()

@@ -19,9 +19,9 @@ import time
 
 import numpy as np
 
-from charrnn.backends import make_backend
-from charrnn.tools.bench import LR, V, _Cfg
-from charrnn.training.distributed import join
+from charrnn.backends import BACKENDS, make_backend
+from charrnn.tools.bench import LR, SETTINGS, V
+from charrnn.distributed import join
 from charrnn.model import init_params, model_spec, zero_state
 
 H, B, T = 384, 64, 64
@@ -31,8 +31,8 @@ def worker(backend_name: str, steps: int) -> None:
     """One rank (or the one process): time `steps` training steps on its share of the B streams."""
     replicas = join(B)
     spec = model_spec("rnn", V, H)
-    backend = make_backend(_Cfg(backend_name), spec, init_params(spec, "uniform", 0.01, 0, "float32"))
-    backend.replicas = replicas
+    backend = make_backend(backend_name, spec, init_params(spec, "uniform", 0.01, 0, "float32"), SETTINGS, "cpu",
+                           replicas)
     rng = np.random.default_rng(0)
     inputs, targets = replicas.local(rng.integers(0, V, (B, T)), rng.integers(0, V, (B, T)))
     state = zero_state(spec, len(inputs), np.float32)
@@ -81,7 +81,7 @@ def launch(world_size: int, threads: int, backend_name: str, steps: int) -> dict
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", default="numpy", choices=("numpy", "torch"))
+    parser.add_argument("--backend", default="numpy", choices=tuple(BACKENDS))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

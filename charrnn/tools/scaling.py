@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from charrnn.errors import UserError
+from charrnn.files import atomic_write
 
 UNITS = {"KB": 10**3, "MB": 10**6, "GB": 10**9}
 
@@ -32,12 +33,9 @@ def parse_size(text: str) -> int:
 
 def default_config(overrides: list[str]):
     """conf/train.yaml with overrides, typed."""
-    from hydra import compose, initialize_config_dir
+    from charrnn.config import compose, to_config
 
-    from charrnn.config import to_config
-
-    with initialize_config_dir(str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
-        return to_config(compose("train", overrides))
+    return to_config(compose("train", overrides))
 
 
 def tinyshakespeare() -> Path:
@@ -53,11 +51,9 @@ def make_corpus(directory: Path, size: int, source: Path) -> Path:
     if path.exists() and path.stat().st_size >= size:
         return path
     text = source.read_bytes()
-    tmp = path.with_name(path.name + ".part")
-    with open(tmp, "wb") as out:
+    with atomic_write(path) as out:
         for _ in range(-(-size // len(text))):
             out.write(text)
-    os.replace(tmp, path)
     return path
 
 

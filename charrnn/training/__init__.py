@@ -1,2 +1,2 @@
 """A training run: the loop (loop.py), its validation (evaluation.py), its directory (rundir.py),
-continuing it from a checkpoint (resume.py), signals (signals.py), several processes (distributed.py)."""
+continuing it from a checkpoint (resume.py), and signals (signals.py)."""

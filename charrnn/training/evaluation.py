@@ -9,7 +9,7 @@ train.final_full_eval reads the whole split once more after the last step.
 from tqdm import tqdm
 
 from charrnn.data.batching import StreamBatcher
-from charrnn.training.distributed import SOLO, Solo
+from charrnn.distributed import SOLO, Solo
 from charrnn.model import ModelSpec, zero_state
 
 BAR_DELAY = 2.0  # seconds: an evaluation that takes longer shows a bar of its own under training's

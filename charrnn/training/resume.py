@@ -1,5 +1,6 @@
 """Continuing a run: its progress between two steps (what a checkpoint holds beyond the weights and the
-optimizer state), the config it continues with, and the checks that it can continue at all.
+optimizer state), the directory it continues in, and the checks that it can continue at all (the
+config it continues with is charrnn.config.run_config's).
 
 No random generator needs saving: initial weights come from the seed, batching is deterministic, and
 each evaluation draws its sample from a generator seeded by (seed, step) (see loop.py).
@@ -10,21 +11,22 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
 from charrnn.backends import Backend
-from charrnn.checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint, restore_backend
-from charrnn.checkpoint.fields import optimizer_problem, state_problem
-from charrnn.config import Config, lookup, to_config
+from charrnn.checkpoint import Checkpoint, load_checkpoint, restore_backend, resume_path
+from charrnn.checkpoint.fields import optimizer_problem, progress_problem
+from charrnn.config import Config, lookup
 from charrnn.data import Vocab
+from charrnn.distributed import SOLO, Solo
 from charrnn.errors import UserError
 from charrnn.model import spec_of, zero_state
 from charrnn.optim import OPTIMIZERS
 
 
 @dataclass
-class RunState:
-    hidden: tuple                  # (L, B, H) arrays: the recurrent state carried into the next chunk
+class Progress:
+    state: tuple                   # (L, B, H) arrays: the recurrent state carried into the next chunk
     step: int = 0                  # training steps done
     epoch: int = 0
     chunk: int = 0                 # the next chunk of every train stream
@@ -35,38 +37,31 @@ class RunState:
     monitor: dict = field(default_factory=dict)  # Monitor.state_dict() as of the save: smoothed loss, open log interval
 
     def to_json(self) -> dict:
-        """Everything but hidden, which the checkpoint keeps as arrays."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "hidden"}
+        """Everything but the recurrent state, which the checkpoint keeps as arrays."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "state"}
 
     @classmethod
-    def from_checkpoint(cls, ckpt: Checkpoint, path: Path, dtype: str, state_names: tuple[str, ...]) -> "RunState":
+    def from_checkpoint(cls, ckpt: Checkpoint, path: Path, dtype: str, state_names: tuple[str, ...]) -> "Progress":
         """The run's progress, its carried state ordered by state_names (the model spec's)."""
-        names = [f.name for f in fields(cls) if f.name != "hidden"]
-        missing = [k for k in names if k not in ckpt.state]
+        names = [f.name for f in fields(cls) if f.name != "state"]
+        missing = [k for k in names if k not in ckpt.progress]
         if missing:
-            raise UserError(f"checkpoint {path} cannot be resumed: its state lacks {', '.join(missing)} "
+            raise UserError(f"checkpoint {path} cannot be resumed: its progress lacks {', '.join(missing)} "
                             f"(it predates exact resume); sample from it, or train afresh")
-        problem = state_problem(ckpt.state, names)
+        problem = progress_problem(ckpt.progress, names)
         if problem:
             raise UserError(f"checkpoint {path} cannot be resumed: {problem}")
-        lacking = [k for k in state_names if k not in ckpt.hidden]
+        lacking = [k for k in state_names if k not in ckpt.state]
         if lacking:
             raise UserError(f"checkpoint {path} cannot be resumed: its carried state lacks {', '.join(lacking)}, "
                             f"which its model's cell carries")
-        return cls(hidden=tuple(ckpt.hidden[k].astype(dtype) for k in state_names), **{k: ckpt.state[k] for k in names})
+        return cls(state=tuple(ckpt.state[k].astype(dtype) for k in state_names),
+                   **{k: ckpt.progress[k] for k in names})
 
 
 # What the data pointer, the carried state and the optimizer state are laid out by. (The model shape
 # is checked where the weights are loaded, in restore_backend.)
 FIXED = ("train.batch_size", "train.seq_length", "data.val_fraction", "optim.name")
-
-_ABSENT = object()
-
-
-def resume_path(resume: str) -> Path:
-    """train.resume names a checkpoint file or a run directory, whose ckpt_last.npz is where it stopped."""
-    return resolve_checkpoint(resume, ("ckpt_last.npz",))
-
 
 def resume_dir(resume: str, new_dir: Path) -> tuple[Path, str | None]:
     """Where a resumed run writes, and a note when that is not the checkpoint's own directory. A run
@@ -78,9 +73,9 @@ def resume_dir(resume: str, new_dir: Path) -> tuple[Path, str | None]:
     last = path.parent / "ckpt_last.npz"
     if path.name == last.name or not last.is_file():
         return path.parent, None
-    step = load_checkpoint(path).state.get("step")
+    step = load_checkpoint(path).progress.get("step")
     try:
-        last_step = load_checkpoint(last).state.get("step")
+        last_step = load_checkpoint(last).progress.get("step")
     except UserError:
         last_step = None  # unreadable: all the more reason to leave it alone
     if last_step == step:
@@ -92,31 +87,8 @@ def resume_dir(resume: str, new_dir: Path) -> tuple[Path, str | None]:
                      f"continuing in a new run directory, {new_dir}, so that the later work stays")
 
 
-def config_for_run(raw: DictConfig, overrides: list[str]) -> Config:
-    """The typed config of a run. To resume, it is the checkpoint's saved config with only the keys
-    given on the command line (overrides, as Hydra lists them) changed, so that
-    `python train.py train.resume=DIR` continues a run whatever options started it."""
-    resume = OmegaConf.select(raw, "train.resume")
-    if resume is None:
-        return to_config(raw)
-    path = resume_path(resume)
-    saved = OmegaConf.create(load_checkpoint(path).config)
-    for override in overrides:
-        key = override.split("=", 1)[0].lstrip("+~")
-        value = OmegaConf.select(raw, key, default=_ABSENT)
-        if value is _ABSENT:
-            raise UserError(f"{override} does not name one config key, so it cannot change a resumed run; "
-                            f"override the keys themselves (e.g. train.max_iters=...)")
-        OmegaConf.update(saved, key, value, merge=False)
-    OmegaConf.update(saved, "train.resume", resume)  # however it was given
-    try:
-        return to_config(saved)
-    except UserError as e:
-        raise UserError(f"cannot resume {path}: its saved config, with your overrides, "
-                        f"does not validate ({e})") from None
-
-
-def resume(cfg: Config, vocab: Vocab, num_chunks: int, run_dir: Path) -> tuple[Backend, RunState]:
+def resume(cfg: Config, vocab: Vocab, num_chunks: int, run_dir: Path, replicas: Solo = SOLO
+           ) -> tuple[Backend, Progress]:
     """The backend (weights and optimizer state) and progress of the checkpoint named by train.resume,
     checked against cfg and the corpus's vocabulary, to continue in run_dir (see resume_dir). The best
     validation loss is that of the weights run_dir's ckpt_best.npz holds (none in a new directory), so
@@ -134,27 +106,28 @@ def resume(cfg: Config, vocab: Vocab, num_chunks: int, run_dir: Path) -> tuple[B
     if changed:
         raise UserError(f"cannot resume {path} with {', '.join(changed)}: the data pointer, carried state "
                         f"and optimizer state only fit the values the run started with")
-    backend, _ = restore_backend(ckpt, cfg)
+    backend, _ = restore_backend(ckpt, cfg, replicas)
     problem = optimizer_problem(ckpt.optimizer_state, OPTIMIZERS[cfg.optim.name].state_names, ckpt.params)
     if problem:
         raise UserError(f"cannot resume {path}: {problem}")
     backend.load_optimizer_state(ckpt.optimizer_state)
     spec = spec_of(cfg.model, len(vocab))
-    run = RunState.from_checkpoint(ckpt, path, cfg.model.dtype, spec.state_names)
-    run.best_val = best_val_loss(run_dir)
+    progress = Progress.from_checkpoint(ckpt, path, cfg.model.dtype, spec.state_names)
+    progress.best_val = best_val_loss(run_dir)
     expected = zero_state(spec, cfg.train.batch_size, cfg.model.dtype)
-    shapes = [s.shape for s in run.hidden]
-    if shapes != [s.shape for s in expected] or not 0 <= run.chunk < num_chunks:
-        raise UserError(f"cannot resume {path}: its data pointer (chunk {run.chunk}) or carried state "
+    shapes = [s.shape for s in progress.state]
+    if shapes != [s.shape for s in expected] or not 0 <= progress.chunk < num_chunks:
+        raise UserError(f"cannot resume {path}: its data pointer (chunk {progress.chunk}) or carried state "
                         f"{', '.join(map(str, shapes))} does not fit this corpus and config")
-    done = run.step >= cfg.train.max_iters or (cfg.train.max_seconds is not None
-                                               and run.train_seconds >= cfg.train.max_seconds)
+    done = progress.step >= cfg.train.max_iters or (cfg.train.max_seconds is not None
+                                                    and progress.train_seconds >= cfg.train.max_seconds)
     # A run stopped by a signal right at its end still owes its final evaluation.
-    if done and run.eval_step == run.step:
-        raise UserError(f"nothing to resume: {path} is at step {run.step} after {run.train_seconds:.1f} s, "
+    if done and progress.eval_step == progress.step:
+        raise UserError(f"nothing to resume: {path} is at step {progress.step} after {progress.train_seconds:.1f} s, "
                         f"which train.max_iters={cfg.train.max_iters} / train.max_seconds={cfg.train.max_seconds} "
                         f"already reach; raise them to train further")
-    return backend, run
+    progress.state = replicas.shard(progress.state)
+    return backend, progress
 
 
 def best_val_loss(run_dir: Path) -> float:
@@ -162,5 +135,5 @@ def best_val_loss(run_dir: Path) -> float:
     best = run_dir / "ckpt_best.npz"
     if not best.is_file():
         return math.inf
-    value = load_checkpoint(best).state.get("val_loss")
+    value = load_checkpoint(best).progress.get("val_loss")
     return value if isinstance(value, (int, float)) and math.isfinite(value) else math.inf

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from charrnn.training.distributed import is_main_process
+from charrnn.distributed import is_main_process
 from charrnn.errors import UserError
 
 LOCK_NAME = ".lock"  # holds the owner's process id, for the message a second run gets

@@ -6,13 +6,16 @@ set to cores // n_jobs unless the user set them, before NumPy or torch is import
 is what bounds a job's BLAS and torch threads (see docs/scaling.md), and what this line shows.
 """
 
+import sys
+
 from threadpoolctl import threadpool_info
 
 
 def thread_counts() -> str:
-    """e.g. 'threads: openblas 1, torch 1'."""
-    import torch
-
+    """e.g. 'threads: openblas 1, torch 1' (torch's only where the run has imported torch)."""
     pools = sorted({(pool["internal_api"], pool["num_threads"]) for pool in threadpool_info()
                     if pool["user_api"] == "blas"})
-    return "threads: " + ", ".join([*(f"{name} {count}" for name, count in pools), f"torch {torch.get_num_threads()}"])
+    counts = [f"{name} {count}" for name, count in pools]
+    if "torch" in sys.modules:
+        counts.append(f"torch {sys.modules['torch'].get_num_threads()}")
+    return "threads: " + ", ".join(counts)

@@ -24,10 +24,17 @@ class HeadCache:
     probs: np.ndarray    # (N, V) logits, then p_t, then dL/dy_t (in place)
 
 
+def logits_of(W: dict, h: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """h (N, H) -> the logits y = Why h + by (N, V), into out if given."""
+    logits = np.matmul(h, W["Why"].T, out=out)
+    logits += W["by"]
+    return logits
+
+
 def forward(W: dict, h: np.ndarray, targets: np.ndarray, reuse: HeadCache | None = None
             ) -> tuple[float, HeadCache]:
     """h (T, B, H), targets (T, B) ids -> the mean cross-entropy in nats over the N predictions, and the cache."""
-    Why, by = W["Why"], W["by"]
+    Why = W["Why"]
     T, B, H = h.shape
     N = T * B
     V = Why.shape[0]
@@ -36,9 +43,7 @@ def forward(W: dict, h: np.ndarray, targets: np.ndarray, reuse: HeadCache | None
     else:
         probs = np.empty((N, V), Why.dtype)
     y = targets.reshape(N)
-    logits = probs
-    np.matmul(h.reshape(N, H), Why.T, out=logits)  # (N, V) y_t = Why h_t + by
-    logits += by
+    logits = logits_of(W, h.reshape(N, H), out=probs)   # (N, V) y_t = Why h_t + by
     logits -= logits.max(axis=1, keepdims=True)    # softmax is shift-invariant; this keeps exp finite
     target_logit = logits[np.arange(N), y]         # (N,)
     np.exp(logits, out=logits)
