@@ -104,6 +104,7 @@ class SampleConfig:
     seed: int
     num_samples: int
     raw: bool = False
+    novelty: bool = False
 
 
 BACKEND_CHOICES = {
@@ -294,6 +295,36 @@ def config_to_dict(cfg: Config) -> dict:
     return asdict(cfg)
 
 
+@dataclass
+class ExploreConfig:
+    checkpoint: str
+    text: Optional[str]
+    length: int
+    out: Optional[str]
+    lookback_positions: int
+    lookback_lags: Optional[int]
+    select: Optional[int]
+    show: Optional[str]
+    skip_unknown: bool
+
+
+EXPLORE_RANGES = {
+    "length": POSITIVE,
+    "lookback_positions": NON_NEGATIVE,
+    "lookback_lags": POSITIVE,
+    "select": NON_NEGATIVE,
+}
+
+
+def to_explore_config(raw: DictConfig) -> ExploreConfig:
+    """The same for python -m charrnn.explore's config (conf/explore.yaml)."""
+    if OmegaConf.is_missing(raw, "checkpoint"):
+        raise UserError("name the model to explore: checkpoint=PATH (a ckpt_*.npz file or a run directory)")
+    cfg: ExploreConfig = _typed(ExploreConfig, raw)
+    _check_values(cfg, {}, EXPLORE_RANGES)
+    return cfg
+
+
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
@@ -302,5 +333,6 @@ def compose(config_name: str = "train", overrides=(), return_hydra_config: bool 
     run_config types it)."""
     from hydra import compose as hydra_compose, initialize_config_dir
 
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+    # job_name as the command line's: Hydra names a job after its script (train.py, sample.py)
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3", job_name=config_name):
         return hydra_compose(config_name, list(overrides), return_hydra_config=return_hydra_config)

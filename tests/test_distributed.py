@@ -180,7 +180,7 @@ def test_a_signal_to_one_rank_stops_every_rank_at_the_same_step(corpus, tmp_path
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     # the signal came after step 12's all-reduce, so the ranks agree on it at step 13's
     assert ranks == [{"steps": 14, "stopped_by": signal.SIGINT}, {"steps": 14, "stopped_by": signal.SIGTERM}]
-    assert int(json.loads(np.load(tmp_path / "ckpt_last.npz")["state"].item())["step"]) == 14
+    assert int(json.loads(np.load(tmp_path / "ckpt_last.npz")["progress"].item())["step"]) == 14
 
 
 def test_streams_are_shared_out_whole_and_disjoint():

@@ -17,6 +17,7 @@ from tqdm import tqdm
 from charrnn.monitor import grad_flow
 from charrnn.backends.interface import Gradients, StepResult
 from charrnn.monitor.dashboard import LAYOUT, flatten, hparams_summaries
+from charrnn.novelty import NoveltyIndex
 
 LOG2E = 1.0 / math.log(2.0)
 SMOOTHING = 0.99  # min-char-rnn's smooth_loss keeps 0.999; per step of 32+ streams 0.99 reads better
@@ -59,9 +60,12 @@ class Interval:
 
 class Monitor:
     def __init__(self, run_dir: Path, max_iters: int, start_step: int, log_interval: int, clip_mode: str,
-                 state: dict | None = None, max_seconds: float | None = None, train_seconds: float = 0.0):
+                 state: dict | None = None, max_seconds: float | None = None, train_seconds: float = 0.0,
+                 novelty: NoveltyIndex | None = None):
         """state: a resumed run's state_dict(), whose run directory already has curves up to start_step.
-        max_seconds: the run's clock budget (train.max_seconds), of which train_seconds are spent."""
+        max_seconds: the run's clock budget (train.max_seconds), of which train_seconds are spent.
+        novelty: the training text's windows, to say beside each sample how much of it they hold."""
+        self.novelty = novelty
         # Imported here, once a run starts: it pulls in torch (4 to 6 s to import on the 2-core host), which a
         # command refused for a bad key or path need not wait for.
         from torch.utils.tensorboard import SummaryWriter
@@ -176,7 +180,8 @@ class Monitor:
         if self.chars_per_step is not None and train_seconds > 0:
             w.add_scalar("run/chars_per_sec", step * self.chars_per_step / train_seconds, step)
         # TensorBoard's text plugin renders markdown; a code block keeps line breaks and spaces.
-        w.add_text("sample", "```\n" + sample + "\n```", step)
+        novelty = f"\n{self.novelty.describe(sample)}" if self.novelty else ""
+        w.add_text("sample", "```\n" + sample + "\n```" + novelty, step)
         spectral = {k: float(np.linalg.norm(params[k].astype(np.float64), 2)) for k in recurrent_matrices(params)}
         for k, norm in spectral.items():
             w.add_scalar(f"spectral_norm/{k}", norm, step)
@@ -191,7 +196,7 @@ class Monitor:
         perplexity = math.exp(val_loss) if val_loss < 700 else math.inf
         spectral_text = ", ".join(f"{k} {v:.3f}" for k, v in spectral.items())
         self.write(f"step {step}: val {val_loss:.4f} nats/char, {self.val_bpc:.4f} bits/char, "
-                   f"perplexity {perplexity:.2f}; spectral norm {spectral_text}\n{flow}\n{sample}\n")
+                   f"perplexity {perplexity:.2f}; spectral norm {spectral_text}\n{flow}\n{sample}{novelty}\n")
 
     def full_evaluation(self, step: int, val_loss: float, predictions: int) -> None:
         """The val loss over the whole split after the last step (train.final_full_eval)."""

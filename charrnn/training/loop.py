@@ -9,7 +9,6 @@ import contextlib
 import json
 import math
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,8 +25,9 @@ from charrnn.errors import UserError
 from charrnn.files import write_text_atomic
 from charrnn.model import dropout_masks, init_params, spec_of, zero_state
 from charrnn.monitor import Monitor
+from charrnn.novelty import NoveltyIndex
 from charrnn.optim import learning_rate
-from charrnn.sampling import generate, start_ids
+from charrnn.sampling import generate, quiet_overflow, start_ids
 from charrnn.training.evaluation import evaluate, full_evaluation
 from charrnn.training.resume import Progress, resume, resume_dir
 from charrnn.training.rundir import check_fresh, claim
@@ -124,8 +124,9 @@ class Trainer:
         p, tc = self.progress, self.cfg.train
         if self.replicas.is_main:
             write_config(self.run_dir, self.config_dict)
+            novelty = NoveltyIndex(self.train_batches.ids, self.full_val_batches.ids, self.vocab)
             self.monitor = Monitor(self.run_dir, tc.max_iters, p.step, tc.log_interval, tc.clip_mode, p.monitor,
-                                   tc.max_seconds, p.train_seconds)
+                                   tc.max_seconds, p.train_seconds, novelty)
         vocab, shortened = self.vocab, self.val_batches is not self.full_val_batches
         self.monitor.write(
             f"{corpus_length:,} {'bytes' if vocab.is_bytes else 'chars'}, vocabulary {len(vocab)}, "
@@ -289,12 +290,3 @@ def write_config(run_dir: Path, config_dict: dict) -> None:
     except OSError as e:
         raise UserError(f"cannot write to the run directory {run_dir}: {e.strerror}; "
                         f"name a writable one with hydra.run.dir=PATH") from None
-
-
-@contextlib.contextmanager
-def quiet_overflow():
-    """A blow-up is reported in one line (nonfinite_error); NumPy's overflow warnings on the way would bury
-    it. (A filter costs nothing until a warning is raised; np.errstate slowed every step by ~3%.)"""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", r"(overflow|invalid value) encountered", RuntimeWarning)
-        yield
