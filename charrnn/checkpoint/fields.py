@@ -51,7 +51,7 @@ def numbers_by_name(v) -> str | None:
 # Monitor.Interval's sums, as the monitor saves them.
 INTERVAL_FIELDS = {"n": count, "loss": number, "chars": count, "seconds": seconds, "clipped": count,
                    "global_norm": number, "global_clipped": number, "norms": numbers_by_name,
-                   "clipped_norms": numbers_by_name}
+                   "clipped_norms": numbers_by_name, "steps": count}
 
 
 def interval(v) -> str | None:
@@ -62,7 +62,7 @@ def interval(v) -> str | None:
 MONITOR_FIELDS = {"smooth_loss": number_or_null, "interval": interval, "skipped_steps": count,
                   "clipped_steps": count, "chars_per_step": count_or_null}
 # Fields that checkpoints written before they existed lack (their readers default them).
-OPTIONAL = {"skipped_steps", "clipped_steps", "chars_per_step"}
+OPTIONAL = {"skipped_steps", "clipped_steps", "chars_per_step", "steps"}
 
 
 def monitor(v) -> str | None:
