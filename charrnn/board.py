@@ -16,8 +16,7 @@ What plain `tensorboard --logdir runs` does to these runs, and what this launche
   The browser keeps them for later visits to this address.
 - It keeps at most 10 images of a tag, and 100 texts, drawn at random (and the last): 10 of a default
   run's 21 gradient-flow pictures. --samples_per_plugin=images=1000,text=1000 keeps every picture and
-  sample of a run of up to 1000 evaluations. (0, which TensorBoard's help suggests means all, keeps none
-  with its fast loader.)
+  sample of a run of up to 1000 evaluations. (images=0 keeps none, not all.)
 
 Every other flag is TensorBoard's own (--port, --bind_all, ...; `tensorboard --helpfull` lists them),
 passed on as given, after these.

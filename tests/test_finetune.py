@@ -43,16 +43,17 @@ def tuned(source, tmp_path_factory):
     directory)}, and the source's file hashes before them."""
     tmp = tmp_path_factory.mktemp("tuned")
     corpora = {}
-    for name, text in (("new", NEW_CHARS), ("same", "a lazy dog jumps over the quick brown fox.\n" * 120)):
+    # "within": a corpus that uses some of the source's characters and no others
+    for name, text in (("new", NEW_CHARS), ("within", "the lazy dog sleeps.\n" * 250)):
         corpora[name] = tmp / f"{name}.txt"
         corpora[name].write_text(text, encoding="utf-8")
     runs = {
         "refused": (corpora["new"], []),
         "added": (corpora["new"], ["train.new_chars=add", "optim.lr=1e-9", "train.max_iters=1", "seed=7"]),
-        "same": (corpora["same"], ["train.max_iters=10"]),
-        "with resume": (corpora["same"], [f"train.resume={source}"]),
-        "wider": (corpora["same"], ["model.hidden_size=32"]),
-        "lstm": (corpora["same"], ["model=lstm"]),
+        "within": (corpora["within"], ["train.max_iters=10"]),
+        "with resume": (corpora["within"], [f"train.resume={source}"]),
+        "wider": (corpora["within"], ["model.hidden_size=32"]),
+        "lstm": (corpora["within"], ["model=lstm"]),
     }
     before = hashes(source)
     procs = run_scripts(*[["train.py", f"data.path={corpus}", *SETTINGS, f"train.init_from={source}",
@@ -87,22 +88,26 @@ def test_new_characters_get_the_rows_a_fresh_model_would_draw_and_the_rest_keep_
     np.testing.assert_allclose(tuned.params["Wxh"][:, added], fresh["Wxh"][:, added], **close)
     np.testing.assert_allclose(tuned.params["Why"][added], fresh["Why"][added], **close)
     # a fresh optimizer and schedule, and a record of where the weights came from
-    assert int(tuned.optimizer_state["step"]) == 1 and tuned.state["step"] == 1
-    assert tuned.state["init_from"] == {"path": str(source / "ckpt_best.npz"), "step": origin.state["step"],
-                                        "val_loss": origin.state["val_loss"]}
+    assert int(tuned.optimizer_state["step"]) == 1 and tuned.progress["step"] == 1
+    assert tuned.progress["init_from"] == {"path": str(source / "ckpt_best.npz"), "step": origin.progress["step"],
+                                        "val_loss": origin.progress["val_loss"]}
     [info] = run_scripts(["sample.py", f"checkpoint={run_dir}", "info=true"])
-    assert f"fine-tuned from {source / 'ckpt_best.npz'} (step {origin.state['step']})" in info.stdout, info.stderr
+    assert f"fine-tuned from {source / 'ckpt_best.npz'} (step {origin.progress['step']})" in info.stdout, info.stderr
     assert hashes(source) == before
 
 
-def test_a_corpus_within_the_vocabulary_fine_tunes_as_it_is_in_a_new_directory(source, tuned):
+def test_a_corpus_within_the_vocabulary_fine_tunes_as_it_is_in_a_new_directory_and_resumes(source, tuned):
     runs, before = tuned
-    proc, run_dir = runs["same"]
+    proc, run_dir = runs["within"]
     assert proc.returncode == 0, proc.stderr
     tuned = load_checkpoint(run_dir / "ckpt_last.npz")
-    assert np.array_equal(tuned.vocab, load_checkpoint(source / "ckpt_best.npz").vocab)
-    assert tuned.config["model"]["hidden_size"] == 16 and tuned.state["step"] == 10
+    assert np.array_equal(tuned.vocab, load_checkpoint(source / "ckpt_best.npz").vocab)  # more than the corpus's
+    assert tuned.config["model"]["hidden_size"] == 16 and tuned.progress["step"] == 10
     assert hashes(source) == before
+    [resumed] = run_scripts(["train.py", f"train.resume={run_dir}", "train.max_iters=20"])
+    assert resumed.returncode == 0, resumed.stderr
+    tuned = load_checkpoint(run_dir / "ckpt_last.npz")
+    assert tuned.progress["step"] == 20 and tuned.progress["init_from"]["path"] == str(source / "ckpt_best.npz")
 
 
 @pytest.mark.parametrize("name,message", [

@@ -3,7 +3,6 @@ import re
 import subprocess
 import sys
 from dataclasses import astuple
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -38,7 +37,7 @@ def test_a_default_run_writes_few_tags_a_first_page_and_one_gradient_flow_pictur
     assert scalars == {
         "loss/train", "loss/train_smooth", "loss/val", "bpc/train", "bpc/val",
         "grad_norm/global", "grad_norm/global_clipped", "steps/clipped", "steps/skipped", "lr",
-        "steps/clipped_fraction", "steps/skipped_fraction",
+        "steps/clipped_fraction", "steps/skipped_fraction", "epoch",
         "throughput/chars_per_sec", "spectral_norm/Whh", "grad_flow/growth", "grad_flow/reach",
         *(f"param_grad_norm/{k}" for k in ("Wxh", "Whh", "Why", "bh", "by")),
         *METRICS,
@@ -242,21 +241,24 @@ def test_text_shows_the_config_and_command_and_each_sample_with_its_settings(tmp
     [(step, card)] = text_cards(tmp_path, "config")
     assert step == 0 and "python train.py model.hidden_size=16" in card and "hidden_size: 16" in card
     [(step, card)] = text_cards(tmp_path, "sample")
-    assert card.startswith("val 4.0000 nats/char · drawn with temperature=1.0 prime='\\n' length=7")
+    assert card.startswith("val 4.0000 nats/char · drawn with `temperature=1.0 prime='\\n' length=7`")
     assert card.endswith("\n````\nab ```c\n````")   # a fence the sample cannot close
 
 
-def test_hparams_rows_are_named_by_their_own_directory_and_whole_numbers_read_as_written(corpus, tmp_path):
+def test_hparams_rows_of_a_sweep_are_named_by_their_job_and_whole_numbers_read_as_written(corpus, tmp_path):
     events = events_of(corpus, tmp_path, "model=gru", "train.max_iters=10")
     content = events.PluginTagToContent("hparams")
     start = HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
-    assert start.group_name == trial_name(tmp_path / "run") == f"run in {tmp_path}"
+    assert start.group_name == ""   # TensorBoard's name for it: its path under --logdir
     assert start.hparams["model.hidden_size"].string_value == "16"
     assert start.hparams["model.cell"].string_value == "gru" and start.hparams["model.num_layers"].string_value == "1"
     assert start.hparams["optim.lr"].number_value == pytest.approx(6e-3)
     # the Trial ID column shows about 16 characters: the jobs of one sweep differ in them
-    jobs = [trial_name(Path(f"runs/multirun/2026-11-24_12-00-00/{n}_optim={o}")) for n, o in ((0, "adam"), (1, "sgd"))]
-    assert jobs[0] == "0_optim=adam in runs/multirun/2026-11-24_12-00-00" and jobs[0][:16] != jobs[1][:16]
+    sweep = tmp_path / "runs" / "multirun" / "2026-11-24_12-00-00"
+    sweep.mkdir(parents=True)
+    (sweep / "multirun.yaml").write_text("hydra: {}\n")
+    jobs = [trial_name(sweep / f"{n}_optim={o}") for n, o in ((0, "adam"), (1, "sgd"))]
+    assert jobs[0] == "0_optim=adam in multirun/2026-11-24_12-00-00" and jobs[0][:16] != jobs[1][:16]
 
 
 @pytest.mark.pictures

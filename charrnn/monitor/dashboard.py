@@ -28,6 +28,7 @@ LAYOUT = {
         "share of steps clipped, skipped (per log interval)": ["Multiline",
                                                                [r"^steps/(clipped|skipped)_fraction$"]],
         "learning rate": ["Multiline", [r"^lr$"]],
+        "epoch (passes over the train split)": ["Multiline", [r"^epoch$"]],
         "gradient flow: growth from lag 0 to the far end": ["Multiline", [r"^grad_flow/growth"]],
         "gradient flow: reach (lags)": ["Multiline", [r"^grad_flow/reach"]],
         "spectral norm of the recurrent matrices": ["Multiline", [r"^spectral_norm/"]],
@@ -42,6 +43,8 @@ LAYOUT = {
 # Keys that say where things are or how often to report, not what was trained.
 BOOKKEEPING = ("name", "data.url", "data.sha256", "data.download_path", "train.resume", "train.log_interval",
                "train.sample_length")
+# What Hydra writes into a -m sweep's directory, beside its jobs' directories.
+SWEEP_RECORD = "multirun.yaml"
 # The columns HPARAMS shows when it opens (it shows five, the ones marked `differs` first, then by name):
 # what tells a row's model and optimizer apart.
 SHOWN_FIRST = ("model.cell", "model.hidden_size", "model.num_layers", "optim.lr", "optim.name")
@@ -118,15 +121,15 @@ def hparams_summaries(flat_config: dict, trial: str) -> list:
 
 
 def trial_name(run_dir: Path) -> str:
-    """A run's row name in HPARAMS' Trial ID column, which shows about 16 characters: its directory's own
-    name first, then where that lies ("1_optim=sgd in runs/multirun/2026-11-24_12-00-00"), so that the
-    runs of one sweep, or of one label, differ where the column shows them (TensorBoard's own name, the
-    path under --logdir, showed "multirun/2026-1..." for every job of a sweep). Each run directory has
-    its own: TensorBoard merges rows of one name into one."""
-    where = run_dir.parent
-    if where.is_absolute() and where.is_relative_to(Path.cwd()):
-        where = where.relative_to(Path.cwd())
-    return f"{run_dir.name} in {where}"
+    """A run's row name in HPARAMS' Trial ID column, which shows its first 16 or so characters. TensorBoard's
+    own, the run's path under --logdir, starts with what tells runs apart (baseline/2026-11-24_12-00-00),
+    except for the jobs of a -m sweep, which all start multirun/2026-1...: a job's name is its own
+    directory's first ("1_optim=sgd in multirun/2026-11-24_12-00-00"). "" keeps TensorBoard's. Each run
+    has its own: TensorBoard merges rows of one name into one."""
+    sweep = run_dir.parent
+    if not (sweep / SWEEP_RECORD).is_file():
+        return ""
+    return f"{run_dir.name} in {sweep.parent.name}/{sweep.name}"
 
 
 def config_card(config: dict, command: str | None) -> str:
@@ -139,8 +142,9 @@ def config_card(config: dict, command: str | None) -> str:
 
 def sample_card(sample: str, val_loss: float, settings: dict | None) -> str:
     """TEXT's card of one evaluation: the sample, under the options it was drawn with (sample.py's names)."""
-    drawn = "" if settings is None else " · drawn with " + " ".join(
-        f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}" for key, value in settings.items())
+    # in code, where markdown keeps quotes as typed (prime='' would read as a double quote)
+    drawn = "" if settings is None else " · drawn with `" + " ".join(
+        f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}" for key, value in settings.items()) + "`"
     return f"val {val_loss:.4f} nats/char{drawn}\n\n{code_block(sample)}"
 
 

@@ -65,7 +65,3 @@ class PhaseThreads:
         phases = ", ".join(f"{phase} {self.count(phase)}" for phase in PHASES)
         return f"threads: {phases} ({', '.join(libraries)})"
 
-
-def thread_counts() -> str:
-    """The run's first line's account of threads, as the process stands when it is called."""
-    return PhaseThreads().describe()
