@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
 
 from charrnn.backends import BACKENDS
-from charrnn.checkpoint import load_checkpoint, resume_path
+from charrnn.checkpoint import load_checkpoint, resolve_checkpoint, resume_path
 from charrnn.data.vocab import ENCODINGS
 from charrnn.errors import UserError
 from charrnn.model import CELLS
@@ -77,6 +77,8 @@ class TrainConfig:
     eval_at_start: bool = True
     final_full_eval: bool = False
     max_loss_ratio: Optional[float] = None
+    init_from: Optional[str] = None
+    new_chars: str = "refuse"
 
 
 @dataclass
@@ -105,6 +107,7 @@ class SampleConfig:
     num_samples: int
     raw: bool = False
     novelty: bool = False
+    info: bool = False
 
 
 BACKEND_CHOICES = {
@@ -122,6 +125,7 @@ CHOICES = {
     "train.clip_mode": ("norm", "value", "none"),
     "train.lr_schedule": ("constant", "cosine"),
     "train.nonfinite": ("stop", "skip"),
+    "train.new_chars": ("refuse", "add"),
     "data.encoding": ENCODINGS,
 }
 
@@ -257,8 +261,15 @@ def to_config(raw: DictConfig) -> Config:
 def run_config(raw: DictConfig, overrides: list[str]) -> Config:
     """The typed config of a training run. To resume (train.resume), it is the checkpoint's saved
     config with only the keys given on the command line (overrides, as Hydra lists them) changed, so
-    that `python train.py train.resume=DIR` continues a run whatever options started it."""
+    that `python train.py train.resume=DIR` continues a run whatever options started it. To fine-tune
+    (train.init_from), the model is the checkpoint's (see finetune_config)."""
     resume = OmegaConf.select(raw, "train.resume")
+    init_from = OmegaConf.select(raw, "train.init_from")
+    if resume is not None and init_from is not None:
+        raise UserError("train.init_from and train.resume exclude each other: train.resume continues a run, "
+                        "train.init_from starts a new one from a checkpoint's weights; pass one of them")
+    if init_from is not None:
+        return finetune_config(raw, overrides, init_from)
     if resume is None:
         return to_config(raw)
     path = resume_path(resume)
@@ -279,6 +290,30 @@ def run_config(raw: DictConfig, overrides: list[str]) -> Config:
 
 
 _ABSENT = object()
+# The model keys that fix the weights' shapes (the vocabulary aside, which fine-tuning may grow).
+SHAPE_KEYS = ("cell", "hidden_size", "num_layers")
+
+
+def finetune_config(raw: DictConfig, overrides: list[str], init_from: str) -> Config:
+    """A fine-tuning run's config: the command line's, with the model section of the checkpoint named by
+    init_from for every model key the command line does not give (a group override, model=lstm, gives
+    them all). Given keys that would change the weights' shapes are refused; dropout, dtype and the
+    initialisation (which draws the rows of new characters) may change."""
+    path = resolve_checkpoint(init_from)
+    saved = _typed(ModelConfig, OmegaConf.create(load_checkpoint(path).config.get("model", {})))
+    given = {override.split("=", 1)[0].lstrip("+~") for override in overrides}
+    merged = OmegaConf.create(OmegaConf.to_container(raw, resolve=True))
+    if "model" not in given:
+        for key, value in asdict(saved).items():
+            if f"model.{key}" not in given:
+                OmegaConf.update(merged, f"model.{key}", value, merge=False)
+    cfg = to_config(merged)
+    for key in SHAPE_KEYS:
+        if getattr(cfg.model, key) != getattr(saved, key):
+            raise UserError(f"model.{key}={getattr(cfg.model, key)} does not fit the weights of {path} "
+                            f"(model.{key}={getattr(saved, key)}): fine-tuning keeps the checkpoint's model; "
+                            f"leave model.{key} out")
+    return cfg
 
 
 def to_sample_config(raw: DictConfig) -> SampleConfig:

@@ -10,12 +10,15 @@ from typing import TextIO
 
 import numpy as np
 
+from charrnn.checkpoint import load_checkpoint, resolve_checkpoint
+from charrnn.checkpoint.info import describe
 from charrnn.checkpoint.loaded import LoadedModel, load_model
 from charrnn.config import SampleConfig
 from charrnn.data import Vocab
 from charrnn.errors import UserError
 from charrnn.model import ModelSpec, zero_state
 from charrnn.novelty import NoveltyIndex
+from charrnn.training.threads import PhaseThreads
 
 SEPARATOR = "\n" + "-" * 40 + "\n"  # between samples, when num_samples > 1
 
@@ -100,13 +103,18 @@ def quiet_overflow() -> Iterator[None]:
 def sample(cfg: SampleConfig, out: TextIO) -> None:
     """Write cfg.num_samples samples from the checkpoint to out, each character as soon as it is drawn.
     One generator seeded by cfg.seed serves all samples, so the same options give the same text.
-    With cfg.novelty, a line on stderr after each says how much of it the training text holds."""
+    With cfg.novelty, a line on stderr after each says how much of it the training text holds. With
+    cfg.info, write what the checkpoint is instead (charrnn.checkpoint.info)."""
+    if cfg.info:
+        path = resolve_checkpoint(cfg.checkpoint)
+        out.write(describe(path, load_checkpoint(path)) + "\n")
+        return
     model = load_model(cfg.checkpoint, cfg.backend)
     vocab, dtype = model.vocab, model.config.model.dtype
     novelty = training_text_index(model) if cfg.novelty else None
     prime = known_text(cfg.prime, vocab, cfg.skip_unknown)
     rng = np.random.default_rng(cfg.seed)
-    with quiet_overflow():
+    with quiet_overflow(), PhaseThreads().phase("sampling"):
         for i in range(cfg.num_samples):
             if i:
                 out.write(SEPARATOR)

@@ -40,8 +40,8 @@ def record_losses(monkeypatch) -> list[float]:
     losses = []
     real = Monitor.step
 
-    def step(self, step, result, *args):
-        real(self, step, result, *args)
+    def step(self, step, result, *args, **kwargs):
+        real(self, step, result, *args, **kwargs)
         losses.append(result.loss)
 
     monkeypatch.setattr(Monitor, "step", step)
@@ -113,8 +113,8 @@ def rank_signalled(rank: int, world_size: int, port: int, corpus: str, out: str)
     with pytest.MonkeyPatch.context() as m:
         real = Monitor.step
 
-        def step(self, step, result, *args):
-            real(self, step, result, *args)
+        def step(self, step, result, *args, **kwargs):
+            real(self, step, result, *args, **kwargs)
             if step == 12:
                 os.kill(os.getpid(), signal.SIGINT)
 
