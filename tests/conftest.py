@@ -15,7 +15,6 @@ import pytest  # noqa: E402
 from charrnn.monitor import grad_flow  # noqa: E402
 from charrnn.config import compose, to_config  # noqa: E402
 
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 REPO = Path(__file__).resolve().parents[1]
 
 

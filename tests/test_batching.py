@@ -29,7 +29,7 @@ def test_chunk_k_continues_where_chunk_k_minus_1_ended():
 
 
 def test_too_short_for_streams():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="5 ids cannot make 3 streams of at least 2"):
         StreamBatcher(np.arange(5), 3, 4)
 
 

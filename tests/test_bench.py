@@ -1,26 +1,41 @@
-import time
-
 import numpy as np
 import pytest
 
 from charrnn.tools import bench
 
 
-def test_bench_measures_every_implementation_and_formats_a_row():
+TICK = 1 / 1024  # seconds: a power of two, so the clock's sums below are exact
+
+
+@pytest.fixture
+def ticking_clock(monkeypatch):
+    """time.perf_counter advancing one TICK per reading: each timed step (two readings) takes one TICK."""
+    now = [0.0]
+
+    def perf_counter():
+        now[0] += TICK
+        return now[0]
+    monkeypatch.setattr(bench.time, "perf_counter", perf_counter)
+
+
+def test_bench_measures_every_implementation_and_formats_a_row(ticking_clock):
     rows = bench.run([(8, 1, 4), (8, 2, 4)], seconds=0.01, memory=False)
     assert "per_char" in rows[0] and "per_char" not in rows[1]  # the per-character loop is B=1 only
     for row in rows:
+        chars = row["B"] * row["T"]
         for name in ("numpy", "torch", "torch_nn", "torch_loop"):
-            assert row[name]["chars_per_sec"] > 0 and row[name]["steps"] >= 5
-        assert row["roofline_chars_per_sec"] > 0
+            assert row[name]["chars_per_sec"] == chars / TICK and row[name]["steps"] >= 5, name
+        flops_per_char = 6 * 8 * 8 + 6 * 8 * bench.V + 6 * 8 * bench.V  # recurrent, input projection, head
+        reps = int(2e7 / (row["B"] * 8 * 8))
+        assert row["roofline_chars_per_sec"] == pytest.approx(reps / TICK * 2 * row["B"] * 8 * 8 / flops_per_char)
         assert bench.format_row(row).split()[:3] == [str(row["H"]), str(row["B"]), str(row["T"])]
 
 
 @pytest.mark.parametrize("cell,layers", [("lstm", 2), ("gru", 1)])
-def test_gated_cells_are_measured_against_their_stock_torch_module(cell, layers):
+def test_gated_cells_are_measured_against_their_stock_torch_module(ticking_clock, cell, layers):
     row = bench.run([(8, 2, 4)], seconds=0.01, cell=cell, layers=layers, memory=False)[0]
     assert {"numpy", "torch", "torch_nn"} <= row.keys() and not {"torch_loop", "per_char"} & row.keys()
-    assert all(row[name]["chars_per_sec"] > 0 for name in ("numpy", "torch", "torch_nn"))
+    assert all(row[name]["chars_per_sec"] == 8 / TICK for name in ("numpy", "torch", "torch_nn"))
     assert "nn." + cell.upper() in bench.header(cell)
 
 
@@ -36,23 +51,27 @@ def test_min_char_rnn_reference_learns():
 def test_peak_memory_counts_what_the_implementation_allocates():
     small = bench.peak_memory_mb("numpy", 64, 4, 8, "rnn", 1)
     large = bench.peak_memory_mb("numpy", 512, 64, 64, "lstm", 1)
-    assert 0 <= small < large  # H=512: weights, Adam state and (T, B, H) buffers come to well over 10 MB
+    assert small < large  # H=512: weights, Adam state and (T, B, H) buffers come to well over 10 MB
     assert large > 10
 
 
-def test_a_turn_drops_its_first_step_unless_steps_outlast_a_turn():
+def test_a_turn_drops_its_first_step_unless_steps_outlast_a_turn(monkeypatch):
     """Short steps: each turn's first step pays for the previous implementation's leftovers and is not
-    counted. Steps longer than a turn: every step after the first turn counts."""
-    calls = {"fast": 0, "slow": 0}
+    counted. Steps longer than a turn: every step after the first turn counts. The clock is one the
+    steps move: fast takes 1 tick, slow 16, a turn lasts 8, the whole 0.2 s is 204.8 ticks."""
+    now, calls = [0.0], {"fast": 0, "slow": 0}
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: now[0])
 
-    def fast():
-        calls["fast"] += 1
+    def step(name: str, ticks: int):
+        def run():
+            calls[name] += 1
+            now[0] += ticks * TICK
+        return run
 
-    def slow():
-        calls["slow"] += 1
-        time.sleep(0.02)
-
-    result = bench.measure_interleaved({"fast": fast, "slow": slow}, chars=1, seconds=0.1, block=0.01)
-    turns = calls["slow"] - 3 - result["slow"]["steps"]
-    assert turns == 1                                             # only the first turn's first step
-    assert calls["fast"] - 3 - result["fast"]["steps"] >= 3      # one dropped per turn, several turns
+    result = bench.measure_interleaved({"fast": step("fast", 1), "slow": step("slow", 16)}, chars=1, seconds=0.1,
+                                       block=8 * TICK)
+    # A round: fast's dropped step and 8 counted ones (9 ticks), then slow's one counted step (16 ticks; its
+    # first round also drops one). Rounds run while fewer than 204.8 ticks have passed: 41 + 25 * 7 = 216.
+    assert result["fast"]["steps"] == 8 * 8 and calls["fast"] == 3 + 8 * 9
+    assert result["slow"]["steps"] == 8 and calls["slow"] == 3 + 1 + 8
+    assert result["fast"]["chars_per_sec"] == 1 / TICK and result["slow"]["chars_per_sec"] == 1 / (16 * TICK)

@@ -169,7 +169,7 @@ def test_100_training_steps_of_two_layers_with_dropout_agree(cell, dtype):
 def test_a_run_with_the_lr_off_by_one_part_in_ten_million_is_caught():
     run = train(NumpyBackend, "adam", "norm", "mean", "float64")
     nudged = train(NumpyBackend, "adam", "norm", "mean", "float64", lr_factor=1 + 1e-7)
-    with pytest.raises(AssertionError):
+    with pytest.raises(AssertionError, match="assert .* < 1e-09"):
         assert_same_run(run, nudged, LOSS_TOL["float64"])
 
 

@@ -15,19 +15,18 @@ N = T*B. Inside, arrays are time-major (T, B, ...). Every layer keeps its buffer
 so the hot path allocates nothing big.
 """
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 
-from charrnn.backends.blas_warmup import warm_up_blas
 from charrnn.backends.guard import all_finite
 from charrnn.backends.interface import Gradients, StepResult, StepSettings
 from charrnn.backends.numpy_layers import CELL_LAYERS, head
 from charrnn.distributed import SOLO, Solo
 from charrnn.errors import UserError
-from charrnn.backends.flat import flat_buffer
 from charrnn.model import HEAD, ModelSpec, model_spec
-from charrnn.optim import clip_gradients, global_norm, grad_norms, make_optimizer
+from charrnn.optim import clip_gradients, flat_buffer, global_norm, grad_norms, make_optimizer
 
 
 @dataclass
@@ -152,6 +151,23 @@ def dh_norms(traces: list) -> np.ndarray:
     return np.stack([np.sqrt(np.einsum("tbh,tbh->tb", trace["h"], trace["h"])).mean(axis=1) for trace in traces])
 
 
+@functools.cache
+def warm_up_blas() -> None:
+    """Run one (64, 512) @ (512, 2048) product in float32 and in float64, once per process, before the
+    backend's first step.
+
+    Measured on this project's 2-core machine (AMD EPYC, NumPy's OpenBLAS 0.3.31 running its Haswell
+    kernels): until the process has run one wide GEMM of a dtype, many later GEMMs of that dtype run up to
+    3.5x slower, and stay slow for the life of the process. The LSTM's dWhh product, (4H, N) @ (N, H),
+    took 193 ms instead of 55 ms at H=256; the step as a whole ran at half speed. Which product first
+    cured it was an accident of each cell's code, so the backend makes one on purpose: about 20 ms, once.
+    docs/performance.md has the figures."""
+    for dtype in (np.float32, np.float64):
+        # zeros: the operands stay on the kernel's zero page, so the process's peak memory grows by about
+        # 2 MB (10 MB with np.ones), which the bench's memory column would otherwise show.
+        np.zeros((64, 512), dtype) @ np.zeros((512, 2048), dtype)
+
+
 class NumpyBackend:
     """The Backend interface (see interface.py) on the hand-written BPTT above."""
 
@@ -164,7 +180,7 @@ class NumpyBackend:
         self.settings = settings
         self.replicas = replicas
         # Copies, which the optimizer updates in place; the weights, their gradients and every optimizer
-        # state each live in one flat buffer laid out alike (charrnn.backends.flat), the dicts holding views of it.
+        # state each live in one flat buffer laid out alike (charrnn.optim.flat_buffer), the dicts holding views of it.
         self.flat_params, self.params = flat_buffer(params)
         for k, v in params.items():
             self.params[k][...] = v

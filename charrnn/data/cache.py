@@ -54,7 +54,7 @@ def fingerprint(path: Path) -> list[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
 
 
-class Entry:
+class CacheEntry:
     def __init__(self, directory: Path, source: Path, encoding: str):
         key = hashlib.sha256(f"{source}\0{encoding}".encode()).hexdigest()[:16]
         self.ids_path = directory / f"{source.name}.{key}.ids"
@@ -128,12 +128,12 @@ def load_encoded(source: Path, encoding: str, cache_dir: str | None) -> tuple[np
     source = source.resolve()
     dirs = cache_dirs(source, cache_dir)
     for directory in dirs:
-        found = Entry(directory, source, encoding).open()
+        found = CacheEntry(directory, source, encoding).open()
         if found is not None:
             return found
     for directory in dirs:
         if writable(directory):
-            return Entry(directory, source, encoding).build()
+            return CacheEntry(directory, source, encoding).build()
     tried = " or ".join(str(d) for d in dirs)
     raise UserError(f"cannot write the encoded corpus to {tried}; name a writable directory with "
                     f"data.cache_dir=PATH")

@@ -1,4 +1,5 @@
 """Check the hand-written BPTT against autograd and finite differences: python -m charrnn.gradcheck
+(and yours: python -m charrnn.gradcheck --yours my_rnn.py, see tutor/)
 
 Builds a small random model (--cell rnn|lstm|gru, --layers N, --dropout P) and chunk, a non-zero
 carried state included, then prints, for each parameter and each part of the initial state (h_prev,
@@ -14,11 +15,14 @@ the LSTM's cell-state path dL/dc_t) of every layer at every step, beside autogra
 """
 
 import argparse
+import json
 import sys
 
 from charrnn.gradcheck.problem import TOLERANCES, random_problem
 from charrnn.gradcheck.reference import numpy_loss
 from charrnn.gradcheck.report import gradient_table, per_step_table
+from charrnn.gradcheck.tutor.sandbox import Sandbox
+from charrnn.gradcheck.tutor.check import Options, run_check, split_function
 from charrnn.model import CELLS
 
 
@@ -49,12 +53,41 @@ def parse_args(argv):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--per-step", metavar="NAME",
                         help="also split one weight's gradient by time step (Wxh, Whh, Why, bh, by, bhn for the gru, "
-                             "Whh_1 for layer 1, ...)")
+                             "Whh_1 for layer 1, ...; with --yours, your gradient's name: dWhh, dWh, ...)")
+    yours = parser.add_argument_group("checking your own BPTT (docs/model.md)")
+    yours.add_argument("--yours", metavar="FILE[:FUNCTION]",
+                       help="check the backward pass in your file against torch autograd, and say where and why it "
+                            "goes wrong: min-char-rnn's lossFun, CS231n's rnn_/lstm_ forward/backward pairs, or "
+                            "loss_and_grads (charrnn's contract, also an adapter for any other code)")
+    yours.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    yours.add_argument("--arrays", choices=("auto", "numpy", "torch"), default="auto",
+                       help="hand your code NumPy arrays or torch tensors (default: tensors if it computes with torch)")
+    yours.add_argument("--time-limit", type=positive, default=30, metavar="SECONDS",
+                       help="how long one call of your code may take (default 30)")
     return parser.parse_args(argv)
+
+
+def check_yours(args) -> int:
+    if args.layers != 1 or args.dropout or args.dtype != "float64":
+        print("error: --yours checks one layer in float64: leave out --layers, --dropout and --dtype", file=sys.stderr)
+        return 2
+    path, function = split_function(args.yours)
+    options = Options(batch_size=args.batch_size, seq_length=args.seq_length, hidden_size=args.hidden_size,
+                      vocab_size=args.vocab_size, seed=args.seed, cell=args.cell, arrays=args.arrays,
+                      per_step=args.per_step, time_limit=args.time_limit)
+    with Sandbox(options.time_limit) as box:
+        result = run_check(path, function, options, box)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        print(result, file=sys.stderr if result.status == "error" else sys.stdout)
+    return result.exit_code
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.yours is not None:
+        return check_yours(args)
     B, T, H, V = args.batch_size, args.seq_length, args.hidden_size, args.vocab_size
     pb = random_problem(B, T, H, V, args.dtype, args.seed, args.cell, args.layers, args.dropout)
     if args.per_step is not None and args.per_step not in pb.params:

@@ -306,14 +306,12 @@ def trainer_overhead(seconds: float) -> dict:
     against the same number of bare steps. Two runs of different lengths, each with one evaluation at
     its start and one at its end, differ only by the extra steps: their time difference is the loop's
     cost. Both figures are means (total time over steps), so slow outliers count in both."""
-    from hydra import compose, initialize_config_dir
     from torch.utils.tensorboard import SummaryWriter  # noqa: F401  (imported once, before the clock runs)
 
-    from charrnn.config import to_config
+    from charrnn.config import compose, to_config
     from charrnn.training.loop import train
 
-    with initialize_config_dir(str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
-        cfg = to_config(compose("train"))
+    cfg = to_config(compose("train"))
     H, B, T = cfg.model.hidden_size, cfg.train.batch_size, cfg.train.seq_length
     step = backend_step(cfg.backend.name, H, B, T, np.random.default_rng(0),
                         model_spec(cfg.model.cell, V, H, cfg.model.num_layers))

@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from charrnn.backends import make_backend
+from charrnn.backends import BACKENDS, make_backend
 from charrnn.tools.bench import LR, SETTINGS, V
 from charrnn.distributed import join
 from charrnn.model import init_params, model_spec, zero_state
@@ -81,7 +81,7 @@ def launch(world_size: int, threads: int, backend_name: str, steps: int) -> dict
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", default="numpy", choices=("numpy", "torch"))
+    parser.add_argument("--backend", default="numpy", choices=tuple(BACKENDS))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

@@ -33,12 +33,9 @@ def parse_size(text: str) -> int:
 
 def default_config(overrides: list[str]):
     """conf/train.yaml with overrides, typed."""
-    from hydra import compose, initialize_config_dir
+    from charrnn.config import compose, to_config
 
-    from charrnn.config import to_config
-
-    with initialize_config_dir(str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
-        return to_config(compose("train", overrides))
+    return to_config(compose("train", overrides))
 
 
 def tinyshakespeare() -> Path:

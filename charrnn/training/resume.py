@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 
 from charrnn.backends import Backend
 from charrnn.checkpoint import Checkpoint, load_checkpoint, restore_backend, resume_path
-from charrnn.checkpoint.fields import optimizer_problem, progress_problem
+from charrnn.checkpoint.fields import OPTIONAL, optimizer_problem, progress_problem
 from charrnn.config import Config, lookup
 from charrnn.data import Vocab
 from charrnn.distributed import SOLO, Solo
@@ -35,6 +35,7 @@ class Progress:
     best_val: float = math.inf
     train_seconds: float = 0.0     # counts against train.max_seconds across resumes
     monitor: dict = field(default_factory=dict)  # Monitor.state_dict() as of the save: smoothed loss, open log interval
+    init_from: dict | None = None  # a fine-tuned run's origin: {"path", "step", "val_loss"} (charrnn.training.finetune)
 
     def to_json(self) -> dict:
         """Everything but the recurrent state, which the checkpoint keeps as arrays."""
@@ -44,7 +45,7 @@ class Progress:
     def from_checkpoint(cls, ckpt: Checkpoint, path: Path, dtype: str, state_names: tuple[str, ...]) -> "Progress":
         """The run's progress, its carried state ordered by state_names (the model spec's)."""
         names = [f.name for f in fields(cls) if f.name != "state"]
-        missing = [k for k in names if k not in ckpt.progress]
+        missing = [k for k in names if k not in ckpt.progress and k not in OPTIONAL]
         if missing:
             raise UserError(f"checkpoint {path} cannot be resumed: its progress lacks {', '.join(missing)} "
                             f"(it predates exact resume); sample from it, or train afresh")
@@ -56,7 +57,7 @@ class Progress:
             raise UserError(f"checkpoint {path} cannot be resumed: its carried state lacks {', '.join(lacking)}, "
                             f"which its model's cell carries")
         return cls(state=tuple(ckpt.state[k].astype(dtype) for k in state_names),
-                   **{k: ckpt.progress[k] for k in names})
+                   **{k: ckpt.progress[k] for k in names if k in ckpt.progress})
 
 
 # What the data pointer, the carried state and the optimizer state are laid out by. (The model shape
