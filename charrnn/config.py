@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
 
 from charrnn.backends import BACKENDS
+from charrnn.backends.devices import DEVICES, PRECISIONS, check_precision, needs_torch, resolve_device, valid_device
 from charrnn.checkpoint import load_checkpoint, resolve_checkpoint, resume_path
 from charrnn.data.vocab import ENCODINGS
 from charrnn.errors import UserError
@@ -25,6 +26,9 @@ from charrnn.optim import OPTIMIZERS
 class BackendConfig:
     name: str
     device: str
+    # Defaults only for checkpoints written before the keys existed (values live in conf/backend/).
+    precision: str = "fp32"
+    recurrence: str = "auto"
 
 
 @dataclass
@@ -112,7 +116,8 @@ class SampleConfig:
 
 BACKEND_CHOICES = {
     "backend.name": tuple(BACKENDS),
-    "backend.device": ("auto", "cpu", "cuda"),
+    "backend.precision": PRECISIONS,
+    "backend.recurrence": ("auto", "fused", "loop"),
 }
 
 CHOICES = {
@@ -245,6 +250,20 @@ def _check_values(cfg, choices: dict, ranges: dict) -> None:
             raise UserError(f"{key} {allowed.describe()}, got {value}")
 
 
+def check_backend(backend: BackendConfig, dtype: str | None) -> None:
+    """backend.device names a device this machine has, which can train model.dtype (unless None: a
+    sampling command does not know it yet) in backend.precision."""
+    if not valid_device(backend.device):
+        raise UserError(f"backend.device={backend.device!r} is not one of {DEVICES}")
+    if backend.name == "numpy" and backend.precision != "fp32":
+        raise UserError(f"backend=numpy computes in model.dtype; backend.precision={backend.precision} needs "
+                        f"backend=torch")
+    if needs_torch(backend.device, backend.precision):
+        check_precision(backend.precision, resolve_device(backend.device).type, dtype)
+    else:
+        check_precision(backend.precision, "cpu", dtype)
+
+
 def to_config(raw: DictConfig) -> Config:
     """Check a composed config against the schema and the allowed values; return it typed."""
     optim_name = OmegaConf.select(raw, "optim.name")
@@ -253,6 +272,7 @@ def to_config(raw: DictConfig) -> Config:
     cfg: Config = _typed(Config, raw)
     cfg.optim = _typed(OPTIMIZERS[optim_name].config, raw.optim)
     _check_values(cfg, CHOICES, RANGES)
+    check_backend(cfg.backend, cfg.model.dtype)
     if getattr(cfg.optim, "nesterov", False) and cfg.optim.momentum == 0:
         raise UserError("optim.nesterov=true needs momentum: set optim.momentum above 0, or optim.nesterov=false")
     return cfg
@@ -322,6 +342,7 @@ def to_sample_config(raw: DictConfig) -> SampleConfig:
         raise UserError("name the checkpoint to sample from: checkpoint=PATH (a ckpt_*.npz file or a run directory)")
     cfg: SampleConfig = _typed(SampleConfig, raw)
     _check_values(cfg, BACKEND_CHOICES, SAMPLE_RANGES)
+    check_backend(cfg.backend, None)
     return cfg
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from charrnn.backends import Backend, StepResult, StepSettings, make_backend
-from charrnn.backends.guard import CAUSES
+from charrnn.backends.guard import CAUSES, ROUTINE
 from charrnn.checkpoint import Checkpoint, load_checkpoint, resume_path, save_checkpoint
 from charrnn.config import Config, config_to_dict
 from charrnn.data import StreamBatcher, Vocab, load_ids, split
@@ -59,7 +59,7 @@ def train(cfg: Config, run_dir: Path, on_start=None, command: str | None = None)
     accepted, before anything is written; command is the command line, for TensorBoard's config card.
     The corpus is read first: a mistake in the command is named before the directory is looked at."""
     # this process's rank and streams, under torchrun (charrnn.distributed); one process otherwise
-    replicas = join(cfg.train.batch_size)
+    replicas = join(cfg.train.batch_size, cfg.backend.device)
     vocab, ids = load_ids(cfg.data)
     note, start = None, None
     if cfg.train.resume is not None:
@@ -183,7 +183,7 @@ class Trainer:
                 seconds = time.perf_counter() - started
                 # a step the backend refused or undid (a non-finite or exploded loss, gradient or update):
                 # stop, or drop the chunk (train.nonfinite)
-                if result.skipped and tc.nonfinite == "stop":
+                if result.skipped and result.cause not in ROUTINE and tc.nonfinite == "stop":
                     raise self.nonfinite_error(f"{self.step_problem(result, lr)} (train.nonfinite=skip would "
                                                f"drop the step and go on)")
                 self.exploded = result.cause == "exploded"
@@ -240,7 +240,7 @@ class Trainer:
         """On to the next chunk of every stream, and to the next epoch (from zero states) after the last."""
         p = self.progress
         p.train_seconds += seconds
-        p.state = self.zeros if result.skipped else result.state_last
+        p.state = self.zeros if result.skipped and result.cause not in ROUTINE else result.state_last
         p.chunk += 1
         if p.chunk == len(self.train_batches):
             p.chunk, p.epoch, p.state = 0, p.epoch + 1, self.zeros
