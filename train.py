@@ -13,6 +13,7 @@ from charrnn.training.signals import quiet_keyboard_interrupt
 quiet_keyboard_interrupt()  # first: a Ctrl-C during the imports below ends in one line too
 
 import os  # noqa: E402
+import shlex  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -26,6 +27,7 @@ from charrnn.cli import Command, override, write_hydra_record  # noqa: E402
 from charrnn.config import run_config  # noqa: E402
 from charrnn.distributed import is_main_process, leave  # noqa: E402
 from charrnn.errors import UserError  # noqa: E402
+from charrnn.monitor.summary import summary  # noqa: E402
 from charrnn.terminal import keep_going  # noqa: E402
 from charrnn.training.loop import train  # noqa: E402
 from charrnn.training.rundir import link_latest, register_resolvers, remove_if_made_and_empty  # noqa: E402
@@ -61,8 +63,9 @@ def run(raw: DictConfig, hydra_cfg, output_dir: Path) -> float:
             raise UserError("hydra.run.dir is empty, which would scatter the run's files into the current "
                             "directory; name a directory with hydra.run.dir=PATH")
         try:
-            result = train(run_config(raw, list(hydra_cfg.overrides.task)), output_dir,
-                           on_start=lambda run_dir: started(run_dir, raw, hydra_cfg, output_dir))
+            cfg = run_config(raw, list(hydra_cfg.overrides.task))
+            result = train(cfg, output_dir, on_start=lambda run_dir: started(run_dir, raw, hydra_cfg, output_dir),
+                           command=shlex.join(["python", *sys.argv]))
         except KeyboardInterrupt:
             print("interrupted without saving; the run's last checkpoint is as it was", file=sys.stderr)
             sys.exit(128 + signal.SIGINT)
@@ -76,6 +79,8 @@ def run(raw: DictConfig, hydra_cfg, output_dir: Path) -> float:
                   f"{result.run_dir}/ckpt_last.npz; resume with: python train.py "
                   f"{override('train.resume', result.run_dir)}", file=sys.stderr)
         sys.exit(128 + result.stopped_by)
+    if is_main_process():
+        print(summary(result, cfg))
     # Returned so that Hydra sweepers can minimise it.
     return result.best_val_loss
 

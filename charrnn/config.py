@@ -14,7 +14,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
 
 from charrnn.backends import BACKENDS
-from charrnn.checkpoint import load_checkpoint, resume_path, saved_config
+from charrnn.backends.devices import DEVICES, PRECISIONS, check_precision, needs_torch, resolve_device, valid_device
+from charrnn.checkpoint import load_checkpoint, resolve_checkpoint, resume_path, saved_config
 from charrnn.data.vocab import ENCODINGS
 from charrnn.errors import UserError
 from charrnn.model import CELLS
@@ -25,6 +26,9 @@ from charrnn.optim import OPTIMIZERS
 class BackendConfig:
     name: str
     device: str
+    # Defaults only for checkpoints written before the keys existed (values live in conf/backend/).
+    precision: str = "fp32"
+    recurrence: str = "auto"
 
 
 @dataclass
@@ -77,6 +81,8 @@ class TrainConfig:
     eval_at_start: bool = True
     final_full_eval: bool = False
     max_loss_ratio: Optional[float] = None
+    init_from: Optional[str] = None
+    new_chars: str = "refuse"
 
 
 @dataclass
@@ -104,11 +110,14 @@ class SampleConfig:
     seed: int
     num_samples: int
     raw: bool = False
+    novelty: bool = False
+    info: bool = False
 
 
 BACKEND_CHOICES = {
     "backend.name": tuple(BACKENDS),
-    "backend.device": ("auto", "cpu", "cuda"),
+    "backend.precision": PRECISIONS,
+    "backend.recurrence": ("auto", "fused", "loop"),
 }
 
 CHOICES = {
@@ -121,6 +130,7 @@ CHOICES = {
     "train.clip_mode": ("norm", "value", "none"),
     "train.lr_schedule": ("constant", "cosine"),
     "train.nonfinite": ("stop", "skip"),
+    "train.new_chars": ("refuse", "add"),
     "data.encoding": ENCODINGS,
 }
 
@@ -240,6 +250,20 @@ def _check_values(cfg, choices: dict, ranges: dict) -> None:
             raise UserError(f"{key} {allowed.describe()}, got {value}")
 
 
+def check_backend(backend: BackendConfig, dtype: str | None) -> None:
+    """backend.device names a device this machine has, which can train model.dtype (unless None: a
+    sampling command does not know it yet) in backend.precision."""
+    if not valid_device(backend.device):
+        raise UserError(f"backend.device={backend.device!r} is not one of {DEVICES}")
+    if backend.name == "numpy" and backend.precision != "fp32":
+        raise UserError(f"backend=numpy computes in model.dtype; backend.precision={backend.precision} needs "
+                        f"backend=torch")
+    if needs_torch(backend.device, backend.precision):
+        check_precision(backend.precision, resolve_device(backend.device).type, dtype)
+    else:
+        check_precision(backend.precision, "cpu", dtype)
+
+
 def to_config(raw: DictConfig) -> Config:
     """Check a composed config against the schema and the allowed values; return it typed."""
     optim_name = OmegaConf.select(raw, "optim.name")
@@ -248,6 +272,7 @@ def to_config(raw: DictConfig) -> Config:
     cfg: Config = _typed(Config, raw)
     cfg.optim = _typed(OPTIMIZERS[optim_name].config, raw.optim)
     _check_values(cfg, CHOICES, RANGES)
+    check_backend(cfg.backend, cfg.model.dtype)
     if getattr(cfg.optim, "nesterov", False) and cfg.optim.momentum == 0:
         raise UserError("optim.nesterov=true needs momentum: set optim.momentum above 0, or optim.nesterov=false")
     return cfg
@@ -256,8 +281,15 @@ def to_config(raw: DictConfig) -> Config:
 def run_config(raw: DictConfig, overrides: list[str]) -> Config:
     """The typed config of a training run. To resume (train.resume), it is the checkpoint's saved
     config with only the keys given on the command line (overrides, as Hydra lists them) changed, so
-    that `python train.py train.resume=DIR` continues a run whatever options started it."""
+    that `python train.py train.resume=DIR` continues a run whatever options started it. To fine-tune
+    (train.init_from), the model is the checkpoint's (see finetune_config)."""
     resume = OmegaConf.select(raw, "train.resume")
+    init_from = OmegaConf.select(raw, "train.init_from")
+    if resume is not None and init_from is not None:
+        raise UserError("train.init_from and train.resume exclude each other: train.resume continues a run, "
+                        "train.init_from starts a new one from a checkpoint's weights; pass one of them")
+    if init_from is not None:
+        return finetune_config(raw, overrides, init_from)
     if resume is None:
         return to_config(raw)
     path = resume_path(resume)
@@ -278,6 +310,30 @@ def run_config(raw: DictConfig, overrides: list[str]) -> Config:
 
 
 _ABSENT = object()
+# The model keys that fix the weights' shapes (the vocabulary aside, which fine-tuning may grow).
+SHAPE_KEYS = ("cell", "hidden_size", "num_layers")
+
+
+def finetune_config(raw: DictConfig, overrides: list[str], init_from: str) -> Config:
+    """A fine-tuning run's config: the command line's, with the model section of the checkpoint named by
+    init_from for every model key the command line does not give (a group override, model=lstm, gives
+    them all). Given keys that would change the weights' shapes are refused; dropout, dtype and the
+    initialisation (which draws the rows of new characters) may change."""
+    path = resolve_checkpoint(init_from)
+    saved = _typed(ModelConfig, saved_config(load_checkpoint(path)).get("model", {}))
+    given = {override.split("=", 1)[0].lstrip("+~") for override in overrides}
+    merged = OmegaConf.create(OmegaConf.to_container(raw, resolve=True))
+    if "model" not in given:
+        for key, value in asdict(saved).items():
+            if f"model.{key}" not in given:
+                OmegaConf.update(merged, f"model.{key}", value, merge=False)
+    cfg = to_config(merged)
+    for key in SHAPE_KEYS:
+        if getattr(cfg.model, key) != getattr(saved, key):
+            raise UserError(f"model.{key}={getattr(cfg.model, key)} does not fit the weights of {path} "
+                            f"(model.{key}={getattr(saved, key)}): fine-tuning keeps the checkpoint's model; "
+                            f"leave model.{key} out")
+    return cfg
 
 
 def to_sample_config(raw: DictConfig) -> SampleConfig:
@@ -286,12 +342,43 @@ def to_sample_config(raw: DictConfig) -> SampleConfig:
         raise UserError("name the checkpoint to sample from: checkpoint=PATH (a ckpt_*.npz file or a run directory)")
     cfg: SampleConfig = _typed(SampleConfig, raw)
     _check_values(cfg, BACKEND_CHOICES, SAMPLE_RANGES)
+    check_backend(cfg.backend, None)
     return cfg
 
 
 def config_to_dict(cfg: Config) -> dict:
     """Plain dict of a typed config, for checkpoints and the run directory."""
     return asdict(cfg)
+
+
+@dataclass
+class ExploreConfig:
+    checkpoint: str
+    text: Optional[str]
+    length: int
+    out: Optional[str]
+    lookback_positions: int
+    lookback_lags: Optional[int]
+    select: Optional[int]
+    show: Optional[str]
+    skip_unknown: bool
+
+
+EXPLORE_RANGES = {
+    "length": POSITIVE,
+    "lookback_positions": NON_NEGATIVE,
+    "lookback_lags": POSITIVE,
+    "select": NON_NEGATIVE,
+}
+
+
+def to_explore_config(raw: DictConfig) -> ExploreConfig:
+    """The same for python -m charrnn.explore's config (conf/explore.yaml)."""
+    if OmegaConf.is_missing(raw, "checkpoint"):
+        raise UserError("name the model to explore: checkpoint=PATH (a ckpt_*.npz file or a run directory)")
+    cfg: ExploreConfig = _typed(ExploreConfig, raw)
+    _check_values(cfg, {}, EXPLORE_RANGES)
+    return cfg
 
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -302,5 +389,6 @@ def compose(config_name: str = "train", overrides=(), return_hydra_config: bool 
     run_config types it)."""
     from hydra import compose as hydra_compose, initialize_config_dir
 
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+    # job_name as the command line's: Hydra names a job after its script (train.py, sample.py)
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3", job_name=config_name):
         return hydra_compose(config_name, list(overrides), return_hydra_config=return_hydra_config)

@@ -17,7 +17,8 @@ Launch with torchrun, which sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and M
 
 A plain `python train.py` is one process: join() returns SOLO, whose methods do nothing, and
 torch.distributed is never imported. Collectives run on gloo for CPU tensors (the NumPy backend's
-arrays travel as tensors sharing their memory) and on NCCL for CUDA tensors.
+arrays travel as tensors sharing their memory) and, when backend.device is CUDA, on NCCL for the CUDA
+tensors, each rank on its own GPU (cuda:LOCAL_RANK).
 """
 
 import os
@@ -218,9 +219,18 @@ def leave() -> None:
         dist.destroy_process_group()
 
 
-def join(batch_size: int) -> Solo:
+def local_rank() -> int | None:
+    """This process's index among the ranks torchrun started on its machine (LOCAL_RANK), or None for a
+    run of one process."""
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        return None
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def join(batch_size: int, device: str = "auto") -> Solo:
     """The ranks of this run: SOLO unless torchrun started WORLD_SIZE > 1 processes; then join the
-    process group (once per process) and take this rank's share of the batch_size train streams."""
+    process group (once per process) and take this rank's share of the batch_size train streams.
+    device is the run's backend.device: on CUDA each rank takes its own GPU, cuda:LOCAL_RANK."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size == 1:
         return SOLO
@@ -230,8 +240,15 @@ def join(batch_size: int) -> Solo:
     import torch
     import torch.distributed as dist
 
+    from charrnn.backends.devices import resolve_device
+
     if not dist.is_initialized():
-        if torch.cuda.is_available():
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group("cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo", timeout=TIMEOUT)
+        run_device = resolve_device(device)
+        if run_device.type == "cuda":
+            torch.cuda.set_device(run_device)
+            # the gradients (on the GPU) through NCCL; the small CPU collectives (the evaluation's sum, the
+            # state gather, the clock) through gloo
+            dist.init_process_group("cpu:gloo,cuda:nccl", timeout=TIMEOUT)
+        else:
+            dist.init_process_group("gloo", timeout=TIMEOUT)
     return Replicas(dist.get_rank(), dist.get_world_size(), batch_size)

@@ -1,20 +1,24 @@
 """Generate text one character at a time from any backend's next-character logits, and sample.py's
-command: a checkpoint's model, on either backend, writing text as it is drawn."""
+command: a checkpoint's model, on either backend, writing text as it is drawn. charrnn.load's
+Model.sample draws through the same continuation(), so both give the same text for the same seed."""
 
 import sys
 import warnings
 from collections.abc import Iterator
-from dataclasses import asdict
+from contextlib import contextmanager
 from typing import TextIO
 
 import numpy as np
-from omegaconf import OmegaConf
 
-from charrnn.checkpoint import load_checkpoint, resolve_checkpoint, restore_backend, saved_config
-from charrnn.config import SampleConfig, to_config
+from charrnn.checkpoint import load_checkpoint, resolve_checkpoint
+from charrnn.checkpoint.info import describe
+from charrnn.checkpoint.loaded import LoadedModel, load_model
+from charrnn.config import SampleConfig
 from charrnn.data import Vocab
 from charrnn.errors import UserError
-from charrnn.model import spec_of, zero_state
+from charrnn.model import ModelSpec, zero_state
+from charrnn.novelty import NoveltyIndex
+from charrnn.training.threads import PhaseThreads
 
 SEPARATOR = "\n" + "-" * 40 + "\n"  # between samples, when num_samples > 1
 
@@ -74,48 +78,80 @@ def start_ids(vocab: Vocab, prime: str) -> np.ndarray:
     return np.array([0]) if vocab.unknown("\n") else vocab.encode("\n")
 
 
+def continuation(backend, vocab: Vocab, spec: ModelSpec, dtype: str, prime: str, length: int,
+                 rng: np.random.Generator, temperature: float = 1.0, top_k: int | None = None,
+                 top_p: float | None = None, greedy: bool = False) -> Iterator[str]:
+    """The text drawn after prime (whose characters the vocabulary must hold), from a fresh state: each
+    character as soon as it is whole (a byte vocabulary's character of several bytes comes out with its
+    last byte; the pieces before it are empty strings)."""
+    ids = generate(backend, start_ids(vocab, prime), zero_state(spec, 1, dtype), length, rng, temperature,
+                   top_k, top_p, greedy)
+    return vocab.decode_stream(ids)
+
+
+@contextmanager
+def quiet_overflow() -> Iterator[None]:
+    """NumPy's overflow warnings silenced: scores that overflow end in one line from generate, a model that
+    blows up in training in one line from the trainer, and a temperature that underflows is greedy by
+    design; the warnings on the way would only bury them. (A filter costs nothing until a warning is
+    raised; np.errstate slowed every training step by ~3%.)"""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r"(overflow|invalid value) encountered", RuntimeWarning)
+        yield
+
+
 def sample(cfg: SampleConfig, out: TextIO) -> None:
     """Write cfg.num_samples samples from the checkpoint to out, each character as soon as it is drawn.
-    One generator seeded by cfg.seed serves all samples, so the same options give the same text."""
-    path = resolve_checkpoint(cfg.checkpoint)
-    ckpt = load_checkpoint(path)
-    try:
-        model_cfg = to_config(OmegaConf.merge(saved_config(ckpt), {"backend": asdict(cfg.backend)}))
-    except UserError as e:
-        raise UserError(f"checkpoint {path} holds an unusable config ({e})") from None
-    backend, vocab = restore_backend(ckpt, model_cfg)
-    prime = _known_prime(cfg.prime, vocab, cfg.skip_unknown)
-    prime_ids = start_ids(vocab, prime)
+    One generator seeded by cfg.seed serves all samples, so the same options give the same text.
+    With cfg.novelty, a line on stderr after each says how much of it the training text holds. With
+    cfg.info, write what the checkpoint is instead (charrnn.checkpoint.info)."""
+    if cfg.info:
+        path = resolve_checkpoint(cfg.checkpoint)
+        out.write(describe(path, load_checkpoint(path)) + "\n")
+        return
+    model = load_model(cfg.checkpoint, cfg.backend)
+    vocab, dtype = model.vocab, model.config.model.dtype
+    novelty = training_text_index(model) if cfg.novelty else None
+    prime = known_text(cfg.prime, vocab, cfg.skip_unknown)
     # echoed as the model reads it: a byte vocabulary's bytes that are not UTF-8 show as \xNN
-    shown_prime = vocab.decode(prime_ids) if prime else ""
+    shown_prime = vocab.decode(start_ids(vocab, prime)) if prime else ""
     rng = np.random.default_rng(cfg.seed)
-    with warnings.catch_warnings():
-        # Scores that overflow end in one line from generate, and a temperature that underflows is greedy
-        # by design: NumPy's warnings on the way would only bury them.
-        warnings.filterwarnings("ignore", r"(overflow|invalid value) encountered", RuntimeWarning)
+    with quiet_overflow(), PhaseThreads().phase("sampling"):
         for i in range(cfg.num_samples):
             if i:
                 out.write(SEPARATOR)
             out.write(shown_prime if cfg.raw else shown_prime.translate(ESCAPED_CONTROLS))
-            state = zero_state(spec_of(model_cfg.model, len(vocab)), 1, model_cfg.model.dtype)
-            ids = generate(backend, prime_ids, state, cfg.length, rng, cfg.temperature, cfg.top_k, cfg.top_p,
-                           cfg.greedy)
-            for text in vocab.decode_stream(ids):
-                if text:  # a byte vocabulary's character of several bytes comes out with its last one
+            drawn = []
+            for text in continuation(model.backend, vocab, model.spec, dtype, prime, cfg.length, rng,
+                                     cfg.temperature, cfg.top_k, cfg.top_p, cfg.greedy):
+                if text:
                     out.write(text if cfg.raw else text.translate(ESCAPED_CONTROLS))
                     out.flush()
+                    drawn.append(text)
+            if novelty:
+                out.flush()
+                print(f"\n{novelty.describe(''.join(drawn))}", file=sys.stderr, end="")
     out.write("\n")
     out.flush()
 
 
-def _known_prime(prime: str, vocab: Vocab, skip_unknown: bool) -> str:
-    unknown = vocab.unknown(prime)
+def training_text_index(model: LoadedModel) -> NoveltyIndex:
+    """The windows of the corpus the checkpoint was trained on."""
+    train_ids, val_ids = model.splits("novelty=true", "sample from the directory the run was trained in, "
+                                                      "or leave novelty off")
+    return NoveltyIndex(train_ids, val_ids, model.vocab)
+
+
+def known_text(text: str, vocab: Vocab, skip_unknown: bool, what: str = "prime") -> str:
+    """text, or with skip_unknown its characters the vocabulary holds (saying on stderr which were
+    dropped); without it, characters the vocabulary lacks are a UserError naming them."""
+    unknown = vocab.unknown(text)
     shown = ", ".join(map(vocab.show_char, unknown))
     if any(vocab.show_char(c).startswith("\\x") for c in unknown):
         shown += " (bytes that are not UTF-8 text)"
     if unknown and not skip_unknown:
-        raise UserError(f"the prime has characters the checkpoint's vocabulary lacks: {shown}; "
+        raise UserError(f"the {what} has characters the checkpoint's vocabulary lacks: {shown}; "
                         f"remove them, or pass skip_unknown=true to drop them")
     if unknown:
-        print(f"skipping prime characters the checkpoint's vocabulary lacks: {shown}", file=sys.stderr)
-    return "".join(c for c in prime if c not in unknown)
+        print(f"skipping {what} characters the checkpoint's vocabulary lacks: {shown}", file=sys.stderr)
+    return "".join(c for c in text if c not in unknown)

@@ -26,6 +26,17 @@ def make_config(overrides=()):
     return to_config(compose_raw(overrides))
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked gpu are skipped, saying why, where torch sees no CUDA device."""
+    gpu_tests = [item for item in items if "gpu" in item.keywords]
+    if gpu_tests:
+        import torch
+
+        if not torch.cuda.is_available():
+            for item in gpu_tests:
+                item.add_marker(pytest.mark.skip(reason="needs a CUDA device; torch sees none"))
+
+
 @pytest.fixture(autouse=True)
 def blank_gradient_flow_pictures(request, monkeypatch):
     """matplotlib takes longer to draw the gradient-flow picture than a tiny run takes to evaluate: tests

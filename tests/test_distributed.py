@@ -40,8 +40,8 @@ def record_losses(monkeypatch) -> list[float]:
     losses = []
     real = Monitor.step
 
-    def step(self, step, result, *args):
-        real(self, step, result, *args)
+    def step(self, step, result, *args, **kwargs):
+        real(self, step, result, *args, **kwargs)
         losses.append(result.loss)
 
     monkeypatch.setattr(Monitor, "step", step)
@@ -113,8 +113,8 @@ def rank_signalled(rank: int, world_size: int, port: int, corpus: str, out: str)
     with pytest.MonkeyPatch.context() as m:
         real = Monitor.step
 
-        def step(self, step, result, *args):
-            real(self, step, result, *args)
+        def step(self, step, result, *args, **kwargs):
+            real(self, step, result, *args, **kwargs)
             if step == 12:
                 os.kill(os.getpid(), signal.SIGINT)
 
@@ -180,7 +180,7 @@ def test_a_signal_to_one_rank_stops_every_rank_at_the_same_step(corpus, tmp_path
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     # the signal came after step 12's all-reduce, so the ranks agree on it at step 13's
     assert ranks == [{"steps": 14, "stopped_by": signal.SIGINT}, {"steps": 14, "stopped_by": signal.SIGTERM}]
-    assert int(json.loads(np.load(tmp_path / "ckpt_last.npz")["state"].item())["step"]) == 14
+    assert int(json.loads(np.load(tmp_path / "ckpt_last.npz")["progress"].item())["step"]) == 14
 
 
 def test_streams_are_shared_out_whole_and_disjoint():

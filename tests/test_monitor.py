@@ -15,7 +15,7 @@ from charrnn.config import compose
 from charrnn.monitor import grad_flow
 from charrnn.training import loop as trainer
 from charrnn.backends.interface import Gradients, StepResult
-from charrnn.monitor.dashboard import BOOKKEEPING, METRICS, SHOWN_FIRST, hparam_columns
+from charrnn.monitor.dashboard import BOOKKEEPING, METRICS, SHOWN_FIRST, hparam_columns, trial_name
 from charrnn.monitor import Monitor
 from charrnn.training.rundir import register_resolvers, run_label, unique_dir
 from tests.conftest import TINY, make_config
@@ -37,6 +37,7 @@ def test_a_default_run_writes_few_tags_a_first_page_and_one_gradient_flow_pictur
     assert scalars == {
         "loss/train", "loss/train_smooth", "loss/val", "bpc/train", "bpc/val",
         "grad_norm/global", "grad_norm/global_clipped", "steps/clipped", "steps/skipped", "lr",
+        "steps/clipped_fraction", "steps/skipped_fraction", "epoch",
         "throughput/chars_per_sec", "spectral_norm/Whh", "grad_flow/growth", "grad_flow/reach",
         *(f"param_grad_norm/{k}" for k in ("Wxh", "Whh", "Why", "bh", "by")),
         *METRICS,
@@ -44,18 +45,22 @@ def test_a_default_run_writes_few_tags_a_first_page_and_one_gradient_flow_pictur
     assert len(scalars) <= 30
 
     # the CUSTOM SCALARS page: every chart of the first category draws something, and together they
-    # draw every curve but the per-parameter ones and the run's totals (HPARAMS' metrics)
+    # draw every curve but the per-parameter ones, the cumulative counts and the run's totals (HPARAMS'
+    # metrics)
     content = events.PluginTagToContent("custom_scalars")
     assert content  # the layout is there
     layout = layout_pb2.Layout.FromString(events.Tensors("custom_scalars__config__")[0].tensor_proto.string_val[0])
-    assert [c.title for c in layout.category] == ["training", "per parameter"]
+    assert [c.title for c in layout.category] == ["training", "per parameter, and counts"]
     drawn = {}
     for category in layout.category:
         for chart in category.chart:
             drawn[chart.title] = {t for t in scalars if any(re.search(r, t) for r in chart.multiline.tag)}
             assert drawn[chart.title], chart.title
     first_page = set().union(*(drawn[c.title] for c in layout.category[0].chart))
-    assert first_page == {t for t in scalars if not t.startswith(("param_grad_norm/", "run/"))}
+    assert first_page == {t for t in scalars if not t.startswith(("param_grad_norm/", "run/"))} - {
+        "steps/clipped", "steps/skipped"}
+    assert set().union(*(drawn[c.title] for c in layout.category[1].chart)) == {
+        t for t in scalars if t.startswith("param_grad_norm/")} | {"steps/clipped", "steps/skipped"}
     assert {"loss/train", "loss/train_smooth", "loss/val"} in drawn.values()
     assert {"grad_norm/global", "grad_norm/global_clipped"} in drawn.values()
 
@@ -63,7 +68,7 @@ def test_a_default_run_writes_few_tags_a_first_page_and_one_gradient_flow_pictur
     pictures = events.Images("grad_flow/by_lag")
     assert [e.step for e in pictures] == EVALS
     assert Image.open(io.BytesIO(pictures[0].encoded_image_string)).size == (pictures[0].width, pictures[0].height)
-    assert (pictures[0].width, pictures[0].height) == (512, 288)   # drawn by matplotlib
+    assert (pictures[0].width, pictures[0].height) == (960, 540)   # drawn by matplotlib
     assert [e.step for e in events.Scalars("grad_flow/growth")] == EVALS
     assert all(np.isfinite(e.value) for e in events.Scalars("grad_flow/growth"))
     assert all(e.value in range(8) for e in events.Scalars("grad_flow/reach"))  # a lag of seq_length 8
@@ -182,3 +187,90 @@ def test_under_a_clock_budget_the_bar_ends_where_the_clock_will(tmp_path):
     with Monitor(tmp_path / "short", 50, 0, 10, "norm", max_seconds=300.0) as monitor:
         monitor.step(0, result, 1e-3, 64, 0.5)                # the step bound comes first
         assert monitor.bar.total == 50
+
+
+def clipped_step(clipped: bool) -> StepResult:
+    return StepResult(1.0, (), {"Whh": 2.0}, {"Whh": 1.0 if clipped else 2.0}, skipped=False)
+
+
+SKIPPED = StepResult(float("nan"), (), {"Whh": float("nan")}, {"Whh": float("nan")}, skipped=True,
+                     cause="loss")
+
+
+def test_clipping_and_skipping_show_as_the_share_of_each_log_interval_and_as_counts(tmp_path):
+    """Interval one: 2 of the 4 updates clipped, 1 of the 5 steps skipped; interval two: none."""
+    steps = [clipped_step(True), clipped_step(True), SKIPPED, clipped_step(False), clipped_step(False),
+             *[clipped_step(False)] * 5]
+    with Monitor(tmp_path, 10, 0, 5, "norm") as monitor:
+        for step, result in enumerate(steps):
+            monitor.step(step, result, 1e-3, 64, 0.01)
+    events = EventAccumulator(str(tmp_path)).Reload()
+
+    def curve(tag):
+        return [(e.step, e.value) for e in events.Scalars(tag)]
+
+    assert curve("steps/clipped_fraction") == [(5, 0.5), (10, 0.0)]
+    assert curve("steps/skipped_fraction") == [(5, pytest.approx(0.2)), (10, 0.0)]
+    assert curve("steps/clipped") == [(5, 2), (10, 2)] and curve("steps/skipped") == [(5, 1), (10, 1)]
+
+
+def test_the_bar_shows_the_epoch_the_smoothed_loss_by_name_and_the_last_evaluation(tmp_path):
+    params = {"Whh": np.eye(4), "Why": np.ones((3, 4))}
+    with Monitor(tmp_path, 100, 0, 5, "norm") as monitor:
+        monitor.evaluation(0, 4.0, "s", params, Gradients(params, np.ones(8)), 4.0, 0.0)
+        for step in range(5):
+            monitor.step(step, clipped_step(False), 1e-3, 64, 0.01, epoch=0.25 * (step + 1))
+        assert "epoch=1.25" in monitor.bar.postfix and "smoothed_loss=1.000" in monitor.bar.postfix
+        assert " loss=" not in f" {monitor.bar.postfix}"
+        monitor.evaluation(5, 2.0, "s", params, Gradients(params, np.ones(8)), 2.0, 1.0)
+        assert f"val_bpc={2.0 / np.log(2):.3f}" in monitor.bar.postfix   # at once, not at the next interval
+    assert [(e.step, e.value) for e in EventAccumulator(str(tmp_path)).Reload().Scalars("epoch")] == [(5, 1.25)]
+
+
+def text_cards(run_dir, tag):
+    events = EventAccumulator(str(run_dir), size_guidance={"tensors": 0}).Reload()
+    return [(e.step, e.tensor_proto.string_val[0].decode()) for e in events.Tensors(f"{tag}/text_summary")]
+
+
+def test_text_shows_the_config_and_command_and_each_sample_with_its_settings(tmp_path):
+    params = {"Whh": np.eye(4), "Why": np.ones((3, 4))}
+    config = {"model": {"hidden_size": 16}, "train": {"seq_length": 8}}
+    with Monitor(tmp_path, 100, 0, 5, "norm", config=config, command="python train.py model.hidden_size=16") as monitor:
+        monitor.evaluation(0, 4.0, "ab ```c", params, Gradients(params, np.ones(8)), 4.0, 0.0,
+                           sample_settings={"temperature": 1.0, "prime": "\n", "length": 7})
+    [(step, card)] = text_cards(tmp_path, "config")
+    assert step == 0 and "python train.py model.hidden_size=16" in card and "hidden_size: 16" in card
+    [(step, card)] = text_cards(tmp_path, "sample")
+    assert card.startswith("val 4.0000 nats/char · drawn with `temperature=1.0 prime='\\n' length=7`")
+    assert card.endswith("\n````\nab ```c\n````")   # a fence the sample cannot close
+
+
+def test_hparams_rows_of_a_sweep_are_named_by_their_job_and_whole_numbers_read_as_written(corpus, tmp_path):
+    events = events_of(corpus, tmp_path, "model=gru", "train.max_iters=10")
+    content = events.PluginTagToContent("hparams")
+    start = HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
+    assert start.group_name == ""   # TensorBoard's name for it: its path under --logdir
+    assert start.hparams["model.hidden_size"].string_value == "16"
+    assert start.hparams["model.cell"].string_value == "gru" and start.hparams["model.num_layers"].string_value == "1"
+    assert start.hparams["optim.lr"].number_value == pytest.approx(6e-3)
+    # the Trial ID column shows about 16 characters: the jobs of one sweep differ in them
+    sweep = tmp_path / "runs" / "multirun" / "2026-11-24_12-00-00"
+    sweep.mkdir(parents=True)
+    (sweep / "multirun.yaml").write_text("hydra: {}\n")
+    jobs = [trial_name(sweep / f"{n}_optim={o}") for n, o in ((0, "adam"), (1, "sgd"))]
+    assert jobs[0] == "0_optim=adam in multirun/2026-11-24_12-00-00" and jobs[0][:16] != jobs[1][:16]
+
+
+@pytest.mark.pictures
+@pytest.mark.parametrize("layers", [1, 3])
+def test_the_gradient_flow_picture_labels_each_tick_once_and_keeps_its_legend_off_the_curves(layers):
+    flat = np.array([1.52e-4, 1.49e-4, 1.55e-4, 1.61e-4, 1.58e-4, 1.50e-4, 1.63e-4, 1.57e-4])  # within 10%
+    fig = grad_flow.figure(np.tile(flat, (layers, 1)) * np.arange(1, layers + 1)[:, None], step=5)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels(which="both") if t.get_text()]
+    assert len(labels) >= 2 and len(set(labels)) == len(labels), labels
+    if layers > 1:
+        legend, axes = fig.legends[0].get_window_extent(), ax.get_tightbbox()
+        assert legend.y1 <= axes.y0      # wholly below the axes and their tick labels
+        assert re.fullmatch(r"layer 1: [\d.]+x, reach \d", fig.legends[0].get_texts()[1].get_text())

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from charrnn.optim import AdagradConfig, AdamConfig, SGDConfig
-from charrnn.optim import clip_gradients, flat_buffer, grad_norms, learning_rate, make_optimizer
+from charrnn.optim import clip_gradients, flat_buffer, grad_norms, learning_rate, make_optimizer, warmup_fraction
 
 OPTIMIZERS = [
     (AdagradConfig(name="adagrad", lr=0.1, eps=1e-10), lambda p: torch.optim.Adagrad(p, lr=0.1, eps=1e-10)),
@@ -96,6 +96,18 @@ def test_learning_rate_schedule():
     assert learning_rate(110, 1.0, schedule="cosine", **lr) == pytest.approx(0.1)
     assert learning_rate(200, 1.7, schedule="cosine", **lr) == pytest.approx(0.1)
     assert learning_rate(500, 0.5, schedule="constant", **lr) == 1.0
+
+
+def test_the_warm_up_is_the_same_share_of_the_schedule_by_steps_or_by_the_clock():
+    """warmup_iters=100 of lr_decay_iters=10,000: 1% of the schedule."""
+    share = 100 / 10_000
+    # by steps, progress is step / lr_decay_iters: the steps end the warm-up, its last step at lr
+    assert [warmup_fraction(step, step / 10_000, 100, share) for step in (0, 49, 99, 100)] == [0.01, 0.5, 1.0, None]
+    assert learning_rate(99, 99 / 10_000, 1.0, "cosine", 100, 0.1, share) == 1.0
+    # on the clock, progress runs ahead of slow steps: 3 steps in, 0.6% of the budget is spent; at step 57, 47.5%
+    assert warmup_fraction(3, 0.006, 100, share) == pytest.approx(0.6)
+    assert warmup_fraction(57, 0.475, 100, share) is None
+    assert learning_rate(57, 0.475, 1.0, "cosine", 100, 0.1, share) == pytest.approx(0.1 + 0.45 * (1 + np.cos(0.475 * np.pi)))
 
 
 def test_run_progress_follows_whichever_budget_binds_first():

@@ -32,9 +32,9 @@ def losses(monkeypatch):
     record = []
     real = Monitor.step
 
-    def step(self, step, result, *args):
+    def step(self, step, result, *args, **kwargs):
         record.append((step, result.loss))
-        real(self, step, result, *args)
+        real(self, step, result, *args, **kwargs)
 
     monkeypatch.setattr(Monitor, "step", step)
     return record
@@ -44,8 +44,8 @@ def signal_after(monkeypatch, last_step, sig):
     """Send this process `sig` as training step last_step is logged, as Ctrl-C would mid-run."""
     real = Monitor.step
 
-    def step(self, step, result, *args):
-        real(self, step, result, *args)
+    def step(self, step, result, *args, **kwargs):
+        real(self, step, result, *args, **kwargs)
         if step == last_step:
             os.kill(os.getpid(), sig)
 

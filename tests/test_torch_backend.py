@@ -4,8 +4,8 @@ import torch
 
 from charrnn.backends.interface import StepSettings
 from charrnn.backends.numpy_backend import NumpyBackend
-from charrnn.backends.torch_backend import (FUSED, TorchBackend, chunk_loss, loop_recurrence, loss_and_grads,
-                                            resolve_device, time_major)
+from charrnn.backends.devices import resolve_device
+from charrnn.backends.torch_backend import TorchBackend, loss_and_grads
 from charrnn.optim import AdamConfig
 from charrnn.errors import UserError
 from charrnn.gradcheck.problem import random_problem
@@ -29,37 +29,6 @@ def test_auto_device_is_the_cpu_and_asking_for_cuda_without_one_is_a_user_error(
     assert resolve_device("auto") == torch.device("cpu")
     with pytest.raises(UserError, match="backend.device=cuda but torch sees no CUDA device"):
         resolve_device("cuda")
-
-
-@pytest.mark.parametrize("num_layers", [1, 2])
-def test_the_fused_kernel_computes_the_loop_to_round_off(num_layers):
-    """What a GPU runs (torch's fused rnn_tanh, on the CPU here) against the loop: loss, the last state
-    and the gradients of every weight and of the carried state, in float64."""
-    spec, params, inputs, targets, state = problem(3, 9, 5, 7, num_layers=num_layers)
-    results = []
-    for recurrence in (loop_recurrence, FUSED["rnn"]):
-        weights = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
-        h0 = torch.tensor(state[0], requires_grad=True)
-        loss, _, (h_last,) = chunk_loss(weights, spec, time_major(inputs), time_major(targets), (h0,),
-                                        recurrence=recurrence)
-        grads = torch.autograd.grad(loss, [*weights.values(), h0])
-        results.append([loss.detach(), h_last.detach(), *grads])
-    for ours, fused in zip(*results):
-        torch.testing.assert_close(fused, ours, rtol=0, atol=1e-10)
-
-
-def test_a_backend_on_the_fused_kernel_trains_as_on_the_loop():
-    spec, params, inputs, targets, state = problem(4, 6, 5, 7)
-    loop, fused = make(spec, params), make(spec, params)
-    fused.recurrence = FUSED["rnn"]
-    for _ in range(5):
-        ours, theirs = loop.train_step(inputs, targets, state, 0.01), fused.train_step(inputs, targets, state, 0.01)
-        assert abs(ours.loss - theirs.loss) < 1e-10
-        np.testing.assert_allclose(theirs.state_last[0], ours.state_last[0], rtol=0, atol=1e-10)
-        state = ours.state_last
-    for k, v in loop.export_params().items():
-        np.testing.assert_allclose(fused.export_params()[k], v, rtol=0, atol=1e-10, err_msg=k)
-    assert abs(loop.evaluate(inputs, targets, state)[0] - fused.evaluate(inputs, targets, state)[0]) < 1e-10
 
 
 def test_float32_stays_float32():

@@ -24,7 +24,11 @@ CAUSES = {
     "gradient": "a gradient is not finite",
     "exploded": "the loss has exploded",
     "update": "the update made a weight or the optimizer state non-finite",
+    "overflow": "the fp16 gradients overflowed, so the gradient scaler skipped the step and lowered its scale",
 }
+# Causes that are part of training as it should go, not a sign of a broken model: the step is dropped and
+# training goes on, whatever train.nonfinite says (fp16's scaler expects a few, mostly at the start).
+ROUTINE = ("overflow",)
 
 
 @dataclass(frozen=True)

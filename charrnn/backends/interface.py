@@ -27,6 +27,9 @@ class StepSettings:
     grad_clip: float = 5.0
     loss_reduction: str = "mean"     # mean over the chunk's predictions | sum (min-char-rnn's)
     guard: StepGuard = field(default_factory=StepGuard)
+    # the torch backend's alone (the NumPy backend computes in the weights' dtype, on its own loop):
+    precision: str = "fp32"          # fp32 | bf16 | fp16 (charrnn.backends.torch_precision)
+    recurrence: str = "auto"         # auto | fused | loop (charrnn.backends.torch_fused)
 
     @classmethod
     def from_config(cls, cfg, vocab_size: int) -> "StepSettings":
@@ -35,7 +38,8 @@ class StepSettings:
         guard = StepGuard(max_loss=math.inf if ratio is None else ratio * math.log(vocab_size),
                           undo=cfg.train.nonfinite == "skip")
         return cls(optim=cfg.optim, clip_mode=cfg.train.clip_mode, grad_clip=cfg.train.grad_clip,
-                   loss_reduction=cfg.train.loss_reduction, guard=guard)
+                   loss_reduction=cfg.train.loss_reduction, guard=guard, precision=cfg.backend.precision,
+                   recurrence=cfg.backend.recurrence)
 
 
 @dataclass

@@ -4,40 +4,28 @@ Same parameters (charrnn.model's names, shapes and initial values), same float32
 (the dtype of the params handed in), same cells, dropout masks and loss. Inside, ids and states are
 time-major (T, B, ...) like the NumPy backend's, so both sum the same numbers in nearly the same order.
 
-Each layer's recurrence is a Python loop over T steps with everything else hoisted out of it: one
-gather (layer 0) or one product (layers above) for Wxh x_t + bh over the whole chunk, then per step
-one addmm for the fused gates and the cell's elementwise math. For the rnn cell it was measured against
-torch's fused rnn_tanh (what torch.nn.RNN runs; a one-hot (T, B, V) input, b_ih = bh, b_hh = 0
-frozen), both exact, in whole training steps on 2 CPU cores, float32, V=65, chars/s:
-
-    (H, B, T)        loop    fused
-    (128, 32, 64)    329k    292k
-    (256, 64, 64)    218k    211k
-    (512, 64, 64)     80k     77k
-
-On a GPU, where each small step is a kernel launch, the backend runs torch's fused multi-step kernel
-instead (cuDNN's, through the rnn_tanh that torch.nn.RNN calls) on the same hoisted projection: see
-`fused_rnn_tanh` and FUSED. A test proves it equal to the loop on the CPU; no GPU was at hand to time it.
+The recurrence runs one of two ways (backend.recurrence), to the same numbers:
+- the loop below, the readable reference (recurrence=loop): each layer's steps in Python, with all it
+  can hoisted out of them, one gather (layer 0) or one product (layers above) for Wxh x_t + bh over the
+  whole chunk, then per step one addmm for the fused gates and the cell's elementwise math;
+- torch's own fused multi-step kernels (recurrence=fused), the ones torch.nn.RNN / LSTM / GRU call:
+  cuDNN's on a GPU, where the loop's many small kernel launches would dominate (torch_fused.py).
+recurrence=auto takes the kernel on a GPU and, on the CPU, whichever made the faster training steps
+there (torch_fused.FASTER_ON_THE_CPU). backend.precision adds autocast and, for fp16, a gradient
+scaler (torch_precision.py); backend.device says where (devices.py).
 """
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from charrnn.backends.devices import check_precision, resolve_device
 from charrnn.backends.interface import Gradients, StepResult, StepSettings
+from charrnn.backends.torch_fused import fused_by_default, fused_stack, recurrent_bias
 from charrnn.backends.torch_optim import clip_gradients, export_state, load_state, make_torch_optimizer
+from charrnn.backends.torch_precision import Precision
 from charrnn.distributed import SOLO, Solo
-from charrnn.errors import UserError
 from charrnn.model import ModelSpec, model_spec
-
-
-def resolve_device(name: str) -> torch.device:
-    """backend.device: "auto" is CUDA when torch sees a GPU, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("backend.device=cuda but torch sees no CUDA device; use backend.device=auto or cpu")
-    return torch.device(name)
 
 
 def time_major(ids: np.ndarray, device: torch.device | None = None) -> torch.Tensor:
@@ -83,40 +71,21 @@ def loop_recurrence(cell: str, W: dict, xw: torch.Tensor, state: tuple) -> tuple
     return hs, state
 
 
-def fused_rnn_tanh(cell: str, W: dict, xw: torch.Tensor, state: tuple) -> tuple[list[torch.Tensor], tuple]:
-    """The rnn recurrence in one call of torch's fused kernel (cuDNN's on a GPU): the kernel computes
-    tanh(W_ih u_t + b_ih + W_hh h_{t-1} + b_hh), here with u_t = xw_t, W_ih = I and no biases (bh is in
-    xw already), so the input stays the hoisted gather, never a (T, B, V) one-hot. The outputs come out
-    as views of one (T, B, H) tensor, not graph nodes: fine for training, not for dL/dh_t."""
-    Whh = W["Whh"]
-    identity = torch.eye(Whh.shape[0], dtype=Whh.dtype, device=Whh.device)
-    # arguments: input, h_0 (layers, B, H), weights, has_biases, layers, dropout, train, bidirectional, batch_first
-    output, h_last = torch._VF.rnn_tanh(xw, state[0].unsqueeze(0), [identity, Whh], False, 1, 0.0,
-                                        torch.is_grad_enabled(), False, False)
-    return list(output.unbind(0)), (h_last[0],)
-
-
-# torch's fused multi-step kernel for each cell it computes exactly, as the backend runs it on a GPU.
-# The lstm and gru would enter here with torch._VF.lstm / torch._VF.gru; not written yet.
-FUSED = {"rnn": fused_rnn_tanh}
-
-
 def prepared_layer(weights: dict[str, torch.Tensor], spec: ModelSpec, layer: int) -> dict[str, torch.Tensor]:
     """One layer's weights by their names in the cell's equations, with what every step reuses made once:
     Whh^T, and the GRU's recurrent bias [0, 0, bhn]."""
     W = {base: weights[name] for base, name in spec.layer_names(layer).items()}
     W["WhhT"] = W["Whh"].t()
     if "bhn" in W:
-        W["bhh"] = torch.cat([W["bhn"].new_zeros(2 * spec.hidden_size), W["bhn"]])
+        W["bhh"] = recurrent_bias(W, spec.hidden_size)
     return W
 
 
-def stack_logits(weights: dict[str, torch.Tensor], spec: ModelSpec, x: torch.Tensor, state: tuple,
-                  masks: tuple | None = None,
-                  recurrence=loop_recurrence) -> tuple[torch.Tensor, list[list[torch.Tensor]], tuple]:
-    """x (T, B) int64 ids, state a tuple of (L, B, H) tensors, masks None or L (T, B, H) tensors ->
-    logits (T, B, V) for the next characters, every layer's h_t (L lists of T (B, H) tensors), and
-    the state after the last step (a tuple of (L, B, H) tensors). recurrence: the loop, or FUSED's."""
+def loop_stack(weights: dict[str, torch.Tensor], spec: ModelSpec, x: torch.Tensor, state: tuple,
+               masks: tuple | None = None) -> tuple[torch.Tensor, list[list[torch.Tensor]], tuple]:
+    """x (T, B) int64 ids, state a tuple of (L, B, H) tensors, masks None or L (T, B, H) tensors -> the top
+    layer's outputs (T, B, H) after its mask, every layer's h_t (L lists of T (B, H) tensors, each a node of
+    the graph), and the state after the last step (a tuple of (L, B, H) tensors)."""
     inputs, outputs, finals = None, [], []
     for layer in range(spec.num_layers):
         W = prepared_layer(weights, spec, layer)
@@ -125,32 +94,40 @@ def stack_logits(weights: dict[str, torch.Tensor], spec: ModelSpec, x: torch.Ten
             xw = F.embedding(x, W["Wxh"].t()) + W["bh"]         # (T, B, G*H)
         else:
             xw = F.linear(inputs, W["Wxh"], W["bh"])            # (T, B, G*H)
-        hs, layer_state = recurrence(spec.cell, W, xw, tuple(s[layer] for s in state))
+        hs, layer_state = loop_recurrence(spec.cell, W, xw, tuple(s[layer] for s in state))
         outputs.append(hs)
         finals.append(layer_state)
         inputs = torch.stack(hs)                                # (T, B, H)
         if masks is not None:
             inputs = inputs * masks[layer]
-    logits = F.linear(inputs, weights["Why"], weights["by"])    # (T, B, V)
-    return logits, outputs, tuple(torch.stack(arrays) for arrays in zip(*finals))
+    return inputs, outputs, tuple(torch.stack(arrays) for arrays in zip(*finals))
+
+
+def stack_logits(weights: dict[str, torch.Tensor], spec: ModelSpec, x: torch.Tensor, state: tuple,
+                 masks: tuple | None = None, fused: bool = False) -> tuple[torch.Tensor, list | None, tuple]:
+    """logits (T, B, V) for the next characters, and loop_stack's other two results (with fused, the
+    kernels' of torch_fused.fused_stack: None in place of every layer's h_t)."""
+    top, outputs, state_last = (fused_stack if fused else loop_stack)(weights, spec, x, state, masks)
+    return F.linear(top, weights["Why"], weights["by"]), outputs, state_last    # (T, B, V)
 
 
 def chunk_loss(weights: dict[str, torch.Tensor], spec: ModelSpec, x: torch.Tensor, y: torch.Tensor, state: tuple,
                masks: tuple | None = None, reduction: str = "mean",
-               recurrence=loop_recurrence) -> tuple[torch.Tensor, list, tuple]:
+               fused: bool = False) -> tuple[torch.Tensor, list, tuple]:
     """Cross-entropy (nats) of the chunk, x and y (T, B) ids: the mean over its T*B predictions or,
     with reduction="sum", their sum (min-char-rnn's). Returns (loss, outputs, state_last) as stack_logits."""
-    logits, outputs, state_last = stack_logits(weights, spec, x, state, masks, recurrence)
+    logits, outputs, state_last = stack_logits(weights, spec, x, state, masks, fused)
     loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction=reduction)
     return loss, outputs, state_last
 
 
 def loss_and_grads(params: dict, inputs: np.ndarray, targets: np.ndarray, state: tuple, spec: ModelSpec,
-                   masks: tuple | None = None) -> tuple[float, dict, tuple]:
-    """numpy_backend.loss_and_grads computed by autograd: the same arguments and results, as NumPy."""
+                   masks: tuple | None = None, fused: bool = False) -> tuple[float, dict, tuple]:
+    """numpy_backend.loss_and_grads computed by autograd (on the loop, or with fused on torch's kernels):
+    the same arguments and results, as NumPy."""
     weights = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
     loss, _, state_last = chunk_loss(weights, spec, time_major(inputs), time_major(targets),
-                                     tuple(torch.tensor(s) for s in state), as_tensors(masks))
+                                     tuple(torch.tensor(s) for s in state), as_tensors(masks), fused=fused)
     grads = torch.autograd.grad(loss, list(weights.values()))
     return (loss.item(), {k: g.numpy() for k, g in zip(weights, grads)},
             tuple(s.detach().numpy() for s in state_last))
@@ -178,13 +155,15 @@ class TorchBackend:
         self.settings = settings
         self.replicas = replicas
         self.device = resolve_device(device)
+        check_precision(settings.precision, self.device.type, str(params["Why"].dtype))
         self.weights = {k: torch.tensor(v, device=self.device, requires_grad=True) for k, v in params.items()}
         self.dtype = self.weights["Why"].dtype
+        self.precision = Precision(settings.precision, self.device)
         self.optim_name = settings.optim.name
         self.optimizer = make_torch_optimizer(settings.optim, list(self.weights.values()))
         self.steps = 0
-        # On a GPU, one fused kernel per layer and chunk instead of T small steps (the module's docstring).
-        self.recurrence = FUSED.get(spec.cell, loop_recurrence) if self.device.type == "cuda" else loop_recurrence
+        self.fused = settings.recurrence == "fused" or (settings.recurrence == "auto"
+                                                        and fused_by_default(spec.cell, self.device))
 
     def train_step(self, inputs: np.ndarray, targets: np.ndarray, state: tuple, lr: float,
                    masks: tuple | None = None) -> StepResult:
@@ -192,9 +171,11 @@ class TorchBackend:
             group["lr"] = lr
         loss, _, state_last = self._loss(inputs, targets, state, masks, self.settings.loss_reduction)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        self.precision.backward(loss)
         grads = [w.grad for w in self.weights.values()]
         loss = self.replicas.average_(loss.detach(), grads, self.settings.loss_reduction)
+        # fp16's scaled gradients back to their size, after the average: every rank sees the same overflow.
+        self.precision.unscale_(self.optimizer)
         # Clipping writes only .grad, so it may come before the check; the optimizer may not.
         before, after = clip_gradients(list(self.weights.values()), self.settings.clip_mode, self.settings.grad_clip)
         # One device-to-host copy for all the figures: each .item() would wait for the device again.
@@ -202,7 +183,11 @@ class TorchBackend:
         loss_value = float(stats[0] / inputs.size if self.settings.loss_reduction == "sum" else stats[0])
         P = len(self.weights)
         grad_norms = dict(zip(self.weights, stats[1:1 + P].tolist()))
-        cause = self.settings.guard.refusal(loss_value, grad_norms) or self._update()
+        cause = self.settings.guard.refusal(loss_value, grad_norms)
+        if cause == "gradient" and self.precision.scaling:
+            cause = "overflow"   # fp16's range, not the model: the scaler lowers its scale and training goes on
+        cause = cause or self._update()
+        self.precision.update()
         return StepResult(loss=loss_value, state_last=self._numpy(state_last), grad_norms=grad_norms,
                           clipped_grad_norms=dict(zip(self.weights, stats[1 + P:].tolist())), skipped=bool(cause),
                           cause=cause)
@@ -245,25 +230,30 @@ class TorchBackend:
                 or all(bool(torch.isfinite(t).all()) for t in tensors))
 
     def _loss(self, inputs: np.ndarray, targets: np.ndarray, state: tuple, masks: tuple | None = None,
-              reduction: str = "mean", recurrence=None) -> tuple[torch.Tensor, list, tuple]:
+              reduction: str = "mean", fused: bool | None = None) -> tuple[torch.Tensor, list, tuple]:
         # The state comes in as NumPy, with no history: truncated BPTT's cut at the chunk boundary.
-        return chunk_loss(self.weights, self.spec, time_major(inputs, self.device), time_major(targets, self.device),
-                          as_tensors(state, self.device, self.dtype), as_tensors(masks, self.device, self.dtype),
-                          reduction, recurrence or self.recurrence)
+        with self.precision.autocast():
+            return chunk_loss(self.weights, self.spec, time_major(inputs, self.device),
+                              time_major(targets, self.device), as_tensors(state, self.device, self.dtype),
+                              as_tensors(masks, self.device, self.dtype), reduction,
+                              self.fused if fused is None else fused)
 
-    @staticmethod
-    def _numpy(state: tuple) -> tuple:
-        return tuple(s.detach().cpu().numpy() for s in state)
+    def _numpy(self, state: tuple) -> tuple:
+        # (under autocast the state comes out in bf16 or fp16, which NumPy lacks)
+        return tuple(s.detach().to(self.dtype).cpu().numpy() for s in state)
 
     def gradients(self, inputs: np.ndarray, targets: np.ndarray, state: tuple, masks: tuple | None = None) -> Gradients:
         # The loop: dL/dh_t needs every h_t as a node of the graph.
-        loss, outputs, _ = self._loss(inputs, targets, state, masks, self.settings.loss_reduction, loop_recurrence)
+        loss, outputs, _ = self._loss(inputs, targets, state, masks, self.settings.loss_reduction, fused=False)
         weights = list(self.weights.values())
         hs = [h for layer in outputs for h in layer]
         # The gradient with respect to each h_t sums all of its uses: the layer above (or y_t) and h_{t+1}.
-        grads = torch.autograd.grad(loss, weights + hs)
+        # (scaled as the training step's, so that fp16 keeps the small ones)
+        scale = self.precision.loss_scale()
+        grads = [g / scale for g in torch.autograd.grad(loss * scale, weights + hs)]
         T = inputs.shape[1]
-        dh = torch.stack(grads[len(weights):]).reshape(self.spec.num_layers, T, *hs[0].shape)   # (L, T, B, H)
+        dh = torch.stack(grads[len(weights):]).to(self.dtype)
+        dh = dh.reshape(self.spec.num_layers, T, *hs[0].shape)             # (L, T, B, H)
         return Gradients(params={k: g.cpu().numpy() for k, g in zip(self.weights, grads)},
                          dh_norms=torch.linalg.vector_norm(dh, dim=3).mean(dim=2).cpu().numpy())
 
@@ -274,15 +264,20 @@ class TorchBackend:
 
     @torch.inference_mode()
     def step_logits(self, x: np.ndarray, state: tuple) -> tuple[np.ndarray, tuple]:
+        # In the weights' own precision: sampling is cheap, and this way it is the same on any device. One
+        # step on the CPU runs the loop: oneDNN's LSTM took 4x the loop's time per character there.
         logits, _, state_last = stack_logits(self.weights, self.spec, time_major(x[:, None], self.device),
-                                              as_tensors(state, self.device, self.dtype))
+                                              as_tensors(state, self.device, self.dtype),
+                                              fused=self.fused and self.device.type != "cpu")
         return logits[0].cpu().numpy(), self._numpy(state_last)
 
     def export_params(self) -> dict[str, np.ndarray]:
         return {k: w.detach().cpu().numpy().copy() for k, w in self.weights.items()}
 
     def export_optimizer_state(self) -> dict[str, np.ndarray]:
-        return export_state(self.optimizer, self.optim_name, self.weights, self.steps)
+        return {**export_state(self.optimizer, self.optim_name, self.weights, self.steps),
+                **self.precision.state_dict()}
 
     def load_optimizer_state(self, state: dict[str, np.ndarray]) -> None:
         self.steps = load_state(self.optimizer, self.optim_name, self.weights, state)
+        self.precision.load_state_dict(state)

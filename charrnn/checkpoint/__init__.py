@@ -1,5 +1,5 @@
-"""Checkpoints: the file format (format.py), what each field must hold (fields.py), and a checkpoint's
-model back on a backend (restore.py)."""
+"""Checkpoints: the file format (format.py), what each field must hold (fields.py), a checkpoint's
+model back on a backend (restore.py), and a trained model loaded for use (loaded.py)."""
 
 from charrnn.checkpoint.format import Checkpoint, load_checkpoint, save_checkpoint
 from charrnn.checkpoint.restore import (BEST_THEN_LAST, resolve_checkpoint, restore_backend, resume_path,

@@ -52,6 +52,10 @@ def number_or_null(v) -> str | None:
     return None if v is None or _is_number(v) else "a number or null"
 
 
+def text(v) -> str | None:
+    return None if isinstance(v, str) else "a string"
+
+
 def numbers_by_name(v) -> str | None:
     ok = isinstance(v, dict) and all(isinstance(k, str) and _is_number(x) for k, x in v.items())
     return None if ok else "an object of numbers"
@@ -60,7 +64,7 @@ def numbers_by_name(v) -> str | None:
 # Monitor.Interval's sums, as the monitor saves them.
 INTERVAL_FIELDS = {"n": count, "loss": number, "chars": count, "seconds": seconds, "clipped": count,
                    "global_norm": number, "global_clipped": number, "norms": numbers_by_name,
-                   "clipped_norms": numbers_by_name}
+                   "clipped_norms": numbers_by_name, "steps": count}
 
 
 def interval(v) -> str | None:
@@ -71,16 +75,25 @@ def interval(v) -> str | None:
 MONITOR_FIELDS = {"smooth_loss": number_or_null, "interval": interval, "skipped_steps": count,
                   "clipped_steps": count, "chars_per_step": count_or_null}
 # Fields that checkpoints written before they existed lack (their readers default them).
-OPTIONAL = {"skipped_steps", "clipped_steps", "chars_per_step", "run_id"}
+OPTIONAL = {"skipped_steps", "clipped_steps", "chars_per_step", "steps", "init_from", "run_id"}
 
 
 def monitor(v) -> str | None:
     return _object_problem(v, MONITOR_FIELDS, "the monitor's state")
 
 
+# A fine-tuned run's record of the checkpoint its weights came from (charrnn.training.finetune).
+ORIGIN_FIELDS = {"path": text, "step": count_or_null, "val_loss": number_or_null}
+
+
+def origin_or_null(v) -> str | None:
+    return None if v is None else _object_problem(v, ORIGIN_FIELDS, "the checkpoint the weights came from")
+
+
 # charrnn.training.resume.Progress's fields (all but the recurrent state, arrays of their own).
 PROGRESS_FIELDS = {"step": count, "epoch": count, "chunk": count, "eval_step": step_or_none, "val_loss": number,
-                   "best_val": number, "train_seconds": seconds, "monitor": monitor, "run_id": run_id}
+                   "best_val": number, "train_seconds": seconds, "monitor": monitor, "run_id": run_id,
+                   "init_from": origin_or_null}
 
 
 def _object_problem(v, fields: dict, what: str) -> str | None:
@@ -101,6 +114,8 @@ def _object_problem(v, fields: dict, what: str) -> str | None:
 def progress_problem(progress: dict, names: list[str]) -> str | None:
     """The first of the progress fields `names` whose value is wrong, as 'progress.FIELD must be ...'."""
     for name in names:
+        if name not in progress:  # optional, and absent (see OPTIONAL)
+            continue
         problem = PROGRESS_FIELDS[name](progress[name])
         if problem:
             return f"progress.{name} must be {problem}, got {progress[name]!r:.60}"

@@ -1,41 +1,53 @@
-"""What TensorBoard shows before anyone scrolls: the CUSTOM SCALARS page's layout, and HPARAMS' columns.
+"""What TensorBoard shows before anyone scrolls: the CUSTOM SCALARS page's layout, HPARAMS' columns, and
+TEXT's cards (the run's config, each evaluation's sample).
 
-Both are the same for every run, so that runs side by side (a -m sweep, or a clipped and an
+The layout and the columns are the same for every run, so that runs side by side (a -m sweep, or a clipped and an
 unclipped run) share one page and one table: TensorBoard merges the layouts of all runs, and takes
 the HPARAMS columns from whichever run it reads first.
 """
 
 import dataclasses
 import math
+import re
 import typing
+from pathlib import Path
 
 from charrnn.config import CHOICES, Config
 from charrnn.optim import OPTIMIZERS
 
 # Each chart lists the tags it draws as regular expressions, so a tag the run does not write (a clipped
-# norm without clipping, a second layer) is simply absent from it.
+# norm without clipping, a second layer) is simply absent from it. The evaluation curves have a point per
+# evaluation, often only two or three: TensorBoard's default smoothing (0.6) drags the last point towards
+# the first, and its "ignore outliers" drops the 5% at either end of a chart's values, all of a
+# two-point curve; python -m charrnn.board turns both off (board.py).
 LAYOUT = {
     "training": {
         "loss (nats/char): train, smoothed train, val": ["Multiline", [r"^loss/(train|train_smooth|val)$"]],
-        "bits/char: train, val (set smoothing to 0 for val)": ["Multiline", [r"^bpc/(train|val)$"]],
+        "bits/char: train, val": ["Multiline", [r"^bpc/(train|val)$"]],
         "gradient norm before and after clipping": ["Multiline", [r"^grad_norm/global(_clipped)?$"]],
-        "steps clipped and skipped (cumulative)": ["Multiline", [r"^steps/(clipped|skipped)$"]],
+        "share of steps clipped, skipped (per log interval)": ["Multiline",
+                                                               [r"^steps/(clipped|skipped)_fraction$"]],
         "learning rate": ["Multiline", [r"^lr$"]],
+        "epoch (passes over the train split)": ["Multiline", [r"^epoch$"]],
         "gradient flow: growth from lag 0 to the far end": ["Multiline", [r"^grad_flow/growth"]],
         "gradient flow: reach (lags)": ["Multiline", [r"^grad_flow/reach"]],
         "spectral norm of the recurrent matrices": ["Multiline", [r"^spectral_norm/"]],
         "throughput (chars/s)": ["Multiline", [r"^throughput/chars_per_sec$"]],
     },
-    "per parameter": {
+    "per parameter, and counts": {
         "gradient norm of each parameter": ["Multiline", [r"^param_grad_norm/"]],
+        "steps clipped and skipped (cumulative)": ["Multiline", [r"^steps/(clipped|skipped)$"]],
     },
 }
 
 # Keys that say where things are or how often to report, not what was trained.
 BOOKKEEPING = ("name", "data.url", "data.sha256", "data.download_path", "train.resume", "train.log_interval",
                "train.sample_length")
-# The columns HPARAMS shows when it opens (it shows five, the ones marked `differs` first, then by name).
-SHOWN_FIRST = ("model.hidden_size", "optim.lr", "optim.name", "train.clip_mode", "train.seq_length")
+# What Hydra writes into a -m sweep's directory, beside its jobs' directories.
+SWEEP_RECORD = "multirun.yaml"
+# The columns HPARAMS shows when it opens (it shows five, the ones marked `differs` first, then by name):
+# what tells a row's model and optimizer apart.
+SHOWN_FIRST = ("model.cell", "model.hidden_size", "model.num_layers", "optim.lr", "optim.name")
 # Figures of the whole run, each the last value of a curve (HPARAMS reads them so): name -> label.
 METRICS = {
     "loss/val": "val loss (last)",
@@ -69,14 +81,16 @@ def hparam_columns() -> dict[str, type]:
     return {k: t for k, t in _leaf_types(Config).items() if k not in BOOKKEEPING}
 
 
-def hparams_summaries(flat_config: dict) -> list:
+def hparams_summaries(flat_config: dict, trial: str) -> list:
     """The three summaries of one HPARAMS row: the table's columns and metrics, this run's values (a key
-    this run does not have, such as another optimizer's, stays blank), and the run's end."""
+    this run does not have, such as another optimizer's, stays blank) under the row name `trial`, and the
+    run's end. Whole numbers are written as text: TensorBoard shows every number with five significant
+    digits, 384 as 384.00."""
     from tensorboard.compat.proto.summary_pb2 import Summary
     from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
     from google.protobuf import struct_pb2
 
-    data_types = {bool: "DATA_TYPE_BOOL", str: "DATA_TYPE_STRING"}
+    data_types = {bool: "DATA_TYPE_BOOL", str: "DATA_TYPE_STRING", int: "DATA_TYPE_STRING"}
     infos, values = [], {}
     for key, kind in hparam_columns().items():
         info = api_pb2.HParamInfo(name=key, type=data_types.get(kind, "DATA_TYPE_FLOAT64"),
@@ -88,8 +102,8 @@ def hparams_summaries(flat_config: dict) -> list:
         value = flat_config.get(key)
         if isinstance(value, bool):
             values[key] = struct_pb2.Value(bool_value=value)
-        elif isinstance(value, str):
-            values[key] = struct_pb2.Value(string_value=value)
+        elif isinstance(value, (str, int)):
+            values[key] = struct_pb2.Value(string_value=str(value))
         elif value is not None and math.isfinite(value):
             values[key] = struct_pb2.Value(number_value=value)
     metrics = [api_pb2.MetricInfo(name=api_pb2.MetricName(tag=tag), display_name=label)
@@ -98,12 +112,47 @@ def hparams_summaries(flat_config: dict) -> list:
         metadata.EXPERIMENT_TAG: plugin_data_pb2.HParamsPluginData(
             experiment=api_pb2.Experiment(hparam_infos=infos, metric_infos=metrics)),
         metadata.SESSION_START_INFO_TAG: plugin_data_pb2.HParamsPluginData(
-            session_start_info=plugin_data_pb2.SessionStartInfo(hparams=values)),
+            session_start_info=plugin_data_pb2.SessionStartInfo(hparams=values, group_name=trial)),
         metadata.SESSION_END_INFO_TAG: plugin_data_pb2.HParamsPluginData(
             session_end_info=plugin_data_pb2.SessionEndInfo(status=api_pb2.STATUS_SUCCESS)),
     }
     return [Summary(value=[Summary.Value(tag=tag, metadata=metadata.create_summary_metadata(content))])
             for tag, content in contents.items()]
+
+
+def trial_name(run_dir: Path) -> str:
+    """A run's row name in HPARAMS' Trial ID column, which shows its first 16 or so characters. TensorBoard's
+    own, the run's path under --logdir, starts with what tells runs apart (baseline/2026-11-24_12-00-00),
+    except for the jobs of a -m sweep, which all start multirun/2026-1...: a job's name is its own
+    directory's first ("1_optim=sgd in multirun/2026-11-24_12-00-00"). "" keeps TensorBoard's. Each run
+    has its own: TensorBoard merges rows of one name into one."""
+    sweep = run_dir.parent
+    if not (sweep / SWEEP_RECORD).is_file():
+        return ""
+    return f"{run_dir.name} in {sweep.parent.name}/{sweep.name}"
+
+
+def config_card(config: dict, command: str | None) -> str:
+    """TEXT's card of a run (or of a resume): the command line and the resolved config it ran with."""
+    from omegaconf import OmegaConf
+
+    shown = "" if command is None else f"{code_block(command, 'bash')}\n\n"
+    return shown + code_block(OmegaConf.to_yaml(config).rstrip("\n"), "yaml")
+
+
+def sample_card(sample: str, val_loss: float, settings: dict | None) -> str:
+    """TEXT's card of one evaluation: the sample, under the options it was drawn with (sample.py's names)."""
+    # in code, where markdown keeps quotes as typed (prime='' would read as a double quote)
+    drawn = "" if settings is None else " · drawn with `" + " ".join(
+        f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}" for key, value in settings.items()) + "`"
+    return f"val {val_loss:.4f} nats/char{drawn}\n\n{code_block(sample)}"
+
+
+def code_block(text: str, language: str = "") -> str:
+    """text as a markdown code block (TensorBoard's text plugin renders markdown; a code block keeps line
+    breaks and spaces), fenced by more backticks than the text holds in a row."""
+    fence = "`" * max(3, 1 + max((len(run) for run in re.findall("`+", text)), default=0))
+    return f"{fence}{language}\n{text}\n{fence}"
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:

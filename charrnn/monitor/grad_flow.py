@@ -14,6 +14,8 @@ import numpy as np
 REACH_SHARE = 0.9  # reach: where the curve has made this share of its rise to the far end (log scale)
 FAR_END = 0.25     # the far end: the median over this last share of the lags, steadier than one lag
 BARS = "▁▂▃▄▅▆▇█"
+DPI = 150            # 960 x 540 pixels for one layer: sharp when TensorBoard shows it at its actual size
+LEGEND_COLUMNS = 2
 
 
 def by_lag(dh_norms: np.ndarray) -> np.ndarray:
@@ -40,19 +42,31 @@ def summarize(norms: np.ndarray) -> FlowSummary | None:
 
 
 def picture(lagged: np.ndarray, step: int) -> np.ndarray:
-    """(L, T) norms in lag order as an RGB image (height, width, 3) of uint8: one line per layer against
-    lag, log scale, each layer's reach marked by a dotted line, growth and reach in the title (one layer)
-    or the legend."""
+    """(L, T) norms in lag order as an RGB image (height, width, 3) of uint8 (see figure)."""
+    fig = figure(lagged, step)
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba())[:, :, :3].copy()
+
+
+def figure(lagged: np.ndarray, step: int):
+    """The picture as a matplotlib Figure: one line per layer against lag, log scale, each layer's reach
+    marked by a dotted line; growth and reach in the title (one layer) or in a legend below the axes, one
+    entry per layer, so that it never covers a curve."""
     # Imported here: matplotlib takes a noticeable part of a second to load, and only evaluations draw.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    # Few, large letters: TensorBoard shows the picture about 300 pixels wide.
-    fig = Figure(figsize=(6.4, 3.6), dpi=80)
+    layers = len(lagged)
+    legend_rows = 0 if layers == 1 else -(-layers // LEGEND_COLUMNS)
+    # Few, large letters: TensorBoard shows the picture about 350 pixels wide, scaled down from 960.
     # Fixed margins and legend place: matplotlib's automatic ones (tight_layout, loc="best") cost more
-    # than the rest of the drawing.
-    fig.subplots_adjust(left=0.17, right=0.97, bottom=0.16, top=0.89)
-    canvas = FigureCanvasAgg(fig)
+    # than the rest of the drawing. Each legend row adds its own height below the axes.
+    width, axes_height, row_height = 6.4, 3.6, 0.3
+    height = axes_height + legend_rows * row_height
+    fig = Figure(figsize=(width, height), dpi=DPI)
+    below = 0.58 + legend_rows * row_height  # inches under the axes: tick labels, the x label, the legend
+    fig.subplots_adjust(left=0.17, right=0.97, bottom=below / height, top=1 - 0.4 / height)
+    FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     lags = np.arange(lagged.shape[1])
     summaries = []
@@ -61,39 +75,51 @@ def picture(lagged: np.ndarray, step: int) -> np.ndarray:
         line, = ax.plot(lags, shown, linewidth=2)
         summary = summarize(norms)
         text = "not finite or zero" if summary is None else f"{summary.growth:.3g}x, reach {summary.reach}"
-        summaries.append(text if len(lagged) == 1 else f"layer {layer}: {text}")
+        summaries.append(text if layers == 1 else f"layer {layer}: {text}")
         line.set_label(summaries[-1])
         if summary is not None:
             ax.axvline(summary.reach, color=line.get_color(), linestyle=":", linewidth=1.5)
     if np.isfinite(lagged).any() and (lagged > 0).any():
         ax.set_yscale("log")
         # Plain-text labels: the default ones are typeset as TeX, which took most of the drawing time.
-        ax.yaxis.set_major_formatter(_plain_log_formatter())
-        ax.yaxis.set_minor_formatter(_plain_log_formatter(labelOnlyBase=False))
+        ax.yaxis.set_major_formatter(_log_formatter())
+        ax.yaxis.set_minor_formatter(_log_formatter(labelOnlyBase=False))
     ax.set_xlim(0, max(1, lags[-1]))
     ax.tick_params(labelsize=12)
     ax.yaxis.set_tick_params(which="minor", labelsize=9)
     ax.set_xlabel("lag (steps back from the chunk's end)", fontsize=13)
     ax.set_ylabel("|dL/dh|", fontsize=13)
-    title = f"step {step}" + (f": {summaries[0]}" if len(lagged) == 1 else "")
+    title = f"step {step}" + (f": {summaries[0]}" if layers == 1 else "")
     ax.set_title(title, fontsize=15, y=1.0)  # a given height skips a costly layout pass
     ax.grid(True, alpha=0.3)
-    if len(lagged) > 1:
-        ax.legend(loc="upper left", fontsize=11)
-    canvas.draw()
-    return np.asarray(canvas.buffer_rgba())[:, :, :3].copy()
+    if layers > 1:
+        fig.legend(loc="lower center", ncols=LEGEND_COLUMNS, fontsize=11, frameon=False,
+                   bbox_to_anchor=(0.5, 0.0), handlelength=1.5)
+    return fig
 
 
-def _plain_log_formatter(**kwargs):
-    """matplotlib's plain-text log-axis labels (which ticks get one, as its default), with two digits:
-    within a decade its own one digit repeats (3e-04 for 3.0 and 3.4e-04)."""
+def _log_formatter(**kwargs):
+    """matplotlib's plain-text log-axis labels (which ticks get one, as its default), with as few
+    significant digits as keep the labels apart: two within most decades, more where a flat curve
+    spans a few percent (two digits would read 1.5e-04 twice)."""
     from matplotlib.ticker import LogFormatter
 
-    class PlainLogFormatter(LogFormatter):
-        def _num_to_string(self, x, vmin, vmax):
-            return f"{x:.1e}"
+    class DistinctLogFormatter(LogFormatter):
+        digits = 2
 
-    return PlainLogFormatter(**kwargs)
+        def format_ticks(self, values):
+            self.set_locs(values)
+            for self.digits in range(2, 6):
+                labels = [self(value, i) for i, value in enumerate(values)]
+                shown = [label for label in labels if label]
+                if len(set(shown)) == len(shown):
+                    break
+            return labels
+
+        def _num_to_string(self, x, vmin, vmax):
+            return f"{x:.{self.digits - 1}e}"
+
+    return DistinctLogFormatter(**kwargs)
 
 
 def sparkline(values: np.ndarray, width: int = 64) -> str:

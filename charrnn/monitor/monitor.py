@@ -16,7 +16,8 @@ from tqdm import tqdm
 
 from charrnn.monitor import grad_flow
 from charrnn.backends.interface import Gradients, StepResult
-from charrnn.monitor.dashboard import LAYOUT, flatten, hparams_summaries
+from charrnn.monitor.dashboard import LAYOUT, config_card, flatten, hparams_summaries, sample_card, trial_name
+from charrnn.novelty import NoveltyIndex
 
 LOG2E = 1.0 / math.log(2.0)
 SMOOTHING = 0.99  # min-char-rnn's smooth_loss keeps 0.999; per step of 32+ streams 0.99 reads better
@@ -44,7 +45,7 @@ def recurrent_matrices(params: dict[str, np.ndarray]) -> list[str]:
 
 @dataclass
 class Interval:
-    """Sums over the steps since the last TensorBoard point (n: the steps that made an update)."""
+    """Sums over the steps since the last TensorBoard point (n: the steps that made an update, of `steps`)."""
 
     n: int = 0
     loss: float = 0.0
@@ -55,13 +56,18 @@ class Interval:
     global_clipped: float = 0.0
     norms: dict[str, float] = field(default_factory=dict)
     clipped_norms: dict[str, float] = field(default_factory=dict)
+    steps: int = 0
 
 
 class Monitor:
     def __init__(self, run_dir: Path, max_iters: int, start_step: int, log_interval: int, clip_mode: str,
-                 state: dict | None = None, max_seconds: float | None = None, train_seconds: float = 0.0):
+                 state: dict | None = None, max_seconds: float | None = None, train_seconds: float = 0.0,
+                 novelty: NoveltyIndex | None = None, config: dict | None = None, command: str | None = None):
         """state: a resumed run's state_dict(), whose run directory already has curves up to start_step.
-        max_seconds: the run's clock budget (train.max_seconds), of which train_seconds are spent."""
+        max_seconds: the run's clock budget (train.max_seconds), of which train_seconds are spent.
+        novelty: the training text's windows, to say beside each sample how much of it they hold.
+        config, command: the resolved config and the command line, shown as TEXT's config card."""
+        self.novelty = novelty
         # Imported here, once a run starts: it pulls in torch (4 to 6 s to import on the 2-core host), which a
         # command refused for a bad key or path need not wait for.
         from torch.utils.tensorboard import SummaryWriter
@@ -72,6 +78,9 @@ class Monitor:
             _wait_to_sort_last(run_dir)
         self.writer = SummaryWriter(log_dir=str(run_dir), purge_step=start_step + 1 if state else None)
         self.writer.add_custom_scalars(LAYOUT)
+        self.run_dir = run_dir
+        if config is not None:
+            self.writer.add_text("config", config_card(config, command), start_step)
         self.bar = tqdm(total=max_iters, initial=start_step, unit="step", dynamic_ncols=True)
         self.max_iters, self.start_step = max_iters, start_step
         self.max_seconds, self.train_seconds, self.run_seconds = max_seconds, train_seconds, 0.0
@@ -87,15 +96,20 @@ class Monitor:
         self.clipped_steps: int = state.get("clipped_steps", 0)
         self.chars_per_step: int | None = state.get("chars_per_step")
         self.val_bpc: float | None = None
+        self.epoch: float | None = None
+        self.chars_per_sec: float | None = None
 
     def state_dict(self) -> dict:
         """What a resumed run needs for its curves to go on as if unbroken, as JSON."""
         return {"smooth_loss": self.smooth_loss, "interval": asdict(self.interval), "skipped_steps": self.skipped_steps,
                 "clipped_steps": self.clipped_steps, "chars_per_step": self.chars_per_step}
 
-    def step(self, step: int, result: StepResult, lr: float, chars: int, seconds: float) -> None:
-        """Record training step `step` (0-based); `seconds` is its wall time."""
+    def step(self, step: int, result: StepResult, lr: float, chars: int, seconds: float,
+             epoch: float | None = None) -> None:
+        """Record training step `step` (0-based); `seconds` is its wall time, `epoch` the passes over the
+        train split made once it is done (1.25: a quarter into the second)."""
         iv = self.interval
+        iv.steps += 1
         iv.chars += chars
         iv.seconds += seconds
         self.chars_per_step = chars
@@ -106,6 +120,7 @@ class Monitor:
             pace = (step + 1 - self.start_step) / self.run_seconds          # steps per second of training
             seconds_left = max(0.0, self.max_seconds - self.train_seconds)
             self.bar.total = min(self.max_iters, step + 1 + round(seconds_left * pace))
+        self.epoch = epoch
         self.bar.update(1)
         # A skipped step's figures are not finite: counted, but kept out of every average.
         if result.skipped:
@@ -144,29 +159,48 @@ class Monitor:
                 w.add_scalar(f"param_grad_norm/{k}", v / n, step)
                 if self.clipped_per_param:
                     w.add_scalar(f"param_grad_norm/{k}_clipped", iv.clipped_norms[k] / n, step)
-        # Cumulative counts: a burst of clipping stays visible as a step in the curve, whatever the scale.
+        # The share of the interval's steps clipped or skipped shows how often; the cumulative counts keep a
+        # rare burst visible whatever the scale.
         if self.clipping:
+            if n:
+                w.add_scalar("steps/clipped_fraction", iv.clipped / n, step)
             w.add_scalar("steps/clipped", self.clipped_steps, step)
+        if iv.steps:
+            w.add_scalar("steps/skipped_fraction", (iv.steps - n) / iv.steps, step)
         w.add_scalar("steps/skipped", self.skipped_steps, step)
         w.add_scalar("lr", lr, step)
+        if self.epoch is not None:
+            w.add_scalar("epoch", self.epoch, step)
         w.add_scalar("throughput/chars_per_sec", chars_per_sec, step)
-        postfix = {"chars/s": f"{chars_per_sec:,.0f}"}
-        if self.smooth_loss is not None:
-            postfix["loss"] = f"{self.smooth_loss:.3f}"
-        if self.val_bpc is not None:
-            postfix["val_bpc"] = f"{self.val_bpc:.3f}"
-        if self.skipped_steps:
-            postfix["skipped"] = self.skipped_steps
-        self.bar.set_postfix(postfix, refresh=False)
         self.interval = Interval()
+        self.chars_per_sec = chars_per_sec
+        self._show()
+
+    def _show(self) -> None:
+        """The bar's figures: the epoch, the smoothed train loss (the bar's loss is never a raw one), the
+        last evaluation's val bits/char, the last log interval's speed."""
+        shown = {}
+        if self.epoch is not None:
+            shown["epoch"] = f"{self.epoch:.2f}"
+        if self.smooth_loss is not None:
+            shown["smoothed_loss"] = f"{self.smooth_loss:.3f}"
+        if self.val_bpc is not None:
+            shown["val_bpc"] = f"{self.val_bpc:.3f}"
+        if self.skipped_steps:
+            shown["skipped"] = self.skipped_steps
+        if self.chars_per_sec is not None:
+            shown["chars/s"] = f"{self.chars_per_sec:,.0f}"
+        self.bar.set_postfix(shown, refresh=False)
 
     def evaluation(self, step: int, val_loss: float, sample: str, params: dict[str, np.ndarray],
-                   grads: Gradients, best_val_loss: float, train_seconds: float) -> None:
-        """Validation figures and a sample; the run so far (HPARAMS' metrics); what the weights and gradients
-        look like: a histogram of each, the recurrent matrices' largest singular values, and how far back
-        the gradient reaches (grad_flow)."""
+                   grads: Gradients, best_val_loss: float, train_seconds: float,
+                   sample_settings: dict | None = None) -> None:
+        """Validation figures and a sample (drawn with sample_settings, sample.py's options by name); the run
+        so far (HPARAMS' metrics); what the weights and gradients look like: a histogram of each, the
+        recurrent matrices' largest singular values, and how far back the gradient reaches (grad_flow)."""
         w = self.writer
         self.val_bpc = val_loss * LOG2E
+        self._show()
         w.add_scalar("loss/val", val_loss, step)
         w.add_scalar("bpc/val", self.val_bpc, step)
         w.add_scalar("run/best_val_loss", best_val_loss, step)
@@ -175,8 +209,8 @@ class Monitor:
         w.add_scalar("run/train_seconds", train_seconds, step)
         if self.chars_per_step is not None and train_seconds > 0:
             w.add_scalar("run/chars_per_sec", step * self.chars_per_step / train_seconds, step)
-        # TensorBoard's text plugin renders markdown; a code block keeps line breaks and spaces.
-        w.add_text("sample", "```\n" + sample + "\n```", step)
+        novelty = f"\n{self.novelty.describe(sample)}" if self.novelty else ""
+        w.add_text("sample", sample_card(sample, val_loss, sample_settings) + novelty, step)
         spectral = {k: float(np.linalg.norm(params[k].astype(np.float64), 2)) for k in recurrent_matrices(params)}
         for k, norm in spectral.items():
             w.add_scalar(f"spectral_norm/{k}", norm, step)
@@ -191,7 +225,7 @@ class Monitor:
         perplexity = math.exp(val_loss) if val_loss < 700 else math.inf
         spectral_text = ", ".join(f"{k} {v:.3f}" for k, v in spectral.items())
         self.write(f"step {step}: val {val_loss:.4f} nats/char, {self.val_bpc:.4f} bits/char, "
-                   f"perplexity {perplexity:.2f}; spectral norm {spectral_text}\n{flow}\n{sample}\n")
+                   f"perplexity {perplexity:.2f}; spectral norm {spectral_text}\n{flow}\n{sample}{novelty}\n")
 
     def full_evaluation(self, step: int, val_loss: float, predictions: int) -> None:
         """The val loss over the whole split after the last step (train.final_full_eval)."""
@@ -215,7 +249,7 @@ class Monitor:
 
     def hparams(self, config: dict) -> None:
         """The run's config beside its figures, one row of TensorBoard's HPARAMS table (dashboard.py)."""
-        for summary in hparams_summaries(flatten(config)):
+        for summary in hparams_summaries(flatten(config), trial_name(self.run_dir)):
             self.writer.file_writer.add_summary(summary)
         self.writer.flush()
 

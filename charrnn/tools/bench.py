@@ -1,11 +1,14 @@
 """Throughput benchmark: python -m charrnn.tools.bench [--cell rnn|lstm|gru] [--layers N] [--json FILE]
-[--seconds S] [--shapes H,B,T ...].
+[--seconds S] [--shapes H,B,T ...] [--device cpu|cuda|cuda:N|mps] [--check].
 
 Every figure is chars/s of a full training step (forward, backward, clipping, optimizer update) in
 float32 at V=65 (Tiny Shakespeare's vocabulary), the median over timed steps after warm-up. The
 references run in the same process on the same shapes, in turns of 0.1 s each, so the ratios hold
 even on a machine whose load changes:
 
+  numpy          the NumPy backend (CPU only)
+  torch          the torch backend on its loop (backend.recurrence=loop)
+  torch fused    the torch backend on torch's fused kernels (backend.recurrence=fused)
   torch nn       torch's fused nn.RNN / nn.LSTM / nn.GRU (the --cell, --layers) + nn.Linear head,
                  torch.optim.Adam, clip_grad_norm_
   torch loop     (rnn only) a hand loop on torch autograd with the input projection hoisted out of it
@@ -20,6 +23,10 @@ even on a machine whose load changes:
 Peak memory (MB) is what one implementation adds to a fresh process's peak resident set while it
 is built and runs three steps: weights, optimizer state, buffers and temporaries. It is measured in
 a subprocess per row because a process reuses memory that an earlier measurement freed.
+
+--device runs the torch implementations there (each step waits for the device to finish), without
+the CPU-only ones and the memory columns. --check runs the backend's acceptance check on the device
+instead (charrnn.tools.acceptance): exactness, precision and speed against torch.nn, PASS or FAIL.
 """
 
 import argparse
@@ -33,14 +40,18 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from charrnn.backends import StepGuard, StepSettings, make_backend
+from charrnn.backends.devices import resolve_device
+from charrnn.cli import fail
 from charrnn.errors import UserError
 from charrnn.optim import AdamConfig
 from charrnn.model import CELLS, ModelSpec, init_params, model_spec, zero_state
+from charrnn.tools import acceptance
 from charrnn.tools.args import Parser, output_file, positive_int, positive_seconds, shape
 
 V = 65
@@ -56,26 +67,30 @@ def _rss_kb(field: str) -> int:
     return 0
 
 
-def measure(step: Callable[[], None], chars: int, seconds: float) -> dict:
-    """Median chars/s of step() over about `seconds` of timed calls (at least 5) after 3 warm-up calls."""
+def measure(step: Callable[[], None], chars: int, seconds: float,
+            clock: Callable[[], float] = time.perf_counter) -> dict:
+    """Median chars/s of step() over about `seconds` of timed calls (at least 5) after 3 warm-up calls,
+    each timed by clock (see measure_interleaved)."""
     for _ in range(3):
         step()
     times = []
     deadline = time.perf_counter() + seconds
     while len(times) < 5 or time.perf_counter() < deadline:
-        started = time.perf_counter()
+        started = clock()
         step()
-        times.append(time.perf_counter() - started)
+        times.append(clock() - started)
     return {"chars_per_sec": chars / statistics.median(times), "steps": len(times)}
 
 
 def measure_interleaved(steps: dict[str, Callable[[], None]], chars: int, seconds: float,
-                        block: float = 0.1) -> dict[str, dict]:
+                        block: float = 0.1, clock: Callable[[], float] = time.perf_counter) -> dict[str, dict]:
     """measure() for several implementations at once, in turns of about `block` seconds each, so that a
     machine whose load changes during the run slows them all alike and their ratios hold. The first
     step of a turn is not counted when steps are shorter than a turn: it pays for what the previous
     implementation left in the caches and its idle threads (with one step of each in turn, the NumPy
-    step at min-char-rnn's shape ran at 0.71x its speed alone)."""
+    step at min-char-rnn's shape ran at 0.71x its speed alone). clock times each step: wall time, or
+    time.process_time, the CPU time of this process, which waiting for a core on a machine shared with
+    other work does not inflate (a fair measure with one thread only: idle threads spin on CPU time)."""
     for step in steps.values():
         for _ in range(3):
             step()
@@ -87,9 +102,9 @@ def measure_interleaved(steps: dict[str, Callable[[], None]], chars: int, second
                 step()  # a step longer than a turn hardly feels the caches it starts with: counted
             turn_ends = time.perf_counter() + block
             while True:
-                started = time.perf_counter()
+                started = clock()
                 step()
-                times[name].append(time.perf_counter() - started)
+                times[name].append(clock() - started)
                 if time.perf_counter() >= turn_ends:
                     break
     return {name: {"chars_per_sec": chars / statistics.median(t), "steps": len(t)} for name, t in times.items()}
@@ -121,26 +136,41 @@ SETTINGS = StepSettings(optim=AdamConfig(name="adam", lr=LR, beta1=0.9, beta2=0.
                         guard=StepGuard(max_loss=3.0 * math.log(V)))
 
 
-def backend_step(name: str, H: int, B: int, T: int, rng, spec: ModelSpec) -> Callable[[], None]:
-    backend = make_backend(name, spec, init_params(spec, "uniform", 0.01, 0, "float32"), SETTINGS, "cpu")
+def backend_step(name: str, H: int, B: int, T: int, rng, spec: ModelSpec, device: str = "cpu",
+                 recurrence: str = "auto") -> Callable[[], None]:
+    settings = replace(SETTINGS, recurrence=recurrence)
+    backend = make_backend(name, spec, init_params(spec, "uniform", 0.01, 0, "float32"), settings, device)
     inputs, targets = rng.integers(0, V, (B, T)), rng.integers(0, V, (B, T))
     state = {"h": zero_state(spec, B, np.float32)}
 
     def step():
         state["h"] = backend.train_step(inputs, targets, state["h"], LR).state_last
-    return step
+    return synced(step, device)
 
 
-def torch_nn_step(H: int, B: int, T: int, rng, spec: ModelSpec) -> Callable[[], None]:
+def synced(step: Callable[[], None], device: str) -> Callable[[], None]:
+    """step, ending when the device has finished its work (a GPU runs behind the Python that queues it)."""
+    if device == "cpu":
+        return step
+    import torch
+
+    def step_and_wait():
+        step()
+        torch.cuda.synchronize() if device.startswith("cuda") else torch.mps.synchronize()
+    return step_and_wait
+
+
+def torch_nn_step(H: int, B: int, T: int, rng, spec: ModelSpec, device: str = "cpu") -> Callable[[], None]:
     import torch
 
     module = getattr(torch.nn, CELLS[spec.cell].torch_module)
-    rnn, head = module(V, H, num_layers=spec.num_layers, batch_first=True), torch.nn.Linear(H, V)
+    rnn = module(V, H, num_layers=spec.num_layers, batch_first=True, device=device)
+    head = torch.nn.Linear(H, V, device=device)
     params = list(rnn.parameters()) + list(head.parameters())
     opt = torch.optim.Adam(params, lr=LR)
-    x = torch.nn.functional.one_hot(torch.as_tensor(rng.integers(0, V, (B, T))), V).float()
-    y = torch.as_tensor(rng.integers(0, V, (B, T)))
-    zeros = tuple(torch.zeros(spec.num_layers, B, H) for _ in spec.state_names)
+    x = torch.nn.functional.one_hot(torch.as_tensor(rng.integers(0, V, (B, T)), device=device), V).float()
+    y = torch.as_tensor(rng.integers(0, V, (B, T)), device=device)
+    zeros = tuple(torch.zeros(spec.num_layers, B, H, device=device) for _ in spec.state_names)
     state = {"h": zeros if len(zeros) == 2 else zeros[0]}
 
     def step():
@@ -151,10 +181,10 @@ def torch_nn_step(H: int, B: int, T: int, rng, spec: ModelSpec) -> Callable[[], 
         torch.nn.utils.clip_grad_norm_(params, 5.0)
         opt.step()
         state["h"] = tuple(s.detach() for s in h) if isinstance(h, tuple) else h.detach()
-    return step
+    return synced(step, device)
 
 
-def torch_loop_step(H: int, B: int, T: int, rng, spec: ModelSpec) -> Callable[[], None]:
+def torch_loop_step(H: int, B: int, T: int, rng, spec: ModelSpec, device: str = "cpu") -> Callable[[], None]:
     import torch
 
     p = {k: torch.tensor(v, requires_grad=True) for k, v in init_params(model_spec("rnn", V, H), "uniform", 0.01, 0,
@@ -180,7 +210,7 @@ def torch_loop_step(H: int, B: int, T: int, rng, spec: ModelSpec) -> Callable[[]
     return step
 
 
-def per_char_step(H: int, B: int, T: int, rng, spec: ModelSpec) -> Callable[[], None]:
+def per_char_step(H: int, B: int, T: int, rng, spec: ModelSpec, device: str = "cpu") -> Callable[[], None]:
     """min-char-rnn.py's lossFun and Adagrad update, as written (column vectors, dicts per step)."""
     Wxh, Whh, Why = (rng.standard_normal(s) * 0.01 for s in ((H, V), (H, H), (V, H)))
     bh, by = np.zeros((H, 1)), np.zeros((V, 1))
@@ -222,42 +252,51 @@ def per_char_step(H: int, B: int, T: int, rng, spec: ModelSpec) -> Callable[[], 
     return step
 
 
-def gemm_flops_per_sec(H: int, B: int, seconds: float, gates: int = 1) -> float:
+def gemm_flops_per_sec(H: int, B: int, seconds: float, gates: int = 1,
+                       clock: Callable[[], float] = time.perf_counter) -> float:
     """The rate of the recurrent product (B x H) @ (H x GH), in flops/s."""
     G = gates * H
     a, w, out = np.ones((B, H), np.float32), np.ones((H, G), np.float32), np.empty((B, G), np.float32)
-    reps = max(1, int(2e7 / (B * H * G)))
+    # About 2e7 multiply-adds a call, but at most 10,000 products: a test's tiny shapes would take seconds
+    # (every shape of the bench's own needs fewer).
+    reps = max(1, min(10_000, int(2e7 / (B * H * G))))
 
     def step():
         for _ in range(reps):
             np.matmul(a, w, out=out)
-    return measure(step, reps, seconds)["chars_per_sec"] * 2 * B * H * G
+    return measure(step, reps, seconds, clock)["chars_per_sec"] * 2 * B * H * G
 
 
 IMPLS: dict[str, Callable] = {
-    "numpy": lambda H, B, T, rng, spec: backend_step("numpy", H, B, T, rng, spec),
-    "torch": lambda H, B, T, rng, spec: backend_step("torch", H, B, T, rng, spec),
+    "numpy": lambda H, B, T, rng, spec, device="cpu": backend_step("numpy", H, B, T, rng, spec),
+    "torch": lambda H, B, T, rng, spec, device="cpu": backend_step("torch", H, B, T, rng, spec, device, "loop"),
+    "torch_fused": lambda H, B, T, rng, spec, device="cpu": backend_step("torch", H, B, T, rng, spec, device, "fused"),
     "torch_nn": torch_nn_step,
     "torch_loop": torch_loop_step,
     "per_char": per_char_step,
 }
 RNN_ONLY = ("torch_loop", "per_char")   # written for the one-layer tanh RNN
+CPU_ONLY = ("numpy", "torch_loop", "per_char")
 
 
-def run(shapes, seconds: float, cell: str = "rnn", layers: int = 1, memory: bool = True) -> list[dict]:
+def run(shapes, seconds: float, cell: str = "rnn", layers: int = 1, memory: bool = True,
+        device: str = "cpu", clock: Callable[[], float] = time.perf_counter) -> list[dict]:
     rows = []
     gates = CELLS[cell].gates
+    on_cpu = device == "cpu"
     for H, B, T in shapes:
         row = {"H": H, "B": B, "T": T, "cell": cell, "layers": layers}
         spec = model_spec(cell, V, H, layers)
         names = [name for name in IMPLS if not ((name == "per_char" and B != 1)
-                                                or (name in RNN_ONLY and (cell, layers) != ("rnn", 1)))]
-        row.update(measure_interleaved({name: IMPLS[name](H, B, T, np.random.default_rng(0), spec)
-                                        for name in names}, B * T, seconds))
+                                                or (name in RNN_ONLY and (cell, layers) != ("rnn", 1))
+                                                or (name in CPU_ONLY and not on_cpu))]
+        row.update(measure_interleaved({name: IMPLS[name](H, B, T, np.random.default_rng(0), spec, device)
+                                        for name in names}, B * T, seconds, clock=clock))
         for name in names:
-            row[name]["peak_mb"] = peak_memory_mb(name, H, B, T, cell, layers) if memory else math.nan
-        flops_per_char = 6 * gates * H * H * layers + 6 * gates * H * (V + H * (layers - 1)) + 6 * H * V
-        row["roofline_chars_per_sec"] = gemm_flops_per_sec(H, B, seconds, gates) / flops_per_char
+            row[name]["peak_mb"] = peak_memory_mb(name, H, B, T, cell, layers) if memory and on_cpu else math.nan
+        if on_cpu:
+            flops_per_char = 6 * gates * H * H * layers + 6 * gates * H * (V + H * (layers - 1)) + 6 * H * V
+            row["roofline_chars_per_sec"] = gemm_flops_per_sec(H, B, seconds, gates, clock) / flops_per_char
         rows.append(row)
         print(format_row(row), flush=True)
     return rows
@@ -275,7 +314,8 @@ def trainer_overhead(seconds: float) -> dict:
 
     cfg = to_config(compose("train"))
     H, B, T = cfg.model.hidden_size, cfg.train.batch_size, cfg.train.seq_length
-    step = backend_step(cfg.backend.name, H, B, T, np.random.default_rng(0), model_spec(cfg.model.cell, V, H, cfg.model.num_layers))
+    step = backend_step(cfg.backend.name, H, B, T, np.random.default_rng(0),
+                        model_spec(cfg.model.cell, V, H, cfg.model.num_layers))
     probe = measure(step, B * T, seconds / 4)
     extra_steps = max(20, int(2 * seconds * probe["chars_per_sec"] / (B * T)))
     started = time.perf_counter()
@@ -298,27 +338,29 @@ def trainer_overhead(seconds: float) -> dict:
 
 def header(cell: str) -> str:
     nn = "nn." + CELLS[cell].torch_module
-    return (f"{'H':>4} {'B':>3} {'T':>3} | {'numpy':>9} {'torch':>9} {nn:>9} {'t.loop':>9} {'per-char':>9} | "
-            f"{'np/' + nn[3:]:>8} {'np/char':>8} {'np%roof':>7} {'tb/best':>7} | "
-            f"{'np MB':>6} {'tb MB':>6} {'nn MB':>6}")
+    return (f"{'H':>4} {'B':>3} {'T':>3} | {'numpy':>9} {'torch':>9} {'t.fused':>9} {nn:>9} {'t.loop':>9} "
+            f"{'per-char':>9} | {'np/' + nn[3:]:>8} {'np/char':>8} {'np%roof':>7} {'tb/nn':>6} {'tf/nn':>6} | "
+            f"{'np MB':>6} {'tb MB':>6} {'tf MB':>6} {'nn MB':>6}")
 
 
 def format_row(row: dict) -> str:
     def cps(name):
         return f"{row[name]['chars_per_sec']:>9,.0f}" if name in row else f"{'-':>9}"
 
-    def ratio(a, b):
+    def ratio(a, b, width=8):
         if a not in row or b not in row:
-            return f"{'-':>8}"
-        r = row[a]["chars_per_sec"] / row[b]["chars_per_sec"]
-        return f"{r:>8.2f}"
-    best_torch_ref = max(row[name]["chars_per_sec"] for name in ("torch_nn", "torch_loop") if name in row)
-    tb = f"{row['torch']['chars_per_sec'] / best_torch_ref:>7.2f}" if "torch" in row else f"{'-':>7}"
-    roof = f"{100 * row['numpy']['chars_per_sec'] / row['roofline_chars_per_sec']:>6.0f}%"
-    mem = lambda name: f"{row[name]['peak_mb']:>6.1f}" if name in row else f"{'-':>6}"  # noqa: E731
-    return (f"{row['H']:>4} {row['B']:>3} {row['T']:>3} | {cps('numpy')} {cps('torch')} {cps('torch_nn')} "
-            f"{cps('torch_loop')} {cps('per_char')} | {ratio('numpy', 'torch_nn')} {ratio('numpy', 'per_char')} "
-            f"{roof} {tb} | {mem('numpy')} {mem('torch')} {mem('torch_nn')}")
+            return f"{'-':>{width}}"
+        return f"{row[a]['chars_per_sec'] / row[b]['chars_per_sec']:>{width}.2f}"
+
+    def mem(name):
+        return f"{row[name]['peak_mb']:>6.1f}" if name in row and not math.isnan(row[name]["peak_mb"]) else f"{'-':>6}"
+    roof = (f"{100 * row['numpy']['chars_per_sec'] / row['roofline_chars_per_sec']:>6.0f}%"
+            if "numpy" in row else f"{'-':>7}")
+    return (f"{row['H']:>4} {row['B']:>3} {row['T']:>3} | {cps('numpy')} {cps('torch')} {cps('torch_fused')} "
+            f"{cps('torch_nn')} {cps('torch_loop')} {cps('per_char')} | {ratio('numpy', 'torch_nn')} "
+            f"{ratio('numpy', 'per_char')} {roof} {ratio('torch', 'torch_nn', 6)} "
+            f"{ratio('torch_fused', 'torch_nn', 6)} "
+            f"| {mem('numpy')} {mem('torch')} {mem('torch_fused')} {mem('torch_nn')}")
 
 
 def main(argv=None) -> None:
@@ -329,18 +371,33 @@ def main(argv=None) -> None:
     parser.add_argument("--layers", type=positive_int, default=1, help="stacked layers (default 1)")
     parser.add_argument("--no-trainer", action="store_true", help="skip the trainer loop's overhead")
     parser.add_argument("--json", type=output_file, help="also write the figures to this file")
+    parser.add_argument("--device", default="cpu", help="where the torch implementations run: cpu (default), "
+                                                        "cuda, cuda:N or mps")
+    parser.add_argument("--cpu-time", action="store_true", help="time each step by this process's CPU time, "
+                        "not the wall's: for a machine shared with other work, with OMP_NUM_THREADS=1")
+    parser.add_argument("--check", action="store_true", help="run the torch backend's acceptance check on "
+                                                             "--device (charrnn.tools.acceptance) instead")
     parser.add_argument("--peak-memory-of", nargs=2, metavar=("IMPL", "H,B,T"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.peak_memory_of:
         impl, dims = args.peak_memory_of
         print(_own_peak_memory_mb(impl, *shape(dims), args.cell, args.layers))
         return
-    shapes = args.shapes or SHAPES
-    print(f"chars/s of a full float32 training step (fwd, bwd, clip, Adam), V=65, {args.cell} x{args.layers}; medians")
-    print(header(args.cell))
-    rows = run(shapes, args.seconds, args.cell, args.layers)
     try:
-        overhead = None if args.no_trainer else trainer_overhead(args.seconds)
+        # a device this machine lacks is one line, before anything runs
+        device = str(resolve_device(args.device, "--device"))
+    except UserError as e:
+        fail(str(e))
+    clock = time.process_time if args.cpu_time else time.perf_counter
+    if args.check:
+        sys.exit(0 if acceptance.run(device, args.seconds, clock=clock) else 1)
+    shapes = args.shapes or SHAPES
+    print(f"chars/s of a full float32 training step (fwd, bwd, clip, Adam), V=65, {args.cell} x{args.layers}, "
+          f"on {device}; medians{' of CPU time' if args.cpu_time else ''}")
+    print(header(args.cell))
+    rows = run(shapes, args.seconds, args.cell, args.layers, device=device, clock=clock)
+    try:
+        overhead = None if args.no_trainer or device != "cpu" else trainer_overhead(args.seconds)
     except UserError as e:
         overhead = None
         print(f"trainer loop: not measured ({e})")

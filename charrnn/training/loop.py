@@ -11,7 +11,6 @@ import json
 import math
 import signal
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,8 +18,8 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from charrnn.backends import Backend, StepResult, StepSettings, make_backend
-from charrnn.backends.guard import CAUSES
-from charrnn.checkpoint import Checkpoint, save_checkpoint
+from charrnn.backends.guard import CAUSES, ROUTINE
+from charrnn.checkpoint import Checkpoint, load_checkpoint, resume_path, save_checkpoint
 from charrnn.config import Config, config_to_dict
 from charrnn.data import StreamBatcher, Vocab, load_ids, split
 from charrnn.distributed import Muted, Solo, join
@@ -28,13 +27,15 @@ from charrnn.errors import UserError
 from charrnn.files import write_text_atomic
 from charrnn.model import dropout_masks, init_params, spec_of, zero_state
 from charrnn.monitor import Monitor
-from charrnn.optim import learning_rate
-from charrnn.sampling import generate, start_ids
+from charrnn.novelty import NoveltyIndex
+from charrnn.optim import learning_rate, warmup_fraction
+from charrnn.sampling import generate, quiet_overflow, start_ids
 from charrnn.training.evaluation import evaluate, full_evaluation
+from charrnn.training.finetune import Start, in_vocabulary, start_from
 from charrnn.training.resume import Progress, config_header, resume, resume_dir
 from charrnn.training.rundir import check_empty, claim
 from charrnn.training.signals import StopRequest
-from charrnn.training.threads import thread_counts
+from charrnn.training.threads import PhaseThreads
 
 
 @dataclass
@@ -45,29 +46,42 @@ class TrainResult:
     best_val_loss: float
     run_dir: Path
     stopped_by: int | None  # the signal (SIGINT, SIGTERM) that stopped training early, if one did
+    # Where the learning-rate schedule ended (charrnn.optim): the cosine's progress (1: done), the share
+    # of lr the warm-up had reached (None: past it), and the last step's learning rate.
+    schedule_progress: float = 1.0
+    warmup: float | None = None
+    lr: float = math.nan
 
 
-def train(cfg: Config, run_dir: Path, on_start=None) -> TrainResult:
-    """Train afresh into run_dir or, with train.resume, continue that checkpoint's run in its own directory
-    (so TensorBoard shows one unbroken run) exactly as if it had never stopped; resumed from an earlier
-    point than where that run stopped, it forks into run_dir instead (see resume_dir). The directory is
-    locked for the whole run; on_start(run_dir) is called once the run is accepted, before anything is
-    written.
+def train(cfg: Config, run_dir: Path, on_start=None, command: str | None = None) -> TrainResult:
+    """Train afresh into run_dir (from train.init_from's weights, if given) or, with train.resume, continue
+    that checkpoint's run in its own directory (so TensorBoard shows one unbroken run) exactly as if it had
+    never stopped; resumed from an earlier point than where that run stopped, it forks into run_dir instead
+    (see resume_dir). The directory is locked for the whole run; on_start(run_dir) is called once the run is
+    accepted, before anything is written; command is the command line, for TensorBoard's config card.
     The corpus is read first: a mistake in the command is named before the directory is looked at."""
     # this process's rank and streams, under torchrun (charrnn.distributed); one process otherwise
-    replicas = join(cfg.train.batch_size)
+    replicas = join(cfg.train.batch_size, cfg.backend.device)
     # a signal stops the run at once until training begins, then asks it to stop after a step
     with StopRequest(repeat_raises=replicas.world_size == 1, immediate=True) as stop:
         vocab, ids = load_ids(cfg.data)
-        note = None
+        note, start = None, None
         if cfg.train.resume is not None:
             run_dir, note = resume_dir(cfg.train.resume, run_dir)
+            if cfg.train.init_from is not None:
+                # a fine-tuned run's vocabulary holds its corpus's characters and its first checkpoint's
+                symbols = load_checkpoint(resume_path(cfg.train.resume)).vocab
+                if np.isin(vocab.symbols, symbols).all():
+                    vocab, ids = in_vocabulary(symbols, vocab, ids)
+        elif cfg.train.init_from is not None:
+            start = start_from(cfg, vocab, ids)
+            vocab, ids = start.vocab, start.ids
         # rank 0 alone writes into the run directory, so it alone owns it
         with claim(run_dir) if replicas.is_main else contextlib.nullcontext():
-            trainer = Trainer(cfg, run_dir, vocab, ids, replicas, forked=note is not None)
+            trainer = Trainer(cfg, run_dir, vocab, ids, replicas, forked=note is not None, start=start)
             if on_start and replicas.is_main:
                 on_start(run_dir)
-            trainer.announce(len(ids), note)
+            trainer.announce(len(ids), note, command)
             return trainer.run(stop)
 
 
@@ -85,6 +99,11 @@ def make_batchers(cfg: Config, ids: np.ndarray) -> tuple[StreamBatcher, StreamBa
     return StreamBatcher(train_ids, B, T), StreamBatcher(val_ids, eval_streams, T)
 
 
+def warmup_share(tc) -> float:
+    """The share of the schedule the warm-up takes (charrnn.optim.warmup_fraction): by steps, or of the clock."""
+    return tc.warmup_iters / tc.lr_decay_iters
+
+
 def run_progress(step: int, train_seconds: float, tc) -> float:
     """Fraction of the schedule spent: of lr_decay_iters steps, or of max_seconds, whichever is further.
     Without max_seconds it depends on the step alone, so runs are reproducible to the bit (and a run
@@ -99,8 +118,10 @@ def run_progress(step: int, train_seconds: float, tc) -> float:
 class Trainer:
     """One run between its start and its end: the backend, the batches, the progress and the monitor."""
 
-    def __init__(self, cfg: Config, run_dir: Path, vocab: Vocab, ids: np.ndarray, replicas: Solo, forked: bool):
-        """A fresh run, or (train.resume) the checkpoint's, checked against this corpus and config."""
+    def __init__(self, cfg: Config, run_dir: Path, vocab: Vocab, ids: np.ndarray, replicas: Solo, forked: bool,
+                 start: Start | None = None):
+        """A fresh run (from start's weights, when fine-tuning), or (train.resume) the checkpoint's, checked
+        against this corpus and config."""
         tc = cfg.train
         self.cfg, self.run_dir, self.vocab, self.replicas = cfg, run_dir, vocab, replicas
         self.train_batches, self.full_val_batches = make_batchers(cfg, ids)
@@ -111,40 +132,45 @@ class Trainer:
             check_empty(run_dir)
         self.backend: Backend
         if tc.resume is None:
-            params = init_params(self.spec, cfg.model.init, cfg.model.init_std, cfg.seed, self.dtype,
-                                 cfg.model.forget_bias)
+            params = start.params if start else init_params(self.spec, cfg.model.init, cfg.model.init_std, cfg.seed,
+                                                            self.dtype, cfg.model.forget_bias)
             self.backend = make_backend(cfg.backend.name, self.spec, params, StepSettings.from_config(cfg, len(vocab)),
                                         cfg.backend.device, replicas)
-            self.progress = Progress(state=self.zeros)
+            self.progress = Progress(state=self.zeros, init_from=start.origin if start else None)
         else:
             self.backend, self.progress = resume(cfg, vocab, len(self.train_batches), run_dir, replicas)
             if forked:  # another run from here on, with an identity of its own
                 self.progress.run_id = Progress(state=()).run_id
+        # after the backend, which loads torch if it needs it
+        self.threads = PhaseThreads()
         self.guard = self.backend.settings.guard
         self.config_dict = config_to_dict(cfg)
         # the last step's loss was above guard.max_loss: the weights are not worth saving
         self.exploded = False
         self.monitor = Muted()
 
-    def announce(self, corpus_length: int, note: str | None) -> None:
+    def announce(self, corpus_length: int, note: str | None, command: str | None = None) -> None:
         """Write the run's config and open its monitor (rank 0), then the run's first lines."""
         p, tc = self.progress, self.cfg.train
         if self.replicas.is_main:
             write_config(self.run_dir, self.config_dict, p.run_id)
+            novelty = NoveltyIndex(self.train_batches.ids, self.full_val_batches.ids, self.vocab)
             self.monitor = Monitor(self.run_dir, tc.max_iters, p.step, tc.log_interval, tc.clip_mode, p.monitor,
-                                   tc.max_seconds, p.train_seconds)
+                                   tc.max_seconds, p.train_seconds, novelty, config=self.config_dict,
+                                   command=command)
         vocab, shortened = self.vocab, self.val_batches is not self.full_val_batches
         self.monitor.write(
             f"{corpus_length:,} {'bytes' if vocab.is_bytes else 'chars'}, vocabulary {len(vocab)}, "
             f"{self.train_batches.num_targets:,} train / {self.val_batches.num_targets:,} val predictions per pass"
             f"{' (train.eval_chars of the split)' if shortened else ''}; run directory {self.run_dir}; "
-            f"{thread_counts()}" + (f"; resuming at step {p.step}" if p.step else ""))
+            f"{self.threads.describe()}" + (f"; resuming at step {p.step}" if p.step else ""))
         if note:
             self.monitor.write(note)
 
     def run(self, stop: StopRequest) -> TrainResult:
         p, tc = self.progress, self.cfg.train
-        with self.monitor, quiet_overflow():
+        lr = math.nan
+        with self.monitor, quiet_overflow(), self.threads.phase("training"):
             self.replicas.watch(stop)
             stop.immediate = False
             stopped_by = None
@@ -155,9 +181,9 @@ class Trainer:
                     if not self.evaluate_and_save(stop):
                         stopped_by = stop.signal or signal.SIGTERM
                         break
-                # learning rate for this step
+                # learning rate for this step: a warm-up, then the schedule, by steps or by the clock
                 lr = learning_rate(p.step, run_progress(p.step, p.train_seconds, tc), self.cfg.optim.lr,
-                                   tc.lr_schedule, tc.warmup_iters, tc.min_lr)
+                                   tc.lr_schedule, tc.warmup_iters, tc.min_lr, warmup_share(tc))
                 # forward, backward, clip and update on the next chunk of every stream
                 inputs, targets = self.replicas.local(*self.train_batches.chunk(p.chunk))
                 started = time.perf_counter()
@@ -165,7 +191,7 @@ class Trainer:
                 seconds = time.perf_counter() - started
                 # a step the backend refused or undid (a non-finite or exploded loss, gradient or update):
                 # stop, or drop the chunk (train.nonfinite)
-                if result.skipped and tc.nonfinite == "stop":
+                if result.skipped and result.cause not in ROUTINE and tc.nonfinite == "stop":
                     raise self.nonfinite_error(f"{self.step_problem(result, lr)} (train.nonfinite=skip would "
                                                f"drop the step and go on)")
                 self.exploded = result.cause == "exploded"
@@ -173,7 +199,8 @@ class Trainer:
                 # cannot be trusted
                 self.advance(result, seconds)
                 # log
-                self.monitor.step(p.step, result, lr, inputs.size * self.replicas.world_size, seconds)
+                self.monitor.step(p.step, result, lr, inputs.size * self.replicas.world_size, seconds,
+                                  epoch=p.epoch + p.chunk / len(self.train_batches))
                 p.step += 1
                 # every rank stops at the same step, and goes by the same clock
                 stopped_by, p.train_seconds = self.replicas.agree(stop.signal, p.train_seconds,
@@ -186,9 +213,10 @@ class Trainer:
                 self.save("ckpt_last.npz")
             full_val_loss = None
             if stopped_by is None and tc.final_full_eval:
-                full_val_loss = full_evaluation(self.backend, self.val_batches, self.full_val_batches, p.val_loss,
-                                                self.spec, self.dtype, self.replicas, self.monitor, p.step,
-                                                stop.stopping)
+                with self.threads.phase("evaluation"):
+                    full_val_loss = full_evaluation(self.backend, self.val_batches, self.full_val_batches,
+                                                    p.val_loss, self.spec, self.dtype, self.replicas, self.monitor,
+                                                    p.step, stop.stopping)
                 if full_val_loss is None:
                     stopped_by = stop.signal or signal.SIGTERM
             self.monitor.hparams(self.config_dict)
@@ -196,8 +224,12 @@ class Trainer:
             write_text_atomic(self.run_dir / "result.json", json.dumps(
                 dict(steps=p.step, train_seconds=p.train_seconds, val_loss=p.val_loss, best_val_loss=p.best_val,
                      val_bpc=p.val_loss / math.log(2), val_loss_full=full_val_loss, run_id=p.run_id), indent=2))
+        # where the schedule stands once the steps taken are done
+        progress = run_progress(p.step, p.train_seconds, tc)
         return TrainResult(steps=p.step, train_seconds=p.train_seconds, val_loss=p.val_loss,
-                           best_val_loss=p.best_val, run_dir=self.run_dir, stopped_by=stopped_by)
+                           best_val_loss=p.best_val, run_dir=self.run_dir, stopped_by=stopped_by,
+                           schedule_progress=min(progress, 1.0) if tc.lr_schedule == "cosine" else 1.0,
+                           warmup=warmup_fraction(p.step, progress, tc.warmup_iters, warmup_share(tc)), lr=lr)
 
     def finished(self) -> bool:
         p, tc = self.progress, self.cfg.train
@@ -219,7 +251,7 @@ class Trainer:
         """On to the next chunk of every stream, and to the next epoch (from zero states) after the last."""
         p = self.progress
         p.train_seconds += seconds
-        p.state = self.zeros if result.skipped else result.state_last
+        p.state = self.zeros if result.skipped and result.cause not in ROUTINE else result.state_last
         p.chunk += 1
         if p.chunk == len(self.train_batches):
             p.chunk, p.epoch, p.state = 0, p.epoch + 1, self.zeros
@@ -229,7 +261,8 @@ class Trainer:
         ckpt_last.npz, then the monitor's figures and a sample (rank 0): saved first, so that output that
         fails loses nothing. False, with nothing saved or shown, if a signal interrupted it."""
         p, tc = self.progress, self.cfg.train
-        val_loss = evaluate(self.backend, self.val_batches, self.spec, self.dtype, self.replicas, stop.stopping)
+        with self.threads.phase("evaluation"):
+            val_loss = evaluate(self.backend, self.val_batches, self.spec, self.dtype, self.replicas, stop.stopping)
         if val_loss is None:
             return False
         p.val_loss = val_loss
@@ -248,25 +281,29 @@ class Trainer:
         # repeats, evaluating and writing both again
         self.save(*(["ckpt_best.npz"] if improved else []), "ckpt_last.npz")
         if shown is not None:
-            self.monitor.evaluation(p.step, p.val_loss, *shown, best_val_loss=p.best_val, train_seconds=p.train_seconds)
+            sample, params, grads, drawn = shown
+            self.monitor.evaluation(p.step, p.val_loss, sample, params, grads, best_val_loss=p.best_val,
+                                    train_seconds=p.train_seconds, sample_settings=drawn)
         return True
 
     def show_evaluation(self, stop: StopRequest) -> tuple | None:
-        """What the monitor shows of an evaluation: a sample, the weights, and the gradients of the next
-        chunk (how far back they reach); None if a signal cut the sample short."""
+        """What the monitor shows of an evaluation: a sample, the weights, the gradients of the next chunk
+        (how far back they reach) and the sample's settings; None if a signal cut the sample short."""
         p, cfg = self.progress, self.cfg
-        # Seeded by the step, not drawn from one long stream: a resumed run, or one whose extra final
-        # evaluation came in between, draws the same sample at each step as an unbroken run.
-        sample_rng = np.random.default_rng([cfg.seed, p.step])
-        drawn = generate(self.backend, start_ids(self.vocab, ""), zero_state(self.spec, 1, self.dtype),
-                         cfg.train.sample_length, sample_rng)
-        sample_ids = list(itertools.takewhile(lambda _: not stop.stopping(), drawn))
+        # sample.py's options, but the seed: (seed, step), not one long stream, so that a resumed run, or one
+        # whose extra final evaluation came in between, draws the same sample at each step as an unbroken run
+        drawn = {"temperature": 1.0, "length": cfg.train.sample_length, "prime": "", "seed": [cfg.seed, p.step]}
+        with self.threads.phase("sampling"):
+            ids = generate(self.backend, start_ids(self.vocab, drawn["prime"]), zero_state(self.spec, 1, self.dtype),
+                           drawn["length"], np.random.default_rng(drawn["seed"]), drawn["temperature"])
+            sample_ids = list(itertools.takewhile(lambda _: not stop.stopping(), ids))
         if stop.stopping():
             return None
         # the chunk training reads next (this rank's streams), from the state it starts from
         inputs, targets = self.replicas.local(*self.train_batches.chunk(p.chunk))
-        grads = self.backend.gradients(inputs, targets, self.state_prev(), self.masks(p.step, inputs))
-        return self.vocab.decode(sample_ids), self.backend.export_params(), grads
+        with self.threads.phase("evaluation"):
+            grads = self.backend.gradients(inputs, targets, self.state_prev(), self.masks(p.step, inputs))
+        return self.vocab.decode(sample_ids), self.backend.export_params(), grads, drawn
 
     def save(self, *names: str) -> None:
         """Checkpoint the run as of now into each of names (rank 0; every rank gives its streams' state)."""
@@ -320,12 +357,3 @@ def write_config(run_dir: Path, config_dict: dict, run_id: str) -> None:
     except OSError as e:
         raise UserError(f"cannot write to the run directory {run_dir}: {e.strerror}; "
                         f"name a writable one with hydra.run.dir=PATH") from None
-
-
-@contextlib.contextmanager
-def quiet_overflow():
-    """A blow-up is reported in one line (nonfinite_error); NumPy's overflow warnings on the way would bury
-    it. (A filter costs nothing until a warning is raised; np.errstate slowed every step by ~3%.)"""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", r"(overflow|invalid value) encountered", RuntimeWarning)
-        yield

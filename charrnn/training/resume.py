@@ -41,6 +41,7 @@ class Progress:
     # The run's identity, drawn when it starts, kept by a resume in place, drawn anew by a fork: the files
     # of a run directory that carry it are that run's own (see resume_dir)
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    init_from: dict | None = None  # a fine-tuned run's origin: {"path", "step", "val_loss"} (charrnn.training.finetune)
 
     def to_json(self) -> dict:
         """Everything but the recurrent state, which the checkpoint keeps as arrays."""
@@ -49,7 +50,7 @@ class Progress:
     @classmethod
     def from_checkpoint(cls, ckpt: Checkpoint, path: Path, dtype: str, state_names: tuple[str, ...]) -> "Progress":
         """The run's progress, its carried state ordered by state_names (the model spec's)."""
-        # a checkpoint from before run identities gets one now (Progress's default)
+        # an optional field a checkpoint predates takes Progress's default (a run_id drawn now, no init_from)
         names = [f.name for f in fields(cls)
                  if f.name != "state" and (f.name in ckpt.progress or f.name not in OPTIONAL)]
         missing = [k for k in names if k not in ckpt.progress]
@@ -64,12 +65,13 @@ class Progress:
             raise UserError(f"checkpoint {path} cannot be resumed: its carried state lacks {', '.join(lacking)}, "
                             f"which its model's cell carries")
         return cls(state=tuple(ckpt.state[k].astype(dtype) for k in state_names),
-                   **{k: ckpt.progress[k] for k in names})
+                   **{k: ckpt.progress[k] for k in names if k in ckpt.progress})
 
 
 # What the data pointer, the carried state and the optimizer state are laid out by. (The model shape
 # is checked where the weights are loaded, in restore_backend.)
 FIXED = ("train.batch_size", "train.seq_length", "data.val_fraction", "optim.name")
+
 
 def resume_dir(resume: str, new_dir: Path) -> tuple[Path, str | None]:
     """Where a resumed run writes, and a note when that is not the checkpoint's own directory. A run

@@ -1,0 +1,98 @@
+"""The torch backend's stack on torch's own fused multi-step kernels: the ones torch.nn.RNN, LSTM and GRU
+call (cuDNN's on a GPU; on the CPU oneDNN's LSTM in float32, ATen's C++ loop otherwise), run on charrnn's
+parameters, carried state and dropout masks, to the same numbers as the loop of torch_backend.
+
+torch.nn keeps two biases per layer, b_ih and b_hh, where charrnn keeps their sum bh and, for the GRU,
+b_hn apart as bhn (its reset gate multiplies it). The kernels get charrnn.model.to_torch's mapping:
+
+    W_ih = Wxh,  W_hh = Whh,  b_ih = bh,  b_hh = 0 (rnn, lstm) or [0, 0, bhn] (gru)
+
+and autograd carries the gradients back through it to Wxh, Whh, bh and bhn. Layer 0 reads the one-hot
+x_t, (T, B, V), as torch.nn does: a (T*B, V) x (V, G*H) product in place of the loop's gather, cheap
+while V is small beside G*H (V=65 and G*H >= 256 here).
+
+Without dropout the whole stack is one kernel call (num_layers=L). With dropout it is one call per layer,
+charrnn's mask applied between them: a kernel draws its own masks, which would break the equality with
+the NumPy backend and the bit-exact resume. The kernel returns only the top layer's outputs, so
+TorchBackend.gradients, which needs every layer's h_t in the graph, runs the loop.
+
+Under autocast the kernel's inputs, weights and state are cast to the autocast dtype here, and the kernel
+runs in it: CPU autocast does not reach inside every kernel (the GRU's stays in float32) and oneDNN's
+bfloat16 LSTM needs CPU features this project's hosts lack.
+"""
+
+import warnings
+
+import torch
+
+from charrnn.model import ModelSpec
+
+# cuDNN copies the weights it is given into its own layout at every call and warns that this costs a copy;
+# here that is by design (the weights are charrnn's own tensors, b_hh is made per call), and small beside
+# a chunk's work, so the warning would only alarm.
+warnings.filterwarnings("ignore", "RNN module weights are not part of single contiguous chunk", UserWarning)
+
+# arguments of each: input, state, weights, has_biases, num_layers, dropout, train, bidirectional, batch_first
+KERNELS = {"rnn": torch._VF.rnn_tanh, "lstm": torch._VF.lstm, "gru": torch._VF.gru}
+
+# The cells whose fused kernel made faster full training steps than the loop on the CPU, float32, at
+# (H, B, T) = (256, 64, 64) and (512, 64, 64), one and two layers (docs/performance.md); on a GPU every
+# cell's is, since the loop launches several small kernels per step.
+FASTER_ON_THE_CPU = ("lstm", "gru")
+
+
+def fused_by_default(cell: str, device: torch.device) -> bool:
+    """What backend.recurrence=auto runs: the fused kernel, or the loop."""
+    return device.type != "cpu" or cell in FASTER_ON_THE_CPU
+
+
+def recurrent_bias(W: dict[str, torch.Tensor], hidden_size: int) -> torch.Tensor:
+    """torch.nn's b_hh for one layer whose weights W are named as in the cell's equations: zeros, but the
+    GRU's bhn in the n block."""
+    if "bhn" in W:
+        return torch.cat([W["bhn"].new_zeros(2 * hidden_size), W["bhn"]])
+    return W["bh"].new_zeros(W["bh"].shape)
+
+
+def kernel_weights(weights: dict[str, torch.Tensor], spec: ModelSpec, layers: range) -> list[torch.Tensor]:
+    """The flat list a kernel takes, [W_ih, W_hh, b_ih, b_hh] per layer, for the given layers."""
+    flat = []
+    for layer in layers:
+        W = {base: weights[name] for base, name in spec.layer_names(layer).items()}
+        flat += [W["Wxh"], W["Whh"], W["bh"], recurrent_bias(W, spec.hidden_size)]
+    return flat
+
+
+def run_kernel(spec: ModelSpec, weights: dict[str, torch.Tensor], layers: range, inputs: torch.Tensor,
+               state: tuple) -> tuple[torch.Tensor, tuple]:
+    """One kernel call for consecutive layers: inputs (T, B, In), state a tuple of (len(layers), B, H)
+    tensors -> the top layer's outputs (T, B, H) and the layers' state after the last step."""
+    flat = kernel_weights(weights, spec, layers)
+    device = inputs.device.type
+    if torch.is_autocast_enabled(device):
+        low = torch.get_autocast_dtype(device)
+        inputs, flat, state = inputs.to(low), [w.to(low) for w in flat], tuple(s.to(low) for s in state)
+    hx = state if spec.cell == "lstm" else state[0]
+    with torch.autocast(device, enabled=False):
+        output, *state_last = KERNELS[spec.cell](inputs, hx, flat, True, len(layers), 0.0, torch.is_grad_enabled(),
+                                                 False, False)
+    return output, tuple(state_last)
+
+
+def fused_stack(weights: dict[str, torch.Tensor], spec: ModelSpec, x: torch.Tensor, state: tuple,
+                masks: tuple | None = None) -> tuple[torch.Tensor, None, tuple]:
+    """torch_backend.loop_stack's contract on the kernels: x (T, B) int64 ids, state a tuple of (L, B, H)
+    tensors, masks None or L (T, B, H) tensors -> the top layer's outputs (T, B, H) after its mask, None
+    in place of every layer's h_t, and the state after the last step."""
+    V, dtype = spec.vocab_size, weights["Why"].dtype
+    inputs = torch.zeros(*x.shape, V, dtype=dtype, device=x.device).scatter_(-1, x.unsqueeze(-1), 1.0)  # (T, B, V)
+    if masks is None:
+        top, state_last = run_kernel(spec, weights, range(spec.num_layers), inputs, state)
+        return top, None, state_last
+    finals = []
+    for layer, mask in enumerate(masks):
+        output, layer_state = run_kernel(spec, weights, range(layer, layer + 1), inputs,
+                                         tuple(s[layer:layer + 1] for s in state))
+        inputs = output * mask                                                            # (T, B, H)
+        finals.append(layer_state)
+    return inputs, None, tuple(torch.cat(parts) for parts in zip(*finals))

@@ -1,0 +1,198 @@
+"""The explorer's page: one self-contained HTML file (page.html: inline CSS and script, no network),
+its data embedded.
+
+Every unit's value at every symbol is embedded, so the page can show any unit: as one of 63 levels
+over the quantity's range, one letter of ALPHABET per value (a level is 1/31 of the way from 0 to 1 in
+(-1, 1), 1/62 in (0, 1): finer than the colours tell apart). Each (layer, quantity) is one string in a
+<script type="text/plain"> block, unit after unit, read only when that quantity is first shown. The
+LSTM's c is unbounded: each unit's values are scaled by its own largest |c| (at least 1), kept in
+`scales`. The rest (the text as ids, the losses, the top guesses, the look-back sizes, the unit
+ranking) is one JSON block.
+"""
+
+import json
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from charrnn.data import Vocab
+from charrnn.errors import UserError
+from charrnn.explore.lookback import lookback
+from charrnn.explore.trace import QUANTITIES, Trace, losses, top_k, trace
+from charrnn.explore.units import STRONG, rank_units
+from charrnn.model import ModelSpec
+
+ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+"   # nothing HTML or JSON escapes
+LEVELS = len(ALPHABET)                    # 63: an odd count, so that 0 of (-1, 1) is a level
+RANGES = {"h": (-1, 1), "g": (-1, 1), "n": (-1, 1), "c": (-1, 1),
+          "i": (0, 1), "f": (0, 1), "o": (0, 1), "r": (0, 1), "z": (0, 1)}
+ABOUT_QUANTITY = {"h": "h (output)", "c": "c (cell state)", "i": "i (input gate)", "f": "f (forget gate)",
+                  "g": "g (candidate)", "o": "o (output gate)", "r": "r (reset gate)", "z": "z (update gate)",
+                  "n": "n (candidate)"}
+TOP_K = 5
+LOSS_SCALE = 5.0          # nats: surprise's colour is full red here and above (ln 65 = 4.2 is a uniform guess)
+DECADES = 4               # the look-back strip's log scale: its tallest bar and 10^4 below
+TEMPLATE = Path(__file__).with_name("page.html")
+
+
+@dataclass
+class PageSpec:
+    """What the page is about, beyond the weights and the text."""
+
+    about: str                 # one line: the model, the checkpoint, the text
+    seq_length: int            # the run's train.seq_length (the look-back strip marks it)
+    lookback_positions: int    # the look-back strip is computed for symbols 1 .. this
+    lookback_lags: int         # and this many symbols back
+    select: int | None = None  # a symbol to select when the page opens
+    show: str | None = None    # what the page opens on: "LAYER/QUANTITY/UNIT" or "surprise"; None: strongest_unit
+
+
+def symbol_text(vocab: Vocab) -> list[str]:
+    """How each symbol shows: the character, or \\xNN for a control character or a byte outside ASCII."""
+    shown = []
+    for s in map(int, vocab.symbols):
+        printable = s in (9, 10) or (32 <= s < 127) or (not vocab.is_bytes and s >= 0xA0)
+        shown.append(chr(s) if printable else f"\\x{s:02x}")
+    return shown
+
+
+def quantize(values: np.ndarray, lo: float, hi: float) -> str:
+    """(T, H) values -> H*T letters of ALPHABET, unit after unit."""
+    levels = np.rint((np.clip(values, lo, hi) - lo) / (hi - lo) * (LEVELS - 1)).astype(np.intp)
+    return np.frombuffer(ALPHABET.encode(), np.uint8)[levels.T].tobytes().decode("ascii")
+
+
+def dequantize(letters: str, T: int, lo: float, hi: float) -> np.ndarray:
+    """quantize's inverse, to its resolution: (T, H)."""
+    index = np.zeros(128, np.float64)
+    index[np.frombuffer(ALPHABET.encode(), np.uint8)] = np.arange(LEVELS)
+    levels = index[np.frombuffer(letters.encode(), np.uint8)].reshape(-1, T).T
+    return lo + (hi - lo) * levels / (LEVELS - 1)
+
+
+def page_data(params: dict[str, np.ndarray], spec: ModelSpec, vocab: Vocab, ids: np.ndarray,
+              page: PageSpec) -> tuple[dict, dict[str, str]]:
+    """The page's JSON and its value blocks (element id -> letters), for the text ids (T,)."""
+    start = opening_view(page.show, spec, list(QUANTITIES[spec.cell])) if page.show else None
+    traced = trace(params, spec, ids)
+    loss = losses(traced)
+    top_ids, top_probs = top_k(traced, TOP_K)
+    shown = symbol_text(vocab)
+    blocks, scales = value_blocks(traced)
+    units, found = unit_rankings(traced, [shown[i] for i in ids])
+    data = {
+        "about": f"{page.about} · mean loss {loss.mean():.3f} nats/char",
+        "layers": spec.num_layers, "hidden": spec.hidden_size, "quantities": list(traced.layers[0]),
+        "about_quantity": ABOUT_QUANTITY, "ranges": {q: RANGES[q] for q in traced.layers[0]}, "scales": scales,
+        "alphabet": ALPHABET, "levels": LEVELS, "symbols": shown, "ids": [int(i) for i in ids],
+        "loss": [None, *np.round(loss, 3).tolist()], "loss_scale": LOSS_SCALE,
+        "top_k": top_ids.shape[1], "top": top_ids.ravel().tolist(),
+        "top_p": np.rint(top_probs * 1000).astype(int).ravel().tolist(),
+        "lookback": lookback_data(params, spec, traced, page),
+        "units": units, "strong": STRONG, "found": found,
+        "start": start or strongest_unit(units), "select": page.select,
+    }
+    return data, blocks
+
+
+def value_blocks(traced: Trace) -> tuple[dict[str, str], list[dict]]:
+    """Every (layer, quantity)'s values as letters, and each layer's per-unit scales (the LSTM's c)."""
+    blocks, scales = {}, []
+    for layer, quantities in enumerate(traced.layers):
+        scales.append({})
+        for q, values in quantities.items():
+            if q == "c":
+                scale = np.maximum(1.0, np.ceil(np.abs(values).max(axis=0) * 100) / 100)     # (H,)
+                scales[layer]["c"] = scale.tolist()
+                values = values / scale
+            blocks[f"v-{layer}-{q}"] = quantize(values, *RANGES[q])
+    return blocks, scales
+
+
+def unit_rankings(traced: Trace, chars: list[str]) -> tuple[list, dict[str, str]]:
+    """Each layer's ranking (units.rank_units) as JSON, and what each strong unit tracks, by "layer/q/unit"."""
+    units, found = [], {}
+    for layer, quantities in enumerate(traced.layers):
+        rankings = rank_units(quantities, chars)
+        units.append([{"property": r.prop, "present": r.present, "strong": r.strong,
+                       "best": [{"quantity": m.quantity, "unit": m.unit, "r": round(m.r, 3)} for m in r.best]}
+                      for r in rankings])
+        for r in rankings:
+            for m in r.best:
+                if abs(m.r) >= STRONG:
+                    signed = f"{m.r:+.2f}".replace("-", "\u2212")
+                    found.setdefault(f"{layer}/{m.quantity}/{m.unit}", f"tracks {r.prop} (r = {signed})")
+    return units, found
+
+
+def lookback_data(params: dict, spec: ModelSpec, traced: Trace, page: PageSpec) -> dict:
+    positions = min(page.lookback_positions, len(traced.ids) - 1)
+    sizes = lookback(params, spec, traced, np.arange(1, positions + 1), page.lookback_lags)
+    with np.errstate(divide="ignore"):
+        logs = np.log10(sizes.astype(np.float64))
+    logs = np.where(np.isneginf(logs), -30.0, logs)   # a gradient of exactly 0: far below any strip's floor
+    values = [None if math.isnan(v) else round(v, 2) for v in logs.ravel().tolist()]
+    return {"positions": positions, "lags": page.lookback_lags, "seq_length": page.seq_length,
+            "decades": DECADES, "values": values}
+
+
+def opening_view(show: str, spec: ModelSpec, quantities: list[str]) -> dict:
+    """show= as the page's opening view, or a UserError saying what it may be."""
+    if show == "surprise":
+        return {"layer": spec.num_layers - 1, "quantity": "h", "unit": 0, "mode": "surprise"}
+    found = re.fullmatch(r"(\d+)/(\w+)/(\d+)", show)
+    if not found or int(found[1]) >= spec.num_layers or found[2] not in quantities or int(found[3]) >= spec.hidden_size:
+        raise UserError(f"show={show} is not LAYER/QUANTITY/UNIT or surprise; this model has layers 0-"
+                        f"{spec.num_layers - 1}, quantities {', '.join(quantities)} and units 0-{spec.hidden_size - 1}, "
+                        f"e.g. show={spec.num_layers - 1}/h/0")
+    return {"layer": int(found[1]), "quantity": found[2], "unit": int(found[3]), "mode": "unit"}
+
+
+def strongest_unit(units: list) -> dict:
+    """The unit the page opens on: the one with the largest |r| for any property, else unit 0 of the top layer."""
+    best = {"layer": len(units) - 1, "quantity": "h", "unit": 0, "mode": "unit"}, 0.0
+    for layer, rankings in enumerate(units):
+        for r in rankings:
+            if r["best"] and abs(r["best"][0]["r"]) > best[1]:
+                m = r["best"][0]
+                best = {"layer": layer, "quantity": m["quantity"], "unit": m["unit"], "mode": "unit"}, abs(m["r"])
+    return best[0]
+
+
+def render(title: str, data: dict, blocks: dict[str, str]) -> str:
+    """The page's HTML."""
+    html = TEMPLATE.read_text(encoding="utf-8")
+    # "<" escaped inside the JSON, so that no text of the corpus can end the script block
+    meta = json.dumps(data, ensure_ascii=False, separators=(",", ":")).replace("<", "\\u003c")
+    values = "\n".join(f'<script type="text/plain" id="{key}">{letters}</script>' for key, letters in blocks.items())
+    filled = {"TITLE": title.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;"),
+              "META": meta, "VALUES": values}
+    # one pass, so that nothing filled in (the corpus's text) is searched for markers again
+    return re.sub(r"__(TITLE|META|VALUES)__", lambda m: filled[m.group(1)], html)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """A reader never sees half a page: a temporary file beside it, renamed over it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def build_page(params: dict[str, np.ndarray], spec: ModelSpec, vocab: Vocab, ids: np.ndarray, page: PageSpec,
+               title: str, path: Path) -> Path:
+    """Write the page for the text ids to path; returns path."""
+    # One BLAS thread: its products are one stream's or a few hundred's, and on the busy 2-core host two
+    # threads made the page 3.5x slower (docs/explore.md).
+    with threadpool_limits(limits=1, user_api="blas"):
+        data, blocks = page_data(params, spec, vocab, ids, page)
+    write_atomic(path, render(title, data, blocks))
+    return path

@@ -1,0 +1,105 @@
+"""What every unit of every layer does over a text: one forward pass of the NumPy layers, read off their
+forward caches (numpy_layers/*.py keep every step's h_t, the LSTM's c_t and gates, the GRU's gates).
+
+    quantity   cell          range     what it is at step t (after reading symbol t)
+    h          every cell    (-1, 1)   the layer's output and state
+    c          lstm          any       the cell state: c_t = f * c_{t-1} + i * g
+    i, f, o    lstm          (0, 1)    input, forget and output gates
+    g          lstm          (-1, 1)   the candidate written into c
+    r, z       gru           (0, 1)    reset and update gates: h_t = (1 - z) * n + z * h_{t-1}
+    n          gru           (-1, 1)   the candidate state
+
+The head reads the top layer: logits_t = Why h_t + by score symbol t+1. A backend's weights enter as
+NumPy arrays (Backend.export_params), so a model loaded on either backend traces the same way, in
+its own dtype, one stream, from the zero state, without dropout (as evaluation and sampling run it).
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from charrnn.backends.numpy_backend import warm_up_blas
+from charrnn.backends.numpy_layers import CELL_LAYERS
+from charrnn.model import ModelSpec, zero_state
+
+QUANTITIES = {"rnn": ("h",), "lstm": ("h", "c", "i", "f", "g", "o"), "gru": ("h", "r", "z", "n")}
+GATES = {"rnn": (), "lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n")}   # as the caches stack them
+CHUNK = 4096   # steps per forward call: the caches' buffers stay this long whatever the text's length
+
+
+@dataclass
+class Trace:
+    ids: np.ndarray                      # (T,) the text's symbol ids
+    layers: list[dict[str, np.ndarray]]  # per layer (0 = the bottom one), each QUANTITIES name -> (T, H)
+    logits: np.ndarray                   # (T, V) row t scores symbol t+1, having read symbols 0..t
+
+    def state_after(self, step: int, names: tuple[str, ...]) -> tuple[np.ndarray, ...]:
+        """The recurrent state after `step` (-1: before the text), as (L, H) arrays for each name."""
+        if step < 0:
+            return tuple(np.zeros((len(self.layers), self.layers[0]["h"].shape[1]), self.logits.dtype)
+                         for _ in names)
+        return tuple(np.stack([layer[name][step] for layer in self.layers]) for name in names)
+
+
+def _read(cell: str, cache) -> dict[str, np.ndarray]:
+    """One stream's quantities from a layer's cache after forward: (T, H) each."""
+    H = cache.hs.shape[2]
+    found = {"h": cache.hs[1:, 0]}
+    if cell == "lstm":
+        found["c"] = cache.cs[1:, 0]
+    for k, name in enumerate(GATES[cell]):
+        found[name] = cache.gates[:, 0, k * H:(k + 1) * H]   # after forward: the gates' values
+    return {name: found[name].copy() for name in QUANTITIES[cell]}
+
+
+def trace(params: dict[str, np.ndarray], spec: ModelSpec, ids: np.ndarray) -> Trace:
+    """Run the model over ids (T,) from the zero state and keep every step of every quantity."""
+    # One stream: each step's products are too small for a second BLAS thread to help, and on a busy
+    # machine waiting for one made a 2 x 512 GRU's steps 17x slower (docs/explore.md).
+    warm_up_blas()
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _trace(params, spec, ids)
+
+
+def _trace(params: dict[str, np.ndarray], spec: ModelSpec, ids: np.ndarray) -> Trace:
+    cell = CELL_LAYERS[spec.cell]
+    dtype = params["Why"].dtype
+    state = zero_state(spec, 1, dtype)
+    pieces = [[] for _ in range(spec.num_layers)]
+    for start in range(0, len(ids), CHUNK):
+        x = np.asarray(ids[start:start + CHUNK], np.int64)[:, None]      # (T, 1)
+        new_state = []
+        for layer in range(spec.num_layers):
+            W = {base: params[name] for base, name in spec.layer_names(layer).items()}
+            x, cache = cell.forward(W, x, tuple(s[layer] for s in state))   # x becomes (T, 1, H)
+            pieces[layer].append(_read(spec.cell, cache))
+            new_state.append(tuple(s.copy() for s in cache.state_last))
+        state = tuple(np.stack(arrays) for arrays in zip(*new_state))     # (L, 1, H) each
+    layers = [{name: np.concatenate([p[name] for p in layer]) for name in QUANTITIES[spec.cell]}
+              for layer in pieces]
+    logits = layers[-1]["h"] @ params["Why"].T + params["by"]               # (T, V)
+    return Trace(ids=np.asarray(ids), layers=layers, logits=logits)
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """(T, V) log-probabilities, in float64."""
+    z = logits.astype(np.float64)
+    z -= z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+def losses(traced: Trace) -> np.ndarray:
+    """(T-1,) nats: entry t is -log p(symbol t+1 | symbols 0..t)."""
+    logp = log_softmax(traced.logits[:-1])
+    return -logp[np.arange(len(logp)), traced.ids[1:]]
+
+
+def top_k(traced: Trace, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k likeliest next symbols at every step, most likely first: ids (T, k) and probabilities (T, k)."""
+    probs = np.exp(log_softmax(traced.logits))
+    k = min(k, probs.shape[1])
+    ids = np.argpartition(-probs, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(probs, ids, axis=1), axis=1, kind="stable")
+    ids = np.take_along_axis(ids, order, axis=1)
+    return ids, np.take_along_axis(probs, ids, axis=1)

@@ -1,0 +1,53 @@
+"""The three lines a finished run ends with: its validation figures, its directory, and the commands
+that sample from it and train it further, each pasteable as printed.
+
+    best val 1.6012 nats/char (2.3101 bits/char); last val 1.6040 nats/char (2.3141 bits/char) at step 10000
+    run directory: runs/default/2026-11-24_12-00-00
+    sample: python sample.py checkpoint=runs/...   continue: python train.py train.resume=runs/... train.max_iters=20000
+
+A run whose learning-rate schedule had not finished (a cosine not yet down to train.min_lr, or a run
+still inside its warm-up) says so at the end of the last line, whose continue command then finishes it.
+"""
+
+import math
+import os
+from pathlib import Path
+
+from charrnn.cli import override
+from charrnn.config import Config
+
+LOG2E = 1.0 / math.log(2.0)
+
+
+def summary(result, cfg: Config) -> str:
+    """result: the run's charrnn.training.loop.TrainResult."""
+    tc = cfg.train
+    best, last = result.best_val_loss, result.val_loss
+    run_dir = shown_path(result.run_dir)
+    unfinished = ""
+    if result.warmup is not None:
+        unfinished = f"stopped inside its warm-up, at step {result.steps} of train.warmup_iters={tc.warmup_iters}"
+        more = override("train.max_iters", max(2 * result.steps, tc.warmup_iters))
+    elif result.schedule_progress < 1.0:
+        unfinished = (f"the learning-rate schedule stopped {result.schedule_progress:.0%} of the way: "
+                      f"lr {result.lr:.2e}, not yet train.min_lr={tc.min_lr:g}")
+        more = override("train.max_iters", tc.lr_decay_iters)
+    elif tc.max_seconds is not None and result.train_seconds >= tc.max_seconds:
+        more = override("train.max_seconds", f"{2 * tc.max_seconds:g}")
+    else:
+        more = override("train.max_iters", 2 * result.steps)
+    return "\n".join([
+        f"best val {best:.4f} nats/char ({best * LOG2E:.4f} bits/char); "
+        f"last val {last:.4f} nats/char ({last * LOG2E:.4f} bits/char) at step {result.steps}",
+        f"run directory: {run_dir}",
+        f"sample: python sample.py {override('checkpoint', run_dir)}   "
+        f"continue: python train.py {override('train.resume', run_dir)} {more}"
+        + (f"   ({unfinished})" if unfinished else ""),
+    ])
+
+
+def shown_path(path: Path) -> Path:
+    """path relative to the current directory when it lies inside it (Hydra's run directories are
+    absolute): shorter, and as the user would type it."""
+    relative = Path(os.path.relpath(path))
+    return path if relative.parts[:1] == ("..",) else relative
