@@ -23,14 +23,14 @@ from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from charrnn.cli import Command, override, write_hydra_record  # noqa: E402
+from charrnn.cli import Command, override, run_started  # noqa: E402
 from charrnn.config import run_config  # noqa: E402
 from charrnn.distributed import is_main_process, leave  # noqa: E402
 from charrnn.errors import UserError  # noqa: E402
 from charrnn.monitor.summary import summary  # noqa: E402
 from charrnn.terminal import keep_going  # noqa: E402
 from charrnn.training.loop import train  # noqa: E402
-from charrnn.training.rundir import link_latest, register_resolvers, remove_if_made_and_empty  # noqa: E402
+from charrnn.training.rundir import register_resolvers, remove_if_made_and_empty  # noqa: E402
 from charrnn.training.signals import Stopped  # noqa: E402
 
 command = Command(out_of_memory="out of memory; lower model.hidden_size, model.num_layers, train.batch_size or "
@@ -64,7 +64,7 @@ def run(raw: DictConfig, hydra_cfg, output_dir: Path) -> float:
                             "directory; name a directory with hydra.run.dir=PATH")
         try:
             cfg = run_config(raw, list(hydra_cfg.overrides.task))
-            result = train(cfg, output_dir, on_start=lambda run_dir: started(run_dir, raw, hydra_cfg, output_dir),
+            result = train(cfg, output_dir, on_start=lambda run_dir: run_started(run_dir, raw, hydra_cfg, output_dir),
                            command=shlex.join(["python", *sys.argv]))
         except KeyboardInterrupt:
             print("interrupted without saving; the run's last checkpoint is as it was", file=sys.stderr)
@@ -83,14 +83,6 @@ def run(raw: DictConfig, hydra_cfg, output_dir: Path) -> float:
         print(summary(result, cfg))
     # Returned so that Hydra sweepers can minimise it.
     return result.best_val_loss
-
-
-def started(run_dir: Path, raw: DictConfig, hydra_cfg, output_dir: Path) -> None:
-    """Once the run is accepted: Hydra's record of a new run (a run continued in its own directory keeps
-    the record of its start), and runs/latest."""
-    if run_dir == output_dir:
-        write_hydra_record(output_dir, raw, hydra_cfg)
-    link_latest(run_dir)
 
 
 if __name__ == "__main__":

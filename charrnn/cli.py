@@ -5,6 +5,7 @@ import errno
 import os
 import re
 import shlex
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,6 +19,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 from charrnn.config import unknown_key_message
 from charrnn.errors import UserError
 from charrnn.files import write_text_atomic
+from charrnn.training.signals import was_interrupted
 
 # What a machine, not a bug, makes a write fail with: a full disk or quota, a read-only or failing one.
 DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.EFBIG}
@@ -96,6 +98,9 @@ class Command:
         except JobFailed:  # a sweep's first failed job, raised once all jobs ran; each said its line
             sys.exit(2)
         except Exception as e:
+            if was_interrupted():  # whatever the Ctrl-C became on its way up
+                print("interrupted", file=sys.stderr)
+                sys.exit(128 + signal.SIGINT)
             message = None if self.started else startup_error(e)
             if message is None:
                 raise
@@ -140,6 +145,16 @@ def write_hydra_record(output_dir: Path, task_cfg: DictConfig, hydra_cfg: DictCo
     write_text_atomic(record / "config.yaml", OmegaConf.to_yaml(task_cfg))
     write_text_atomic(record / "hydra.yaml", OmegaConf.to_yaml({"hydra": hydra_cfg}))
     write_text_atomic(record / "overrides.yaml", OmegaConf.to_yaml(hydra_cfg.overrides.task))
+
+
+def run_started(run_dir: Path, task_cfg: DictConfig, hydra_cfg: DictConfig, output_dir: Path) -> None:
+    """Once a run is accepted (train.py, charrnn.train): Hydra's record of a new run (a run continued in its
+    own directory keeps the record of its start), and runs/latest."""
+    from charrnn.training.rundir import link_latest
+
+    if run_dir == output_dir:
+        write_hydra_record(output_dir, task_cfg, hydra_cfg)
+    link_latest(run_dir)
 
 
 def override(key: str, value) -> str:

@@ -540,3 +540,19 @@ def test_ctrl_c_at_any_moment_is_one_line(finished, tmp_path, script):
         last = err.strip().splitlines()[-1]
         assert last == "interrupted" or last.startswith(("SIGINT: saved step", "SIGINT: stopped before training began",
                                                          "interrupted without saving")), err
+
+
+def test_an_error_a_ctrl_c_became_inside_a_library_is_reported_as_the_interrupt(monkeypatch, capsys):
+    """Hydra, interrupted while it composes the config, may raise an error of its own ("defaults is not a
+    config key"): after a Ctrl-C, that is the interrupt, not the user's mistake."""
+    from omegaconf.errors import ConfigKeyError
+
+    from charrnn.training import signals
+
+    def composing():
+        raise ConfigKeyError("Key 'defaults' is not in struct")
+    monkeypatch.setattr(signals, "_interrupted", True)
+    with pytest.raises(SystemExit) as exited:
+        Command().run(composing)
+    assert exited.value.code == 128 + signal.SIGINT
+    assert capsys.readouterr().err == "interrupted\n"

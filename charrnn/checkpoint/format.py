@@ -4,7 +4,8 @@ Layout (every entry a plain array; text entries are 0-d unicode arrays):
     format                  "charrnn-checkpoint-v1"
     param/<name>            the weights, under charrnn.model's names (the config's model section says
                             which cell, how many layers and what dropout they were trained with)
-    optim/<key>             the optimizer state, flat (charrnn.optim names the keys)
+    optim/<key>             the optimizer state, flat (charrnn.optim names the keys; an fp16 run adds its
+                            gradient scaler's, optim/scaler/...)
     vocab                   (V,) int32 symbols in id order: code points, or byte values (config data.encoding=bytes)
     config                  the resolved config, as JSON
     progress                the run's progress (charrnn.training.resume.Progress), as JSON; a checkpoint
@@ -29,6 +30,7 @@ from charrnn.checkpoint.fields import nonfinite_entries
 from charrnn.errors import UserError
 from charrnn.files import atomic_write, remove_leftovers
 from charrnn.model import CELLS, STATE_NAMES, model_spec, param_shapes
+from charrnn.optim import SCALER_KEYS
 
 FORMAT = "charrnn-checkpoint-v1"
 ZIP_MAGIC = b"PK\x03\x04"  # an .npz is a zip archive; anything else is refused before numpy parses it
@@ -182,6 +184,7 @@ def _expected_shapes(config: dict, vocab_size: int, infos: dict, path: Path) -> 
                         f"{available / 1e9:.3g} GB")
     expected = {f"param/{k}": (shape,) for k, shape in params.items()}
     expected["optim/step"] = ((),)
+    expected.update({f"optim/{key}": ((),) for key in SCALER_KEYS})
     for key in infos:
         name = key.removeprefix("optim/").partition("/")[2]
         if key.startswith("optim/") and name in params:

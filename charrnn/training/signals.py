@@ -7,9 +7,16 @@ import sys
 import threading
 
 
+_interrupted = False
+
+
 def quiet_keyboard_interrupt() -> None:
     """A Ctrl-C that nothing else handles (during imports, while sampling) ends in one line, not a
-    traceback. Python still ends the process as killed by SIGINT, as a shell expects."""
+    traceback. Python still ends the process as killed by SIGINT, as a shell expects. The Ctrl-C is also
+    recorded (was_interrupted): a library that turns the KeyboardInterrupt into an error of its own (Hydra,
+    composing the config) must not have that error reported as the user's mistake."""
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _interrupt)
     report = sys.excepthook
 
     def hook(kind, value, traceback):
@@ -19,6 +26,17 @@ def quiet_keyboard_interrupt() -> None:
             report(kind, value, traceback)
 
     sys.excepthook = hook
+
+
+def _interrupt(signum, frame) -> None:
+    global _interrupted
+    _interrupted = True
+    signal.default_int_handler(signum, frame)
+
+
+def was_interrupted() -> bool:
+    """Whether a Ctrl-C has reached this process (through quiet_keyboard_interrupt's handler)."""
+    return _interrupted
 
 
 class Stopped(BaseException):
