@@ -12,6 +12,7 @@ from charrnn.training.signals import quiet_keyboard_interrupt
 
 quiet_keyboard_interrupt()  # first: a Ctrl-C during the imports below ends in one line too
 
+import os  # noqa: E402
 import shlex  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
@@ -22,15 +23,18 @@ from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from charrnn.cli import Command, override, write_hydra_record  # noqa: E402
+from charrnn.cli import Command, override, run_started  # noqa: E402
 from charrnn.config import run_config  # noqa: E402
-from charrnn.distributed import is_main_process  # noqa: E402
+from charrnn.distributed import is_main_process, leave  # noqa: E402
 from charrnn.errors import UserError  # noqa: E402
 from charrnn.monitor.summary import summary  # noqa: E402
+from charrnn.terminal import keep_going  # noqa: E402
 from charrnn.training.loop import train  # noqa: E402
-from charrnn.training.rundir import discard_if_empty, register_resolvers  # noqa: E402
+from charrnn.training.rundir import register_resolvers, remove_if_made_and_empty  # noqa: E402
+from charrnn.training.signals import Stopped  # noqa: E402
 
-command = Command(out_of_memory="out of memory; lower model.hidden_size, train.batch_size or train.seq_length",
+command = Command(out_of_memory="out of memory; lower model.hidden_size, model.num_layers, train.batch_size or "
+                                "train.seq_length",
                   cannot_write="free some space or name another hydra.run.dir; checkpoints are written whole or "
                                "not at all, so the last one is intact")
 register_resolvers()
@@ -43,24 +47,32 @@ def main(raw: DictConfig) -> float:
     try:
         return run(raw, hydra_cfg, output_dir)
     finally:
-        # Hydra makes the run directory before the run starts. A run refused at the start (a bad path,
-        # a bad value) leaves it empty, and so does, under torchrun, a rank above 0 that started a
-        # second later than rank 0 (only rank 0 writes, into the directory of its own second).
-        discard_if_empty(output_dir)
+        # Hydra makes the run directory before the run starts. A run refused at its start leaves it empty,
+        # and so does a resume that continues in its own run's directory, and a rank above 0 under torchrun.
+        remove_if_made_and_empty(output_dir)
+        leave()
 
 
 def run(raw: DictConfig, hydra_cfg, output_dir: Path) -> float:
     with command.task():
+        if hydra_cfg.job.chdir:
+            os.chdir(hydra_cfg.runtime.cwd)  # back where the command was given, which every path is relative to
+            raise UserError("hydra.job.chdir=true is not supported: charrnn reads every path (data.path, "
+                            "train.resume, data.cache_dir) from where the command runs; leave it false")
         if hydra_cfg.mode == RunMode.RUN and not str(hydra_cfg.run.dir).strip():
             raise UserError("hydra.run.dir is empty, which would scatter the run's files into the current "
                             "directory; name a directory with hydra.run.dir=PATH")
         try:
             cfg = run_config(raw, list(hydra_cfg.overrides.task))
-            result = train(cfg, output_dir, on_start=lambda: write_hydra_record(output_dir, raw, hydra_cfg),
+            result = train(cfg, output_dir, on_start=lambda run_dir: run_started(run_dir, raw, hydra_cfg, output_dir),
                            command=shlex.join(["python", *sys.argv]))
         except KeyboardInterrupt:
             print("interrupted without saving; the run's last checkpoint is as it was", file=sys.stderr)
             sys.exit(128 + signal.SIGINT)
+        except Stopped as stopped:
+            print(f"{signal.Signals(stopped.signum).name}: stopped before training began; nothing was saved, "
+                  f"and what was there before is as it was", file=sys.stderr)
+            sys.exit(128 + stopped.signum)
     if result.stopped_by is not None:
         if is_main_process():
             print(f"{signal.Signals(result.stopped_by).name}: saved step {result.steps} to "
@@ -74,4 +86,5 @@ def run(raw: DictConfig, hydra_cfg, output_dir: Path) -> float:
 
 
 if __name__ == "__main__":
+    keep_going()  # output that fails never stops training (charrnn/terminal.py)
     command.run(main)

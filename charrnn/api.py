@@ -167,10 +167,10 @@ def train(overrides: Sequence[str] = ()) -> "TrainResult":
     TrainResult (run_dir, steps, val_loss, best_val_loss, ...); charrnn.load(result.run_dir) loads it.
     Interrupting (Ctrl-C, a notebook's stop) saves at the end of the step and returns with stopped_by set."""
     # Imported here: loading a model needs neither the trainer nor Hydra's composition.
-    from charrnn.cli import write_hydra_record
+    from charrnn.cli import run_started
     from charrnn.config import compose, run_config
     from charrnn.training.loop import train as train_loop
-    from charrnn.training.rundir import discard_if_empty, register_resolvers
+    from charrnn.training.rundir import register_resolvers, remove_if_made_and_empty
 
     if not (CONF_DIR / "train.yaml").is_file():
         raise UserError(f"charrnn.train composes the configs in {CONF_DIR}, which is missing: "
@@ -186,6 +186,6 @@ def train(overrides: Sequence[str] = ()) -> "TrainResult":
     task = OmegaConf.masked_copy(raw, [key for key in raw if key != "hydra"])
     try:
         return train_loop(run_config(task, list(hydra_cfg.overrides.task)), run_dir,
-                          on_start=lambda: write_hydra_record(run_dir, task, hydra_cfg))
+                          on_start=lambda started_in: run_started(started_in, task, hydra_cfg, run_dir))
     finally:
-        discard_if_empty(run_dir)
+        remove_if_made_and_empty(run_dir)

@@ -5,6 +5,7 @@ import errno
 import os
 import re
 import shlex
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,14 +18,38 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
 from charrnn.config import unknown_key_message
 from charrnn.errors import UserError
+from charrnn.files import write_text_atomic
+from charrnn.training.signals import was_interrupted
 
 # What a machine, not a bug, makes a write fail with: a full disk or quota, a read-only or failing one.
 DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.EFBIG}
 
 
 def fail(message: str) -> NoReturn:
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
+    """One line and exit code 2; in a -m sweep, the job's line, naming it, and on to the next job."""
+    job = _sweep_job()
+    if job is None:
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
+    print(f"error: job {job}: {message}", file=sys.stderr)
+    raise JobFailed(message)
+
+
+class JobFailed(Exception):
+    """A sweep's job that failed and said so: Hydra records it and runs the other jobs (a SystemExit would
+    end the sweep, and under the joblib launcher kill the running jobs with it); the sweep then ends with
+    exit code 2."""
+
+
+def _sweep_job() -> str | None:
+    """'N (its overrides)' inside a -m sweep's job, else None."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    hydra_cfg = HydraConfig.get()
+    return f"{hydra_cfg.job.num} ({' '.join(hydra_cfg.overrides.task)})"
 
 
 class Command:
@@ -49,6 +74,10 @@ class Command:
             fail(str(e))
         except MemoryError:  # NumPy's _ArrayMemoryError is one
             fail(self.out_of_memory)
+        except ValueError as e:  # NumPy's, for an array larger than any address space
+            if "array is too big" not in str(e):
+                raise
+            fail(self.out_of_memory)
         except RuntimeError as e:  # torch's allocators, CPU and CUDA (torch.OutOfMemoryError is one)
             if not is_out_of_memory(e):
                 raise
@@ -66,7 +95,12 @@ class Command:
         os.environ["HYDRA_FULL_ERROR"] = "1"
         try:
             main()
+        except JobFailed:  # a sweep's first failed job, raised once all jobs ran; each said its line
+            sys.exit(2)
         except Exception as e:
+            if was_interrupted():  # whatever the Ctrl-C became on its way up
+                print("interrupted", file=sys.stderr)
+                sys.exit(128 + signal.SIGINT)
             message = None if self.started else startup_error(e)
             if message is None:
                 raise
@@ -107,10 +141,20 @@ def write_hydra_record(output_dir: Path, task_cfg: DictConfig, hydra_cfg: DictCo
     """The .hydra/ record Hydra itself writes (config.yaml, hydra.yaml, overrides.yaml), written by
     train.py only once the run has been accepted (conf/train.yaml sets hydra.output_subdir=null)."""
     record = output_dir / ".hydra"
-    record.mkdir(parents=True, exist_ok=True)
-    (record / "config.yaml").write_text(OmegaConf.to_yaml(task_cfg))
-    (record / "hydra.yaml").write_text(OmegaConf.to_yaml({"hydra": hydra_cfg}))
-    (record / "overrides.yaml").write_text(OmegaConf.to_yaml(hydra_cfg.overrides.task))
+    record.mkdir()  # in the new run's empty directory: never into one that is there already
+    write_text_atomic(record / "config.yaml", OmegaConf.to_yaml(task_cfg))
+    write_text_atomic(record / "hydra.yaml", OmegaConf.to_yaml({"hydra": hydra_cfg}))
+    write_text_atomic(record / "overrides.yaml", OmegaConf.to_yaml(hydra_cfg.overrides.task))
+
+
+def run_started(run_dir: Path, task_cfg: DictConfig, hydra_cfg: DictConfig, output_dir: Path) -> None:
+    """Once a run is accepted (train.py, charrnn.train): Hydra's record of a new run (a run continued in its
+    own directory keeps the record of its start), and runs/latest."""
+    from charrnn.training.rundir import link_latest
+
+    if run_dir == output_dir:
+        write_hydra_record(output_dir, task_cfg, hydra_cfg)
+    link_latest(run_dir)
 
 
 def override(key: str, value) -> str:

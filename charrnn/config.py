@@ -15,7 +15,7 @@ from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBas
 
 from charrnn.backends import BACKENDS
 from charrnn.backends.devices import DEVICES, PRECISIONS, check_precision, needs_torch, resolve_device, valid_device
-from charrnn.checkpoint import load_checkpoint, resolve_checkpoint, resume_path
+from charrnn.checkpoint import load_checkpoint, resolve_checkpoint, resume_path, saved_config
 from charrnn.data.vocab import ENCODINGS
 from charrnn.errors import UserError
 from charrnn.model import CELLS
@@ -293,7 +293,7 @@ def run_config(raw: DictConfig, overrides: list[str]) -> Config:
     if resume is None:
         return to_config(raw)
     path = resume_path(resume)
-    saved = OmegaConf.create(load_checkpoint(path).config)
+    saved = saved_config(load_checkpoint(path))  # its strings are text: ${...} in a file is never resolved
     for override in overrides:
         key = override.split("=", 1)[0].lstrip("+~")
         value = OmegaConf.select(raw, key, default=_ABSENT)
@@ -320,7 +320,7 @@ def finetune_config(raw: DictConfig, overrides: list[str], init_from: str) -> Co
     them all). Given keys that would change the weights' shapes are refused; dropout, dtype and the
     initialisation (which draws the rows of new characters) may change."""
     path = resolve_checkpoint(init_from)
-    saved = _typed(ModelConfig, OmegaConf.create(load_checkpoint(path).config.get("model", {})))
+    saved = _typed(ModelConfig, saved_config(load_checkpoint(path)).get("model", {}))
     given = {override.split("=", 1)[0].lstrip("+~") for override in overrides}
     merged = OmegaConf.create(OmegaConf.to_container(raw, resolve=True))
     if "model" not in given:

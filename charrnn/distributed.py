@@ -24,6 +24,7 @@ tensors, each rank on its own GPU (cuda:LOCAL_RANK).
 import os
 import re
 import signal as signals
+import sys
 import time
 from datetime import timedelta
 
@@ -207,6 +208,15 @@ class Muted:
 
     def __getattr__(self, name: str):
         return lambda *args, **kwargs: None
+
+
+def leave() -> None:
+    """End this process's part in a run over torchrun: its process group is destroyed before the interpreter
+    exits, so that gloo's threads are joined rather than torn down mid-work (which aborted a rank at exit
+    now and then). One process never imported torch.distributed for a run: nothing to do."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def local_rank() -> int | None:

@@ -18,6 +18,8 @@ import numpy as np
 
 # torch.nn.utils.clip_grad_norm_ adds this to the norm before dividing.
 CLIP_NORM_EPS = 1e-6
+# An fp16 run's gradient scaler state (the torch backend's), saved beside the optimizer state: 0-d arrays.
+SCALER_KEYS = ("scaler/scale", "scaler/growth_tracker")
 
 
 def flat_buffer(like: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:

@@ -113,12 +113,14 @@ def sample(cfg: SampleConfig, out: TextIO) -> None:
     vocab, dtype = model.vocab, model.config.model.dtype
     novelty = training_text_index(model) if cfg.novelty else None
     prime = known_text(cfg.prime, vocab, cfg.skip_unknown)
+    # echoed as the model reads it: a byte vocabulary's bytes that are not UTF-8 show as \xNN
+    shown_prime = vocab.decode(start_ids(vocab, prime)) if prime else ""
     rng = np.random.default_rng(cfg.seed)
     with quiet_overflow(), PhaseThreads().phase("sampling"):
         for i in range(cfg.num_samples):
             if i:
                 out.write(SEPARATOR)
-            out.write(prime)
+            out.write(shown_prime if cfg.raw else shown_prime.translate(ESCAPED_CONTROLS))
             drawn = []
             for text in continuation(model.backend, vocab, model.spec, dtype, prime, cfg.length, rng,
                                      cfg.temperature, cfg.top_k, cfg.top_p, cfg.greedy):
@@ -144,10 +146,12 @@ def known_text(text: str, vocab: Vocab, skip_unknown: bool, what: str = "prime")
     """text, or with skip_unknown its characters the vocabulary holds (saying on stderr which were
     dropped); without it, characters the vocabulary lacks are a UserError naming them."""
     unknown = vocab.unknown(text)
+    shown = ", ".join(map(vocab.show_char, unknown))
+    if any(vocab.show_char(c).startswith("\\x") for c in unknown):
+        shown += " (bytes that are not UTF-8 text)"
     if unknown and not skip_unknown:
-        raise UserError(f"the {what} has characters the checkpoint's vocabulary lacks: "
-                        f"{', '.join(map(repr, unknown))}; remove them, or pass skip_unknown=true to drop them")
+        raise UserError(f"the {what} has characters the checkpoint's vocabulary lacks: {shown}; "
+                        f"remove them, or pass skip_unknown=true to drop them")
     if unknown:
-        print(f"skipping {what} characters the checkpoint's vocabulary lacks: {', '.join(map(repr, unknown))}",
-              file=sys.stderr)
+        print(f"skipping {what} characters the checkpoint's vocabulary lacks: {shown}", file=sys.stderr)
     return "".join(c for c in text if c not in unknown)

@@ -39,7 +39,7 @@ def tiny_checkpoint(run_dir, cell, dtype="float64", corpus_text=TEXT * 40, scale
         edit(params, vocab)
     save_checkpoint(run_dir / "ckpt_best.npz", Checkpoint(
         params=params, optimizer_state={}, vocab=vocab.symbols, config=config_to_dict(cfg),
-        progress={"step": 0}, state=dict(zip(spec.state_names, zero_state(spec, 1, dtype)))))
+        progress={"step": 0}, state=dict(zip(spec.state_names, zero_state(spec, cfg.train.batch_size, dtype)))))
     return run_dir
 
 
@@ -154,9 +154,11 @@ def test_train_runs_what_train_py_runs(corpus, tmp_path, monkeypatch):
     assert proc.returncode == 0, proc.stderr
     api, script = tmp_path / "api", tmp_path / "script"
     assert result.run_dir == api and result.steps == 20
-    assert json.loads((api / "result.json").read_text()) == {
-        **json.loads((script / "result.json").read_text()), "train_seconds": result.train_seconds}
-    assert (api / "config.yaml").read_text() == (script / "config.yaml").read_text()
+    api_result = json.loads((api / "result.json").read_text())
+    assert api_result == {**json.loads((script / "result.json").read_text()), "train_seconds": result.train_seconds,
+                          "run_id": api_result["run_id"]}  # each run its own identity
+    # the same config, below the first line, which names each run's identity
+    assert (api / "config.yaml").read_text().split("\n", 1)[1] == (script / "config.yaml").read_text().split("\n", 1)[1]
     assert (api / ".hydra" / "overrides.yaml").read_text() == (script / ".hydra" / "overrides.yaml").read_text()
     text = EventAccumulator(str(api), size_guidance={"tensors": 0}).Reload().Tensors("sample/text_summary")
     assert "of the sample's 20-character windows occur in the training text" in \

@@ -19,7 +19,7 @@ from tests.conftest import REPO, TINY, assert_user_error, make_config, run_scrip
 def checkpoint():
     return Checkpoint(params=init_params(model_spec("rnn", 7, 5), "uniform", 0.01, 0, "float32"),
                       optimizer_state={"step": np.array(3), "sum/Whh": np.ones((5, 5))},
-                      vocab=np.arange(97, 104, dtype=np.int32), config={"model": {"hidden_size": 5}},
+                      vocab=np.arange(97, 104, dtype=np.int32), config={"model": {"hidden_size": 5}, "train": {"batch_size": 2}},
                       progress={"step": 3, "best_val": 1.5},
                       state={"h": np.zeros((1, 2, 5), np.float32)})
 
@@ -66,8 +66,9 @@ class Boom:
 def test_pickled_payload_is_refused_without_running(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "evil.npz"
-    np.savez(path, format=np.array("charrnn-checkpoint-v1"), payload=np.array([Boom()], dtype=object))
-    with pytest.raises(UserError, match="not a readable charrnn checkpoint"):
+    np.savez(path, format=np.array("charrnn-checkpoint-v1"), config=np.array([Boom()], dtype=object),
+             vocab=np.arange(3), state=np.array("{}"), h=np.zeros(1))
+    with pytest.raises(UserError, match="not a readable charrnn checkpoint .it holds pickled objects, which are never"):
         load_checkpoint(path)
     raw = tmp_path / "evil.pt"
     raw.write_bytes(pickle.dumps(Boom()))

@@ -149,20 +149,20 @@ def test_sparkline_draws_a_log_scale_between_the_ends():
 
 def test_run_names_carry_the_overrides_or_the_name():
     assert run_label(None, []) == "default"
-    assert run_label(None, ["optim=sgd", "optim.lr=1.0"]) == "optim=sgd,optim.lr=1.0"
+    assert run_label(None, ["optim=sgd", "optim.lr=1.0"]) == "optim-sgd+optim.lr-1.0"
     assert run_label("baseline", ["optim=sgd"]) == "baseline"
-    assert run_label(None, ["data.path=/home/me/corpora/input.txt", "name=x"]) == "data.path=input.txt"
-    assert run_label(None, ["prime='a b'"]) == "prime=_a_b"
+    assert run_label(None, ["data.path=/home/me/corpora/input.txt", "name=x"]) == "data.path-input.txt"
+    assert run_label(None, ["prime='a b'"]) == "prime-a_b"
     assert len(run_label(None, [f"seed={'1' * 300}"])) == 100
     many = [f"train.option_{i}=value" for i in range(10)]
-    assert run_label(None, many) == ",".join(many[:4])   # whole overrides only, not "...,train."
+    assert run_label(None, many) == "+".join(o.replace("=", "-") for o in many[:4])  # whole overrides only
 
 
 def test_the_run_directory_pattern_reads_the_command_line(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     register_resolvers()
     cfg = compose("train", ["optim=sgd", "train.max_iters=5"], return_hydra_config=True)
-    assert re.fullmatch(r"runs/optim=sgd,train.max_iters=5/\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d", cfg.hydra.run.dir)
+    assert re.fullmatch(r"runs/optim-sgd\+train.max_iters-5/\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d", cfg.hydra.run.dir)
     assert cfg.hydra.run.dir == cfg.hydra.run.dir  # asked again, the same directory
 
 

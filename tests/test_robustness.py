@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -37,9 +38,9 @@ def run(corpus, run_dir, *overrides):
 
 
 def hashes(directory) -> dict[str, str]:
-    """Every file under directory (the lock file aside, which is the lock's and holds no data), by content."""
+    """Every file under directory, by content."""
     return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(directory.rglob("*")) if p.is_file() and p.name != rundir.LOCK_NAME}
+            for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +68,9 @@ def tiny_checkpoint(**arrays) -> Checkpoint:
     params = init_params(SPEC, "uniform", 0.01, 0, "float32")
     params.update(arrays)
     return Checkpoint(params=params, optimizer_state={"step": np.array(3), "sum/Whh": np.ones((5, 5))},
-                      vocab=np.arange(97, 104, dtype=np.int32), config={}, progress={},
+                      vocab=np.arange(97, 104, dtype=np.int32),
+                      config={"model": {"hidden_size": 5}, "train": {"batch_size": 2}},
+                      progress={},
                       state={"h": np.zeros((1, 2, 5), np.float32)})
 
 
@@ -190,33 +193,19 @@ def test_a_run_directory_has_one_owner(tmp_path):
                 pass
     with rundir.claim(tmp_path / "run"):  # released at the end of the run
         (tmp_path / "run" / "config.yaml").write_text("x")
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [rundir.LOCK_NAME, "config.yaml"]
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["config.yaml"]  # the lock is no file
 
 
-def test_a_run_that_wrote_nothing_leaves_no_directory(tmp_path, monkeypatch):
-    with rundir.claim(tmp_path / "run"):
-        pass
-    assert not (tmp_path / "run").exists()
-    # A claim that locked the file of an owner who then removed it (having written nothing) starts over,
-    # or two processes could each hold a lock on a different file of one path.
-    real_open_lock = rundir._open_lock
-    stale = []
-
-    def open_lock_once_stale(run_dir):
-        fd = real_open_lock(run_dir)
-        if not stale:
-            stale.append(fd)
-            os.unlink(run_dir / rundir.LOCK_NAME)
-            return os.dup(fd)
-        return fd
-
-    monkeypatch.setattr(rundir, "_open_lock", open_lock_once_stale)
-    with rundir.claim(tmp_path / "run"):
-        assert (tmp_path / "run" / rundir.LOCK_NAME).read_text() == f"{os.getpid()}\n"
-        with pytest.raises(UserError, match="is in use by another training"):
-            with rundir.claim(tmp_path / "run"):
-                pass
-    os.close(stale[0])
+def test_a_run_that_wrote_nothing_leaves_no_directory_it_made(tmp_path, monkeypatch):
+    users = tmp_path / "users"
+    users.mkdir()
+    monkeypatch.setattr(rundir, "STARTED_NS", time.time_ns())  # users/ was there before this "process"
+    made = Path(rundir.unique_dir(str(tmp_path / "runs" / "label" / "date")))
+    for run_dir in (made, users):
+        with rundir.claim(run_dir):
+            pass
+        rundir.remove_if_made_and_empty(run_dir)
+    assert not (tmp_path / "runs").exists() and users.is_dir()
 
 
 @pytest.mark.parametrize("code", [errno.EROFS, errno.EACCES])
@@ -358,17 +347,17 @@ def edit_config(c):
 
 
 @pytest.mark.parametrize("edit,message", [
-    (edit_step, "progress.step must be a whole number from 0, got '12'"),
-    (edit_step_float, "progress.step must be a whole number from 0, got 12.0"),
+    (edit_step, "progress.step must be a whole number from 0 to 2\\*\\*53, got '12'"),
+    (edit_step_float, "progress.step must be a whole number from 0 to 2\\*\\*53, got 12.0"),
     (edit_best_val, "progress.best_val must be a number, got 'good'"),
     (edit_monitor, "progress.monitor must be an object with smooth_loss, interval, skipped_steps, clipped_steps, "
                    r"chars_per_step \(the monitor's state; it lacks interval\)"),
-    (edit_clipped_steps, "progress.monitor must be an object whose clipped_steps is a whole number from 0 "
+    (edit_clipped_steps, "progress.monitor must be an object whose clipped_steps is a whole number from 0 to 2\\*\\*53 "
                          r"\(got -3\)"),
-    (edit_chars_per_step, "progress.monitor must be an object whose chars_per_step is a whole number from 0, or "
-                          r"null \(got 'many'\)"),
+    (edit_chars_per_step, "progress.monitor must be an object whose chars_per_step is a whole number from 0 to "
+                          r"2\*\*53, or null \(got 'many'\)"),
     (edit_optimizer_missing, "the optimizer state lacks optim/exp_avg/Whh"),
-    (edit_optimizer_shape, r"optim/exp_avg_sq/Why must be a float array of shape \(29, 16\), got float32 \(3, 3\)"),
+    (edit_optimizer_shape, r"optim/exp_avg_sq/Why is float32 \(3, 3\), where its model needs \(29, 16\)"),
     (edit_optimizer_step, "optim/step must be a whole number from 0"),
     (edit_config, r"its saved config, with your overrides, does not validate \(optim.beta1 must be in \[0, 1\)"),
 ])
@@ -549,4 +538,21 @@ def test_ctrl_c_at_any_moment_is_one_line(finished, tmp_path, script):
         assert "Traceback" not in err, (delay, err)
         assert proc.returncode in (-signal.SIGINT, 128 + signal.SIGINT), (delay, proc.returncode, err)
         last = err.strip().splitlines()[-1]
-        assert last == "interrupted" or last.startswith(("SIGINT: saved step", "interrupted without saving")), err
+        assert last == "interrupted" or last.startswith(("SIGINT: saved step", "SIGINT: stopped before training began",
+                                                         "interrupted without saving")), err
+
+
+def test_an_error_a_ctrl_c_became_inside_a_library_is_reported_as_the_interrupt(monkeypatch, capsys):
+    """Hydra, interrupted while it composes the config, may raise an error of its own ("defaults is not a
+    config key"): after a Ctrl-C, that is the interrupt, not the user's mistake."""
+    from omegaconf.errors import ConfigKeyError
+
+    from charrnn.training import signals
+
+    def composing():
+        raise ConfigKeyError("Key 'defaults' is not in struct")
+    monkeypatch.setattr(signals, "_interrupted", True)
+    with pytest.raises(SystemExit) as exited:
+        Command().run(composing)
+    assert exited.value.code == 128 + signal.SIGINT
+    assert capsys.readouterr().err == "interrupted\n"

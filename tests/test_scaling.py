@@ -2,12 +2,12 @@ import json
 
 import pytest
 
-from charrnn.tools.scaling import parse_size
+from charrnn.tools.args import byte_size
 from tests.conftest import TINY, run_scripts
 
 
 def test_sizes_read_as_a_person_writes_them():
-    assert [parse_size(s) for s in ("10MB", "1GB", "1.5kb", "123")] == [10**7, 10**9, 1500, 123]
+    assert [byte_size(s) for s in ("10MB", "1GB", "1.5kb", "123", "20B")] == [10**7, 10**9, 1500, 123, 20]
 
 
 @pytest.mark.slow  # three Python processes start torch

@@ -15,7 +15,7 @@ def test_a_sweep_runs_its_jobs_side_by_side_each_with_its_share_of_the_cores(cor
                            f"hydra.sweep.dir={tmp_path / 'sweep'}", f"data.path={corpus}", *TINY,
                            "train.max_iters=5", "seed=1,2"], timeout=300)
     assert proc.returncode == 0, proc.stderr
-    job_dirs = [tmp_path / "sweep" / name for name in ("0_seed=1", "1_seed=2")]  # number, then the swept value
+    job_dirs = [tmp_path / "sweep" / name for name in ("0_seed-1", "1_seed-2")]  # number, then the swept value
     results = [json.loads((job_dir / "result.json").read_text()) for job_dir in job_dirs]
     assert [r["steps"] for r in results] == [5, 5] and results[0]["val_loss"] != results[1]["val_loss"]
     # Each job saw cores // n_jobs threads in every math library (joblib's loky workers set them).

@@ -108,10 +108,10 @@ def test_train_py_runs_from_the_command_line_and_multirun_sweeps(corpus, tmp_pat
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     # each job's directory is named by its number and the values the sweep varies
-    for job in ("0_optim=adam", "1_optim=sgd"):
+    for job in ("0_optim-adam", "1_optim-sgd"):
         assert (out / job / "ckpt_last.npz").is_file()
         assert json.loads((out / job / "result.json").read_text())["steps"] == 5
-    assert load_checkpoint(out / "1_optim=sgd" / "ckpt_last.npz").config["optim"]["name"] == "sgd"
+    assert load_checkpoint(out / "1_optim-sgd" / "ckpt_last.npz").config["optim"]["name"] == "sgd"
 
 
 BLOW_UP = ["optim=sgd", "optim.lr=1e38", "train.clip_mode=none", "train.lr_schedule=constant", "train.max_iters=30"]

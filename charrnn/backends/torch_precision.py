@@ -19,8 +19,9 @@ import contextlib
 import numpy as np
 import torch
 
+from charrnn.optim import SCALER_KEYS
+
 AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-SCALER_KEYS = ("scaler/scale", "scaler/growth_tracker")
 
 
 class Precision:

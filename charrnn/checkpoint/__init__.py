@@ -2,7 +2,8 @@
 model back on a backend (restore.py), and a trained model loaded for use (loaded.py)."""
 
 from charrnn.checkpoint.format import Checkpoint, load_checkpoint, save_checkpoint
-from charrnn.checkpoint.restore import BEST_THEN_LAST, resolve_checkpoint, restore_backend, resume_path
+from charrnn.checkpoint.restore import (BEST_THEN_LAST, resolve_checkpoint, restore_backend, resume_path,
+                                        saved_config)
 
 __all__ = ["BEST_THEN_LAST", "Checkpoint", "load_checkpoint", "resolve_checkpoint", "restore_backend",
-           "resume_path", "save_checkpoint"]
+           "resume_path", "save_checkpoint", "saved_config"]

@@ -9,6 +9,10 @@ import math
 
 import numpy as np
 
+# The largest count a field may hold: exact in JSON and in float64, and beyond any run's steps by far
+# (TensorBoard's step is an int64, which a larger count would overflow).
+MAX_COUNT = 2**53
+
 
 def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
@@ -19,15 +23,20 @@ def _is_number(v) -> bool:
 
 
 def count(v) -> str | None:
-    return None if _is_int(v) and v >= 0 else "a whole number from 0"
+    return None if _is_int(v) and 0 <= v <= MAX_COUNT else "a whole number from 0 to 2**53"
 
 
 def count_or_null(v) -> str | None:
-    return None if v is None or (_is_int(v) and v >= 0) else "a whole number from 0, or null"
+    return None if v is None or count(v) is None else "a whole number from 0 to 2**53, or null"
 
 
 def step_or_none(v) -> str | None:
-    return None if _is_int(v) and v >= -1 else "a whole number from -1 (no evaluation yet)"
+    return None if _is_int(v) and -1 <= v <= MAX_COUNT else "a whole number from -1 to 2**53 (-1: no evaluation yet)"
+
+
+def run_id(v) -> str | None:
+    ok = isinstance(v, str) and len(v) == 32 and all(c in "0123456789abcdef" for c in v)
+    return None if ok else "32 hexadecimal digits"
 
 
 def number(v) -> str | None:
@@ -66,7 +75,7 @@ def interval(v) -> str | None:
 MONITOR_FIELDS = {"smooth_loss": number_or_null, "interval": interval, "skipped_steps": count,
                   "clipped_steps": count, "chars_per_step": count_or_null}
 # Fields that checkpoints written before they existed lack (their readers default them).
-OPTIONAL = {"skipped_steps", "clipped_steps", "chars_per_step", "steps", "init_from"}
+OPTIONAL = {"skipped_steps", "clipped_steps", "chars_per_step", "steps", "init_from", "run_id"}
 
 
 def monitor(v) -> str | None:
@@ -83,7 +92,8 @@ def origin_or_null(v) -> str | None:
 
 # charrnn.training.resume.Progress's fields (all but the recurrent state, arrays of their own).
 PROGRESS_FIELDS = {"step": count, "epoch": count, "chunk": count, "eval_step": step_or_none, "val_loss": number,
-                   "best_val": number, "train_seconds": seconds, "monitor": monitor, "init_from": origin_or_null}
+                   "best_val": number, "train_seconds": seconds, "monitor": monitor, "run_id": run_id,
+                   "init_from": origin_or_null}
 
 
 def _object_problem(v, fields: dict, what: str) -> str | None:

@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 
 from charrnn.backends import Backend
 from charrnn.checkpoint.format import Checkpoint, load_checkpoint
-from charrnn.checkpoint.restore import resolve_checkpoint, restore_backend
+from charrnn.checkpoint.restore import resolve_checkpoint, restore_backend, saved_config
 from charrnn.config import BackendConfig, Config, to_config
 from charrnn.data import Vocab, load_ids, split
 from charrnn.errors import UserError
@@ -47,7 +47,7 @@ def load_model(path_str: str, backend: BackendConfig) -> LoadedModel:
     path = resolve_checkpoint(path_str)
     ckpt = load_checkpoint(path)
     try:
-        cfg = to_config(OmegaConf.create({**ckpt.config, "backend": asdict(backend)}))
+        cfg = to_config(OmegaConf.merge(saved_config(ckpt), {"backend": asdict(backend)}))
     except UserError as e:
         raise UserError(f"checkpoint {path} holds an unusable config ({e})") from None
     model, vocab = restore_backend(ckpt, cfg)

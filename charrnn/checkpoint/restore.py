@@ -1,6 +1,9 @@
-"""A checkpoint's model back on a backend, and which file a path names."""
+"""A checkpoint's model back on a backend, its config as data, and which file a path names."""
 
+import re
 from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
 
 from charrnn.backends import Backend, StepSettings, make_backend
 from charrnn.checkpoint.format import Checkpoint
@@ -28,6 +31,23 @@ def restore_backend(ckpt: Checkpoint, cfg, replicas: Solo = SOLO) -> tuple[Backe
     params = {k: v.astype(cfg.model.dtype) for k, v in ckpt.params.items()}
     settings = StepSettings.from_config(cfg, spec.vocab_size)
     return make_backend(cfg.backend.name, spec, params, settings, cfg.backend.device, replicas), vocab
+
+
+def saved_config(ckpt: Checkpoint) -> DictConfig:
+    """The checkpoint's config as an OmegaConf node in which every string is text: an interpolation
+    (${oc.env:...}, ${unique_dir:...}) that a file holds is data, never resolved."""
+    return OmegaConf.create(_as_text(ckpt.config))
+
+
+def _as_text(value):
+    """value with each string escaped for OmegaConf: the backslashes before a ${ doubled, the ${ escaped."""
+    if isinstance(value, dict):
+        return {k: _as_text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_text(v) for v in value]
+    if isinstance(value, str):
+        return re.sub(r"(\\*)\$\{", lambda m: m.group(1) * 2 + "\\${", value)
+    return value
 
 
 BEST_THEN_LAST = ("ckpt_best.npz", "ckpt_last.npz")

@@ -49,7 +49,12 @@ def open_corpus(path: Path):
     except OSError as e:
         raise UserError(f"cannot read corpus file {path}: {e.strerror}; pass a readable file as data.path") from None
     if os.fstat(file.fileno()).st_size == 0:
+        # /proc and /sys files report a size of 0 whatever they hold: reading twice could give two contents
+        pseudo = file.read(1) != b""
         file.close()
+        if pseudo:
+            raise UserError(f"corpus file {path} reports a size of 0 but holds text (a /proc or /sys file, whose "
+                            f"content can change between reads); copy it to a regular file and pass that as data.path")
         raise UserError(f"corpus file {path} is empty; pass data.path=/path/to/a/text/file.txt")
     return file
 
@@ -120,22 +125,31 @@ def id_dtype(vocab_size: int) -> np.dtype:
 
 def write_ids(path: Path, encoding: str, symbols: np.ndarray, out, progress: Callable[[int], object] = int) -> int:
     """Second pass: each symbol's id (its index in symbols), written to the binary file out in
-    id_dtype(len(symbols)); returns how many were written. The file must not have changed since
-    scan() found symbols (the caller compares its size and times)."""
+    id_dtype(len(symbols)); returns how many were written. A symbol that scan() did not find means the
+    file changed between the passes (so does a change of its size, which the caller compares)."""
     table = np.zeros(int(symbols[-1]) + 1, id_dtype(len(symbols)))  # symbol -> id
     table[symbols] = np.arange(len(symbols))
+    known = np.zeros(len(table), bool)
+    known[symbols] = True
     written = 0
     for block in symbol_blocks(path, encoding, lambda raw: progress(len(raw))):
+        if len(block) and (int(block.max()) >= len(table) or not known[block].all()):
+            raise UserError(f"corpus file {path} changed while it was being encoded; run again once it is written")
         out.write(table[block].tobytes())
         written += len(block)
     return written
 
 
 def file_sha256(path: Path) -> str:
-    hasher = hashlib.sha256()
     with open_corpus(path) as file:
-        for block in iter(lambda: file.read(BLOCK_BYTES), b""):
-            hasher.update(block)
+        return stream_sha256(file)
+
+
+def stream_sha256(file) -> str:
+    """The sha256 of what is left to read in a binary file."""
+    hasher = hashlib.sha256()
+    for block in iter(lambda: file.read(BLOCK_BYTES), b""):
+        hasher.update(block)
     return hasher.hexdigest()
 
 

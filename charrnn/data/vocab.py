@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from charrnn.data.corpus import code_points
 from charrnn.errors import UserError
 
 ENCODINGS = ("utf-8", "utf-8-replace", "bytes")
@@ -39,14 +38,21 @@ class Vocab:
         return self.ids(self.symbols_of(text))
 
     def symbols_of(self, text: str) -> np.ndarray:
-        """text's code points or, in a byte vocabulary, its UTF-8 bytes."""
+        """text's code points or, in a byte vocabulary, its UTF-8 bytes. Text from a command line may hold
+        bytes that are not UTF-8, which Python keeps as lone surrogates (U+DC80-U+DCFF): a byte vocabulary
+        reads them as the bytes they were; in a text vocabulary they are code points no vocabulary has."""
         if self.is_bytes:
-            return np.frombuffer(text.encode("utf-8"), np.uint8).astype(np.int64)
-        return code_points(text).astype(np.int64)
+            return np.frombuffer(text.encode("utf-8", "surrogateescape"), np.uint8).astype(np.int64)
+        return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32).astype(np.int64)
 
     def unknown(self, text: str) -> list[str]:
         """The characters of text that the vocabulary cannot encode, sorted."""
         return sorted(c for c in set(text) if not np.isin(self.symbols_of(c), self.symbols).all())
+
+    @staticmethod
+    def show_char(c: str) -> str:
+        """A character for a message: quoted, or a byte that was not UTF-8 as \\xNN."""
+        return f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF else repr(c)
 
     def decode_stream(self, ids: Iterable[int]) -> Iterator[str]:
         """Text for ids as they come, each character as soon as it is whole."""

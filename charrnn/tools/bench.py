@@ -52,6 +52,7 @@ from charrnn.errors import UserError
 from charrnn.optim import AdamConfig
 from charrnn.model import CELLS, ModelSpec, init_params, model_spec, zero_state
 from charrnn.tools import acceptance
+from charrnn.tools.args import Parser, output_file, positive_int, positive_seconds, shape
 
 V = 65
 SHAPES = [(100, 1, 25), (128, 32, 64), (256, 64, 64), (512, 64, 64)]
@@ -363,13 +364,13 @@ def format_row(row: dict) -> str:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=2.0, help="timed seconds per measurement")
-    parser.add_argument("--shapes", nargs="+", help="H,B,T triples (default: the four reference shapes)")
+    parser = Parser(prog="python -m charrnn.tools.bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=positive_seconds, default=2.0, help="timed seconds per measurement")
+    parser.add_argument("--shapes", nargs="+", type=shape, help="H,B,T triples (default: the four reference shapes)")
     parser.add_argument("--cell", choices=CELLS, default="rnn", help="the recurrent cell (default rnn)")
-    parser.add_argument("--layers", type=int, default=1, help="stacked layers (default 1)")
+    parser.add_argument("--layers", type=positive_int, default=1, help="stacked layers (default 1)")
     parser.add_argument("--no-trainer", action="store_true", help="skip the trainer loop's overhead")
-    parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--json", type=output_file, help="also write the figures to this file")
     parser.add_argument("--device", default="cpu", help="where the torch implementations run: cpu (default), "
                                                         "cuda, cuda:N or mps")
     parser.add_argument("--cpu-time", action="store_true", help="time each step by this process's CPU time, "
@@ -379,8 +380,8 @@ def main(argv=None) -> None:
     parser.add_argument("--peak-memory-of", nargs=2, metavar=("IMPL", "H,B,T"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.peak_memory_of:
-        impl, shape = args.peak_memory_of
-        print(_own_peak_memory_mb(impl, *(int(v) for v in shape.split(",")), args.cell, args.layers))
+        impl, dims = args.peak_memory_of
+        print(_own_peak_memory_mb(impl, *shape(dims), args.cell, args.layers))
         return
     try:
         # a device this machine lacks is one line, before anything runs
@@ -390,7 +391,7 @@ def main(argv=None) -> None:
     clock = time.process_time if args.cpu_time else time.perf_counter
     if args.check:
         sys.exit(0 if acceptance.run(device, args.seconds, clock=clock) else 1)
-    shapes = [tuple(int(v) for v in s.split(",")) for s in args.shapes] if args.shapes else SHAPES
+    shapes = args.shapes or SHAPES
     print(f"chars/s of a full float32 training step (fwd, bwd, clip, Adam), V=65, {args.cell} x{args.layers}, "
           f"on {device}; medians{' of CPU time' if args.cpu_time else ''}")
     print(header(args.cell))

@@ -20,8 +20,9 @@ import time
 import numpy as np
 
 from charrnn.backends import BACKENDS, make_backend
-from charrnn.tools.bench import LR, SETTINGS, V
 from charrnn.distributed import join
+from charrnn.tools.args import Parser, positive_int
+from charrnn.tools.bench import LR, SETTINGS, V
 from charrnn.model import init_params, model_spec, zero_state
 
 H, B, T = 384, 64, 64
@@ -80,10 +81,10 @@ def launch(world_size: int, threads: int, backend_name: str, steps: int) -> dict
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(prog="python -m charrnn.tools.bench_distributed", description=__doc__.splitlines()[0])
     parser.add_argument("--backend", default="numpy", choices=tuple(BACKENDS))
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--rounds", type=positive_int, default=3)
+    parser.add_argument("--steps", type=positive_int, default=30)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:

@@ -20,15 +20,7 @@ from pathlib import Path
 
 from charrnn.errors import UserError
 from charrnn.files import atomic_write
-
-UNITS = {"KB": 10**3, "MB": 10**6, "GB": 10**9}
-
-
-def parse_size(text: str) -> int:
-    for unit, scale in UNITS.items():
-        if text.upper().endswith(unit):
-            return int(float(text[: -len(unit)]) * scale)
-    return int(text)
+from charrnn.tools.args import Parser, byte_size, existing_file, output_file, positive_int, work_dir
 
 
 def default_config(overrides: list[str]):
@@ -98,13 +90,14 @@ def format_row(size: str, first: dict, later: dict) -> str:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", nargs="+", default=["10MB", "100MB", "1GB"])
-    parser.add_argument("--dir", default=str(Path(tempfile.gettempdir()) / "charrnn-scaling"),
+    parser = Parser(prog="python -m charrnn.tools.scaling", description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", nargs="+", type=byte_size, default=[10**7, 10**8, 10**9],
+                        help="corpus sizes: 20KB, 10MB, 1GB (powers of ten)")
+    parser.add_argument("--dir", type=work_dir, default=str(Path(tempfile.gettempdir()) / "charrnn-scaling"),
                         help="where the corpora and their caches go (kept, so a second call reuses the corpora)")
-    parser.add_argument("--steps", type=int, default=20, help="training steps per process")
-    parser.add_argument("--source", help="the text to repeat (default: Tiny Shakespeare)")
-    parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--steps", type=positive_int, default=20, help="training steps per process")
+    parser.add_argument("--source", type=existing_file, help="the text to repeat (default: Tiny Shakespeare)")
+    parser.add_argument("--json", type=output_file, help="also write the figures to this file")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("overrides", nargs="*", help="config overrides for the training, e.g. train.eval_chars=100000")
     args = parser.parse_args(argv)
@@ -115,25 +108,24 @@ def main(argv=None) -> None:
             figures = child(corpus, cache_dir, int(steps), args.overrides)
         print(json.dumps(figures), file=stdout)
         return
-    directory = Path(args.dir)
-    directory.mkdir(parents=True, exist_ok=True)
     print(f"default config {' '.join(args.overrides)}, {args.steps} steps per process (with the evaluations at their start and end); "
           f"load: finding or encoding the ids, and the streams (wall and CPU seconds); peak MB: the process's peak RSS")
     print(HEADER)
     rows = []
     for size in args.sizes:
         try:
-            corpus = make_corpus(directory, parse_size(size), Path(args.source) if args.source else tinyshakespeare())
+            corpus = make_corpus(args.dir, size, args.source or tinyshakespeare())
         except UserError as e:
-            raise SystemExit(f"error: {e}") from None
-        cache_dir = directory / f"cache_{corpus.stem}"
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+        cache_dir = args.dir / f"cache_{corpus.stem}"
         shutil.rmtree(cache_dir, ignore_errors=True)
         first = measure(corpus, cache_dir, args.steps, args.overrides)
         later = measure(corpus, cache_dir, args.steps, args.overrides)
         rows.append({"size": size, "first": first, "later": later})
-        print(format_row(size, first, later), flush=True)
+        print(format_row(f"{size / 1e6:g}MB", first, later), flush=True)
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2))
+        args.json.write_text(json.dumps(rows, indent=2))
 
 
 if __name__ == "__main__":

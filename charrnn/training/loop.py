@@ -6,8 +6,10 @@
 """
 
 import contextlib
+import itertools
 import json
 import math
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +32,8 @@ from charrnn.optim import learning_rate, warmup_fraction
 from charrnn.sampling import generate, quiet_overflow, start_ids
 from charrnn.training.evaluation import evaluate, full_evaluation
 from charrnn.training.finetune import Start, in_vocabulary, start_from
-from charrnn.training.resume import Progress, resume, resume_dir
-from charrnn.training.rundir import check_fresh, claim
+from charrnn.training.resume import Progress, config_header, resume, resume_dir
+from charrnn.training.rundir import check_empty, claim
 from charrnn.training.signals import StopRequest
 from charrnn.training.threads import PhaseThreads
 
@@ -55,30 +57,32 @@ def train(cfg: Config, run_dir: Path, on_start=None, command: str | None = None)
     """Train afresh into run_dir (from train.init_from's weights, if given) or, with train.resume, continue
     that checkpoint's run in its own directory (so TensorBoard shows one unbroken run) exactly as if it had
     never stopped; resumed from an earlier point than where that run stopped, it forks into run_dir instead
-    (see resume_dir). The directory is locked for the whole run; on_start() is called once the run is
+    (see resume_dir). The directory is locked for the whole run; on_start(run_dir) is called once the run is
     accepted, before anything is written; command is the command line, for TensorBoard's config card.
     The corpus is read first: a mistake in the command is named before the directory is looked at."""
     # this process's rank and streams, under torchrun (charrnn.distributed); one process otherwise
     replicas = join(cfg.train.batch_size, cfg.backend.device)
-    vocab, ids = load_ids(cfg.data)
-    note, start = None, None
-    if cfg.train.resume is not None:
-        run_dir, note = resume_dir(cfg.train.resume, run_dir)
-        if cfg.train.init_from is not None:
-            # a fine-tuned run's vocabulary holds its corpus's characters and its first checkpoint's
-            symbols = load_checkpoint(resume_path(cfg.train.resume)).vocab
-            if np.isin(vocab.symbols, symbols).all():
-                vocab, ids = in_vocabulary(symbols, vocab, ids)
-    elif cfg.train.init_from is not None:
-        start = start_from(cfg, vocab, ids)
-        vocab, ids = start.vocab, start.ids
-    # rank 0 alone writes into the run directory, so it alone owns it
-    with claim(run_dir) if replicas.is_main else contextlib.nullcontext():
-        trainer = Trainer(cfg, run_dir, vocab, ids, replicas, forked=note is not None, start=start)
-        if on_start and replicas.is_main:
-            on_start()
-        trainer.announce(len(ids), note, command)
-        return trainer.run()
+    # a signal stops the run at once until training begins, then asks it to stop after a step
+    with StopRequest(repeat_raises=replicas.world_size == 1, immediate=True) as stop:
+        vocab, ids = load_ids(cfg.data)
+        note, start = None, None
+        if cfg.train.resume is not None:
+            run_dir, note = resume_dir(cfg.train.resume, run_dir)
+            if cfg.train.init_from is not None:
+                # a fine-tuned run's vocabulary holds its corpus's characters and its first checkpoint's
+                symbols = load_checkpoint(resume_path(cfg.train.resume)).vocab
+                if np.isin(vocab.symbols, symbols).all():
+                    vocab, ids = in_vocabulary(symbols, vocab, ids)
+        elif cfg.train.init_from is not None:
+            start = start_from(cfg, vocab, ids)
+            vocab, ids = start.vocab, start.ids
+        # rank 0 alone writes into the run directory, so it alone owns it
+        with claim(run_dir) if replicas.is_main else contextlib.nullcontext():
+            trainer = Trainer(cfg, run_dir, vocab, ids, replicas, forked=note is not None, start=start)
+            if on_start and replicas.is_main:
+                on_start(run_dir)
+            trainer.announce(len(ids), note, command)
+            return trainer.run(stop)
 
 
 def make_batchers(cfg: Config, ids: np.ndarray) -> tuple[StreamBatcher, StreamBatcher]:
@@ -125,7 +129,7 @@ class Trainer:
         self.spec, self.dtype = spec_of(cfg.model, len(vocab)), cfg.model.dtype
         self.zeros = zero_state(self.spec, tc.batch_size // replicas.world_size, self.dtype)
         if replicas.is_main and (tc.resume is None or forked):
-            check_fresh(run_dir)
+            check_empty(run_dir)
         self.backend: Backend
         if tc.resume is None:
             params = start.params if start else init_params(self.spec, cfg.model.init, cfg.model.init_std, cfg.seed,
@@ -135,6 +139,8 @@ class Trainer:
             self.progress = Progress(state=self.zeros, init_from=start.origin if start else None)
         else:
             self.backend, self.progress = resume(cfg, vocab, len(self.train_batches), run_dir, replicas)
+            if forked:  # another run from here on, with an identity of its own
+                self.progress.run_id = Progress(state=()).run_id
         # after the backend, which loads torch if it needs it
         self.threads = PhaseThreads()
         self.guard = self.backend.settings.guard
@@ -147,7 +153,7 @@ class Trainer:
         """Write the run's config and open its monitor (rank 0), then the run's first lines."""
         p, tc = self.progress, self.cfg.train
         if self.replicas.is_main:
-            write_config(self.run_dir, self.config_dict)
+            write_config(self.run_dir, self.config_dict, p.run_id)
             novelty = NoveltyIndex(self.train_batches.ids, self.full_val_batches.ids, self.vocab)
             self.monitor = Monitor(self.run_dir, tc.max_iters, p.step, tc.log_interval, tc.clip_mode, p.monitor,
                                    tc.max_seconds, p.train_seconds, novelty, config=self.config_dict,
@@ -161,18 +167,20 @@ class Trainer:
         if note:
             self.monitor.write(note)
 
-    def run(self) -> TrainResult:
+    def run(self, stop: StopRequest) -> TrainResult:
         p, tc = self.progress, self.cfg.train
         lr = math.nan
-        with (self.monitor, StopRequest(repeat_raises=self.replicas.world_size == 1) as stop, quiet_overflow(),
-              self.threads.phase("training")):
+        with self.monitor, quiet_overflow(), self.threads.phase("training"):
             self.replicas.watch(stop)
+            stop.immediate = False
             stopped_by = None
             while not self.finished() and stopped_by is None:
                 # evaluate, sample and checkpoint every eval_interval steps, unless a resumed run starts at
-                # a step already evaluated (evaluation time is not training time)
+                # a step already evaluated (evaluation time is not training time); a signal abandons it
                 if p.step % tc.eval_interval == 0 and p.eval_step != p.step and (p.step or tc.eval_at_start):
-                    self.evaluate_and_save()
+                    if not self.evaluate_and_save(stop):
+                        stopped_by = stop.signal or signal.SIGTERM
+                        break
                 # learning rate for this step: a warm-up, then the schedule, by steps or by the clock
                 lr = learning_rate(p.step, run_progress(p.step, p.train_seconds, tc), self.cfg.optim.lr,
                                    tc.lr_schedule, tc.warmup_iters, tc.min_lr, warmup_share(tc))
@@ -197,22 +205,25 @@ class Trainer:
                 # every rank stops at the same step, and goes by the same clock
                 stopped_by, p.train_seconds = self.replicas.agree(stop.signal, p.train_seconds,
                                                                   clock=tc.max_seconds is not None)
-            # stopped by a signal: keep the state between two steps; finished: evaluate the last step
+            # finished: evaluate the last step; stopped by a signal, there or before: keep the state between
+            # two steps (an evaluation it interrupted is left for a resume to repeat)
+            if stopped_by is None and p.eval_step != p.step and not self.evaluate_and_save(stop):
+                stopped_by = stop.signal or signal.SIGTERM
             if stopped_by is not None:
                 self.save("ckpt_last.npz")
-            elif p.eval_step != p.step:
-                self.evaluate_and_save()
             full_val_loss = None
             if stopped_by is None and tc.final_full_eval:
                 with self.threads.phase("evaluation"):
                     full_val_loss = full_evaluation(self.backend, self.val_batches, self.full_val_batches,
                                                     p.val_loss, self.spec, self.dtype, self.replicas, self.monitor,
-                                                    p.step)
+                                                    p.step, stop.stopping)
+                if full_val_loss is None:
+                    stopped_by = stop.signal or signal.SIGTERM
             self.monitor.hparams(self.config_dict)
         if self.replicas.is_main:
             write_text_atomic(self.run_dir / "result.json", json.dumps(
                 dict(steps=p.step, train_seconds=p.train_seconds, val_loss=p.val_loss, best_val_loss=p.best_val,
-                     val_bpc=p.val_loss / math.log(2), val_loss_full=full_val_loss), indent=2))
+                     val_bpc=p.val_loss / math.log(2), val_loss_full=full_val_loss, run_id=p.run_id), indent=2))
         # where the schedule stands once the steps taken are done
         progress = run_progress(p.step, p.train_seconds, tc)
         return TrainResult(steps=p.step, train_seconds=p.train_seconds, val_loss=p.val_loss,
@@ -245,42 +256,54 @@ class Trainer:
         if p.chunk == len(self.train_batches):
             p.chunk, p.epoch, p.state = 0, p.epoch + 1, self.zeros
 
-    def evaluate_and_save(self) -> None:
-        """The validation loss of the weights now (every rank), the monitor's figures and a sample (rank 0),
-        then ckpt_best.npz if it improved and ckpt_last.npz."""
+    def evaluate_and_save(self, stop: StopRequest) -> bool:
+        """The validation loss of the weights now (every rank), then ckpt_best.npz if it improved and
+        ckpt_last.npz, then the monitor's figures and a sample (rank 0): saved first, so that output that
+        fails loses nothing. False, with nothing saved or shown, if a signal interrupted it."""
         p, tc = self.progress, self.cfg.train
         with self.threads.phase("evaluation"):
-            p.val_loss = evaluate(self.backend, self.val_batches, self.spec, self.dtype, self.replicas)
+            val_loss = evaluate(self.backend, self.val_batches, self.spec, self.dtype, self.replicas, stop.stopping)
+        if val_loss is None:
+            return False
+        p.val_loss = val_loss
         if not p.val_loss <= self.guard.max_loss:  # NaN too
             raise self.nonfinite_error(f"step {p.step}: the validation loss is {p.val_loss:.4g}, the weights have "
                                        f"blown up (train.max_loss_ratio={tc.max_loss_ratio} x ln(V) = "
                                        f"{self.guard.max_loss:.4g} is the most a working model scores)")
-        if self.replicas.is_main:
-            self.show_evaluation()
+        # the sample (rank 0) is drawn first, as a signal may cut it short; every rank learns whether it did
+        shown = self.show_evaluation(stop) if self.replicas.is_main else None
+        if self.replicas.sum(float(shown is None and self.replicas.is_main)):
+            return False
         p.eval_step = p.step
         improved = p.val_loss < p.best_val
         p.best_val = min(p.best_val, p.val_loss)
         # best first: a kill between the two writes leaves ckpt_last.npz before this step, which a resume
         # repeats, evaluating and writing both again
         self.save(*(["ckpt_best.npz"] if improved else []), "ckpt_last.npz")
+        if shown is not None:
+            sample, params, grads, drawn = shown
+            self.monitor.evaluation(p.step, p.val_loss, sample, params, grads, best_val_loss=p.best_val,
+                                    train_seconds=p.train_seconds, sample_settings=drawn)
+        return True
 
-    def show_evaluation(self) -> None:
-        """The evaluation's figures, a sample, and how far back the next chunk's gradient reaches."""
+    def show_evaluation(self, stop: StopRequest) -> tuple | None:
+        """What the monitor shows of an evaluation: a sample, the weights, the gradients of the next chunk
+        (how far back they reach) and the sample's settings; None if a signal cut the sample short."""
         p, cfg = self.progress, self.cfg
         # sample.py's options, but the seed: (seed, step), not one long stream, so that a resumed run, or one
         # whose extra final evaluation came in between, draws the same sample at each step as an unbroken run
         drawn = {"temperature": 1.0, "length": cfg.train.sample_length, "prime": "", "seed": [cfg.seed, p.step]}
         with self.threads.phase("sampling"):
-            sample = self.vocab.decode(generate(self.backend, start_ids(self.vocab, drawn["prime"]),
-                                                zero_state(self.spec, 1, self.dtype), drawn["length"],
-                                                np.random.default_rng(drawn["seed"]), drawn["temperature"]))
+            ids = generate(self.backend, start_ids(self.vocab, drawn["prime"]), zero_state(self.spec, 1, self.dtype),
+                           drawn["length"], np.random.default_rng(drawn["seed"]), drawn["temperature"])
+            sample_ids = list(itertools.takewhile(lambda _: not stop.stopping(), ids))
+        if stop.stopping():
+            return None
         # the chunk training reads next (this rank's streams), from the state it starts from
         inputs, targets = self.replicas.local(*self.train_batches.chunk(p.chunk))
         with self.threads.phase("evaluation"):
             grads = self.backend.gradients(inputs, targets, self.state_prev(), self.masks(p.step, inputs))
-        self.monitor.evaluation(p.step, p.val_loss, sample, self.backend.export_params(), grads,
-                                best_val_loss=min(p.best_val, p.val_loss), train_seconds=p.train_seconds,
-                                sample_settings=drawn)
+        return self.vocab.decode(sample_ids), self.backend.export_params(), grads, drawn
 
     def save(self, *names: str) -> None:
         """Checkpoint the run as of now into each of names (rank 0; every rank gives its streams' state)."""
@@ -312,20 +335,25 @@ class Trainer:
 
     def nonfinite_error(self, problem: str) -> UserError:
         """Training cannot go on: what happened, its likely cause, and that the last checkpoint is intact."""
-        cfg = self.cfg
+        cfg, last = self.cfg, self.run_dir / "ckpt_last.npz"
+        if self.progress.step == 0 and cfg.train.resume is None:  # no update made: the start is to blame
+            return UserError(f"{problem}; likely cause: initial weights too large, model.init={cfg.model.init} "
+                             f"model.init_std={cfg.model.init_std}: lower model.init_std; nothing was saved")
+        kept = f"{last} holds the last good state" if last.exists() else "no checkpoint was written yet"
         if cfg.train.clip_mode == "none":
             cause = f"optim.lr={cfg.optim.lr} on unclipped gradients: lower it, or clip (train.clip_mode=norm)"
         else:
             cause = f"optim.lr={cfg.optim.lr}: lower it, or clip harder (train.grad_clip={cfg.train.grad_clip})"
         return UserError(f"{problem}; likely cause: a learning rate too high, {cause}; nothing new was saved, "
-                         f"{self.run_dir / 'ckpt_last.npz'} holds the last good state")
+                         f"{kept}")
 
 
-def write_config(run_dir: Path, config_dict: dict) -> None:
-    """The run directory's first file: a directory that cannot be written fails here, before training."""
+def write_config(run_dir: Path, config_dict: dict, run_id: str) -> None:
+    """The run directory's first file, headed by the run's identity: a directory that cannot be written
+    fails here, before training."""
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(config_dict))
+        write_text_atomic(run_dir / "config.yaml", f"{config_header(run_id)}\n{OmegaConf.to_yaml(config_dict)}")
     except OSError as e:
         raise UserError(f"cannot write to the run directory {run_dir}: {e.strerror}; "
                         f"name a writable one with hydra.run.dir=PATH") from None

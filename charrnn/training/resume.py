@@ -6,7 +6,10 @@ No random generator needs saving: initial weights come from the seed, batching i
 each evaluation draws its sample from a generator seeded by (seed, step) (see loop.py).
 """
 
+import json
 import math
+import stat
+import uuid
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -14,7 +17,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from charrnn.backends import Backend
-from charrnn.checkpoint import Checkpoint, load_checkpoint, restore_backend, resume_path
+from charrnn.checkpoint import Checkpoint, load_checkpoint, restore_backend, resume_path, saved_config
 from charrnn.checkpoint.fields import OPTIONAL, optimizer_problem, progress_problem
 from charrnn.config import Config, lookup
 from charrnn.data import Vocab
@@ -35,6 +38,9 @@ class Progress:
     best_val: float = math.inf
     train_seconds: float = 0.0     # counts against train.max_seconds across resumes
     monitor: dict = field(default_factory=dict)  # Monitor.state_dict() as of the save: smoothed loss, open log interval
+    # The run's identity, drawn when it starts, kept by a resume in place, drawn anew by a fork: the files
+    # of a run directory that carry it are that run's own (see resume_dir)
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     init_from: dict | None = None  # a fine-tuned run's origin: {"path", "step", "val_loss"} (charrnn.training.finetune)
 
     def to_json(self) -> dict:
@@ -44,8 +50,10 @@ class Progress:
     @classmethod
     def from_checkpoint(cls, ckpt: Checkpoint, path: Path, dtype: str, state_names: tuple[str, ...]) -> "Progress":
         """The run's progress, its carried state ordered by state_names (the model spec's)."""
-        names = [f.name for f in fields(cls) if f.name != "state"]
-        missing = [k for k in names if k not in ckpt.progress and k not in OPTIONAL]
+        # an optional field a checkpoint predates takes Progress's default (a run_id drawn now, no init_from)
+        names = [f.name for f in fields(cls)
+                 if f.name != "state" and (f.name in ckpt.progress or f.name not in OPTIONAL)]
+        missing = [k for k in names if k not in ckpt.progress]
         if missing:
             raise UserError(f"checkpoint {path} cannot be resumed: its progress lacks {', '.join(missing)} "
                             f"(it predates exact resume); sample from it, or train afresh")
@@ -64,28 +72,86 @@ class Progress:
 # is checked where the weights are loaded, in restore_backend.)
 FIXED = ("train.batch_size", "train.seq_length", "data.val_fraction", "optim.name")
 
+
 def resume_dir(resume: str, new_dir: Path) -> tuple[Path, str | None]:
     """Where a resumed run writes, and a note when that is not the checkpoint's own directory. A run
-    continues in place from where it stopped (its directory's ckpt_last.npz, or a checkpoint at the
-    same step). From any other point (ckpt_best.npz of a run that went on, an older copy) it forks
-    into new_dir, hydra.run.dir's directory: continuing in place would overwrite the later ckpt_last.npz,
-    result.json and curves, work that cannot be had back."""
+    continues in place only in its own directory, from where it stopped: the directory's ckpt_last.npz
+    is the same run (its run_id) at the same step, and every other file the run writes there
+    (ckpt_best.npz, result.json, config.yaml) is absent or that run's own. From any other point (the
+    ckpt_best.npz of a run that went on, an older copy) or place (another run's directory, a folder the
+    checkpoint was downloaded into) it forks into new_dir, hydra.run.dir's directory: continuing in place
+    would overwrite later work, or files that are not the run's, that cannot be had back."""
     path = resume_path(resume)
-    last = path.parent / "ckpt_last.npz"
-    if path.name == last.name or not last.is_file():
-        return path.parent, None
-    step = load_checkpoint(path).progress.get("step")
+    run_dir = path.parent.resolve()
+    progress = load_checkpoint(path).progress
+    identity, step = progress.get("run_id"), progress.get("step")
+    last = run_dir / "ckpt_last.npz"
+    why = _not_in_place(path, run_dir, identity, step)
+    if why is None:
+        return run_dir, None
+    if new_dir.resolve() == run_dir:
+        raise UserError(f"cannot resume {path} (step {step}) in its own directory: {why} and would be "
+                        f"overwritten; name a new directory with hydra.run.dir=PATH")
+    return new_dir, (f"resuming from {path} (step {step}), but {why}: continuing in a new run directory, "
+                     f"{new_dir}, so that nothing there is overwritten")
+
+
+def _not_in_place(path: Path, run_dir: Path, identity: str | None, step) -> str | None:
+    """Why the run of the checkpoint at path, with this identity and step, cannot continue in run_dir;
+    None if it can. A checkpoint from before run identities continues in place only as its directory's
+    ckpt_last.npz itself, among files that are plain files."""
+    last = run_dir / "ckpt_last.npz"
+    if not _is_plain_file(last):
+        return f"{last} is not its run's checkpoint"
+    if identity is None:
+        if path.resolve() != last:
+            return "it predates run identities and is not its directory's ckpt_last.npz"
+    else:
+        try:
+            there = load_checkpoint(last).progress
+        except UserError:
+            there = {}  # unreadable: all the more reason to leave it alone
+        if there.get("run_id") != identity:
+            return f"{last} is another run's"
+        if there.get("step") != step:
+            return f"its ckpt_last.npz is at step {there.get('step')}"
+    for name in ("ckpt_best.npz", "result.json", "config.yaml"):
+        if not _is_own_file(run_dir / name, identity):
+            return f"{run_dir / name} is not its run's own file"
+    return None
+
+
+def _is_plain_file(path: Path) -> bool:
+    """A regular file, not a link to one."""
     try:
-        last_step = load_checkpoint(last).progress.get("step")
-    except UserError:
-        last_step = None  # unreadable: all the more reason to leave it alone
-    if last_step == step:
-        return path.parent, None
-    if new_dir.resolve() == path.parent.resolve():
-        raise UserError(f"cannot resume {path} (step {step}) in its own directory: its ckpt_last.npz is at step "
-                        f"{last_step} and would be overwritten; name a new directory with hydra.run.dir=PATH")
-    return new_dir, (f"resuming from {path} (step {step}), not where its run stopped ({last}, step {last_step}): "
-                     f"continuing in a new run directory, {new_dir}, so that the later work stays")
+        return stat.S_ISREG(path.lstat().st_mode)
+    except OSError:
+        return False
+
+
+def _is_own_file(path: Path, identity: str | None) -> bool:
+    """Whether a file a run writes is absent, or a plain file that the run with this identity wrote (a run
+    from before identities: any plain file)."""
+    if not path.exists() and not path.is_symlink():
+        return True
+    if not _is_plain_file(path):
+        return False
+    if identity is None:
+        return True
+    try:
+        if path.suffix == ".npz":
+            return load_checkpoint(path).progress.get("run_id") == identity
+        if path.suffix == ".json":
+            return json.loads(path.read_text()).get("run_id") == identity
+        with open(path) as f:
+            return f.readline().strip() == config_header(identity)
+    except (UserError, OSError, ValueError, AttributeError):
+        return False
+
+
+def config_header(identity: str) -> str:
+    """The first line of a run's config.yaml: its identity, as a YAML comment."""
+    return f"# charrnn run {identity}"
 
 
 def resume(cfg: Config, vocab: Vocab, num_chunks: int, run_dir: Path, replicas: Solo = SOLO
@@ -101,7 +167,7 @@ def resume(cfg: Config, vocab: Vocab, num_chunks: int, run_dir: Path, replicas: 
                         f"(new: {vocab.show(np.setdiff1d(vocab.symbols, ckpt.vocab))}, "
                         f"gone: {vocab.show(np.setdiff1d(ckpt.vocab, vocab.symbols))}); "
                         f"resume on the corpus it was trained on")
-    saved_cfg = OmegaConf.create(ckpt.config)
+    saved_cfg = saved_config(ckpt)
     changed = [f"{key}={lookup(cfg, key)} (checkpoint: {OmegaConf.select(saved_cfg, key)})"
                for key in FIXED if lookup(cfg, key) != OmegaConf.select(saved_cfg, key)]
     if changed:

@@ -2,15 +2,18 @@
 
 Names a person can read and two runs never share (conf/train.yaml's hydra.run.dir):
 
-    runs/optim=sgd,optim.lr=1.0/2026-11-24_05-00-00     the overrides given on the command line
+    runs/optim-sgd+optim.lr-1.0/2026-11-24_05-00-00     the overrides given on the command line
     runs/baseline/2026-11-24_05-00-00                    name=baseline
     runs/default/2026-11-24_05-00-00-2                   none: the second default run of that second
-    runs/multirun/2026-11-24_05-00-00/1_optim=adam       -m: the job's number and the swept values
+    runs/multirun/2026-11-24_05-00-00/1_optim-adam       -m: the job's number and the swept values
+    runs/latest                                          a link to the newest run
 
-TensorBoard names each run by its path under --logdir, so its run list reads the same.
+A name holds no '=' or ',' and nothing a shell reads specially, so a run's path pastes into
+checkpoint= and train.resume= as it is. TensorBoard names each run by its path under --logdir.
 
 A run directory has one owner at a time: a lock held for the whole run, fresh or resumed, so two
-trainings never interleave their checkpoints, config and event files in one directory.
+trainings never interleave their checkpoints, config and event files in one directory. A new run
+starts only in an empty directory; what a run made and left empty is removed, and nothing else.
 """
 
 import contextlib
@@ -19,6 +22,8 @@ import fcntl
 import functools
 import os
 import re
+import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,9 +33,6 @@ from omegaconf import OmegaConf
 from charrnn.distributed import is_main_process
 from charrnn.errors import UserError
 
-LOCK_NAME = ".lock"  # holds the owner's process id, for the message a second run gets
-
-
 def unwritable(run_dir: Path, e: OSError) -> UserError:
     return UserError(f"cannot write to the run directory {run_dir}: {e.strerror}; nothing in it was changed; "
                      f"name a writable one with hydra.run.dir=PATH")
@@ -39,74 +41,110 @@ def unwritable(run_dir: Path, e: OSError) -> UserError:
 @contextmanager
 def claim(run_dir: Path) -> Iterator[None]:
     """Hold run_dir (created if absent) for the duration, or raise UserError if another process holds
-    it or it cannot be written. The lock is the kernel's (flock), so a run killed by any means releases
-    it; the file stays, empty of meaning until the next owner locks it, unless the run wrote nothing
-    else: then the directory is removed with it (a run refused at its start leaves no trace)."""
-    lock = run_dir / LOCK_NAME
-    while True:
-        fd = _open_lock(run_dir)
+    it or it cannot be written. The lock is the kernel's (flock) on the directory itself, so no lock file
+    is ever written, and a run killed by any means releases it."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as e:
+        raise unwritable(run_dir, e) from None
+    try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
-            owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
             if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
                 raise unwritable(run_dir, e) from None
-            raise UserError(f"{run_dir} is in use by another training (process {owner}); wait for it to end, "
-                            f"or name another directory with hydra.run.dir=PATH") from None
-        if _is_current(fd, lock):
-            break
-        os.close(fd)  # its owner left the directory empty and removed it, lock and all: make it anew
-    try:
-        try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        except OSError as e:
-            raise unwritable(run_dir, e) from None
+            raise UserError(f"{run_dir} is in use by another training (process {_lock_owner(fd)}); wait for it "
+                            f"to end, or name another directory with hydra.run.dir=PATH") from None
+        _probe(run_dir)
         yield
     finally:
-        with contextlib.suppress(OSError):
-            if os.listdir(run_dir) == [LOCK_NAME] and not _is_cwd(run_dir):
-                lock.unlink()  # still locked: whoever opened it meanwhile finds it gone (_is_current)
-                discard_if_empty(run_dir)
         os.close(fd)  # releases the lock
 
 
-def _open_lock(run_dir: Path) -> int:
+def _probe(run_dir: Path) -> None:
+    """Existing files of a read-only directory can still be rewritten; new ones, as checkpoints are written,
+    cannot: find that out now, before anything is changed, with a file that has no name (O_TMPFILE) where
+    the filesystem allows one, else with a name no one else uses."""
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        # Existing files of a read-only directory can still be rewritten; new ones, as checkpoints are
-        # written, cannot: find that out now, with a file of our own, before anything is changed.
-        probe = run_dir / f".probe-{os.getpid()}"
-        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
-        probe.unlink()
-        return os.open(run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            os.close(os.open(run_dir, os.O_TMPFILE | os.O_WRONLY, 0o600))
+        except OSError as e:
+            if e.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+                raise
+            fd, probe = tempfile.mkstemp(dir=run_dir, prefix=".probe-")
+            os.close(fd)
+            os.unlink(probe)
     except OSError as e:
         raise unwritable(run_dir, e) from None
 
 
-def _is_current(fd: int, lock: Path) -> bool:
-    """Whether the file locked through fd is still the one at `lock`'s path."""
+def _lock_owner(fd: int) -> str:
+    """The process that holds the flock on fd's file, from /proc/locks (Linux), else "unknown"."""
+    st = os.fstat(fd)
+    inode = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/locks").read_text().splitlines():
+            fields = line.split()
+            if len(fields) > 5 and fields[1] == "FLOCK" and fields[5] == inode:
+                return fields[4]
+    return "unknown"
+
+
+def check_empty(run_dir: Path) -> None:
+    """A new run starts only in an empty directory (new, Hydra's, or one the user made): anything in it
+    is an earlier run's or the user's, which a new run must not mix with or write over."""
+    found = sorted(os.listdir(run_dir))
+    if any(name.startswith("ckpt_") and name.endswith(".npz") for name in found):
+        checkpoints = ", ".join(name for name in found if name.startswith("ckpt_"))
+        raise UserError(f"{run_dir} already holds a run ({checkpoints}); continue it with "
+                        f"train.resume={run_dir}, or start afresh in another hydra.run.dir")
+    if found:
+        shown = ", ".join(found[:4]) + (", ..." if len(found) > 4 else "")
+        raise UserError(f"{run_dir} is not empty ({shown}); a new run starts in a new or empty directory: "
+                        f"name one with hydra.run.dir=PATH")
+
+
+def made_by_this_process(directory: Path) -> bool:
+    """Whether directory was created since this process started (by Hydra, for its run): its status last
+    changed after the start. A directory the user made before is older."""
     try:
-        return os.stat(lock).st_ino == os.fstat(fd).st_ino
-    except FileNotFoundError:
+        return directory.stat().st_ctime_ns >= STARTED_NS
+    except OSError:
         return False
 
 
-def check_fresh(run_dir: Path) -> None:
-    """A new run must not write over an earlier run's checkpoints (hydra.run.dir naming an old run)."""
-    found = sorted(p.name for p in run_dir.glob("ckpt_*.npz"))
-    if found:
-        raise UserError(f"{run_dir} already holds a run ({', '.join(found)}); continue it with "
-                        f"train.resume={run_dir}, or start afresh in another hydra.run.dir")
+def remove_if_made_and_empty(run_dir: Path) -> None:
+    """Remove run_dir if this process made it and nothing was written into it, and then each parent that
+    unique_dir made for it (runs/LABEL/) and that is empty too. Never a directory the user made, nor the
+    current directory."""
+    candidates = [run_dir] if made_by_this_process(run_dir) or run_dir in _created else []
+    candidates += [d for d in _created if d != run_dir and run_dir.is_relative_to(d)]
+    for directory in sorted(candidates, key=lambda d: len(d.parts), reverse=True):
+        with contextlib.suppress(OSError):
+            if not _is_cwd(directory):
+                directory.rmdir()
 
 
-def discard_if_empty(run_dir: Path) -> None:
-    """Remove run_dir if nothing was written into it; a directory with anything in it stays, and so does
-    the current directory (hydra.run.dir= or . names it), which was there before the run."""
+RUNS = Path("runs")  # where conf/train.yaml puts runs, relative to where train.py is started
+
+
+def link_latest(run_dir: Path) -> None:
+    """runs/latest: a relative link to run_dir, when run_dir lies under runs/. Made under a unique
+    temporary name and renamed over runs/latest, and only where runs/latest is absent or a link: a file or
+    directory the user named latest stays as it is. A convenience: a failure to make it is not the run's."""
+    root, run = RUNS.resolve(), run_dir.resolve()
+    if not run.is_relative_to(root) or run == root:
+        return
+    latest = root / "latest"
+    if latest.exists() and not latest.is_symlink():
+        return
+    temporary = root / f".latest.{os.getpid()}.{time.time_ns()}.tmp"
     with contextlib.suppress(OSError):
-        if not _is_cwd(run_dir):
-            run_dir.rmdir()
+        os.symlink(run.relative_to(root), temporary)
+        os.replace(temporary, latest)
+    with contextlib.suppress(OSError):
+        temporary.unlink()
 
 
 def _is_cwd(path: Path) -> bool:
@@ -114,13 +152,17 @@ def _is_cwd(path: Path) -> bool:
 
 
 MAX_LABEL = 100           # characters of the overrides kept in a name; a file name may have 255 bytes
-UNSAFE = re.compile(r"[^A-Za-z0-9._=,+-]+")
+# What a label keeps: characters that a shell and Hydra's override grammar read as they are, so a run's
+# path pastes into checkpoint= and train.resume= unquoted. '=' and ',' are not among them.
+UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
+STARTED_NS = time.time_ns()  # this process's start, as near as the module's import
 _claimed: dict[str, str] = {}
+_created: list[Path] = []     # the directories unique_dir made, for remove_if_made_and_empty
 
 
 def run_label(name: str | None, overrides) -> str:
-    """`name` if given, else the command line's overrides (Hydra's list) with a path shortened to its
-    last part (data.path=input.txt), else "default"; made safe as one directory name."""
+    """`name` if given, else the command line's overrides (Hydra's list) as KEY-VALUE joined by '+', a path
+    shortened to its last part (data.path-input.txt), else "default"; made safe as one directory name."""
     if name:
         return _safe(str(name))
     kept = []
@@ -128,8 +170,9 @@ def run_label(name: str | None, overrides) -> str:
         key, _, value = override.partition("=")
         if key.lstrip("+~") == "name":
             continue
-        kept.append(f"{key}={value.rstrip('/').rsplit('/', 1)[-1]}" if "/" in value else override)
-    return _safe(",".join(kept)) or "default"
+        value = value.strip("'\"").rstrip("/").rsplit("/", 1)[-1]
+        kept.append(f"{key.lstrip('+~')}-{value}")
+    return _safe("+".join(kept)) or "default"
 
 
 def sweep_label(name: str | None, overrides, sweep_dir: str) -> str:
@@ -154,11 +197,11 @@ def _swept_keys(sweep_dir: str) -> frozenset[str]:
 def _safe(text: str) -> str:
     """text as a directory name: unsafe characters replaced, at most MAX_LABEL characters, cut after the
     last override that fits whole (the run's .hydra/overrides.yaml keeps them all)."""
-    text = UNSAFE.sub("_", text).strip("._")
+    text = UNSAFE.sub("_", text).strip("._-+")
     if len(text) > MAX_LABEL:
-        cut = text.rfind(",", 0, MAX_LABEL + 1)
+        cut = text.rfind("+", 0, MAX_LABEL + 1)
         text = text[:cut] if cut > 0 else text[:MAX_LABEL]
-    return text.strip("._,") or "default"
+    return text.strip("._-+") or "default"
 
 
 def unique_dir(path: str) -> str:
@@ -168,13 +211,17 @@ def unique_dir(path: str) -> str:
     if path in _claimed:
         return _claimed[path]
     if not is_main_process():
-        # Under torchrun only rank 0 writes: the other ranks claim nothing, so they add no "-2" directories.
-        return path
+        # Under torchrun only rank 0 writes. Hydra makes a rank's run directory before the run starts: a rank
+        # above 0 gets a private one (removed at its end), so it never takes rank 0's name first.
+        _claimed[path] = tempfile.mkdtemp(prefix="charrnn-rank-")
+        _created.append(Path(_claimed[path]))
+        return _claimed[path]
     candidate, n = path, 1
     while True:
         try:
-            Path(candidate).parent.mkdir(parents=True, exist_ok=True)
+            _make_parents(Path(candidate).parent)
             os.mkdir(candidate)
+            _created.append(Path(candidate).absolute())
             break
         except FileExistsError:
             n += 1
@@ -185,8 +232,17 @@ def unique_dir(path: str) -> str:
     return candidate
 
 
+def _make_parents(directory: Path) -> None:
+    """directory and its missing parents, each recorded as made by this process."""
+    missing = [d for d in [directory, *directory.parents] if not d.exists()]
+    directory.mkdir(parents=True, exist_ok=True)
+    _created.extend(d.absolute() for d in missing)
+
+
 def register_resolvers() -> None:
     """Make ${run_label:...}, ${sweep_label:...} and ${unique_dir:...} available to the config (before Hydra composes it)."""
     OmegaConf.register_new_resolver("run_label", run_label, replace=True)
     OmegaConf.register_new_resolver("sweep_label", sweep_label, replace=True)
-    OmegaConf.register_new_resolver("unique_dir", unique_dir, replace=True)
+    # cached in the config: joblib's workers receive the sweep's config with its directory already chosen
+    # (chosen again in each worker, one sweep would scatter over DATE, DATE-2, ...)
+    OmegaConf.register_new_resolver("unique_dir", unique_dir, replace=True, use_cache=True)
