@@ -124,7 +124,7 @@ class Replicas(Solo):
         return tuple(gathered)
 
     def watch(self, stop) -> None:
-        """Send whether `stop` (an interrupt.StopRequest) has seen a signal with every step's gradients."""
+        """Send whether `stop` (a charrnn.training.signals.StopRequest) has seen a signal with every step's gradients."""
         self.stop = stop
 
     def average_(self, loss, grads: list, reduction: str):

@@ -18,6 +18,7 @@ from charrnn.data import Vocab
 from charrnn.errors import UserError
 from charrnn.model import ModelSpec, zero_state
 from charrnn.novelty import NoveltyIndex
+from charrnn.training.signals import raise_if_interrupted
 from charrnn.training.threads import PhaseThreads
 
 SEPARATOR = "\n" + "-" * 40 + "\n"  # between samples, when num_samples > 1
@@ -124,6 +125,7 @@ def sample(cfg: SampleConfig, out: TextIO) -> None:
             drawn = []
             for text in continuation(model.backend, vocab, model.spec, dtype, prime, cfg.length, rng,
                                      cfg.temperature, cfg.top_k, cfg.top_p, cfg.greedy):
+                raise_if_interrupted()
                 if text:
                     out.write(text if cfg.raw else text.translate(ESCAPED_CONTROLS))
                     out.flush()

@@ -101,7 +101,7 @@ def rank_dies(rank: int, world_size: int, port: int, corpus: str, out: str) -> N
 
             m.setattr(NumpyBackend, "train_step", train_step)
         try:
-            trainer.train(make_config([f"data.path={corpus}", *EXACT]), Path(out))
+            trainer.train(make_config([f"data.path={corpus}", *EXACT]), Path(out, "run"))
         except UserError as e:
             Path(out, "error.txt").write_text(str(e))
 
@@ -119,7 +119,7 @@ def rank_signalled(rank: int, world_size: int, port: int, corpus: str, out: str)
                 os.kill(os.getpid(), signal.SIGINT)
 
         m.setattr(Monitor, "step", step)
-        result = trainer.train(make_config([f"data.path={corpus}", *EXACT, "train.max_seconds=1000"]), Path(out))
+        result = trainer.train(make_config([f"data.path={corpus}", *EXACT, "train.max_seconds=1000"]), Path(out, "run"))
     Path(out, f"rank{rank}.json").write_text(json.dumps({"steps": result.steps, "stopped_by": result.stopped_by}))
 
 
@@ -180,7 +180,7 @@ def test_a_signal_to_one_rank_stops_every_rank_at_the_same_step(corpus, tmp_path
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     # the signal came after step 12's all-reduce, so the ranks agree on it at step 13's
     assert ranks == [{"steps": 14, "stopped_by": signal.SIGINT}, {"steps": 14, "stopped_by": signal.SIGTERM}]
-    assert int(json.loads(np.load(tmp_path / "ckpt_last.npz")["progress"].item())["step"]) == 14
+    assert int(json.loads(np.load(tmp_path / "run" / "ckpt_last.npz")["progress"].item())["step"]) == 14
 
 
 def test_streams_are_shared_out_whole_and_disjoint():

@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+import weakref
 
 import numpy as np
 import pytest
@@ -15,7 +16,8 @@ from charrnn.training import loop as trainer
 from charrnn.checkpoint import load_checkpoint, save_checkpoint
 from charrnn.cli import override
 from charrnn.errors import UserError
-from charrnn.training.signals import StopRequest
+from charrnn.training import signals
+from charrnn.training.signals import StopRequest, Stopped
 from charrnn.monitor import Monitor
 from charrnn.config import run_config
 from tests.conftest import REPO, TINY, compose_raw, make_config
@@ -205,6 +207,37 @@ def test_a_signal_asks_to_stop_and_a_second_one_stops_at_once():
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(5)  # the handler runs as soon as the signal arrives
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_a_signal_whose_stop_python_dropped_stops_the_run_when_training_would_begin(monkeypatch):
+    """Python drops an exception raised inside a weakref callback (every import runs one, on its module
+    lock), printing it as ignored: a Ctrl-C then must not be lost with its Stopped."""
+    dropped = []
+    monkeypatch.setattr(sys, "unraisablehook", dropped.append)
+
+    class Thing:
+        pass
+
+    def interrupted_inside_callback(_):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0)
+
+    with StopRequest(immediate=True) as stop:
+        thing = Thing()
+        ref = weakref.ref(thing, interrupted_inside_callback)
+        del thing
+        assert ref() is None and [type(d.exc_value) for d in dropped] == [Stopped]
+        with pytest.raises(Stopped, match=f"^{int(signal.SIGINT)}$"):
+            stop.begin_training()
+
+
+def test_a_ctrl_c_python_dropped_before_the_run_began_stops_it(monkeypatch):
+    monkeypatch.setattr(signals, "_interrupted", True)  # as quiet_keyboard_interrupt's handler records one
+    with pytest.raises(Stopped, match=f"^{int(signal.SIGINT)}$"):
+        with StopRequest(immediate=True):
+            pass
+    with StopRequest() as stop:
+        assert stop.signal == signal.SIGINT
 
 
 def wait_for(path, proc, timeout=60):

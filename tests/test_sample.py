@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from charrnn.training import loop as trainer
+from charrnn.training import signals
 from charrnn.checkpoint import load_checkpoint
 from charrnn.config import to_sample_config
 from charrnn.errors import UserError
@@ -94,6 +95,17 @@ def test_text_is_written_as_it_is_generated(run_dir, monkeypatch):
     # every character is flushed before the next is drawn
     first = calls.index(("write", chars[0]))
     assert all(calls[i + 1] == ("flush", None) for i in range(first, first + 50, 2))
+
+
+def test_a_ctrl_c_python_dropped_stops_the_sample(run_dir, monkeypatch):
+    """A Ctrl-C whose KeyboardInterrupt Python dropped (raised in a weakref callback during an import) is
+    raised again before the next character is written, not after length characters."""
+    monkeypatch.setattr(signals, "_interrupted", True)  # as quiet_keyboard_interrupt's handler records one
+    out = io.StringIO()
+    with pytest.raises(KeyboardInterrupt):
+        sample(to_sample_config(compose_raw([f"checkpoint={run_dir}", "length=1000", "prime=the"],
+                                            config_name="sample")), out)
+    assert out.getvalue() == "the"
 
 
 def test_num_samples_are_separated_and_differ(run_dir):

@@ -172,7 +172,7 @@ class Trainer:
         lr = math.nan
         with self.monitor, quiet_overflow(), self.threads.phase("training"):
             self.replicas.watch(stop)
-            stop.immediate = False
+            stop.begin_training()
             stopped_by = None
             while not self.finished() and stopped_by is None:
                 # evaluate, sample and checkpoint every eval_interval steps, unless a resumed run starts at

@@ -39,6 +39,13 @@ def was_interrupted() -> bool:
     return _interrupted
 
 
+def raise_if_interrupted() -> None:
+    """Raise the KeyboardInterrupt of a Ctrl-C that Python dropped: one raised inside a weakref callback
+    (each import runs one, on its module lock) or a __del__ is printed as ignored, and the work goes on."""
+    if _interrupted:
+        raise KeyboardInterrupt
+
+
 class Stopped(BaseException):
     """A terminating signal before training began: there is nothing to save yet, so the work stops at once
     (a temporary file being written is removed on the way out)."""
@@ -69,6 +76,10 @@ class StopRequest:
         self._previous: dict = {}
 
     def __enter__(self) -> "StopRequest":
+        if _interrupted:  # a Ctrl-C before, whose KeyboardInterrupt Python dropped (see raise_if_interrupted)
+            if self.immediate:
+                raise Stopped(signal.SIGINT)
+            self.signal = signal.SIGINT
         # Python lets only the main thread set handlers; elsewhere signals keep their usual effect.
         if threading.current_thread() is threading.main_thread():
             self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS
@@ -82,8 +93,17 @@ class StopRequest:
     def stopping(self) -> bool:
         return self.signal is not None
 
+    def begin_training(self) -> None:
+        """From here on a signal asks the loop to stop after its step. A signal that came before and whose
+        Stopped Python dropped (raised inside a weakref callback, which every import runs on its module lock,
+        or a __del__) stops the run now."""
+        self.immediate = False
+        if self.signal is not None:
+            raise Stopped(self.signal)
+
     def _handle(self, signum, frame) -> None:
         if self.immediate:
+            self.signal = self.signal or signum
             raise Stopped(signum)
         if self.signal is not None:
             if self.repeat_raises:
