@@ -45,6 +45,26 @@ def blank_gradient_flow_pictures(request, monkeypatch):
         monkeypatch.setattr(grad_flow, "picture", lambda lagged, step: np.zeros((4, 8, 3), np.uint8))
 
 
+@pytest.fixture(autouse=True)
+def no_process_outlives_its_test(monkeypatch):
+    """A process a test started and did not see end (an assertion failed, a wait timed out) is killed with
+    the test: a train.py told to run a million steps would otherwise hold a core for the rest of the
+    session, and every later test and timing would run on the one left."""
+    started = []
+
+    class Tracked(subprocess.Popen):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            started.append(self)
+
+    monkeypatch.setattr(subprocess, "Popen", Tracked)
+    yield
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def data_cache(tmp_path_factory):
     """Encoded corpora go to one directory for the session (conf/data's cache_dir reads the variable, and
