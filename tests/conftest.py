@@ -12,6 +12,7 @@ for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+from charrnn.gradcheck.tutor import sandbox  # noqa: E402
 from charrnn.monitor import grad_flow  # noqa: E402
 from charrnn.config import compose, to_config  # noqa: E402
 
@@ -49,7 +50,9 @@ def blank_gradient_flow_pictures(request, monkeypatch):
 def no_process_outlives_its_test(monkeypatch):
     """A process a test started and did not see end (an assertion failed, a wait timed out) is killed with
     the test: a train.py told to run a million steps would otherwise hold a core for the rest of the
-    session, and every later test and timing would run on the one left."""
+    session, and every later test and timing would run on the one left. The BPTT tutor's worker is the
+    exception: a module's tests share one (tests/test_tutor.py's `box`), its Sandbox kills it when the
+    module ends, and it ends by itself when pytest does (its requests' pipe closes)."""
     started = []
 
     class Tracked(subprocess.Popen):
@@ -60,7 +63,7 @@ def no_process_outlives_its_test(monkeypatch):
     monkeypatch.setattr(subprocess, "Popen", Tracked)
     yield
     for proc in started:
-        if proc.poll() is None:
+        if proc.poll() is None and proc.args[1:2] != [str(sandbox.WORKER)]:
             proc.kill()
             proc.wait()
 

@@ -17,7 +17,7 @@ from charrnn.gradcheck.tutor.exact import exact, exact_terms
 from charrnn.gradcheck.tutor.mistakes import backward
 from charrnn.gradcheck.tutor.picture import learner_terms
 from charrnn.gradcheck.problem import relative_error
-from charrnn.gradcheck.tutor.sandbox import Sandbox
+from charrnn.gradcheck.tutor.sandbox import LearnerError, Sandbox
 from charrnn.gradcheck.tutor.shape_charrnn import CharRNN
 from charrnn.gradcheck.tutor.shape_cs231n import CS231n
 from charrnn.gradcheck.tutor.shape_minchar import MinChar
@@ -454,6 +454,18 @@ def test_code_that_ends_its_process_is_reported_with_what_it_printed(tmp_path):
                                        "running it (exit code 3); its last output is above")
     assert result.error["output"].startswith("loss so far ")
     assert str(result).startswith("loss so far ")
+
+
+def test_a_worker_killed_between_requests_is_named_then_replaced():
+    with Sandbox() as own:
+        own.load(FIXTURES / MC)
+        own.proc.kill()   # as the out-of-memory killer would, while no request is running
+        own.proc.wait()
+        with pytest.raises(LearnerError) as raised:
+            own.load(FIXTURES / MC)
+        assert raised.value.message.startswith("the Python process running your code ended (exit code -9) before "
+                                               "loading min_char_rnn.py: ")
+        assert own.load(FIXTURES / MC).functions
 
 
 def test_float32_tensors_are_held_to_the_float32_bar_and_told_so(box, tmp_path):

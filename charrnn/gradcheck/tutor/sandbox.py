@@ -8,6 +8,7 @@ it. One process serves every call of a check (and, in the tests, every check), s
 where the learner's file imports it, load once; a killed one is replaced at the next request.
 """
 
+import contextlib
 import queue
 import subprocess
 import sys
@@ -85,7 +86,8 @@ class Sandbox:
         if self.proc is not None:
             self.proc.kill()
             self.proc.wait()
-            self.proc.stdin.close()
+            with contextlib.suppress(BrokenPipeError):   # the unsent end of a request the worker never read
+                self.proc.stdin.close()
             self.proc.stdout.close()
             self.log.close()
             self.proc = None
@@ -94,6 +96,12 @@ class Sandbox:
         """Send one request and wait for its answer; `what` names the learner's code in messages."""
         if self.proc is None:
             self._start()
+        elif (code := self.proc.poll()) is not None:
+            output = self._output()
+            self.close()
+            raise LearnerError(f"the Python process running your code ended (exit code {code}) before {what}: "
+                               f"something your code left running (a thread, a timer) ended it, or it was killed "
+                               f"(out of memory?); its last output is above", output=output)
         limit = limit or self.time_limit
         try:
             worker.send(self.proc.stdin, message)
