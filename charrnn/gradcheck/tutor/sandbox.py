@@ -92,13 +92,19 @@ class Sandbox:
             self.log.close()
             self.proc = None
 
+    def _clear_ended(self) -> tuple[int, str]:
+        """Clear away a worker that has ended (the next request starts a new one); its exit code and last output."""
+        code = self.proc.wait()
+        output = self._output()
+        self.close()
+        return code, output
+
     def request(self, message: tuple, what: str, limit: float | None = None) -> tuple:
         """Send one request and wait for its answer; `what` names the learner's code in messages."""
         if self.proc is None:
             self._start()
-        elif (code := self.proc.poll()) is not None:
-            output = self._output()
-            self.close()
+        elif self.proc.poll() is not None:
+            code, output = self._clear_ended()
             raise LearnerError(f"the Python process running your code ended (exit code {code}) before {what}: "
                                f"something your code left running (a thread, a timer) ended it, or it was killed "
                                f"(out of memory?); its last output is above", output=output)
@@ -113,9 +119,7 @@ class Sandbox:
             raise LearnerError(f"{what} did not finish within {limit:g} s (a loop that never ends?); "
                                f"--time-limit SECONDS gives it longer") from None
         if reply is None:
-            code = self.proc.wait()
-            output = self._output()
-            self.close()
+            code, output = self._clear_ended()
             raise LearnerError(f"{what} ended the Python process running it (exit code {code}); its last output "
                                f"is above", output=output)
         if reply[0] == "raised":
