@@ -24,7 +24,7 @@ from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 from charrnn.cli import Command, override, run_started  # noqa: E402
-from charrnn.config import run_config  # noqa: E402
+from charrnn.config import Config, run_config  # noqa: E402
 from charrnn.distributed import is_main_process, leave  # noqa: E402
 from charrnn.errors import UserError  # noqa: E402
 from charrnn.monitor.summary import summary  # noqa: E402
@@ -36,7 +36,8 @@ from charrnn.training.signals import Stopped  # noqa: E402
 command = Command(out_of_memory="out of memory; lower model.hidden_size, model.num_layers, train.batch_size or "
                                 "train.seq_length",
                   cannot_write="free some space or name another hydra.run.dir; checkpoints are written whole or "
-                               "not at all, so the last one is intact")
+                               "not at all, so the last one is intact",
+                  schema=Config)
 register_resolvers()
 
 

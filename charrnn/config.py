@@ -5,8 +5,9 @@ to_sample_config (sample.py) turn a composed Hydra config into a typed one, or r
 naming the key and the fix; compose() composes conf/ outside a Hydra command (tools, tests, the API).
 """
 
+import difflib
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -17,7 +18,7 @@ from charrnn.backends import BACKENDS
 from charrnn.backends.devices import DEVICES, PRECISIONS, check_precision, needs_torch, resolve_device, valid_device
 from charrnn.checkpoint import load_checkpoint, resolve_checkpoint, resume_path, saved_config
 from charrnn.data.vocab import ENCODINGS
-from charrnn.errors import UserError
+from charrnn.errors import UserError, UserValueError
 from charrnn.model import CELLS
 from charrnn.optim import OPTIMIZERS
 
@@ -219,7 +220,7 @@ def _typed(schema, raw: DictConfig):
     try:
         return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), raw))
     except ConfigKeyError as e:
-        raise UserError(unknown_key_message(e.full_key)) from None
+        raise UserValueError(unknown_key_message(e.full_key, schema)) from None
     except MissingMandatoryValue as e:
         raise UserError(f"{e.full_key} needs a value: pass {e.full_key}=...") from None
     except OmegaConfBaseException as e:
@@ -229,8 +230,27 @@ def _typed(schema, raw: DictConfig):
         raise UserError(f"invalid config{where}: {first_line}") from None
 
 
-def unknown_key_message(key: str) -> str:
-    return f"{key} is not a config key; --cfg job lists the keys"
+def unknown_key_message(key: str, schema=None) -> str:
+    """The line for a key the schema (Config, SampleConfig, ExploreConfig; None: any of them) lacks, with the
+    nearest key it has when one is near: a misspelling."""
+    near = difflib.get_close_matches(key, schema_keys(schema), n=1, cutoff=0.75)
+    hint = f"did you mean {near[0]}? " if near else ""
+    return f"{key} is not a config key; {hint}--cfg job lists the keys"
+
+
+def schema_keys(schema=None) -> list[str]:
+    """Every dotted key of a config schema (every optimizer's under optim), or of all three with None."""
+    if schema is None:
+        return [key for each in (Config, SampleConfig, ExploreConfig) for key in schema_keys(each)]
+    keys = []
+    for field in fields(schema):
+        if field.name == "optim" and schema is Config:
+            keys += sorted({f"optim.{key}" for optimizer in OPTIMIZERS.values() for key in schema_keys(optimizer.config)})
+        elif is_dataclass(field.type):
+            keys += [f"{field.name}.{key}" for key in schema_keys(field.type)]
+        else:
+            keys.append(field.name)
+    return keys
 
 
 def _check_values(cfg, choices: dict, ranges: dict) -> None:

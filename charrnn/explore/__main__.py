@@ -19,7 +19,7 @@ from charrnn.errors import UserError  # noqa: E402
 from charrnn.sampling import known_text  # noqa: E402
 
 command = Command(out_of_memory="out of memory: lower length= or lookback_positions=",
-                  cannot_write="free some space, or name another page with out=PATH")
+                  cannot_write="free some space, or name another page with out=PATH", schema=ExploreConfig)
 
 
 def explore(cfg: ExploreConfig) -> Path:
