@@ -24,9 +24,13 @@ memory is their result's and one chunk's, whatever the text's length (trace keep
 result grows with the text: T x H numbers per quantity and layer).
 """
 
+import contextlib
 import html
+import importlib
 import os
-from collections.abc import Sequence
+import signal
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -316,12 +320,20 @@ def train(overrides: Sequence[str] = ()) -> "TrainResult":
     """Train as `python train.py OVERRIDES...` does: the same config (conf/, composed by Hydra), the same run
     directory (runs/LABEL/DATE_TIME, or hydra.run.dir=...), the same files in it. Returns the run's
     TrainResult (run_dir, steps, val_loss, best_val_loss, ...); charrnn.load(result.run_dir) loads it.
-    Interrupting (Ctrl-C, a notebook's stop) saves at the end of the step and returns with stopped_by set."""
+    Interrupting (Ctrl-C, a notebook's stop) once training has begun saves at the end of the step and returns
+    with stopped_by set; before it begins, it raises KeyboardInterrupt, and nothing was written. A Ctrl-C
+    while the trainer's modules (torch among them) are imported is held until they are whole, so that the
+    next charrnn.train or import torch in the same notebook works."""
     # Imported here: loading a model needs neither the trainer nor Hydra's composition.
     from charrnn.cli import run_started, startup_error
     from charrnn.config import Config, compose, run_config
-    from charrnn.training.loop import train as train_loop
     from charrnn.training.rundir import register_resolvers, remove_if_made_and_empty
+    from charrnn.training.signals import Stopped
+
+    with interrupts_held():
+        for module in TRAINER_MODULES:
+            importlib.import_module(module)
+    from charrnn.training.loop import train as train_loop
 
     if not (CONF_DIR / "train.yaml").is_file():
         raise UserError(f"charrnn.train composes the configs in {CONF_DIR}, which is missing: "
@@ -345,5 +357,32 @@ def train(overrides: Sequence[str] = ()) -> "TrainResult":
     try:
         return train_loop(run_config(task, list(hydra_cfg.overrides.task)), run_dir,
                           on_start=lambda started_in: run_started(started_in, task, hydra_cfg, run_dir))
+    except Stopped as stopped:
+        raise KeyboardInterrupt(f"{signal.Signals(stopped.signum).name} before training began; nothing was "
+                                f"saved") from None
     finally:
         remove_if_made_and_empty(run_dir)
+
+
+# What a run imports on its way to its first step, the slow ones (torch, TensorBoard) among them; imported
+# whole before it starts (interrupts_held).
+TRAINER_MODULES = ("charrnn.training.loop", "torch", "torch.utils.tensorboard",
+                   *(module for module, _ in BACKENDS.values()))
+
+
+@contextlib.contextmanager
+def interrupts_held() -> Iterator[None]:
+    """A Ctrl-C inside is raised as KeyboardInterrupt once the block ends, not where it comes: an import
+    interrupted half-way leaves its package half-imported (torch's next import then fails, or crashes).
+    Only the main thread receives signals; elsewhere the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt("before training began; nothing was saved")

@@ -136,3 +136,51 @@ def test_score_and_predict_read_a_long_text_in_bounded_memory_with_the_same_numb
     per_char = ((peak_bytes(lambda: m.predict(long, k=1).probs) - peak_bytes(lambda: m.predict(short, k=1).probs))
                 / (len(long) - len(short)))
     assert per_char < 200, per_char
+
+
+INTERRUPTED_IMPORT = '''
+import os, signal, sys
+from pathlib import Path
+
+
+class InterruptAt:
+    """Sends this process a Ctrl-C as the named module starts to import: the moment that left torch half-imported."""
+
+    def __init__(self, name):
+        self.name, self.done = name, False
+
+    def find_spec(self, name, path=None, target=None):
+        if name == self.name and not self.done:
+            self.done = True
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+
+sys.meta_path.insert(0, InterruptAt("torch.nn"))
+import charrnn
+
+corpus, runs = sys.argv[1], Path(sys.argv[2])
+args = [f"data.path={corpus}", "model.hidden_size=8", "train.batch_size=2", "train.seq_length=8", "train.max_iters=1",
+        "train.sample_length=5"]
+try:
+    charrnn.train([*args, f"hydra.run.dir={runs / 'first'}"])
+    print("trained")
+except KeyboardInterrupt as e:
+    print(f"KeyboardInterrupt: {e}")
+import torch
+print(tuple(torch.nn.Linear(2, 3)(torch.ones(1, 2)).shape))
+print(charrnn.train([*args, f"hydra.run.dir={runs / 'second'}"]).steps, sorted(p.name for p in runs.iterdir()))
+'''
+
+
+@pytest.mark.slow  # imports torch and trains twice in a fresh interpreter: about 20 s on the 2-core host
+def test_a_ctrl_c_as_train_starts_raises_keyboard_interrupt_and_leaves_torch_whole(corpus, tmp_path):
+    script = tmp_path / "notebook.py"
+    script.write_text(INTERRUPTED_IMPORT)
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    [proc] = run_scripts([str(script), str(corpus), str(runs)])
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[:2] == ["KeyboardInterrupt: before training began; nothing was saved", "(1, 3)"], proc.stdout
+    assert lines[-1] == "1 ['second']", proc.stdout
