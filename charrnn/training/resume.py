@@ -42,6 +42,8 @@ class Progress:
     # of a run directory that carry it are that run's own (see resume_dir)
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     init_from: dict | None = None  # a fine-tuned run's origin: {"path", "step", "val_loss"} (charrnn.training.finetune)
+    # Each start of the run, fresh or resumed: {"from_step", "max_iters", "max_seconds"}, for sample.py info=true
+    segments: list = field(default_factory=list)
 
     def to_json(self) -> dict:
         """Everything but the recurrent state, which the checkpoint keeps as arrays."""
