@@ -132,8 +132,9 @@ def startup_error(e: Exception, schema=None, given: Sequence[str] = ()) -> str |
         if split:
             return (f"{e.override!r} is not key=value: the shell split a value at its space; quote the value "
                     f"as one word, as in {shlex.quote(split)}")
+        example = override(key, value) if key and value else override("prime", "To be, or")
         return (f"cannot parse the override {e.override!r} ({e.message.splitlines()[0]}); write key=value, "
-                f"quoting a value that holds spaces or any of ()[]{{}}',\" as in {override('prime', 'To be, or')}")
+                f"quoting a value that holds spaces or any of ()[]{{}}',\" as in {example}")
     if isinstance(e, HydraException):
         return " ".join(str(e).split("Config search path:")[0].split())
     if isinstance(e, OSError):
