@@ -222,12 +222,12 @@ def _typed(schema, raw: DictConfig):
     except ConfigKeyError as e:
         raise UserValueError(unknown_key_message(e.full_key, schema)) from None
     except MissingMandatoryValue as e:
-        raise UserError(f"{e.full_key} needs a value: pass {e.full_key}=...") from None
+        raise UserValueError(f"{e.full_key} needs a value: pass {e.full_key}=...") from None
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", None)
         where = f" at {key}" if key else ""
         first_line = str(e).splitlines()[0]
-        raise UserError(f"invalid config{where}: {first_line}") from None
+        raise UserValueError(f"invalid config{where}: {first_line}") from None
 
 
 def unknown_key_message(key: str, schema=None) -> str:
@@ -256,7 +256,7 @@ def schema_keys(schema=None) -> list[str]:
 def _check_values(cfg, choices: dict, ranges: dict) -> None:
     for key, allowed in choices.items():
         if lookup(cfg, key) not in allowed:
-            raise UserError(f"{key}={lookup(cfg, key)!r} is not one of {', '.join(allowed)}")
+            raise UserValueError(f"{key}={lookup(cfg, key)!r} is not one of {', '.join(allowed)}")
     for key, allowed in ranges.items():
         try:
             value = lookup(cfg, key)
@@ -265,9 +265,9 @@ def _check_values(cfg, choices: dict, ranges: dict) -> None:
         if value is None:
             continue
         if isinstance(value, float) and not math.isfinite(value):
-            raise UserError(f"{key} must be finite, got {value}")
+            raise UserValueError(f"{key} must be finite, got {value}")
         if not allowed.holds(value):
-            raise UserError(f"{key} {allowed.describe()}, got {value}")
+            raise UserValueError(f"{key} {allowed.describe()}, got {value}")
 
 
 def check_backend(backend: BackendConfig, dtype: str | None) -> None:

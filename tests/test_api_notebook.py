@@ -27,6 +27,8 @@ def test_every_mistake_is_a_user_error_of_the_apt_kind(gru):
         (lambda: charrnn.load(gru, device="gpu"), ValueError, "device='gpu' is not one of auto, cpu, cuda"),
         (lambda: m.sample(prime=123), TypeError, "prime must be text (a str), not int: 123"),
         (lambda: m.sample(length="60"), TypeError, "length must be a whole number, not str"),
+        (lambda: m.sample(temperature=0), ValueError, "temperature must be positive, got 0"),
+        (lambda: m.sample(top_p="most"), ValueError, "invalid config at top_p"),
         (lambda: m.predict(TEXT, k=2.5), TypeError, "k must be a whole number"),
         (lambda: m.score(b"ab"), TypeError, "text must be text (a str), not bytes"),
         (lambda: m.trace(""), ValueError, "the text is empty"),
