@@ -230,8 +230,9 @@ def stopped(signum: int) -> None:
 
 if __name__ == "__main__":
     sys.unraisablehook = _unraisable(sys.unraisablehook)
-    signal.signal(signal.SIGINT, _stop)   # the imports main does (TensorBoard's take seconds) included
-    for _signum in (signal.SIGTERM, signal.SIGHUP):
+    # From here, the imports main does (TensorBoard's take seconds) included. A signal ignored when the board
+    # started (nohup's SIGHUP, a script's background job's SIGINT) stays ignored, as for training.
+    for _signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         if signal.getsignal(_signum) is not signal.SIG_IGN:
             signal.signal(_signum, _stop)
     run(sys.argv[1:])
