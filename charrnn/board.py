@@ -135,6 +135,8 @@ def main(argv: list[str]) -> None:
     board = program.TensorBoard(plugins=plugins())
     stop_if_received()
     configure(board, [sys.argv[0], "--logdir", logdir, *FLAGS, *flags])
+    if board.flags.version_tb or board.flags.inspect:  # TensorBoard's modes that serve nothing: its own way
+        sys.exit(board.main())
     try:
         url = board.launch()
     except program.TensorBoardServerException as e:

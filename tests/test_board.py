@@ -9,6 +9,7 @@ import urllib.request
 
 import numpy as np
 import pytest
+import tensorboard
 
 from charrnn.backends.interface import Gradients
 from charrnn.monitor import Monitor
@@ -76,6 +77,8 @@ def test_the_boards_mistakes_each_end_in_one_line(tmp_path):
             ["-m", "charrnn.board", str(tmp_path / "runs"), f"--port={port}", "--host=127.0.0.1"],
             ["-m", "charrnn.board", str(tmp_path / "runs"), "--nonsense"],
             ["-m", "charrnn.board", str(tmp_path / "runs"), "--port=abc"])
+    [version] = run_scripts(["-m", "charrnn.board", str(tmp_path / "runs"), "--version_tb"])
+    assert version.returncode == 0 and version.stdout.strip() == tensorboard.__version__, version
     assert_user_error(busy, f"TensorBoard could not bind to port {port}, it was already in use; pass another with "
                             f"--port=N")
     assert_user_error(unknown, "unrecognized arguments: --nonsense; python -m charrnn.board --help says what it takes")
