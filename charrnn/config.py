@@ -18,7 +18,7 @@ from charrnn.backends.devices import DEVICES, PRECISIONS, check_precision, needs
 from charrnn.checkpoint import load_checkpoint, resolve_checkpoint, resume_path, saved_config
 from charrnn.data.vocab import ENCODINGS
 from charrnn.errors import UserError
-from charrnn.model import CELLS
+from charrnn.cells import CELLS
 from charrnn.optim import OPTIMIZERS
 
 
@@ -122,7 +122,7 @@ BACKEND_CHOICES = {
 
 CHOICES = {
     **BACKEND_CHOICES,
-    "model.cell": tuple(CELLS),
+    "model.cell": CELLS,   # the records themselves: a cell registered later is a choice too
     "optim.name": tuple(OPTIMIZERS),
     "model.init": ("normal", "uniform"),
     "model.dtype": ("float32", "float64"),

@@ -20,10 +20,11 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from charrnn.cells import CELLS
 from charrnn.data import Vocab
 from charrnn.errors import UserError
 from charrnn.explore.lookback import lookback
-from charrnn.explore.trace import QUANTITIES, Trace, losses, top_k, trace
+from charrnn.explore.trace import Trace, losses, top_k, trace
 from charrnn.explore.units import STRONG, rank_units
 from charrnn.model import ModelSpec
 
@@ -78,7 +79,7 @@ def dequantize(letters: str, T: int, lo: float, hi: float) -> np.ndarray:
 def page_data(params: dict[str, np.ndarray], spec: ModelSpec, vocab: Vocab, ids: np.ndarray,
               page: PageSpec) -> tuple[dict, dict[str, str]]:
     """The page's JSON and its value blocks (element id -> letters), for the text ids (T,)."""
-    start = opening_view(page.show, spec, list(QUANTITIES[spec.cell])) if page.show else None
+    start = opening_view(page.show, spec, list(CELLS[spec.cell].quantities)) if page.show else None
     traced = trace(params, spec, ids)
     loss = losses(traced)
     top_ids, top_probs = top_k(traced, TOP_K)

@@ -50,7 +50,8 @@ from charrnn.backends.devices import resolve_device
 from charrnn.cli import fail
 from charrnn.errors import UserError
 from charrnn.optim import AdamConfig
-from charrnn.model import CELLS, ModelSpec, init_params, model_spec, zero_state
+from charrnn.cells import CELLS, with_kernel
+from charrnn.model import ModelSpec, init_params, model_spec, zero_state
 from charrnn.tools import acceptance
 from charrnn.tools.args import Parser, output_file, positive_int, positive_seconds, shape
 
@@ -163,7 +164,7 @@ def synced(step: Callable[[], None], device: str) -> Callable[[], None]:
 def torch_nn_step(H: int, B: int, T: int, rng, spec: ModelSpec, device: str = "cpu") -> Callable[[], None]:
     import torch
 
-    module = getattr(torch.nn, CELLS[spec.cell].torch_module)
+    module = getattr(torch.nn, CELLS[spec.cell].torch_twin)
     rnn = module(V, H, num_layers=spec.num_layers, batch_first=True, device=device)
     head = torch.nn.Linear(H, V, device=device)
     params = list(rnn.parameters()) + list(head.parameters())
@@ -282,7 +283,7 @@ CPU_ONLY = ("numpy", "torch_loop", "per_char")
 def run(shapes, seconds: float, cell: str = "rnn", layers: int = 1, memory: bool = True,
         device: str = "cpu", clock: Callable[[], float] = time.perf_counter) -> list[dict]:
     rows = []
-    gates = CELLS[cell].gates
+    gates = len(CELLS[cell].gates)
     on_cpu = device == "cpu"
     for H, B, T in shapes:
         row = {"H": H, "B": B, "T": T, "cell": cell, "layers": layers}
@@ -337,7 +338,7 @@ def trainer_overhead(seconds: float) -> dict:
 
 
 def header(cell: str) -> str:
-    nn = "nn." + CELLS[cell].torch_module
+    nn = "nn." + CELLS[cell].torch_twin
     return (f"{'H':>4} {'B':>3} {'T':>3} | {'numpy':>9} {'torch':>9} {'t.fused':>9} {nn:>9} {'t.loop':>9} "
             f"{'per-char':>9} | {'np/' + nn[3:]:>8} {'np/char':>8} {'np%roof':>7} {'tb/nn':>6} {'tf/nn':>6} | "
             f"{'np MB':>6} {'tb MB':>6} {'tf MB':>6} {'nn MB':>6}")
@@ -367,7 +368,9 @@ def main(argv=None) -> None:
     parser = Parser(prog="python -m charrnn.tools.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=positive_seconds, default=2.0, help="timed seconds per measurement")
     parser.add_argument("--shapes", nargs="+", type=shape, help="H,B,T triples (default: the four reference shapes)")
-    parser.add_argument("--cell", choices=CELLS, default="rnn", help="the recurrent cell (default rnn)")
+    # the table measures each cell against its stock torch.nn twin and torch's fused kernel
+    parser.add_argument("--cell", choices=with_kernel(), default="rnn",
+                        help="the recurrent cell (default rnn): one with a stock torch.nn twin and a fused kernel")
     parser.add_argument("--layers", type=positive_int, default=1, help="stacked layers (default 1)")
     parser.add_argument("--no-trainer", action="store_true", help="skip the trainer loop's overhead")
     parser.add_argument("--json", type=output_file, help="also write the figures to this file")
