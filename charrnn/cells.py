@@ -20,6 +20,19 @@ from types import ModuleType
 
 
 @dataclass(frozen=True)
+class Quantity:
+    """A per-unit value the explorer traces: a state array or a gate, named as in the cell's record."""
+
+    name: str
+    about: str                                   # its label on the explorer's page
+    bounds: tuple[float, float] | None = (-1, 1)  # the range it lies in; None: unbounded, shown scaled per unit
+
+
+H = Quantity("h", "h (output)")
+GATE = (0, 1)   # a sigmoid's range
+
+
+@dataclass(frozen=True)
 class Cell:
     name: str
     module: str                  # the dotted name of its file (above)
@@ -31,7 +44,7 @@ class Cell:
     # b_hn, so b_hn is not part of a sum); every other block of b_hh is zero.
     recurrent_bias: dict[str, str] = field(default_factory=dict)
     forget_gate: str | None = None        # the gate whose bias model.forget_bias shifts
-    quantities: tuple[str, ...] = ("h",)  # what the explorer traces: names from state and gates
+    quantities: tuple[Quantity, ...] = (H,)  # what the explorer traces, each named from state or gates
     torch_twin: str | None = None         # its stock torch.nn module, the outside referee of its math
     # torch's fused multi-step kernel for it (a torch._VF function with torch.nn's arguments), or None:
     # then the torch backend runs its loop on every device.
@@ -56,9 +69,14 @@ CELLS = {cell.name: cell for cell in [
     # The fused kernels of lstm and gru made faster full training steps than the loop on the CPU, float32,
     # at (H, B, T) = (256, 64, 64) and (512, 64, 64), one and two layers (docs/performance.md); rnn's did not.
     Cell("lstm", _LAYERS + "lstm", gates=("i", "f", "g", "o"), state=("h", "c"), forget_gate="f",
-         quantities=("h", "c", "i", "f", "g", "o"), torch_twin="LSTM", kernel="lstm", kernel_on_cpu=True),
+         quantities=(H, Quantity("c", "c (cell state)", bounds=None), Quantity("i", "i (input gate)", GATE),
+                     Quantity("f", "f (forget gate)", GATE), Quantity("g", "g (candidate)"),
+                     Quantity("o", "o (output gate)", GATE)),
+         torch_twin="LSTM", kernel="lstm", kernel_on_cpu=True),
     Cell("gru", _LAYERS + "gru", gates=("r", "z", "n"), state=("h",), extra=("bhn",), recurrent_bias={"n": "bhn"},
-         quantities=("h", "r", "z", "n"), torch_twin="GRU", kernel="gru", kernel_on_cpu=True),
+         quantities=(H, Quantity("r", "r (reset gate)", GATE), Quantity("z", "z (update gate)", GATE),
+                     Quantity("n", "n (candidate)")),
+         torch_twin="GRU", kernel="gru", kernel_on_cpu=True),
 ]}
 
 

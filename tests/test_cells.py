@@ -19,7 +19,7 @@ import charrnn
 from charrnn.backends import StepSettings, numpy_backend, torch_backend
 from charrnn.backends.numpy_layers.projection import one_hot_buffer, project, project_backward
 from charrnn.backends.torch_backend import TorchBackend
-from charrnn.cells import CELLS, Cell, with_kernel, with_twin
+from charrnn.cells import CELLS, H, Cell, Quantity, with_kernel, with_twin
 from charrnn.errors import UserError
 from charrnn.explore.trace import trace
 from charrnn.gradcheck import main as gradcheck
@@ -91,7 +91,8 @@ def torch_step(W, xw_t, state):
     return (c + z * (state[0] - c),)
 
 
-TOY = Cell("toy", __name__, gates=("z", "c"), state=("h",), quantities=("h", "z", "c"))
+TOY = Cell("toy", __name__, gates=("z", "c"), state=("h",),
+           quantities=(H, Quantity("z", "z (keep gate)", bounds=(0, 1)), Quantity("c", "c (candidate)")))
 
 
 @pytest.fixture
@@ -132,7 +133,7 @@ def test_the_toy_trains_on_both_backends_through_the_trainer_to_the_same_numbers
     assert model.config.model.cell == "toy" and len(model.sample(length=20)) == 20
     page = model.explore("the quick brown fox", tmp_path / "toy.html", lookback_positions=10)
     text = page.read_text(encoding="utf-8")
-    assert all(f'"{name}"' in text for name in ("h", "z", "c"))
+    assert '"z":"z (keep gate)"' in text and '"c":"c (candidate)"' in text
 
 
 def test_the_torch_backend_runs_the_loop_for_a_cell_without_a_kernel(toy):

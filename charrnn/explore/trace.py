@@ -42,12 +42,16 @@ class Trace:
         return tuple(np.stack([layer[name][step] for layer in self.layers]) for name in names)
 
 
+def quantity_names(cell: Cell) -> list[str]:
+    return [q.name for q in cell.quantities]
+
+
 def _read(cell: Cell, cache) -> dict[str, np.ndarray]:
     """One stream's quantities from a layer's cache after forward: (T, H) each. A state array's history is
     the cache's <name>s (hs, cs: entry 0 the state before the chunk), a gate's value its block of gates."""
     H = cache.hs.shape[2]
     found = {}
-    for name in cell.quantities:
+    for name in quantity_names(cell):
         if name in cell.state:
             found[name] = getattr(cache, name + "s")[1:, 0]
         else:
@@ -70,11 +74,12 @@ def _trace(params: dict[str, np.ndarray], spec: ModelSpec, ids: np.ndarray) -> T
     pieces = [[] for _ in range(spec.num_layers)]
     for start in range(0, len(ids), CHUNK):
         x = np.asarray(ids[start:start + CHUNK], np.int64)[:, None]      # (T, 1)
-        top, caches, _ = layers_forward(params, spec, x, state)
+        _, caches, _ = layers_forward(params, spec, x, state)
         for layer, cache in enumerate(caches):
             pieces[layer].append(_read(cell, cache))
         state = stack_layers([cache.state_last for cache in caches])    # (L, 1, H) each
-    layers = [{name: np.concatenate([p[name] for p in layer]) for name in cell.quantities} for layer in pieces]
+    layers = [{name: np.concatenate([p[name] for p in layer]) for name in quantity_names(cell)}
+              for layer in pieces]
     logits = layers[-1]["h"] @ params["Why"].T + params["by"]               # (T, V)
     return Trace(ids=np.asarray(ids), layers=layers, logits=logits)
 
