@@ -19,7 +19,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 from charrnn.config import unknown_key_message
 from charrnn.errors import UserError
 from charrnn.files import write_text_atomic
-from charrnn.training.signals import was_interrupted
+from charrnn.signals import was_interrupted
 
 # What a machine, not a bug, makes a write fail with: a full disk or quota, a read-only or failing one.
 DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.EFBIG}

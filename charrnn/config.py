@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
 
 from charrnn.backends import BACKENDS
-from charrnn.backends.devices import DEVICES, PRECISIONS, check_precision, needs_torch, resolve_device, valid_device
+from charrnn.devices import DEVICES, PRECISIONS, check_precision, needs_torch, resolve_device, valid_device
 from charrnn.checkpoint import load_checkpoint, resolve_checkpoint, resume_path, saved_config
 from charrnn.data.vocab import ENCODINGS
 from charrnn.errors import UserError

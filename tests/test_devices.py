@@ -7,8 +7,8 @@ import io
 import pytest
 import torch
 
-from charrnn.backends import devices
-from charrnn.backends.devices import resolve_device
+from charrnn import devices
+from charrnn.devices import resolve_device
 from charrnn.checkpoint import load_checkpoint, save_checkpoint
 from charrnn.config import run_config, to_sample_config
 from charrnn.errors import UserError

@@ -4,7 +4,7 @@ import torch
 
 from charrnn.backends.interface import StepSettings
 from charrnn.backends.numpy_backend import NumpyBackend
-from charrnn.backends.devices import resolve_device
+from charrnn.devices import resolve_device
 from charrnn.backends.torch_backend import TorchBackend, loss_and_grads
 from charrnn.optim import AdamConfig
 from charrnn.errors import UserError

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from charrnn.backends.devices import check_precision, resolve_device
+from charrnn.devices import check_precision, resolve_device
 from charrnn.backends.interface import Gradients, StepResult, StepSettings
 from charrnn.backends.torch_fused import fused_by_default, fused_stack, recurrent_bias
 from charrnn.backends.torch_optim import clip_gradients, export_state, load_state, make_torch_optimizer

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from charrnn.backends import StepSettings, make_backend, numpy_backend
-from charrnn.backends.devices import PRECISION_DEVICES, PRECISIONS, resolve_device
+from charrnn.devices import PRECISION_DEVICES, PRECISIONS, resolve_device
 from charrnn.gradcheck.problem import random_problem, relative_error
 from charrnn.cells import CELLS, with_kernel
 from charrnn.model import init_params, model_spec, zero_state

@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from charrnn.backends import StepGuard, StepSettings, make_backend
-from charrnn.backends.devices import resolve_device
+from charrnn.devices import resolve_device
 from charrnn.cli import fail
 from charrnn.errors import UserError
 from charrnn.optim import AdamConfig
