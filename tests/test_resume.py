@@ -14,7 +14,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from charrnn.training import loop as trainer
 from charrnn.checkpoint import load_checkpoint, save_checkpoint
-from charrnn.cli import override
+from charrnn.commandline import override
 from charrnn.errors import UserError
 from charrnn import signals
 from charrnn.signals import StopRequest, Stopped

@@ -1,4 +1,5 @@
-"""The torch backend's acceptance check on one device: python -m charrnn.tools.bench --device cuda --check.
+"""The torch backend's acceptance check on one device: python -m charrnn.tools.bench --device cuda --check
+(bench_cli.py runs it; the speed part times the bench's own steps, bench.py).
 
 Made for a GPU (run it once on any machine with one); on the CPU it checks the same things at the CPU's
 shapes and bar. Three parts, one line each check, PASS or FAIL; the exit status is 0 only if every
@@ -29,6 +30,7 @@ from charrnn.gradcheck.problem import random_problem, relative_error
 from charrnn.cells import CELLS, with_kernel
 from charrnn.model import init_params, model_spec, zero_state
 from charrnn.optim import AdamConfig
+from charrnn.tools import bench
 
 EXACT_TOL = 1e-10
 TRAIN_STEPS = 200
@@ -139,8 +141,6 @@ def speed(device: str, shapes=None, seconds: float = 2.0, cells=tuple(with_kerne
           bar: float | None = None, clock: Callable[[], float] = time.perf_counter) -> Iterator[Check]:
     """Part 3: the device's SPEED_SHAPES and SPEED_BAR unless given; each step timed by clock
     (bench.measure_interleaved)."""
-    from charrnn.tools import bench
-
     device_type = resolve_device(device).type
     shapes = shapes or SPEED_SHAPES.get(device_type, SPEED_SHAPES["cuda"])
     bar = SPEED_BAR.get(device_type, SPEED_BAR["cuda"]) if bar is None else bar
