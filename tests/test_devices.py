@@ -10,7 +10,8 @@ import torch
 from charrnn import devices
 from charrnn.devices import resolve_device
 from charrnn.checkpoint import load_checkpoint, save_checkpoint
-from charrnn.config import run_config, to_sample_config
+from charrnn.config import to_sample_config
+from charrnn.start import run_config
 from charrnn.errors import UserError
 from charrnn.sampling import sample
 from charrnn.tools import acceptance, bench_cli

@@ -24,7 +24,8 @@ from charrnn.backends.numpy_backend import NumpyBackend
 from charrnn.backends.torch_backend import TorchBackend
 from charrnn.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from charrnn.cli import Command
-from charrnn.config import run_config, to_sample_config
+from charrnn.config import to_sample_config
+from charrnn.start import run_config
 from charrnn.data.corpus import open_corpus
 from charrnn.errors import UserError
 from charrnn.model import init_params, model_spec, zero_state

@@ -14,7 +14,7 @@ import pytest
 from charrnn.checkpoint import load_checkpoint
 from charrnn.commandline import override
 from charrnn.training import loop as trainer
-from charrnn.config import run_config
+from charrnn.start import run_config
 from tests.conftest import REPO, assert_user_error, compose_raw
 from tests.runtree import (FINISHED, RUN_FILES, assert_clean, finish, run_files, script, snapshot, train_in_process,
                            write_corpus)

@@ -174,7 +174,7 @@ class Trainer:
             self.replicas.watch(stop)
             stop.begin_training()
             stopped_by = None
-            while not self.finished() and stopped_by is None:
+            while not self.progress.finished(self.cfg.train) and stopped_by is None:
                 # evaluate, sample and checkpoint every eval_interval steps, unless a resumed run starts at
                 # a step already evaluated (evaluation time is not training time); a signal abandons it
                 if p.step % tc.eval_interval == 0 and p.eval_step != p.step and (p.step or tc.eval_at_start):
@@ -230,10 +230,6 @@ class Trainer:
                            best_val_loss=p.best_val, run_dir=self.run_dir, stopped_by=stopped_by,
                            schedule_progress=min(progress, 1.0) if tc.lr_schedule == "cosine" else 1.0,
                            warmup=warmup_fraction(p.step, progress, tc.warmup_iters, warmup_share(tc)), lr=lr)
-
-    def finished(self) -> bool:
-        p, tc = self.progress, self.cfg.train
-        return p.step >= tc.max_iters or (tc.max_seconds is not None and p.train_seconds >= tc.max_seconds)
 
     def state_prev(self) -> tuple:
         """The state the next chunk starts from: the last chunk's, or zeros with train.reset_state."""
