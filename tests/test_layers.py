@@ -16,14 +16,14 @@ FLOORS = [
     # what everything stands on: one job each, no charrnn below them but each other
     ("errors", "files", "ranges", "cells", "terminal", "signals", "threads", "devices", "commandline"),
     ("model", "optim", "data", "novelty", "distributed"),
-    ("backends",),
+    ("backends", "generation"),
     ("config",),
     ("checkpoint", "monitor"),
-    ("sampling", "gradcheck", "explore"),
+    ("gradcheck", "explore"),
     ("training",),
     ("cli",),
     # the commands and the public API
-    ("start", "api", "board", "gradcheck.cli", "gradcheck.__init__", "tools", "__init__"),
+    ("start", "sampling", "api", "board", "gradcheck.cli", "gradcheck.__init__", "tools", "__init__"),
 ]
 # A package's __main__ (python -m charrnn.explore) is a command wherever it lives: on the top floor.
 

@@ -29,7 +29,8 @@ from charrnn.start import run_config
 from charrnn.data.corpus import open_corpus
 from charrnn.errors import UserError
 from charrnn.model import init_params, model_spec, zero_state
-from charrnn.sampling import next_char_distribution, sample
+from charrnn.generation import next_char_distribution
+from charrnn.sampling import sample
 from charrnn.training import loop as trainer, rundir
 from tests.conftest import REPO, TINY, assert_user_error, compose_raw, make_config, run_scripts
 

@@ -12,7 +12,8 @@ from charrnn.config import to_sample_config
 from charrnn.errors import UserError
 from charrnn.backends.numpy_backend import step_logits
 from charrnn.model import model_spec, to_torch, zero_state
-from charrnn.sampling import SEPARATOR, next_char_distribution, sample
+from charrnn.generation import next_char_distribution
+from charrnn.sampling import SEPARATOR, sample
 from tests.conftest import REPO, TINY, compose_raw, make_config
 
 

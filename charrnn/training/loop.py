@@ -29,7 +29,7 @@ from charrnn.model import dropout_masks, init_params, spec_of, zero_state
 from charrnn.monitor import Monitor
 from charrnn.novelty import NoveltyIndex
 from charrnn.optim import learning_rate, warmup_fraction
-from charrnn.sampling import generate, quiet_overflow, start_ids
+from charrnn.generation import generate, quiet_overflow, start_ids
 from charrnn.training.evaluation import evaluate, full_evaluation
 from charrnn.training.finetune import Start, in_vocabulary, start_from
 from charrnn.training.resume import Progress, config_header, resume, resume_dir
