@@ -26,7 +26,7 @@ from charrnn.backends.torch_fused import fused_by_default, fused_stack, recurren
 from charrnn.backends.torch_optim import clip_gradients, export_state, load_state, make_torch_optimizer
 from charrnn.backends.torch_precision import Precision
 from charrnn.cells import CELLS, Cell
-from charrnn.distributed import SOLO, Solo
+from charrnn.distributed import SOLO, Ranks
 from charrnn.errors import UserError
 from charrnn.model import ModelSpec, layer_weights, model_spec
 
@@ -126,7 +126,7 @@ class TorchBackend:
     """The Backend interface (see interface.py) on autograd, torch.optim and torch.nn.utils clipping."""
 
     def __init__(self, spec: ModelSpec, params: dict, settings: StepSettings, device: str = "auto",
-                 replicas: Solo = SOLO):
+                 replicas: Ranks = SOLO):
         self.spec = spec
         self.settings = settings
         self.replicas = replicas

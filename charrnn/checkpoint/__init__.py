@@ -2,8 +2,9 @@
 model back on a backend (restore.py), and a trained model loaded for use (loaded.py)."""
 
 from charrnn.checkpoint.format import Checkpoint, load_checkpoint, save_checkpoint
+from charrnn.checkpoint.loaded import LoadedModel, load_model
 from charrnn.checkpoint.restore import (BEST_THEN_LAST, resolve_checkpoint, restore_backend, resume_path,
                                         saved_config)
 
-__all__ = ["BEST_THEN_LAST", "Checkpoint", "load_checkpoint", "resolve_checkpoint", "restore_backend",
-           "resume_path", "save_checkpoint", "saved_config"]
+__all__ = ["BEST_THEN_LAST", "Checkpoint", "LoadedModel", "load_checkpoint", "load_model", "resolve_checkpoint",
+           "restore_backend", "resume_path", "save_checkpoint", "saved_config"]

@@ -22,7 +22,7 @@ from charrnn.backends.guard import CAUSES, ROUTINE
 from charrnn.checkpoint import Checkpoint, load_checkpoint, resume_path, save_checkpoint
 from charrnn.config import Config, config_to_dict
 from charrnn.data import StreamBatcher, Vocab, load_ids, split
-from charrnn.distributed import Muted, Solo, join
+from charrnn.distributed import Muted, Ranks, join
 from charrnn.errors import UserError
 from charrnn.files import write_text_atomic
 from charrnn.model import dropout_masks, init_params, spec_of, zero_state
@@ -118,7 +118,7 @@ def run_progress(step: int, train_seconds: float, tc) -> float:
 class Trainer:
     """One run between its start and its end: the backend, the batches, the progress and the monitor."""
 
-    def __init__(self, cfg: Config, run_dir: Path, vocab: Vocab, ids: np.ndarray, replicas: Solo, forked: bool,
+    def __init__(self, cfg: Config, run_dir: Path, vocab: Vocab, ids: np.ndarray, replicas: Ranks, forked: bool,
                  start: Start | None = None):
         """A fresh run (from start's weights, when fine-tuning), or (train.resume) the checkpoint's, checked
         against this corpus and config."""
