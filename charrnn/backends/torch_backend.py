@@ -13,7 +13,7 @@ The recurrence runs one of two ways (backend.recurrence), to the same numbers:
 recurrence=auto takes the kernel on a GPU and, on the CPU, whichever made the faster training steps
 there (the cell record's kernel_on_cpu); a cell without a kernel runs the loop everywhere. Each cell's
 step for the loop is its file's torch_step (charrnn.cells). backend.precision adds autocast and, for fp16, a gradient
-scaler (torch_precision.py); backend.device says where (devices.py).
+scaler (torch_precision.py); backend.device says where (charrnn.devices).
 """
 
 import numpy as np
