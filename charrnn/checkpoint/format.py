@@ -213,7 +213,8 @@ def _expected_shapes(config: dict, vocab_size: int, infos: dict, path: Path) -> 
                         f"train.batch_size is not one charrnn writes")
     params = param_shapes(model_spec(cell, vocab_size, hidden_size, layers))
     # weights, three optimizer arrays at most per weight, and the state, in float64 at most
-    needed = 8 * (4 * sum(math.prod(s) for s in params.values()) + len(CELLS[cell].state) * layers * batch * hidden_size)
+    state_size = len(CELLS[cell].state) * layers * batch * hidden_size
+    needed = 8 * (4 * sum(math.prod(s) for s in params.values()) + state_size)
     available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     if needed > available:
         raise UserError(f"checkpoint {path} describes a model (hidden_size {hidden_size}, {layers} layers) whose "
