@@ -13,7 +13,7 @@ from charrnn.config import run_config
 from charrnn.monitor.summary import summary
 from charrnn.training import loop as trainer
 from charrnn.training.schedule import EVAL_POINTS, PACE_STEPS, WARMUP_CLOCK_SHARE, Schedule
-from tests.conftest import TINY, compose_raw, make_config
+from tests.conftest import TINY, StepClock, compose_raw, make_config
 
 
 def train_config(**changes):
@@ -133,20 +133,6 @@ def test_a_resume_inside_the_warm_up_warms_on_and_a_checkpoint_from_before_sched
     assert legacy.note is None and legacy.next_lr(500, 50.0) == pytest.approx(1e-4 + 0.5 * (1 - 1e-4))
 
 
-class StepClock:
-    """The training loop's clock (Trainer.clock) where every step takes `seconds` (a power of two, so the
-    sums are exact): read twice a step, before it and after. It counts on, never runs out."""
-
-    def __init__(self, seconds: float):
-        self.seconds, self.now, self.reads = seconds, 0.0, 0
-
-    def __call__(self) -> float:
-        self.reads += 1
-        if self.reads % 2 == 0:
-            self.now += self.seconds
-        return self.now
-
-
 def scalars(run_dir, tag):
     events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "tensors": 0}).Reload()
     return [(e.step, e.value) for e in events.Scalars(tag)]
@@ -172,6 +158,9 @@ def test_a_run_on_the_clock_warms_up_evaluates_ten_times_and_continues_without_r
     assert all(lr[k] < lr[k + 1] for k in range(1, peak))
     assert lr[80] == pytest.approx(1e-4, rel=0.05)
     first = scalars(result.run_dir, "loss/val")
+    cfg = make_config([f"data.path={corpus}", *CLOCKED])
+    printed = summary(result, cfg).splitlines()[-1]
+    assert printed.endswith(f"continue: python train.py train.resume={result.run_dir} train.max_seconds=10")
 
     overrides = [f"train.resume={result.run_dir}", "train.max_seconds=10"]
     monkeypatch.setattr(trainer.Trainer, "clock", staticmethod(StepClock(1 / 16)))

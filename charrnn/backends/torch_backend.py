@@ -10,8 +10,8 @@ The recurrence runs one of two ways (backend.recurrence), to the same numbers:
   whole chunk, then per step one addmm for the fused gates and the cell's elementwise math;
 - torch's own fused multi-step kernels (recurrence=fused), the ones torch.nn.RNN / LSTM / GRU call:
   cuDNN's on a GPU, where the loop's many small kernel launches would dominate (torch_fused.py).
-recurrence=auto takes the kernel on a GPU and, on the CPU, whichever made the faster training steps
-there (torch_fused.FASTER_ON_THE_CPU). backend.precision adds autocast and, for fp16, a gradient
+recurrence=auto takes the kernel on every device and cell: on the CPU it was never more than about 5%
+behind the loop and up to 2.4x ahead of it, by host (docs/cells.md), so no host needs the loop for speed. backend.precision adds autocast and, for fp16, a gradient
 scaler (torch_precision.py); backend.device says where (devices.py).
 """
 
@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from charrnn.backends.devices import check_precision, resolve_device
 from charrnn.backends.interface import Gradients, StepResult, StepSettings
-from charrnn.backends.torch_fused import fused_by_default, fused_stack, recurrent_bias
+from charrnn.backends.torch_fused import fused_stack, recurrent_bias
 from charrnn.backends.torch_optim import clip_gradients, export_state, load_state, make_torch_optimizer
 from charrnn.backends.torch_precision import Precision
 from charrnn.distributed import SOLO, Solo
@@ -162,8 +162,7 @@ class TorchBackend:
         self.optim_name = settings.optim.name
         self.optimizer = make_torch_optimizer(settings.optim, list(self.weights.values()))
         self.steps = 0
-        self.fused = settings.recurrence == "fused" or (settings.recurrence == "auto"
-                                                        and fused_by_default(spec.cell, self.device))
+        self.fused = settings.recurrence != "loop"  # auto: the kernel (see the module's docstring)
 
     def train_step(self, inputs: np.ndarray, targets: np.ndarray, state: tuple, lr: float,
                    masks: tuple | None = None) -> StepResult:

@@ -35,17 +35,6 @@ warnings.filterwarnings("ignore", "RNN module weights are not part of single con
 # arguments of each: input, state, weights, has_biases, num_layers, dropout, train, bidirectional, batch_first
 KERNELS = {"rnn": torch._VF.rnn_tanh, "lstm": torch._VF.lstm, "gru": torch._VF.gru}
 
-# The cells whose fused kernel made faster full training steps than the loop on the CPU, float32, at
-# (H, B, T) = (256, 64, 64) and (512, 64, 64), one and two layers (docs/performance.md); on a GPU every
-# cell's is, since the loop launches several small kernels per step.
-FASTER_ON_THE_CPU = ("lstm", "gru")
-
-
-def fused_by_default(cell: str, device: torch.device) -> bool:
-    """What backend.recurrence=auto runs: the fused kernel, or the loop."""
-    return device.type != "cpu" or cell in FASTER_ON_THE_CPU
-
-
 def recurrent_bias(W: dict[str, torch.Tensor], hidden_size: int) -> torch.Tensor:
     """torch.nn's b_hh for one layer whose weights W are named as in the cell's equations: zeros, but the
     GRU's bhn in the n block."""
