@@ -44,7 +44,7 @@ class BudgetBar(tqdm):
     as the budget excludes it), the step in its figures. A bar of steps would have to guess its end from
     the pace, and its total and time left would jump with every evaluation."""
 
-    FORMAT = "{l_bar}{bar}| {n:.0f}/{total:.0f} s of training, {left:.0f} s left{postfix}"
+    FORMAT = "{l_bar}{bar}| {n:.1f}/{total:g} s of training, {left:.1f} s left{postfix}"
 
     @property
     def format_dict(self):

@@ -83,9 +83,12 @@ class Schedule:
         self.budget = current
         self.replan = Replan(step, seconds, lr)
         self.eval_seconds = seconds
+        if lr <= self.min_lr:
+            how = f"it goes on at lr {lr:.2e}, where its finished cosine left it"
+        else:
+            how = f"a cosine from lr {lr:.2e}, where it stood, down to train.min_lr={self.min_lr:g} over the rest of it"
         self.note = (f"learning-rate schedule re-planned at step {step} for the new budget "
-                     f"({describe(planned)} -> {describe(current)}): a cosine from lr {lr:.2e}, where it stood, "
-                     f"down to {min(self.min_lr, lr):.2e} over the rest of it; it never warms up again")
+                     f"({changes(planned, current)}): {how}, never warming up again")
 
     @property
     def warming_up(self) -> bool:
@@ -147,6 +150,8 @@ class Schedule:
         self.eval_seconds = train_seconds
 
 
-def describe(budget: Budget) -> str:
-    steps = f"train.lr_decay_iters={budget.lr_decay_iters}"
-    return steps if budget.max_seconds is None else f"{steps}, train.max_seconds={budget.max_seconds:g}"
+def changes(before: Budget, after: Budget) -> str:
+    """'train.max_seconds 60 -> 120', for each key of the budget that changed."""
+    shown = lambda v: "null" if v is None else f"{v:g}"  # noqa: E731
+    return ", ".join(f"train.{key} {shown(getattr(before, key))} -> {shown(getattr(after, key))}"
+                     for key in ("max_seconds", "lr_decay_iters") if getattr(before, key) != getattr(after, key))
