@@ -9,7 +9,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from charrnn.checkpoint import load_checkpoint
 from charrnn.checkpoint.info import describe
-from charrnn.config import run_config
+from charrnn.start import run_config
 from charrnn.monitor.summary import summary
 from charrnn.training import loop as trainer
 from charrnn.training.schedule import EVAL_POINTS, PACE_STEPS, WARMUP_CLOCK_SHARE, Schedule

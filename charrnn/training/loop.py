@@ -34,8 +34,8 @@ from charrnn.training.finetune import Start, in_vocabulary, start_from
 from charrnn.training.resume import Progress, config_header, resume, resume_dir
 from charrnn.training.rundir import check_empty, claim
 from charrnn.training.schedule import Schedule
-from charrnn.training.signals import StopRequest
-from charrnn.training.threads import PhaseThreads
+from charrnn.signals import StopRequest
+from charrnn.threads import PhaseThreads
 
 
 @dataclass
@@ -167,7 +167,7 @@ class Trainer:
             self.replicas.watch(stop)
             stop.begin_training()
             stopped_by = None
-            while not self.finished() and stopped_by is None:
+            while not self.progress.finished(self.cfg.train) and stopped_by is None:
                 # evaluate, sample and checkpoint every eval_interval steps or share of the clock, unless a
                 # resumed run starts at a step already evaluated (evaluation time is not training time); a
                 # signal abandons it
@@ -227,10 +227,6 @@ class Trainer:
                            schedule_progress=min(progress, 1.0) if tc.lr_schedule == "cosine" else 1.0,
                            warmup=schedule.warmed / tc.warmup_iters if schedule.warming_up else None, lr=lr,
                            replanned=schedule.note)
-
-    def finished(self) -> bool:
-        p, tc = self.progress, self.cfg.train
-        return p.step >= tc.max_iters or (tc.max_seconds is not None and p.train_seconds >= tc.max_seconds)
 
     def state_prev(self) -> tuple:
         """The state the next chunk starts from: the last chunk's, or zeros with train.reset_state."""
