@@ -180,15 +180,15 @@ def test_under_a_clock_budget_the_bar_counts_the_budget_s_seconds(tmp_path):
     would move with every evaluation."""
     result = StepResult(1.0, (), {"Whh": 1.0}, {"Whh": 1.0}, skipped=False)
     with Monitor(tmp_path / "resumed", 20000, 100, 10, "norm", max_seconds=300.0, train_seconds=100.0) as monitor:
-        assert "100/300 s of training, 200 s left" in str(monitor.bar)
+        assert "100.0/300 s of training, 200.0 s left" in str(monitor.bar)
         for step in range(100, 110):
             monitor.step(step, result, 1e-3, 64, 0.5)
         assert monitor.bar.total == 300.0 and monitor.bar.n == pytest.approx(105.0)
-        assert "105/300 s of training, 195 s left" in str(monitor.bar) and "step=110" in str(monitor.bar)
+        assert "105.0/300 s of training, 195.0 s left" in str(monitor.bar) and "step=110" in str(monitor.bar)
         for step in range(110, 500):
             monitor.step(step, result, 1e-3, 64, 0.5)
         assert monitor.bar.total == 300.0 and monitor.bar.n == pytest.approx(300.0)  # never past its end
-        assert "300/300 s of training, 0 s left" in str(monitor.bar)
+        assert "300.0/300 s of training, 0.0 s left" in str(monitor.bar)
     with Monitor(tmp_path / "steps", 50, 0, 10, "norm") as monitor:
         monitor.step(0, result, 1e-3, 64, 0.5)                # no clock: a bar of steps
         assert monitor.bar.total == 50 and monitor.bar.n == 1
