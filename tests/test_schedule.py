@@ -23,9 +23,11 @@ def train_config(**changes):
     return SimpleNamespace(**values)
 
 
-def drive(schedule: Schedule, step_seconds, steps: int, start_step: int = 0, start_seconds: float = 0.0):
+def drive(schedule: Schedule, step_seconds, steps: int, start_step: int = 0, start_seconds: float = 0.0,
+          chunk_share=lambda step: 1.0):
     """Run the schedule as the training loop does for `steps` steps, step k taking step_seconds(k) seconds of
-    the fake clock; returns each step's lr, the clock before it, and the steps evaluated before."""
+    the fake clock on chunk_share(k) of a full chunk; returns each step's lr, the clock before it, and the
+    steps evaluated before."""
     lrs, clock, evaluated, seconds = [], [], [], start_seconds
     for step in range(start_step, start_step + steps):
         if step and schedule.evaluation_due(step, seconds):
@@ -34,7 +36,7 @@ def drive(schedule: Schedule, step_seconds, steps: int, start_step: int = 0, sta
         lrs.append(schedule.next_lr(step, seconds))
         clock.append(seconds)
         seconds += step_seconds(step)
-        schedule.record(seconds)
+        schedule.record(seconds, chunk_share(step))
     return lrs, clock, evaluated
 
 
@@ -83,6 +85,20 @@ def test_steps_whose_warm_up_would_take_more_than_its_share_end_it_at_that_share
     end = warmup_end(lrs, 1e-2)
     assert WARMUP_CLOCK_SHARE * 60 - 0.5 <= clock[end] <= WARMUP_CLOCK_SHARE * 60 + 0.5
     assert 55 <= end <= 62
+
+
+def test_an_epoch_s_short_last_chunk_is_paced_per_full_chunk():
+    """A small corpus: every third chunk is a sixteenth of a full one, and as much faster. Counted as it
+    is, that pace would stretch the warm-up back to its 100 steps; per full chunk, it lasts the steps a
+    tenth of the budget holds at 0.1 s a step, as with full chunks alone, and says so once."""
+    schedule = Schedule(train_config(), 1e-2, {})
+    short = lambda step: step % 3 == 2  # noqa: E731
+    lrs, _, _ = drive(schedule, lambda step: 0.1 / 16 if short(step) else 0.1, 200,
+                      chunk_share=lambda step: 1 / 16 if short(step) else 1.0)
+    assert 55 <= warmup_end(lrs, 1e-2) <= 62
+    news = schedule.pop_news()
+    assert len(news) == 1 and news[0].startswith("step 4: warm-up shortened to about 60 steps: at 0.1 s a step")
+    assert schedule.pop_news() == []
 
 
 def test_on_the_clock_the_run_evaluates_at_every_tenth_of_its_budget():
@@ -143,7 +159,7 @@ CLOCKED = [*TINY, "train.max_iters=100000", "train.max_seconds=5", "train.warmup
 
 
 def test_a_run_on_the_clock_warms_up_evaluates_ten_times_and_continues_without_re_warming(corpus, tmp_path,
-                                                                                          monkeypatch):
+                                                                                          monkeypatch, capsys):
     """1/16 s a step of a 5 s budget: 80 steps. The warm-up takes its 20 steps (1.25 s: more than a tenth
     of the budget, so the clock shortens it to about 0.5 s once it has the pace), the val curve has a point
     at every 0.5 s, and the printed continue command's 10 s go on at min_lr, where the cosine stood."""
@@ -151,6 +167,10 @@ def test_a_run_on_the_clock_warms_up_evaluates_ten_times_and_continues_without_r
     result = trainer.train(make_config([f"data.path={corpus}", *CLOCKED]), tmp_path / "run")
     assert result.steps == 80 and result.train_seconds == 5.0
     assert [step for step, _ in scalars(result.run_dir, "loss/val")] == list(range(0, 81, 8))
+    said = capsys.readouterr().out
+    assert ("on the clock: warm-up 20 steps, shortened only if they would take over 0.5 s (10% of the budget); "
+            "evaluations every 0.5 s of training and at the end; the learning rate reaches train.min_lr at 5 s") in said
+    assert "step 4: warm-up shortened to about 8 steps: at 0.0625 s a step its 20 would take 1.25 s" in said
     lr = dict(scalars(result.run_dir, "lr"))  # lr[k]: the rate of step k - 1
     assert lr[1] == pytest.approx(0.01 / 20) and lr[4] == pytest.approx(0.01 * 4 / 20)  # by steps while timing
     peak = next(step for step in sorted(lr) if lr[step] == pytest.approx(0.01))

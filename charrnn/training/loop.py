@@ -159,6 +159,8 @@ class Trainer:
             self.monitor.write(note)
         if self.schedule.note:
             self.monitor.schedule_note(p.step, self.schedule.note)
+        if tc.max_seconds is not None:
+            self.monitor.write(self.schedule.plan())
 
     def run(self, stop: StopRequest) -> TrainResult:
         p, tc = self.progress, self.cfg.train
@@ -178,6 +180,8 @@ class Trainer:
                         break
                 # learning rate for this step: a warm-up, then the schedule, by steps or by the clock
                 lr = self.schedule.next_lr(p.step, p.train_seconds)
+                for news in self.schedule.pop_news():
+                    self.monitor.write(news)
                 # forward, backward, clip and update on the next chunk of every stream
                 inputs, targets = self.replicas.local(*self.train_batches.chunk(p.chunk))
                 started = self.clock()
@@ -199,7 +203,7 @@ class Trainer:
                 # every rank stops at the same step, and goes by the same clock
                 stopped_by, p.train_seconds = self.replicas.agree(stop.signal, p.train_seconds,
                                                                   clock=tc.max_seconds is not None)
-                self.schedule.record(p.train_seconds)
+                self.schedule.record(p.train_seconds, inputs.shape[1] / tc.seq_length)
             # finished: evaluate the last step; stopped by a signal, there or before: keep the state between
             # two steps (an evaluation it interrupted is left for a resume to repeat)
             if stopped_by is None and p.eval_step != p.step and not self.evaluate_and_save(stop):

@@ -6,9 +6,10 @@ The rules, each chosen so that a run on the clock gets what its budget can buy:
 
 - The warm-up lasts train.warmup_iters steps. The clock shortens it only when those steps, at the pace of
   the run's steps so far, would take more than WARMUP_CLOCK_SHARE of train.max_seconds: it then ends when
-  that share of the budget would have passed. The pace is the fastest step so far, judged once PACE_STEPS
-  steps after this process's first have been timed: a slow start (BLAS threads, caches, torch's first
-  call) never shortens the warm-up, and a pace misjudged errs toward the longer one. Each step moves the
+  that share of the budget would have passed. The pace is the fastest step so far (an epoch's shorter
+  last chunk counted at its time per full chunk), judged once PACE_STEPS steps after this process's
+  first have been timed: a slow start (BLAS threads, caches, torch's first call) never shortens the
+  warm-up, and a pace misjudged errs toward the longer one. Each step moves the
   warm-up on by warmup_iters / (the steps it is now expected to last), so the ramp only rises, and
   without a clock it is exactly (step + 1) / warmup_iters.
 - Under max_seconds the run evaluates at every 1/EVAL_POINTS of its budget; without a clock, every
@@ -61,10 +62,12 @@ class Schedule:
         replan = state.get("replan")
         self.replan: Replan | None = Replan(**replan) if replan else None
         self.eval_seconds: float = state.get("eval_seconds", seconds)  # training time of the last evaluation
-        # the fastest of this process's steps after its first, and how many of them were timed
+        # the fastest of this process's steps after its first (per full chunk), and how many were timed
         self.fastest, self.timed = math.inf, 0
         self.clock_seen: float | None = None
         self.note: str | None = None  # what a resume did to the schedule, if anything
+        self.shortened = False  # whether the clock has shortened the warm-up
+        self.news: list[str] = []  # what the run should say about its schedule, said once (pop_news)
         planned = Budget(**state["budget"]) if "budget" in state else self.budget
         if planned != self.budget:
             self._replan(planned, step, seconds)
@@ -94,11 +97,11 @@ class Schedule:
     def warming_up(self) -> bool:
         return self.warmed < self.warmup_iters
 
-    def record(self, train_seconds: float) -> None:
-        """The run's training clock after a step (every rank's the same under torchrun): the step's time
-        sets the pace the warm-up is judged by."""
+    def record(self, train_seconds: float, chunk_share: float = 1.0) -> None:
+        """The run's training clock after a step (every rank's the same under torchrun) whose chunk was
+        chunk_share of a full one: the step's time sets the pace the warm-up is judged by."""
         if self.clock_seen is not None and self.warming_up:
-            self.fastest = min(self.fastest, train_seconds - self.clock_seen)
+            self.fastest = min(self.fastest, (train_seconds - self.clock_seen) / chunk_share)
             self.timed += 1
         self.clock_seen = train_seconds
 
@@ -109,10 +112,31 @@ class Schedule:
             return float(self.warmup_iters)
         return min(float(self.warmup_iters), max(1.0, WARMUP_CLOCK_SHARE * self.budget.max_seconds / self.fastest))
 
+    def pop_news(self) -> list[str]:
+        news, self.news = self.news, []
+        return news
+
+    def plan(self) -> str:
+        """The schedule of a run on the clock, in a line: what a person reads to know when it evaluates and
+        how its warm-up may end."""
+        seconds = self.budget.max_seconds
+        start = self.replan.seconds if self.replan else 0.0
+        warmup = (f"warm-up {self.warmup_iters} steps, shortened only if they would take over "
+                  f"{WARMUP_CLOCK_SHARE * seconds:g} s ({WARMUP_CLOCK_SHARE:.0%} of the budget); "
+                  if self.warming_up else "")
+        return (f"on the clock: {warmup}evaluations every {(seconds - start) / EVAL_POINTS:g} s of training "
+                f"and at the end; the learning rate reaches train.min_lr at {seconds:g} s")
+
     def next_lr(self, step: int, train_seconds: float) -> float:
         """The learning rate of 0-based step, about to run (call once per step: it moves the warm-up on)."""
         if self.warming_up:
-            self.warmed = min(float(self.warmup_iters), self.warmed + self.warmup_iters / self.warmup_steps())
+            expected = self.warmup_steps()
+            if expected < self.warmup_iters and not self.shortened:
+                self.shortened = True
+                self.news.append(f"step {step}: warm-up shortened to about {expected:.0f} steps: at {self.fastest:.3g} s "
+                                 f"a step its {self.warmup_iters} would take {self.fastest * self.warmup_iters:.3g} s, "
+                                 f"over {WARMUP_CLOCK_SHARE:.0%} of train.max_seconds={self.budget.max_seconds:g}")
+            self.warmed = min(float(self.warmup_iters), self.warmed + self.warmup_iters / expected)
             return self.peak * self.warmed / self.warmup_iters
         return self._after_warmup(step, train_seconds)
 
