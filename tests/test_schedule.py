@@ -198,3 +198,17 @@ def test_a_run_on_the_clock_warms_up_evaluates_ten_times_and_continues_without_r
     assert ckpt.progress["schedule"]["replan"]["step"] == 80
     assert "learning rate re-planned at step 80" in describe(result.run_dir / "ckpt_last.npz", ckpt)
     assert "re-planned at step 80" in summary(more, run_config(compose_raw(overrides), overrides))
+
+
+def test_a_run_its_clock_ended_inside_its_warm_up_is_continued_with_a_larger_budget(corpus, tmp_path, monkeypatch):
+    """Steps so slow that the clock ends the run before its warm-up does (2 s a step of a 3 s budget): the
+    printed continue command must raise train.max_seconds, the limit that ended it (train.max_iters would
+    leave nothing to resume), and say where the warm-up stood."""
+    monkeypatch.setattr(trainer.Trainer, "clock", staticmethod(StepClock(2.0)))
+    overrides = [f"data.path={corpus}", *TINY, "train.max_iters=100000", "train.max_seconds=3",
+                 "train.warmup_iters=100"]
+    result = trainer.train(make_config(overrides), tmp_path / "run")
+    assert result.steps == 2 and result.warmup is not None
+    printed = summary(result, make_config(overrides)).splitlines()[-1]
+    assert printed.endswith(f"continue: python train.py train.resume={result.run_dir} train.max_seconds=6   "
+                            f"(stopped inside its warm-up, at step 2 of train.warmup_iters=100)")

@@ -34,10 +34,11 @@ def summary(result, cfg: Config) -> str:
         unfinished = (f"the learning-rate schedule stopped {result.schedule_progress:.0%} of the way: "
                       f"lr {result.lr:.2e}, not yet train.min_lr={tc.min_lr:g}")
         more = override("train.max_iters", tc.lr_decay_iters)
-    elif tc.max_seconds is not None and result.train_seconds >= tc.max_seconds:
-        more = override("train.max_seconds", f"{2 * tc.max_seconds:g}")
     else:
         more = override("train.max_iters", 2 * result.steps)
+    if tc.max_seconds is not None and result.train_seconds >= tc.max_seconds:
+        # the clock ended it: only a larger budget trains further, whatever the schedule's state
+        more = override("train.max_seconds", f"{2 * tc.max_seconds:g}")
     lines = [
         f"best val {best:.4f} nats/char ({best * LOG2E:.4f} bits/char); "
         f"last val {last:.4f} nats/char ({last * LOG2E:.4f} bits/char) at step {result.steps}",
