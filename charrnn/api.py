@@ -10,7 +10,7 @@
     result = charrnn.train(["model=gru", "train.max_iters=500"])  # what python train.py ... runs
 
 Everything reads the model as sample.py, training and evaluation do: one loader
-(charrnn.checkpoint.load_model), one sampler (charrnn.sampling.continuation), and for what happens
+(charrnn.checkpoint.load_model), one sampler (charrnn.generation.continuation), and for what happens
 inside, the NumPy layers' forward pass (charrnn.explore.trace), whichever backend loaded the weights.
 A mistake (a bad path, a character the vocabulary lacks, a bad option) raises charrnn.errors.UserError
 with the same message the scripts print.
@@ -30,7 +30,7 @@ from charrnn.config import CONF_DIR, BackendConfig, to_sample_config
 from charrnn.errors import UserError
 from charrnn.explore.page import PageSpec, build_page
 from charrnn.explore.trace import Trace, losses, top_k, trace
-from charrnn.sampling import continuation, quiet_overflow
+from charrnn.generation import continuation, quiet_overflow
 
 if TYPE_CHECKING:
     from charrnn.training.loop import TrainResult

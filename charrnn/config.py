@@ -220,6 +220,9 @@ def check_backend(backend: BackendConfig, dtype: str | None) -> None:
     if backend.name == "numpy" and backend.precision != "fp32":
         raise UserError(f"backend=numpy computes in model.dtype; backend.precision={backend.precision} needs "
                         f"backend=torch")
+    if backend.name == "numpy" and backend.recurrence != "auto":
+        raise UserError(f"backend=numpy runs its own loop; backend.recurrence={backend.recurrence} chooses the "
+                        f"torch backend's: leave it out, or use backend=torch")
     if needs_torch(backend.device, backend.precision):
         check_precision(backend.precision, resolve_device(backend.device).type, dtype)
     else:

@@ -7,6 +7,7 @@ from pathlib import Path
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from charrnn.checkpoint import reading_once
 from charrnn.cli import run_started
 from charrnn.config import Config, to_config
 from charrnn.errors import UserError
@@ -38,13 +39,19 @@ def start_run(task: DictConfig, hydra_cfg: DictConfig, run_dir: Path,
     """Train as task (the composed config, without its hydra section) says, into run_dir (hydra.run.dir, or
     a sweep's job directory), with hydra_cfg (Hydra's own section) giving the command line's overrides and
     where the run's record goes. command: the command line, for TensorBoard's config card. Returns the
-    run's config and its TrainResult; a run directory made for the run and left empty is removed."""
+    run's config and its TrainResult; a run directory made for the run and left empty is removed. The
+    checkpoint a run resumes or fine-tunes from is read once, however many places ask for it."""
+
+    def started(started_in: Path) -> None:
+        read.clear()   # the run has its own copy of everything it needed from the checkpoint
+        run_started(started_in, task, hydra_cfg, run_dir)
+
     try:
         if OmegaConf.select(hydra_cfg, "mode") != RunMode.MULTIRUN and not str(hydra_cfg.run.dir).strip():
             raise UserError("hydra.run.dir is empty, which would scatter the run's files into the current "
                             "directory; name a directory with hydra.run.dir=PATH")
-        cfg = run_config(task, list(hydra_cfg.overrides.task))
-        return cfg, train(cfg, run_dir, on_start=lambda started_in: run_started(started_in, task, hydra_cfg, run_dir),
-                          command=command)
+        with reading_once() as read:
+            cfg = run_config(task, list(hydra_cfg.overrides.task))
+            return cfg, train(cfg, run_dir, on_start=started, command=command)
     finally:
         remove_if_made_and_empty(run_dir)

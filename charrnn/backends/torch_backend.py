@@ -14,7 +14,7 @@ recurrence=auto takes the kernel on every device for every cell that has one (a 
 the loop everywhere): on the CPU it was never more than about 5% behind the loop and up to 2.4x ahead
 of it, by host (docs/cells.md), so no host needs the loop for speed. Each cell's
 step for the loop is its file's torch_step (charrnn.cells). backend.precision adds autocast and, for fp16, a gradient
-scaler (torch_precision.py); backend.device says where (devices.py).
+scaler (torch_precision.py); backend.device says where (charrnn.devices).
 """
 
 import numpy as np
@@ -27,7 +27,7 @@ from charrnn.backends.torch_fused import fused_stack, recurrent_bias
 from charrnn.backends.torch_optim import clip_gradients, export_state, load_state, make_torch_optimizer
 from charrnn.backends.torch_precision import Precision
 from charrnn.cells import CELLS, Cell
-from charrnn.distributed import SOLO, Solo
+from charrnn.distributed import SOLO, Ranks
 from charrnn.errors import UserError
 from charrnn.model import ModelSpec, layer_weights, model_spec
 
@@ -127,7 +127,7 @@ class TorchBackend:
     """The Backend interface (see interface.py) on autograd, torch.optim and torch.nn.utils clipping."""
 
     def __init__(self, spec: ModelSpec, params: dict, settings: StepSettings, device: str = "auto",
-                 replicas: Solo = SOLO):
+                 replicas: Ranks = SOLO):
         self.spec = spec
         self.settings = settings
         self.replicas = replicas

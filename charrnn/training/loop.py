@@ -22,13 +22,13 @@ from charrnn.backends.guard import CAUSES, ROUTINE
 from charrnn.checkpoint import Checkpoint, load_checkpoint, resume_path, save_checkpoint
 from charrnn.config import Config, config_to_dict
 from charrnn.data import StreamBatcher, Vocab, load_ids, split
-from charrnn.distributed import Muted, Solo, join
+from charrnn.distributed import Muted, Ranks, join
 from charrnn.errors import UserError
 from charrnn.files import write_text_atomic
 from charrnn.model import dropout_masks, init_params, spec_of, zero_state
 from charrnn.monitor import Monitor
 from charrnn.novelty import NoveltyIndex
-from charrnn.sampling import generate, quiet_overflow, start_ids
+from charrnn.generation import generate, quiet_overflow, start_ids
 from charrnn.training.evaluation import evaluate, full_evaluation
 from charrnn.training.finetune import Start, in_vocabulary, start_from
 from charrnn.training.resume import Progress, config_header, resume, resume_dir
@@ -107,7 +107,7 @@ class Trainer:
     # What a training step's time is read from (tests give a fake one).
     clock = staticmethod(time.perf_counter)
 
-    def __init__(self, cfg: Config, run_dir: Path, vocab: Vocab, ids: np.ndarray, replicas: Solo, forked: bool,
+    def __init__(self, cfg: Config, run_dir: Path, vocab: Vocab, ids: np.ndarray, replicas: Ranks, forked: bool,
                  start: Start | None = None):
         """A fresh run (from start's weights, when fine-tuning), or (train.resume) the checkpoint's, checked
         against this corpus and config."""

@@ -21,7 +21,7 @@ from charrnn.checkpoint import Checkpoint, load_checkpoint, restore_backend, res
 from charrnn.checkpoint.fields import OPTIONAL, optimizer_problem, progress_problem
 from charrnn.config import Config, lookup, to_config
 from charrnn.data import Vocab
-from charrnn.distributed import SOLO, Solo
+from charrnn.distributed import SOLO, Ranks
 from charrnn.errors import UserError
 from charrnn.model import spec_of, zero_state
 from charrnn.optim import OPTIMIZERS
@@ -182,7 +182,7 @@ def config_header(identity: str) -> str:
     return f"# charrnn run {identity}"
 
 
-def resume(cfg: Config, vocab: Vocab, num_chunks: int, run_dir: Path, replicas: Solo = SOLO
+def resume(cfg: Config, vocab: Vocab, num_chunks: int, run_dir: Path, replicas: Ranks = SOLO
            ) -> tuple[Backend, Progress]:
     """The backend (weights and optimizer state) and progress of the checkpoint named by train.resume,
     checked against cfg and the corpus's vocabulary, to continue in run_dir (see resume_dir). The best
