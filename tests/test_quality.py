@@ -34,8 +34,9 @@ def test_presets_and_stock_models_train_on_one_clock_into_one_table(corpus, tmp_
     assert preset["gap_to_best_stock"] == preset["val_nats"] - stock["val_nats"]
     printed = capsys.readouterr().out.splitlines()
     table = printed[next(k for k, line in enumerate(printed) if line.startswith("host: ")):]
-    assert table[1:3] == ["| model | budget (s) | seed | threads | val nats/char | val bits/char | steps | gap to best stock |",
-                          "|---|---|---|---|---|---|---|---|"]
+    assert table[1:3] == [
+        "| model | budget (s) | seed | threads | val nats/char | val bits/char | steps | gap to best stock |",
+        "|---|---|---|---|---|---|---|---|"]
     assert table[3].startswith("| gru_5min | 0.3 | 1337 |") and table[4].startswith("| stock nn.GRU | 0.3 | 1337 |")
     assert (tmp_path / "quality.md").read_text().splitlines()[2:] == table[1:]
 

@@ -126,7 +126,8 @@ def test_continue_with_a_larger_budget_re_plans_from_where_the_lr_stands_and_nev
     done = Schedule(tc, 5e-3, {})
     lrs, _, _ = drive(done, lambda step: 0.1, 1800)
     longer = Schedule(train_config(max_seconds=360.0), 5e-3, done.state_dict(), step=1800, seconds=180.0)
-    assert "re-planned at step 1800" in longer.note and "(train.max_seconds 180 -> 360): it goes on at lr" in longer.note
+    assert "re-planned at step 1800" in longer.note
+    assert "(train.max_seconds 180 -> 360): it goes on at lr" in longer.note
     more, _, evaluated = drive(longer, lambda step: 0.1, 1800, start_step=1800, start_seconds=180.0)
     assert max(more) <= lrs[-1] * 1.0001 and more[-1] == pytest.approx(1e-4, rel=1e-3)
     assert len(evaluated) == EVAL_POINTS - 1  # ten points over the new part of the budget too
@@ -186,7 +187,8 @@ def test_a_run_on_the_clock_warms_up_evaluates_ten_times_and_continues_without_r
     monkeypatch.setattr(trainer.Trainer, "clock", staticmethod(StepClock(1 / 16)))
     more = trainer.train(run_config(compose_raw(overrides), overrides), tmp_path / "other")
     assert more.run_dir == result.run_dir and more.steps == 160
-    assert "re-planned at step 80" in more.replanned and "(train.max_seconds 5 -> 10): it goes on at lr 1.0" in more.replanned
+    assert "re-planned at step 80 for the new budget (train.max_seconds 5 -> 10): it goes on at lr 1.0" in (
+        more.replanned)
     lr = dict(scalars(result.run_dir, "lr"))
     assert all(lr[k] <= lr[80] * 1.0001 for k in range(81, 161))
     val = scalars(result.run_dir, "loss/val")

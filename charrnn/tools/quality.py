@@ -82,7 +82,8 @@ def stock_run(cell: str, seconds: float, seed: int, data: list[str], lr: float |
         return head(out), state                                                             # (T, B, V)
 
     def loss_of(logits, targets: np.ndarray):
-        return nn.functional.cross_entropy(logits.reshape(-1, V), torch.from_numpy(targets.T.astype(np.int64)).reshape(-1))
+        ids = torch.from_numpy(targets.T.astype(np.int64)).reshape(-1)                       # (T * B,)
+        return nn.functional.cross_entropy(logits.reshape(-1, V), ids)
 
     state, chunk, step, spent = None, 0, 0, 0.0
     while spent < seconds:
@@ -120,7 +121,8 @@ def row(name: str, seconds: float, seed: int, val: float, steps: int, train_seco
 def with_gaps(rows: list[dict]) -> list[dict]:
     """Each row's gap to the best stock model of its budget (negative: better than it)."""
     for r in rows:
-        stock = [s["val_nats"] for s in rows if s["name"].startswith("stock") and s["budget_seconds"] == r["budget_seconds"]]
+        stock = [s["val_nats"] for s in rows
+                 if s["name"].startswith("stock") and s["budget_seconds"] == r["budget_seconds"]]
         r["gap_to_best_stock"] = r["val_nats"] - min(stock) if stock else None
     return rows
 

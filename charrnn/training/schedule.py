@@ -124,8 +124,9 @@ class Schedule:
         warmup = (f"warm-up {self.warmup_iters} steps, shortened only if they would take over "
                   f"{WARMUP_CLOCK_SHARE * seconds:g} s ({WARMUP_CLOCK_SHARE:.0%} of the budget); "
                   if self.warming_up else "")
-        return (f"on the clock: {warmup}evaluations every {(seconds - start) / EVAL_POINTS:g} s of training "
-                f"and at the end; the learning rate reaches train.min_lr at {seconds:g} s")
+        end = f"; the learning rate reaches train.min_lr at {seconds:g} s" if self.cosine else ""
+        every = (seconds - start) / EVAL_POINTS
+        return f"on the clock: {warmup}evaluations every {every:g} s of training and at the end{end}"
 
     def next_lr(self, step: int, train_seconds: float) -> float:
         """The learning rate of 0-based step, about to run (call once per step: it moves the warm-up on)."""
@@ -133,9 +134,10 @@ class Schedule:
             expected = self.warmup_steps()
             if expected < self.warmup_iters and not self.shortened:
                 self.shortened = True
-                self.news.append(f"step {step}: warm-up shortened to about {expected:.0f} steps: at {self.fastest:.3g} s "
-                                 f"a step its {self.warmup_iters} would take {self.fastest * self.warmup_iters:.3g} s, "
-                                 f"over {WARMUP_CLOCK_SHARE:.0%} of train.max_seconds={self.budget.max_seconds:g}")
+                self.news.append(f"step {step}: warm-up shortened to about {expected:.0f} steps: at "
+                                 f"{self.fastest:.3g} s a step its {self.warmup_iters} would take "
+                                 f"{self.fastest * self.warmup_iters:.3g} s, over {WARMUP_CLOCK_SHARE:.0%} of "
+                                 f"train.max_seconds={self.budget.max_seconds:g}")
             self.warmed = min(float(self.warmup_iters), self.warmed + self.warmup_iters / expected)
             return self.peak * self.warmed / self.warmup_iters
         return self._after_warmup(step, train_seconds)
