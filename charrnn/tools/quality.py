@@ -15,7 +15,6 @@ The corpus is Tiny Shakespeare (CHARRNN_TINYSHAKESPEARE or data/), or --data PAT
 depend on its cores and load: print them beside the host, as docs/performance.md does.
 """
 
-import argparse
 import json
 import math
 import os
@@ -29,7 +28,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from charrnn.config import compose, to_config
-from charrnn.tools.args import Parser, positive_int, positive_seconds
+from charrnn.tools.args import Parser, positive_int, positive_number, positive_seconds
 
 LOG2E = 1.0 / math.log(2.0)
 # The stock models' settings: the presets' shape (two layers of 256, 32 streams of 64), Adam at 2e-3 (the
@@ -143,16 +142,6 @@ def host() -> str:
     return f"{cpu or platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the start"
 
 
-def positive_rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive learning rate, got {text!r}")
-    return value
-
-
 def main(argv=None) -> None:
     parser = Parser(prog="python -m charrnn.tools.quality", description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=positive_seconds, nargs="+", default=[60.0, 300.0],
@@ -161,7 +150,7 @@ def main(argv=None) -> None:
                         help="conf/experiment/ presets to train (default: gru_5min lstm_5min)")
     parser.add_argument("--stock", nargs="*", choices=("lstm", "gru"), default=["lstm", "gru"],
                         help="stock torch.nn models to train beside them (default: lstm gru)")
-    parser.add_argument("--stock-lr", type=positive_rate, metavar="LR",
+    parser.add_argument("--stock-lr", type=positive_number("learning rate"), metavar="LR",
                         help=f"the stock models' Adam rate (default: {STOCK['lr']:g})")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="config overrides for every preset run, as train.py takes them")
