@@ -202,15 +202,18 @@ def test_a_run_on_the_clock_warms_up_evaluates_ten_times_and_continues_without_r
     assert "re-planned at step 80" in summary(more, run_config(compose_raw(overrides), overrides))
 
 
-def test_a_run_its_clock_ended_inside_its_warm_up_is_continued_with_a_larger_budget(corpus, tmp_path, monkeypatch):
-    """Steps so slow that the clock ends the run before its warm-up does (2 s a step of a 3 s budget): the
-    printed continue command must raise train.max_seconds, the limit that ended it (train.max_iters would
-    leave nothing to resume), and say where the warm-up stood."""
-    monkeypatch.setattr(trainer.Trainer, "clock", staticmethod(StepClock(2.0)))
+@pytest.mark.parametrize("step_seconds,steps,more", [(2.0, 2, 6), (8.0, 1, 16)])
+def test_a_run_its_clock_ended_inside_its_warm_up_is_continued_with_a_larger_budget(corpus, tmp_path, monkeypatch,
+                                                                                     step_seconds, steps, more):
+    """Steps so slow that the clock ends the run before its warm-up does (of a 3 s budget): the printed
+    continue command must raise train.max_seconds, the limit that ended it (train.max_iters would leave
+    nothing to resume), past the time spent (one 8 s step overshoots twice the budget), and say where the
+    warm-up stood."""
+    monkeypatch.setattr(trainer.Trainer, "clock", staticmethod(StepClock(step_seconds)))
     overrides = [f"data.path={corpus}", *TINY, "train.max_iters=100000", "train.max_seconds=3",
                  "train.warmup_iters=100"]
     result = trainer.train(make_config(overrides), tmp_path / "run")
-    assert result.steps == 2 and result.warmup is not None
+    assert result.steps == steps and result.warmup is not None
     printed = summary(result, make_config(overrides)).splitlines()[-1]
-    assert printed.endswith(f"continue: python train.py train.resume={result.run_dir} train.max_seconds=6   "
-                            f"(stopped inside its warm-up, at step 2 of train.warmup_iters=100)")
+    assert printed.endswith(f"continue: python train.py train.resume={result.run_dir} train.max_seconds={more}   "
+                            f"(stopped inside its warm-up, at step {steps} of train.warmup_iters=100)")

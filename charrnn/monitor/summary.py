@@ -37,8 +37,12 @@ def summary(result, cfg: Config) -> str:
     else:
         more = override("train.max_iters", 2 * result.steps)
     if tc.max_seconds is not None and result.train_seconds >= tc.max_seconds:
-        # the clock ended it: only a larger budget trains further, whatever the schedule's state
-        more = override("train.max_seconds", f"{2 * tc.max_seconds:g}")
+        # the clock ended it: only a larger budget trains further, whatever the schedule's state (twice the
+        # budget, or twice the time spent where one slow step overshot it further)
+        seconds = 2 * tc.max_seconds
+        if seconds <= result.train_seconds:
+            seconds = math.ceil(2 * result.train_seconds)
+        more = override("train.max_seconds", f"{seconds:g}")
     lines = [
         f"best val {best:.4f} nats/char ({best * LOG2E:.4f} bits/char); "
         f"last val {last:.4f} nats/char ({last * LOG2E:.4f} bits/char) at step {result.steps}",
