@@ -50,7 +50,6 @@ class Cell:
     # torch's fused multi-step kernel for it (a torch._VF function with torch.nn's arguments), or None:
     # then the torch backend runs its loop on every device.
     kernel: str | None = None
-    kernel_on_cpu: bool = False           # whether recurrence=auto takes the kernel on the CPU too
 
     @functools.cached_property
     def code(self) -> ModuleType:
@@ -67,17 +66,15 @@ _LAYERS = "charrnn.backends.numpy_layers."
 
 CELLS = {cell.name: cell for cell in [
     Cell("rnn", _LAYERS + "rnn", gates=("a",), state=("h",), torch_twin="RNN", kernel="rnn_tanh"),
-    # The fused kernels of lstm and gru made faster full training steps than the loop on the CPU, float32,
-    # at (H, B, T) = (256, 64, 64) and (512, 64, 64), one and two layers (docs/performance.md); rnn's did not.
     Cell("lstm", _LAYERS + "lstm", gates=("i", "f", "g", "o"), state=("h", "c"), forget_gate="f",
          quantities=(H, Quantity("c", "c (cell state)", bounds=None), Quantity("i", "i (input gate)", GATE),
                      Quantity("f", "f (forget gate)", GATE), Quantity("g", "g (candidate)"),
                      Quantity("o", "o (output gate)", GATE)),
-         torch_twin="LSTM", kernel="lstm", kernel_on_cpu=True),
+         torch_twin="LSTM", kernel="lstm"),
     Cell("gru", _LAYERS + "gru", gates=("r", "z", "n"), state=("h",), extra=("bhn",), recurrent_bias={"n": "bhn"},
          quantities=(H, Quantity("r", "r (reset gate)", GATE), Quantity("z", "z (update gate)", GATE),
                      Quantity("n", "n (candidate)")),
-         torch_twin="GRU", kernel="gru", kernel_on_cpu=True),
+         torch_twin="GRU", kernel="gru"),
 ]}
 
 
