@@ -67,7 +67,7 @@ MEMORY_LIMIT = min(4 << 30, os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SI
 # the answers' pipe open, so the pipe's end never comes.
 ALIVE_CHECK = 0.2
 
-_open: set = set()   # the Sandboxes with a worker, for close_all
+_open: set = set()   # the Sandboxes with a worker, for kill_all
 
 
 def checked_time_limit(seconds) -> float:
@@ -77,10 +77,17 @@ def checked_time_limit(seconds) -> float:
     return float(seconds)
 
 
-def close_all() -> None:
-    """End every worker and remove every room: for a signal handler about to end the process."""
+def kill_all() -> None:
+    """End every worker's process group and remove every room, for a signal handler about to end the process.
+    Only system calls: the handler may have interrupted anything, a Popen.wait holding its lock included."""
     for box in list(_open):
-        box.close()
+        if box.proc is not None:
+            with contextlib.suppress(OSError):
+                os.killpg(box.proc.pid, signal.SIGKILL)
+            with contextlib.suppress(OSError):
+                os.waitpid(box.proc.pid, 0)
+        if box.room is not None:
+            remove(box.room)
 
 
 class TimedOut(Exception):
@@ -103,6 +110,7 @@ class Sandbox:
         self.close()
 
     def _start(self) -> None:
+        _open.add(self)   # first: a signal from here on finds what there is to clear away
         self.room = Path(tempfile.mkdtemp(prefix="charrnn-tutor-"))
         for name in ("work", "home", "tmp"):
             (self.room / name).mkdir()
@@ -118,14 +126,10 @@ class Sandbox:
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, cwd=self.room / "work", env=env,
                 start_new_session=True, pass_fds=(reading_end,))
         except BaseException:
-            os.close(self.lifeline)
-            self.log.close()
-            remove(self.room)
-            self.proc = self.lifeline = self.room = None
+            self.close()
             raise
         finally:
             os.close(reading_end)
-        _open.add(self)
         self.torch_ready = False
 
     def _reader(self, deadline: float):
@@ -161,20 +165,22 @@ class Sandbox:
 
     def close(self) -> None:
         """End the worker and everything it started (its process group), and remove its room."""
-        if self.proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.kill()
-        self.proc.wait()
-        os.close(self.lifeline)
-        with contextlib.suppress(BrokenPipeError):   # the unsent end of a request the worker never read
-            self.proc.stdin.close()
-        self.proc.stdout.close()
-        self.log.close()
-        remove(self.room)
-        self.proc = self.lifeline = self.room = None
         _open.discard(self)
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.kill()
+            self.proc.wait()
+            with contextlib.suppress(BrokenPipeError):   # the unsent end of a request the worker never read
+                self.proc.stdin.close()
+            self.proc.stdout.close()
+        if self.lifeline is not None:
+            os.close(self.lifeline)
+        if self.log is not None:
+            self.log.close()
+        if self.room is not None:
+            remove(self.room)
+        self.proc = self.lifeline = self.log = self.room = None
 
     def _clear_ended(self) -> tuple[int, str]:
         """Clear away a worker that has ended (the next request starts a new one); its exit code and last output."""
@@ -246,13 +252,17 @@ class Sandbox:
 
 def raised(what: str, traceback: str, line: str) -> LearnerError:
     """The LearnerError for an exception the learner's code raised, said for what it usually means."""
-    if line.startswith("MemoryError") or "can't allocate memory" in line:
-        return LearnerError(f"{what} ran out of memory ({line[:200]}): the check's problems are a few kilobytes "
+    kind, _, detail = line.partition(": ")
+    if kind.endswith("MemoryError") or "can't allocate memory" in line:
+        return LearnerError(f"{what} ran out of memory ({detail[:200]}): the check's problems are a few kilobytes "
                             f"and your code may use {MEMORY_LIMIT / 2**30:g} GiB, so a shape is likely computed "
                             f"wrong; the traceback above shows where", traceback)
     if line == "EOFError: EOF when reading a line":
         return LearnerError(f"{what} called input(), which has nothing to read: the check runs your code with no "
                             f"keyboard; give the value as an argument or a constant", traceback)
+    if line == "SyntaxError: invalid or missing encoding declaration":
+        return LearnerError(f"{what}: the file is not UTF-8 and names no other encoding; save it as UTF-8, or name "
+                            f"its encoding on its first or second line as PEP 263 says (# -*- coding: latin-1 -*-)")
     return LearnerError(f"{what} raised {line}; the traceback above is from your code", traceback, raised=line)
 
 
