@@ -116,8 +116,9 @@ class Sandbox:
             (self.room / name).mkdir()
         env = {k: v for k, v in os.environ.items() if not k.startswith("XDG_")}   # the XDG folders follow HOME
         # PYTHONUSERBASE keeps the user's own site-packages (NumPy may be installed there) where a new HOME
-        # would move it.
-        env.update(HOME=str(self.room / "home"), TMPDIR=str(self.room / "tmp"), PYTHONUSERBASE=site.getuserbase())
+        # would move it; their folder gets no __pycache__ from the modules their file imports.
+        env.update(HOME=str(self.room / "home"), TMPDIR=str(self.room / "tmp"), PYTHONUSERBASE=site.getuserbase(),
+                   PYTHONDONTWRITEBYTECODE="1")
         self.log = tempfile.TemporaryFile()
         reading_end, self.lifeline = os.pipe()
         try:

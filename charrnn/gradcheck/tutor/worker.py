@@ -77,7 +77,7 @@ def encode(value, arrays: list):
     if isinstance(value, np.generic) and value.dtype.kind not in NUMBERS:
         return {"opaque": type(value).__name__}
     if isinstance(value, (np.ndarray, np.generic)):
-        arrays.append(np.ascontiguousarray(value))
+        arrays.append(np.asarray(value, order="C"))   # 0-d stays 0-d (ascontiguousarray makes it 1-d)
         return {"scalar" if isinstance(value, np.generic) else "array": len(arrays) - 1}
     if isinstance(value, Returned):
         if value.value.dtype.kind in NUMBERS and value.value.dtype.fields is None:
