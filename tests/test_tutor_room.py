@@ -25,13 +25,11 @@ from charrnn.gradcheck.tutor import worker
 from charrnn.gradcheck.tutor.check import check_bptt
 from charrnn.gradcheck.tutor.sandbox import MEMORY_LIMIT, LearnerError, Sandbox
 from charrnn.gradcheck.tutor.shapes import Opaque, Returned
-from tests.conftest import REPO
+from tests.conftest import HANG, REPO
 
 FIXTURES = REPO / "tests" / "fixtures" / "bptt"
 MIN_CHAR = (FIXTURES / "min_char_rnn.py").read_text()
 BACKWARD = "    # backward pass"
-# Hang guards only: each is minutes beyond what the step takes on the slowest host the suite runs on.
-HANG = 300
 
 
 def learner_file(path: Path, in_lossfun: str = "", at_import: str = "", source: str = MIN_CHAR) -> Path:

@@ -355,9 +355,6 @@ def main() -> None:
     parent, lifeline, memory = (int(a) for a in sys.argv[1:4])
     stay_in_the_room(parent, lifeline)
     limit_memory(memory)
-    # The parent reads Returned and Opaque as charrnn.gradcheck.tutor.worker's: name them so here too.
-    for cls in (Returned, Opaque):
-        cls.__module__ = "charrnn.gradcheck.tutor.worker"
     requests = os.fdopen(os.dup(0), "rb")
     replies = os.fdopen(os.dup(1), "wb")
     null = os.open(os.devnull, os.O_RDONLY)
