@@ -210,17 +210,20 @@ while True:
     until(lambda: gone([worker_pid, child]) and not in_session(sid), "the learner's processes ended")
 
 
-@pytest.mark.parametrize("fixture", ["min_char_rnn.py", pytest.param("min_char_rnn_torch.py", marks=pytest.mark.slow)])
-def test_a_learners_random_py_is_never_imported_by_the_tool(tmp_path, fixture):
-    """From the learner's folder: the tool (torch imports random) and, with tensors, the worker's torch."""
+@pytest.mark.parametrize("name,fixture", [
+    ("numbers.py", "min_char_rnn.py"), ("random.py", "min_char_rnn.py"),
+    pytest.param("random.py", "min_char_rnn_torch.py", marks=pytest.mark.slow)])
+def test_a_learners_file_named_like_a_standard_module_is_never_imported_by_the_tool(tmp_path, name, fixture):
+    """From the learner's folder: NumPy imports numbers, torch imports random (where the interpreter's start has
+    not imported it already), in the tool and, with tensors, in the worker."""
     folders = user(tmp_path)
     names = tmp_path / "imported_as"
-    learner_file(folders["user"] / "random.py", source=(FIXTURES / fixture).read_text(),
+    learner_file(folders["user"] / name, source=(FIXTURES / fixture).read_text(),
                  at_import=f"open({str(names)!r}, 'a').write(__name__ + '\\n')")
-    proc = gradcheck(folders, "--yours", "random.py")
+    proc = gradcheck(folders, "--yours", name)
     out, err = proc.communicate(timeout=HANG)
     assert proc.returncode == 0 and out.splitlines()[-1] == "PASS", out + err
-    assert names.read_text().split() == ["learner_0"]   # the check's own load, never the tool's `import random`
+    assert names.read_text().split() == ["learner_0"]   # the check's own load, never the tool's import
 
 
 def test_the_reports_way_out_and_the_time_limits_bounds_are_one_line_each(monkeypatch, capsys):
