@@ -427,13 +427,36 @@ def test_a_training_script_is_loaded_without_running_its_script_part(box, tmp_pa
     assert result.status == "pass"
     assert result.notes == ["importing reads_its_data.py raised FileNotFoundError: [Errno 2] No such file or "
                             "directory: 'input.txt'; its imports, definitions and constants were loaded, not its "
-                            "script part"]
+                            "script part (left out: 6 statements (lines 5, 12-16), which set data, Wxh, Whh, Why, bh, "
+                            "by)"]
     forever = tmp_path / "trains_forever.py"
     forever.write_text(script + "\nwhile True:\n    loss = lossFun([0], [1], np.zeros((hidden_size, 1)))\n")
     result = check(box, forever)
     assert result.status == "pass"
-    assert result.notes == [f"trains_forever.py runs a loop at module level (line {script.count(chr(10)) + 2}); its "
-                            f"imports, definitions and constants were loaded, not its script part"]
+    loop = script.count(chr(10)) + 2
+    assert result.notes == [f"trains_forever.py runs a loop at module level (line {loop}); its imports, definitions "
+                            f"and constants were loaded, not its script part (left out: 6 statements (lines 11-15, "
+                            f"{loop}), which set Wxh, Whh, Why, bh, by)"]
+
+
+def test_the_loader_leaves_out_what_reads_its_script_part_and_says_so(box, tmp_path):
+    """A port that loads a snapshot: Wxh = snapshot["Wxh"] calls nothing, but reads what was left out."""
+    script = (FIXTURES / MC).read_text().split('if __name__ == "__main__":')[0]
+    snapshot = ("import pickle\nsnapshot = pickle.load(open('model.p', 'rb'))\nWxh = snapshot['Wxh']\n"
+                "chars = snapshot['chars']\n")
+    path = tmp_path / "resumes.py"
+    path.write_text(script + snapshot)
+    result = check(box, path)
+    assert result.status == "pass", str(result)
+    assert result.notes[0].startswith("importing resumes.py raised FileNotFoundError")
+    assert result.notes[0].endswith("which set Wxh, Whh, Why, bh, by, snapshot, chars)")
+    path.write_text(script.replace("    xs, hs, ys, ps = {}, {}, {}, {}", "    xs, hs, ys, ps = {}, {}, {}, {}\n"
+                                   "    assert len(chars) > 0") + snapshot)
+    result = check(box, path)
+    assert result.exit_code == 2
+    assert result.error["message"].endswith("raised NameError: name 'chars' is not defined; the traceback above is "
+                                            "from your code; chars is set by the script part of your file, which the "
+                                            "check left out: set it inside the function, or from the arguments")
 
 
 def test_code_that_never_returns_is_stopped_at_the_time_limit(tmp_path):

@@ -70,7 +70,7 @@ class Implementation:
     family: str
     cell: str
     arrays: str
-    status: str                      # "pass", "fail" or "not written"
+    status: str                      # "pass", "fail", "error", "not written", "no partner" or "not a shape"
     problems: list = field(default_factory=list)
     tolerance: float = 0.0
     outputs: list = field(default_factory=list)     # Check of each forward output
@@ -80,6 +80,7 @@ class Implementation:
     shown: str | None = None                        # the gradient whose per-step table the report prints
     diagnosis: list = field(default_factory=list)   # Diagnosis
     notes: list = field(default_factory=list)
+    error: dict | None = None       # {"message", "traceback", "output"} when status is "error"
 
 
 @dataclass
@@ -222,35 +223,71 @@ def check_implementation(shape: Shape, box: Sandbox, loaded, options: Options) -
     return result
 
 
+def not_checked(shape: Shape, status: str, note: str, error: dict | None = None) -> Implementation:
+    return Implementation(shape.name, shape.signature, shape.layout, shape.family, shape.cell, shape.arrays, status,
+                          notes=[note], error=error)
+
+
+def with_hint(error: LearnerError, dropped: set) -> str:
+    """The message, with what the learner can do about the usual causes of a raised exception."""
+    message = error.message
+    if error.raised is None:
+        return message
+    if re.search(r"dtype|[Dd]ouble|[Ff]loat", error.raised):
+        message += "; the check hands your code float64 arrays: make the ones it creates float64 too"
+    missing = re.match(r"NameError: name '(\w+)' is not defined", error.raised)
+    if missing and missing.group(1) in dropped:
+        message += (f"; {missing.group(1)} is set by the script part of your file, which the check left out: set it "
+                    f"inside the function, or from the arguments")
+    return message
+
+
 def run_check(path, function: str | None, options: Options, box: Sandbox) -> TutorResult:
+    """Each implementation on its own: one's exception, skeleton or missing partner never hides another's result."""
     path = Path(path)
     result = TutorResult(str(path), "pass", 0)
+    dropped: set = set()
     try:
         if not path.is_file():
             raise LearnerError(f"{path}: no such file; give the path of your .py file")
-        loaded, result.notes = learner.load(box, path)
+        loaded, result.notes, dropped = learner.load(box, path)
         shapes = learner.find_shapes(loaded, path, function, options.cell, options.arrays)
+        alone = function is not None or len(shapes) == 1
         for shape in shapes:
+            if isinstance(shape, learner.Skipped):
+                result.implementations.append(Implementation(shape.name, shape.signature, "", "", "", "", shape.status,
+                                                             notes=[shape.why]))
+                continue
             try:
                 result.implementations.append(check_implementation(shape, box, loaded, options))
             except NotWritten as skeleton:
-                if function is not None or len(shapes) == 1:
+                if alone:
                     raise LearnerError(f"{skeleton}: write it first (a skeleton has nothing to check)") from None
-                result.implementations.append(Implementation(shape.name, shape.signature, shape.layout, shape.family,
-                                                             shape.cell, shape.arrays, "not written",
-                                                             notes=[str(skeleton)]))
+                result.implementations.append(not_checked(shape, "not written", str(skeleton)))
+            except LearnerError as error:
+                if alone:
+                    raise
+                result.implementations.append(not_checked(shape, "error", with_hint(error, dropped), {
+                    "message": with_hint(error, dropped), "traceback": error.traceback, "output": error.output}))
     except LearnerError as error:
-        message = error.message
-        if error.raised is not None and re.search(r"dtype|[Dd]ouble|[Ff]loat", error.raised):
-            message += "; the check hands your code float64 arrays: make the ones it creates float64 too"
         return TutorResult(str(path), "error", 2, result.implementations, result.notes,
-                           {"message": message, "traceback": error.traceback, "output": error.output})
-    if not any(i.status != "not written" for i in result.implementations):
+                           {"message": with_hint(error, dropped), "traceback": error.traceback,
+                            "output": error.output})
+    checked = [i for i in result.implementations if i.status in ("pass", "fail")]
+    errors = [i for i in result.implementations if i.status == "error"]
+    if any(i.status == "fail" for i in checked):
+        result.status, result.exit_code = "fail", 1
+    elif errors:
+        first = errors[0]
+        result.status, result.exit_code = "error", 2
+        result.error = {"message": f"{first.function}: {first.error['message']}", "traceback": None, "output": ""}
+    elif not checked:
         message = "every implementation in the file is a skeleton that returns None: write one first"
+        if any(i.status != "not written" for i in result.implementations):
+            message = "nothing in the file could be checked: " + "; ".join(
+                i.notes[0] for i in result.implementations)
         return TutorResult(str(path), "error", 2, result.implementations, result.notes,
                            {"message": message, "traceback": None, "output": ""})
-    if any(i.status == "fail" for i in result.implementations):
-        result.status, result.exit_code = "fail", 1
     return result
 
 

@@ -78,15 +78,37 @@ def run_learner(function, *args):
         raise Raised(learner_traceback(error), traceback.format_exception_only(error)[-1].strip()) from None
 
 
-def definitions(tree: ast.Module) -> ast.Module:
-    """The module's imports, functions, classes and constant assignments: its script part left out."""
-    def constant(node) -> bool:
-        return not any(isinstance(n, ast.Call) for n in ast.walk(node) if not isinstance(n, ast.Lambda))
+def split(tree: ast.Module) -> tuple[list, list]:
+    """The module's statements kept (imports, functions, classes, and assignments that call nothing and read
+    nothing left out) and those left out: its script part. An assignment that reads a name the script
+    part sets is left out too, or it would fail on it (Wxh = model["Wxh"] after model = pickle.load(f))."""
+    def calls(node) -> bool:
+        return any(isinstance(n, ast.Call) for n in ast.walk(node) if not isinstance(n, ast.Lambda))
+
+    def reads(node) -> set:
+        return {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+
+    def sets(node) -> set:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if hasattr(node, "target") else []
+        return {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
 
     keep = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
-    body = [node for node in tree.body
-            if isinstance(node, keep) or isinstance(node, (ast.Assign, ast.AnnAssign)) and constant(node.value)]
-    return ast.Module(body=body, type_ignores=[])
+    kept, left_out, dropped_names = [], [], set()
+    for node in tree.body:
+        constant = isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None and not calls(
+            node.value) and not reads(node.value) & dropped_names
+        docstring = isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+        if isinstance(node, keep) or constant or docstring:
+            kept.append(node)
+        else:
+            left_out.append(node)
+            dropped_names |= sets(node)
+    return kept, left_out
+
+
+def definitions(tree: ast.Module) -> ast.Module:
+    """The module's imports, functions, classes and constant assignments: its script part left out."""
+    return ast.Module(body=split(tree)[0], type_ignores=[])
 
 
 def load(modules: dict, path: str, definitions_only: bool):
@@ -108,13 +130,44 @@ def load(modules: dict, path: str, definitions_only: bool):
     modules[key] = module
     functions = []
     for name, obj in vars(module).items():
-        if inspect.isfunction(obj) and os.path.abspath(obj.__code__.co_filename) == os.path.abspath(path):
-            params = list(inspect.signature(obj).parameters.values())
-            functions.append({"name": name, "params": [p.name for p in params],
-                              "required": sum(p.default is p.empty and p.kind <= p.POSITIONAL_OR_KEYWORD
-                                              for p in params),
-                              "line": obj.__code__.co_firstlineno})
+        if inspect.isfunction(obj) and _defined_in(obj, path):
+            functions.append(_described(name, obj, 0))
+        elif inspect.isclass(obj) and obj.__module__ == key:
+            # A class's methods are listed as "Class.method", without self: the check can call them on an
+            # instance made without __init__ (call and pair below).
+            functions += [_described(f"{name}.{method}", f, 1) for method, f in vars(obj).items()
+                          if inspect.isfunction(f) and _defined_in(f, path)]
     return ("loaded", key, source, functions)
+
+
+def _defined_in(function, path: str) -> bool:
+    return os.path.abspath(function.__code__.co_filename) == os.path.abspath(path)
+
+
+def _described(name: str, function, skip: int) -> dict:
+    params = list(inspect.signature(function).parameters.values())[skip:]
+    return {"name": name, "params": [p.name for p in params],
+            "required": sum(p.default is p.empty and p.kind <= p.POSITIONAL_OR_KEYWORD for p in params),
+            "line": function.__code__.co_firstlineno}
+
+
+def resolve(module, names: tuple, attributes: dict) -> list:
+    """The learner's functions by name; "Class.method" is the method of one instance of Class, made
+    without calling __init__ (whose arguments the check cannot know), with `attributes` set on it."""
+    instances = {}
+    found = []
+    for name in names:
+        owner, dot, method = name.rpartition(".")
+        if not dot:
+            found.append(getattr(module, name))
+            continue
+        if owner not in instances:
+            cls = getattr(module, owner)
+            instances[owner] = cls.__new__(cls)
+            for k, v in attributes.items():
+                setattr(instances[owner], k, v)
+        found.append(getattr(instances[owner], method))
+    return found
 
 
 def to_torch(value):
@@ -149,7 +202,8 @@ def call(modules: dict, key: str, name: str, args: tuple, set_globals: dict, arr
     convert = to_torch if arrays == "torch" else (lambda v: v)
     for k, v in set_globals.items():
         setattr(module, k, convert(v))
-    return ("ok", plain(run_learner(getattr(module, name), *convert(args))))
+    (function,) = resolve(module, (name,), {k: getattr(module, k) for k in set_globals})
+    return ("ok", plain(run_learner(function, *convert(args))))
 
 
 def pair(modules: dict, key: str, forward: str, args: tuple, backward: str, upstream: tuple, arrays: str):
@@ -157,10 +211,11 @@ def pair(modules: dict, key: str, forward: str, args: tuple, backward: str, upst
     stays here: it may hold anything."""
     module = modules[key]
     convert = to_torch if arrays == "torch" else (lambda v: v)
-    out = run_learner(getattr(module, forward), *convert(args))
-    if not isinstance(out, tuple) or len(out) < 2:
-        return ("ok", plain(out), None)
-    grads = run_learner(getattr(module, backward), *convert(upstream), out[-1])
+    forward_function, backward_function = resolve(module, (forward, backward), {})
+    out = run_learner(forward_function, *convert(args))
+    if not isinstance(out, tuple) or len(out) < 2 or all(v is None for v in out):
+        return ("ok", plain(out), None)   # a skeleton's Nones: its backward is never called
+    grads = run_learner(backward_function, *convert(upstream), out[-1])
     return ("ok", plain(out[:-1]), plain(grads))
 
 
