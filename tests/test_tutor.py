@@ -19,6 +19,7 @@ from charrnn.gradcheck.tutor.picture import learner_terms
 from charrnn.gradcheck.problem import relative_error
 from charrnn.gradcheck.tutor.sandbox import LearnerError, Sandbox
 from charrnn.gradcheck.tutor.shape_charrnn import CharRNN
+from charrnn.gradcheck.tutor.shape_coursera import Coursera
 from charrnn.gradcheck.tutor.shape_cs231n import CS231n
 from charrnn.gradcheck.tutor.shape_minchar import MinChar
 from charrnn.gradcheck.tutor.check import Options, run_check
@@ -28,6 +29,8 @@ FIXTURES = REPO / "tests" / "fixtures" / "bptt"
 SIZES = {"B": 3, "T": 5, "H": 4, "V": 6}
 RNN_SEQ, RNN_STEP = "rnn_forward / rnn_backward", "rnn_step_forward / rnn_step_backward"
 LSTM_SEQ, LSTM_STEP = "lstm_forward / lstm_backward", "lstm_step_forward / lstm_step_backward"
+CO_RNN_STEP, CO_RNN_SEQ = "rnn_cell_forward / rnn_cell_backward", RNN_SEQ
+CO_LSTM_STEP, CO_LSTM_SEQ = "lstm_cell_forward / lstm_cell_backward", LSTM_SEQ
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +67,8 @@ def check(box, path, function=None, **options):
     ("my_rnn_class.py", {}, "numpy", ["loss_and_grads"]),
     ("charrnn_own.py", {"cell": "lstm"}, "numpy", ["loss_and_grads"]),
     ("charrnn_own.py", {"cell": "gru"}, "numpy", ["loss_and_grads"]),
+    ("coursera_rnn.py", {}, "numpy", [CO_RNN_STEP, CO_RNN_SEQ, CO_LSTM_STEP, CO_LSTM_SEQ]),
+    ("minchar_class.py", {}, "numpy", ["CharRNN.lossFun"]),
 ])
 def test_every_correct_shape_passes_with_every_output_and_gradient_checked(box, fixture, options, arrays, functions):
     result = check(box, FIXTURES / fixture, **options)
@@ -74,15 +79,19 @@ def test_every_correct_shape_passes_with_every_output_and_gradient_checked(box, 
         assert impl.diagnosis == [] and impl.per_step == {}
         assert all(c.passed and c.error < 1e-13 for c in impl.outputs + impl.gradients), impl.function
         assert len(impl.problems) == 3
-    names = {"lossFun": ["dWxh", "dWhh", "dWhy", "dbh", "dby"], RNN_SEQ: ["dx", "dh0", "dWx", "dWh", "db"],
+    names = {"lossFun": ["dWxh", "dWhh", "dWhy", "dbh", "dby"], "CharRNN.lossFun": ["dWxh", "dWhh", "dWhy", "dbh", "dby"],
+             RNN_SEQ: ["dx", "dh0", "dWx", "dWh", "db"] if fixture != "coursera_rnn.py" else
+             ["dx", "da0", "dWax", "dWaa", "dba"],
+             LSTM_SEQ: ["dx", "da0", "dWf", "dWi", "dWc", "dWo", "dbf", "dbi", "dbc", "dbo"],
+             CO_LSTM_STEP: ["dxt", "da_prev", "dc_prev", "dWf", "dWi", "dWc", "dWo", "dbf", "dbi", "dbc", "dbo"],
              LSTM_STEP: ["dx", "dprev_h", "dprev_c", "dWx", "dWh", "db"],
              "loss_and_grads": ["Wxh", "Whh", "Why", "bh", "by"] + (["bhn"] if options.get("cell") == "gru" else [])}
     for impl in result.implementations:
-        if impl.function in names:
+        if impl.function in names and (impl.function != LSTM_SEQ or fixture == "coursera_rnn.py"):
             assert sorted(c.name for c in impl.gradients) == sorted(names[impl.function])
 
 
-MC, MCT, AD = "min_char_rnn.py", "min_char_rnn_torch.py", "my_rnn_class.py"
+MC, MCT, AD, CO = "min_char_rnn.py", "min_char_rnn_torch.py", "my_rnn_class.py", "coursera_rnn.py"
 CS, CST = "rnn_layers.py", "rnn_layers_torch.py"
 DH_MC = "dh = np.dot(Why.T, dy) + dhnext"
 TANH_MC = "dhraw = (1 - hs[t] * hs[t]) * dh"
@@ -92,6 +101,10 @@ LSTM_DC = "dc = dnext_c + dnext_h * o * (1 - np.tanh(next_c) ** 2)"
 MISTAKES = {
     # code: [(fixture, edits, {implementation: codes} of every implementation that must fail)]
     "missing-dh-next": [
+        (CO, [("rnn_cell_backward(da[:, :, t] + da_prevt, caches[t])", "rnn_cell_backward(da[:, :, t], caches[t])")],
+         {CO_RNN_SEQ: ["missing-dh-next"]}),
+        (CO, [("lstm_cell_backward(da[:, :, t] + da_prevt", "lstm_cell_backward(da[:, :, t]")],
+         {CO_LSTM_SEQ: ["missing-dh-next"]}),
         (MC, [(DH_MC, "dh = np.dot(Why.T, dy)")], {"lossFun": ["missing-dh-next"]}),
         (MCT, [("dh = Why.T @ dy + dhnext", "dh = Why.T @ dy")], {"lossFun": ["missing-dh-next"]}),
         (CS, [("rnn_step_backward(dh[:, t, :] + dprev_h, cache[t])", "rnn_step_backward(dh[:, t, :], cache[t])")],
@@ -104,6 +117,10 @@ MISTAKES = {
          {"loss_and_grads": ["missing-dh-next"]}),
     ],
     "tanh-derivative": [
+        (CO, [("dtanh = (1 - a_next ** 2) * da_next", "dtanh = da_next")],
+         {CO_RNN_STEP: ["tanh-derivative"], CO_RNN_SEQ: ["tanh-derivative"]}),
+        (CO, [("ot * (1 - np.tanh(c_next) ** 2)", "ot * (1 - c_next ** 2)")],
+         {CO_LSTM_STEP: ["tanh-derivative"], CO_LSTM_SEQ: ["tanh-derivative"]}),
         (MC, [(TANH_MC, "dhraw = dh")], {"lossFun": ["tanh-derivative"]}),
         (MC, [(TANH_MC, "dhraw = (1 - np.tanh(hs[t]) ** 2) * dh")], {"lossFun": ["tanh-derivative"]}),
         (MC, [(TANH_MC, "dhraw = (1 - hs[t - 1] * hs[t - 1]) * dh")], {"lossFun": ["tanh-derivative"]}),
@@ -124,6 +141,8 @@ MISTAKES = {
          {LSTM_STEP: ["h-index"], LSTM_SEQ: ["h-index"]}),
     ],
     "transposed-whh": [
+        (CO, [("da_prev = np.dot(Waa.T, dtanh)", "da_prev = np.dot(Waa, dtanh)")],
+         {CO_RNN_STEP: ["transposed-whh"], CO_RNN_SEQ: ["transposed-whh"]}),
         (MC, [("dhnext = np.dot(Whh.T, dhraw)", "dhnext = np.dot(Whh, dhraw)")], {"lossFun": ["transposed-whh"]}),
         (CS, [("dprev_h = dtanh.dot(Wh.T)", "dprev_h = dtanh.dot(Wh)")],
          {RNN_STEP: ["transposed-whh"], RNN_SEQ: ["transposed-whh"]}),
@@ -153,6 +172,7 @@ MISTAKES = {
          {"lossFun": ["sign"]}),
     ],
     "not-accumulated": [
+        (CO, [('        dWaa += gradients["dWaa"]', '        dWaa = gradients["dWaa"]')], {CO_RNN_SEQ: ["not-accumulated"]}),
         (MC, [(DWHH_MC, "dWhh = np.dot(dhraw, hs[t - 1].T)")], {"lossFun": ["not-accumulated"]}),
         (CS, [("        dWh += dWh_t\n", "        dWh = dWh_t\n")], {RNN_SEQ: ["not-accumulated"]}),
         (CST, [("        dWx += dWx_t\n", "        dWx = dWx_t\n")], {RNN_SEQ: ["not-accumulated"]}),
@@ -172,6 +192,8 @@ MISTAKES = {
          {LSTM_SEQ: ["state-gradient"]}),
     ],
     "missing-dc-path": [
+        (CO, [("dc = dc_next + da_next", "dc = da_next")],
+         {CO_LSTM_STEP: ["missing-dc-path"], CO_LSTM_SEQ: ["missing-dc-path"]}),
         (CS, [(LSTM_DC, "dc = dnext_h * o * (1 - np.tanh(next_c) ** 2)")],
          {LSTM_STEP: ["missing-dc-path"], LSTM_SEQ: ["missing-dc-path"]}),
         (CST, [("dc = dnext_c + dnext_h * o", "dc = dnext_h * o")],
@@ -317,6 +339,8 @@ def test_the_inferred_terms_without_dh_next_are_each_losses_own_step_alone(box, 
     *[CS231n(cell, pair, "numpy") for cell in ("rnn", "lstm")
       for pair in ((f"{cell}_step_forward", f"{cell}_step_backward"), (f"{cell}_forward", f"{cell}_backward"))],
     *[CharRNN(cell, ("loss_and_grads",), "numpy", True) for cell in ("rnn", "lstm")],
+    *[Coursera(cell, pair, "numpy") for cell in ("rnn", "lstm")
+      for pair in ((f"{cell}_cell_forward", f"{cell}_cell_backward"), (f"{cell}_forward", f"{cell}_backward"))],
 ])
 def test_the_hand_written_backward_with_no_mistake_is_autograd_in_every_layout(shape):
     for seed, sizes in enumerate([SIZES, {"B": 2, "T": 3, "H": 5, "V": 3}]):
@@ -405,7 +429,7 @@ def lstm_forward(x, h0, Wx, Wh, b):
 
 def lstm_backward(dh, cache):
     dx, dh0, dWx, dWh, db = None, None, None, None, None
-    return dx, dh0, dWx, dWh, db
+    return dx, dprev_h, dWx, dWh, db
 '''
     rnn = (FIXTURES / CS).read_text().split("def sigmoid")[0]
     path = tmp_path / "rnn_layers.py"
@@ -417,6 +441,91 @@ def lstm_backward(dh, cache):
     alone = check(box, path, "lstm_forward")
     assert alone.exit_code == 2
     assert alone.error["message"] == "lstm_forward returned only None: write it first (a skeleton has nothing to check)"
+
+
+def test_each_implementation_is_checked_on_its_own_whatever_its_neighbours_do(box, tmp_path):
+    rnn = (FIXTURES / CS).read_text().split("def sigmoid")[0]
+    path = tmp_path / "rnn_layers.py"
+    # the course does the LSTM with autograd: a forward and no backward
+    path.write_text(rnn + "\n\ndef lstm_forward(x, h0, Wx, Wh, b):\n    return x, None\n")
+    result = check(box, path)
+    assert (result.status, result.exit_code) == ("pass", 0), str(result)
+    assert [(i.function, i.status) for i in result.implementations] == [
+        (RNN_STEP, "pass"), (RNN_SEQ, "pass"), ("lstm_forward", "no partner")]
+    assert "lstm_forward(x, h0, Wx, Wh, b): not checked: lstm_forward needs its partner lstm_backward" in str(result)
+    # one implementation raises: the others' results stand beside its traceback
+    path.write_text(rnn.replace("    dtanh = (1 - next_h ** 2) * dnext_h", "    dtanh = (1 - next_h ** 2) * dnext_h\n"
+                                "    assert dtanh.ndim == 3"))
+    result = check(box, path)
+    assert (result.status, result.exit_code) == ("error", 2)
+    assert [(i.function, i.status) for i in result.implementations] == [(RNN_STEP, "error"), (RNN_SEQ, "error")]
+    path.write_text((FIXTURES / MC).read_text().replace("def lossFun", "def rnn_forward(x, h0, Wx, Wh, b):\n"
+                                                        "    raise ValueError('not yet')\n\n\n"
+                                                        "def rnn_backward(dh, cache):\n    return None\n\n\n"
+                                                        "def lossFun"))
+    result = check(box, path)
+    assert (result.status, result.exit_code) == ("error", 2)
+    assert [(i.function, i.status) for i in result.implementations] == [(RNN_SEQ, "error"), ("lossFun", "pass")]
+    text = str(result)
+    assert "rnn_forward(x, h0, Wx, Wh, b) / rnn_backward(dh, cache): could not be checked: rnn_forward / " \
+           "rnn_backward on a random problem" in " ".join(text.split())
+    assert "  | ValueError: not yet" in text and "dWhh      " in text
+    assert text.splitlines()[-1].startswith("error: rnn_forward / rnn_backward: rnn_forward / rnn_backward on a "
+                                            "random problem")
+
+
+def test_a_function_is_matched_by_its_arguments_not_its_name_alone(box, tmp_path):
+    """Coursera's rnn_forward(x, a0, parameters) is not CS231n's; the Dinosaurus assignment's
+    rnn_forward(X, Y, a0, parameters, vocab_size) is neither, and says so beside what is checked."""
+    path = tmp_path / "my_rnn.py"
+    path.write_text((FIXTURES / MC).read_text() + "\n\ndef rnn_forward(X, Y, a0, parameters, vocab_size=27):\n"
+                    "    return X, None\n\n\ndef rnn_backward(X, Y, parameters, cache):\n    return None\n")
+    result = check(box, path)
+    assert (result.status, result.exit_code) == ("pass", 0), str(result)
+    assert [(i.function, i.status) for i in result.implementations] == [
+        ("lossFun", "pass"), ("rnn_forward", "not a shape"), ("rnn_backward", "not a shape")]
+    assert result.implementations[1].notes == [
+        "rnn_forward(X, Y, a0, parameters, vocab_size) is named like CS231n's rnn_forward(x, h0, Wx, Wh, b) or "
+        "Coursera's rnn_forward(x, a0, parameters), but takes other arguments"]
+    alone = check(box, path, "rnn_forward")
+    assert alone.exit_code == 2 and alone.error["message"] == result.implementations[1].notes[0]
+
+
+def test_a_class_is_driven_where_its_method_has_a_shape_and_otherwise_named_with_its_adapter(box, tmp_path):
+    result = check(box, FIXTURES / "minchar_class.py", "lossFun")
+    assert result.status == "pass" and result.implementations[0].signature == "CharRNN.lossFun(inputs, targets, hprev)"
+    result = check(box, FIXTURES / "layer_classes.py")
+    assert result.exit_code == 2
+    assert result.error["message"] == (
+        "layer_classes.py defines class RNN (__init__(Wx, Wh, b), forward(x, h_prev), backward(dh_next)); class TimeRNN "
+        "(__init__(Wx, Wh, b), forward(xs, h0), backward(dhs)): the check cannot drive a class whose contract it does "
+        "not know (what its constructor takes, what forward and backward return); add the adapter shown above around "
+        "your class, and run again")
+    assert result.error["output"].startswith("the adapter to add to layer_classes.py, in CS231n's shape")
+    assert "    layer = TimeRNN(...)" in result.error["output"]
+    assert str(result).splitlines()[0] == result.error["output"].splitlines()[0]
+
+
+def test_float32_inside_code_that_returns_float64_passes_at_the_float32_bar_and_says_where(box, tmp_path):
+    """A textbook keeps its hidden states in np.empty(..., dtype='f'): right to float32's round-off."""
+    adapter = ("\n\ndef rnn_forward(x, h0, Wx, Wh, b):\n    layer = TimeRNN(Wx, Wh, b)\n"
+               "    return layer.forward(x, h0).astype(np.float64), layer\n\n\n"
+               "def rnn_backward(dh, cache):\n    dx = cache.backward(dh)\n    dWx, dWh, db = cache.grads\n"
+               "    return dx, cache.dh, dWx, dWh, db\n")
+    path = tmp_path / "time_layers.py"
+    path.write_text((FIXTURES / "layer_classes.py").read_text() + adapter)
+    result = check(box, path)
+    (impl,) = result.implementations
+    assert (result.status, impl.tolerance) == ("pass", 1e-5), str(result)
+    assert 1e-10 < impl.outputs[0].error < 1e-6
+    assert impl.notes == ["your code returned float64 arrays, but rounds to float32 inside (line 36: hs = "
+                          "np.empty((N, T, H), dtype='f')): every value agrees to float32's round-off, so it is "
+                          "checked against the float32 bar 1e-05; make those arrays float64 to be held to 1e-10"]
+    path.write_text(path.read_text().replace("dtype='f'", "dtype='d'"))
+    result = check(box, path)
+    assert result.implementations[0].tolerance == 1e-10 and result.status == "pass"
+    path.write_text(path.read_text().replace("dtype='d'", "dtype='f'").replace("dt @ Wh.T", "0.9 * dt @ Wh.T"))
+    assert check(box, path).status == "fail"   # float32 inside never excuses a real mistake
 
 
 def test_a_training_script_is_loaded_without_running_its_script_part(box, tmp_path):

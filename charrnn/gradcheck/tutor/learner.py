@@ -197,17 +197,33 @@ def classes(by_name: dict) -> dict[str, list[str]]:
     return found
 
 
-def adapter(path: Path, owner: str) -> str:
-    """The adapter a learner writes to have a class checked, shown above the message."""
-    return f"""the adapter to add to {path.name}, in charrnn's contract (docs/model.md, "Your own code"):
+def adapter(path: Path, owner: str, layer: bool) -> str:
+    """The adapter a learner writes to have a class checked, shown above the message: CS231n's pair
+    for a layer (no targets anywhere), charrnn's contract for a model with its loss."""
+    head = f"the adapter to add to {path.name}"
+    if layer:
+        return f"""{head}, in CS231n's shape (docs/model.md, "Your own code"):
+
+def rnn_forward(x, h0, Wx, Wh, b):
+    # x (N, T, D), h0 (N, H), Wx (D, H), Wh (H, H), b (H,): rows (transpose for column vectors)
+    layer = {owner}(...)      # built from Wx, Wh, b
+    h = ...                   # its forward from h0: every hidden state, (N, T, H)
+    return h, layer           # the layer itself is the cache
+
+def rnn_backward(dh, cache):
+    # dh (N, T, H): the gradient of every hidden state from above
+    dx, dh0, dWx, dWh, db = ...   # its backward on dh, each the shape of what it is the gradient of
+    return dx, dh0, dWx, dWh, db
+"""
+    return f"""{head}, in charrnn's contract (docs/model.md, "Your own code"):
 
 def loss_and_grads(params, inputs, targets, h_prev):
     # params: Wxh (H, V), Whh (H, H), bh (H,), Why (V, H), by (V,), rows (transpose for column vectors);
     # inputs, targets: (B, T) ids; h_prev: (B, H). Return the mean loss over the B*T predictions, the
     # gradients in a dict keyed like params, and the last hidden state (B, H).
-    model = {owner}(...)     # built from params
-    loss = ...               # its forward on inputs from h_prev (divided by B*T if it sums)
-    grads = ...              # its backward, each gradient divided the same way
+    model = {owner}(...)      # built from params
+    loss = ...                # its forward on inputs from h_prev (divided by B*T if it sums)
+    grads = ...               # its backward, each gradient divided the same way
     return loss, grads, h_last
 """
 
@@ -217,12 +233,14 @@ def _no_shape(path: Path, by_name: dict) -> LearnerError:
     meant = {owner: methods for owner, methods in found.items()
              if any(m.split("(")[0] in CLASS_METHODS for m in methods)}
     if meant:
-        owner = next(iter(meant))
+        owner = list(meant)[-1]   # a sequence layer is usually written after the step it repeats
+        targets = {"targets", "target", "y", "t", "labels", "Y", "ts"}
+        layer = not any(targets & set(by_name[n]["params"]) for n in by_name if n.startswith(tuple(meant)))
         described = "; ".join(f"class {o} ({', '.join(m)})" for o, m in meant.items())
         return LearnerError(f"{path.name} defines {described}: the check cannot drive a class whose contract it does "
                             f"not know (what its constructor takes, what forward and backward return); add the "
-                            f"adapter shown above, loss_and_grads around your class, and run again", output=adapter(
-                                path, owner))
+                            f"adapter shown above around your class, and run again", output=adapter(
+                                path, owner, layer))
     functions = [n for n in by_name if "." not in n]
     return LearnerError(f"{path.name} defines no function of a shape the check understands (it defines "
                         f"{', '.join(functions) or 'no functions'}); the shapes understood: {SHAPES_UNDERSTOOD}")

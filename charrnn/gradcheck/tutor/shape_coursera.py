@@ -56,13 +56,16 @@ class Coursera(Shape):
         order = ("Wf", "Wi", "Wc", "Wo", "bf", "bi", "bc", "bo") if self.lstm else self.weights
         self.grads = {**grads, **{f"d{w}": w for w in order}}
         self.roles = {x: "x", prev: "h0", "c_prev": "c0", "Wax": "Wxh", "Waa": "Whh", "ba": "bh"}
+        if self.lstm:   # each gate's W holds its block of both Whh and Wxh; Whh is what makes it recurrent
+            self.roles.update({**{f"W{k}": "Whh" for k in GATES}, **{f"b{k}": "bh" for k in GATES}})
         self.through_time = not self.step
         self.carries_state = not self.lstm
 
     @property
     def signature(self) -> str:
         forward, backward = self.functions
-        return f"{forward}({', '.join(self.args)}, parameters) / {backward}({', '.join(self.upstream)}, cache)"
+        return (f"{forward}({', '.join(self.args)}, parameters) / {backward}({', '.join(self.upstream)}, "
+                f"{'cache' if self.step else 'caches'})")
 
     def case(self, sizes: dict, seed: int) -> Case:
         rng = np.random.default_rng(seed)
@@ -193,7 +196,7 @@ class Coursera(Shape):
         if not self.lstm:
             return super().from_canon(arrays)
         out = {grad: self.learner_layout(self.roles[arg], arrays[self.roles[arg]])
-               for grad, arg in self.grads.items() if arg in self.roles and self.roles[arg] in arrays}
+               for grad, arg in self.grads.items() if arg in self.args and self.roles[arg] in arrays}
         for j, k in enumerate(GATES):
             if "Wxh" in arrays and "Whh" in arrays:
                 H = arrays["Whh"].shape[1]

@@ -4,7 +4,7 @@ A Shape knows one contract: how to draw a random problem in the learner's own la
 their code on it (through the sandbox) and check what comes back, the same math in torch for the
 exact gradients (exact.py), how to cut a chunk into windows (picture.py), and how to move a problem
 and its gradients to and from the tutor's one layout (mistakes.Canon). The shapes themselves live in
-shape_minchar.py, shape_cs231n.py and shape_charrnn.py.
+shape_minchar.py, shape_cs231n.py, shape_coursera.py and shape_charrnn.py.
 """
 
 import ast
@@ -33,7 +33,7 @@ class NotWritten(Exception):
 
 
 class Shape:
-    family = ""                  # "min-char-rnn", "cs231n" or "charrnn"
+    family = ""                  # "min-char-rnn", "cs231n", "coursera" or "charrnn"
     signature = ""               # what the learner's function looks like, for the report
     layout = ""                  # the layout in words
     outputs: tuple = ()          # what the forward returns besides the gradients, checked too
