@@ -128,6 +128,12 @@ MISTAKES = {
          {RNN_STEP: ["tanh-derivative"], RNN_SEQ: ["tanh-derivative"]}),
         (CS, [(LSTM_DC, "dc = dnext_c + dnext_h * o * (1 - next_c ** 2)")],
          {LSTM_STEP: ["tanh-derivative"], LSTM_SEQ: ["tanh-derivative"]}),
+        (CS, [(LSTM_DC, "dc = dnext_c + dnext_h * o * (1 - np.tanh(np.tanh(next_c)) ** 2)")],
+         {LSTM_STEP: ["tanh-derivative"], LSTM_SEQ: ["tanh-derivative"]}),
+        (CS, [(LSTM_DC, "dc = dnext_c + dnext_h * o * (1 - g ** 2)")],
+         {LSTM_STEP: ["tanh-derivative"], LSTM_SEQ: ["tanh-derivative"]}),
+        (CS, [("dag = dg * (1 - g ** 2)", "dag = dg * (1 - np.tanh(g) ** 2)")],
+         {LSTM_STEP: ["tanh-derivative"], LSTM_SEQ: ["tanh-derivative"]}),
         (CST, [("dc * i * (1 - g ** 2)", "dc * i")], {LSTM_STEP: ["tanh-derivative"], LSTM_SEQ: ["tanh-derivative"]}),
     ],
     "h-index": [
@@ -191,6 +197,22 @@ MISTAKES = {
                 "    return dx, torch.zeros_like(dprev_h),")],
          {LSTM_SEQ: ["state-gradient"]}),
     ],
+    "sigmoid-derivative": [
+        (CS, [("dai = di * i * (1 - i)", "dai = di * sigmoid(i) * (1 - sigmoid(i))"),
+              ("daf = df * f * (1 - f)", "daf = df * sigmoid(f) * (1 - sigmoid(f))"),
+              ("dao = do * o * (1 - o)", "dao = do * sigmoid(o) * (1 - sigmoid(o))")],
+         {LSTM_STEP: ["sigmoid-derivative"], LSTM_SEQ: ["sigmoid-derivative"]}),
+    ],
+    "first-step-wrap": [
+        (MC, [("xs, hs, ys, ps = {}, {}, {}, {}\n    hs[-1] = np.copy(hprev)", "xs, hs, ys, ps = {}, [], {}, {}"),
+              ("hs[t] = np.tanh(np.dot(Wxh, xs[t]) + np.dot(Whh, hs[t - 1]) + bh)",
+               "hs.append(np.tanh(np.dot(Wxh, xs[t]) + np.dot(Whh, hs[t - 1] if t else hprev) + bh))")],
+         {"lossFun": ["first-step-wrap"]}),
+    ],
+    "zero-gradient": [
+        (MC, [("dby += dy", "dby += dby")], {"lossFun": ["zero-gradient"]}),
+        (AD, [("dc += dz.sum(axis=0)", "dc += dc")], {"loss_and_grads": ["zero-gradient"]}),
+    ],
     "missing-dc-path": [
         (CO, [("dc = dc_next + da_next", "dc = da_next")],
          {CO_LSTM_STEP: ["missing-dc-path"], CO_LSTM_SEQ: ["missing-dc-path"]}),
@@ -247,6 +269,23 @@ def test_the_elementwise_chain_is_right_one_step_back_and_wrong_from_two_growing
     assert [row["error"] < 1e-12 for row in rows] == [True, True, False, False, False, False]
     shortfall = [1 - row["yours"] / row["exact"] for row in rows[2:]]
     assert shortfall == sorted(shortfall) and shortfall[0] > 0.5
+
+
+def test_the_forums_vector_form_of_the_chain_is_named_by_its_signature(box):
+    result = check(box, FIXTURES / "elementwise_chain_vector.py")
+    (impl,) = result.implementations
+    assert [d.code for d in impl.diagnosis] == ["elementwise-chain"]
+    assert impl.diagnosis[0].detail.startswith("by its signature: right at k = 0 and 1, wrong at every k from 2")
+    assert "line 30: dh_t = dh_t * ((1 - hs[t + 2] ** 2) @ W_hh)" in impl.diagnosis[0].lines[1]
+
+
+def test_a_first_step_mistake_is_not_smeared_over_every_step_of_the_picture(box, tmp_path):
+    edits = MISTAKES["first-step-wrap"][0][1]
+    result = check(box, write(tmp_path, MC, edits))
+    steps = result.implementations[0].per_step["dWhh"]["steps"]
+    assert [row["error"] > 1e-3 for row in steps] == [True] + [False] * 5
+    assert result.implementations[0].diagnosis[0].detail == ("dWhh: step 0 used the chunk's last h where the h before "
+                                                             "it (hprev) belongs")
 
 
 def test_a_mistake_outside_the_table_is_unknown_with_the_picture_and_no_guess(box, tmp_path):

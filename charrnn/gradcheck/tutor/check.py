@@ -19,7 +19,7 @@ from charrnn.gradcheck.tutor import learner
 from charrnn.gradcheck.tutor.codes import CODES
 from charrnn.gradcheck.tutor.diagnosis import Finding, diagnose
 from charrnn.gradcheck.tutor.exact import exact, exact_terms
-from charrnn.gradcheck.tutor.picture import MAX_STEPS, pictures
+from charrnn.gradcheck.tutor.picture import MAX_STEPS, first_step_only, pictures
 from charrnn.gradcheck.tutor.pointers import pointers, single_precision
 from charrnn.gradcheck.problem import TOLERANCES, relative_error
 from charrnn.gradcheck.tutor.sandbox import LearnerError, Sandbox
@@ -167,12 +167,27 @@ def compare(names, yours: list[dict], truth: list[dict], tolerance: float) -> li
     return [Check(name, error, error <= tolerance) for name, error in errors.items()]
 
 
-def per_step(shape: Shape, box: Sandbox, loaded, case) -> dict:
-    """The picture of every weight gradient on the case's first MAX_STEPS steps (picture.py)."""
+def per_step(shape: Shape, box: Sandbox, loaded, case) -> tuple[dict, str]:
+    """The picture of every weight gradient on the case's first MAX_STEPS steps (picture.py), and its problem."""
     case = shape.truncate(case, min(case.sizes["T"], MAX_STEPS))
-    found = pictures(shape, box, loaded, case, exact(shape, case).states, exact_terms(shape, case))
-    return {g: {"split": p.split, "problem": case.label(), "steps": p.rows(), "by_distance": p.by_distance()}
+    return pictures(shape, box, loaded, case, exact(shape, case).states, exact_terms(shape, case)), case.label()
+
+
+def tables(found: dict, problem: str) -> dict:
+    return {g: {"split": p.split, "problem": problem, "steps": p.rows(), "by_distance": p.by_distance()}
             for g, p in found.items()}
+
+
+def signature(table: dict, tolerance: float) -> Finding | None:
+    """elementwise-chain named by its signature where no hypothesis reproduces the numbers (the learner's
+    own form of the chain, per-step vectors or matrices multiplied elementwise): right for each step's own
+    loss and one step back, and clearly wrong (far beyond round-off) at every distance from two steps back.
+    No other code of the table is right one step back and wrong two back, so the signature names this one."""
+    errors = [row["error"] for row in table["by_distance"] if row["exact"] > 0]
+    if len(errors) < 4 or max(errors[:2]) > tolerance or min(errors[2:]) <= 100 * tolerance:
+        return None
+    return Finding("elementwise-chain", "by its signature: right at k = 0 and 1, wrong at every k from 2 (relative "
+                                        f"errors {', '.join(f'{e:.1e}' for e in errors[2:])})")
 
 
 def diagnoses(shape: Shape, loaded, result: Implementation, cases, yours, exacts) -> list[Diagnosis]:
@@ -182,6 +197,9 @@ def diagnoses(shape: Shape, loaded, result: Implementation, cases, yours, exacts
                                        f"({', '.join(wrong_outputs)}) is not the exact value")]
     else:
         findings = diagnose(shape, cases, [{g: y[g] for g in shape.grads} for y in yours], [e.grads for e in exacts])
+        named = signature(result.per_step[result.shown], result.tolerance) if result.shown is not None else None
+        if [f.code for f in findings] == ["unknown"] and named is not None:
+            findings = [named]
     out = []
     for f in findings:
         if f.code == "unknown" and not f.detail and result.shown is not None:
@@ -227,7 +245,8 @@ def check_implementation(shape: Shape, box: Sandbox, loaded, options: Options) -
     result.summary = summary(shape, result.gradients)
     failed = not all(c.passed for c in result.outputs + result.gradients)
     if shape.through_time and (failed or options.per_step):
-        result.per_step = per_step(shape, box, loaded, cases[0])
+        found, problem = per_step(shape, box, loaded, cases[0])
+        result.per_step = tables(found, problem)
         result.shown = shown_gradient(shape, result.gradients, options.per_step)
     if failed:
         result.status = "fail"
@@ -236,6 +255,11 @@ def check_implementation(shape: Shape, box: Sandbox, loaded, options: Options) -
             result.notes.append(f"your forward pass already differs ({', '.join(wrong_outputs)}): the gradients are "
                                 f"checked against the exact forward, so fix the forward first")
         result.diagnosis = diagnoses(shape, loaded, result, cases, yours, exacts)
+        if any(d.code == "first-step-wrap" for d in result.diagnosis) and result.per_step:
+            result.per_step = tables({g: first_step_only(p) for g, p in found.items()}, problem)
+            result.notes.append("the per-step table puts at step 0 all that parts each loss step's gradient from the "
+                                "exact one: the inference's windows each have a first step of their own, and the "
+                                "diagnosis shows the mistake is in the first step")
     return result
 
 

@@ -85,8 +85,8 @@ CODES = {
          "charrnn": "dW = sum_t term_t (+= inside the loop over t)"}),
     "elementwise-chain": Code(
         "the chain through several steps is an elementwise product of per-step factors, not a product of Jacobians",
-        "right for the step's own loss and one step back (k = 0, 1), wrong from two steps back, the error growing "
-        "with the distance",
+        "right for the step's own loss and one step back (k = 0, 1), wrong at every distance from two steps back "
+        "(the error growing with the distance where the factors are matrices)",
         "dh_s/dh_t = J_s J_{s-1} ... J_{t+1}, matrix products of J_k = diag(1 - h_k^2) Whh; carrying "
         "dh_next = Whh^T dh_raw back one step at a time computes exactly that",
         {"min-char-rnn": "dhnext = np.dot(Whh.T, dhraw)   # carried back step by step: no chain of factors to multiply",
@@ -105,6 +105,30 @@ CODES = {
         "dc_t = dh_t * o * (1 - tanh(c_t)^2) + dc_next,  dc_next = dc_t * f  (into step t-1)",
         {"cs231n-lstm": "dc = dnext_c + dnext_h * o * (1 - np.tanh(next_c) ** 2);  dprev_c = dc * f   "
                         "# and lstm_backward passes dprev_c to the step before"}),
+    "sigmoid-derivative": Code(
+        "sigmoid' taken of a gate's output, which is already a sigmoid",
+        "the LSTM's gate gradients are off by the slope: i, f and o are sigmoid(a), so their slope is i * (1 - i); "
+        "sigmoid(i) * (1 - sigmoid(i)) applies the sigmoid a second time",
+        "da_i = di * i * (1 - i),  da_f = df * f * (1 - f),  da_o = do * o * (1 - o)   (i, f, o the gates' outputs)",
+        {"cs231n-lstm": "dai = di * i * (1 - i);  daf = df * f * (1 - f);  dao = do * o * (1 - o)",
+         "coursera-lstm": "dit = dc * cct * it * (1 - it);  dft = dc * c_prev * ft * (1 - ft);  "
+                          "dot = da_next * np.tanh(c_next) * ot * (1 - ot)",
+         "charrnn-lstm": "da_i = di * i * (1 - i), and so for f and o: the slope of the output, not sigmoid' of it"}),
+    "first-step-wrap": Code(
+        "the first step's previous h wraps around to the chunk's last h",
+        "only the recurrent weight's gradient is wrong, and only its term at step 0: hs[t-1] at t = 0 reads hs[-1], "
+        "which on a list (or an array) is the last step's h, not hprev",
+        "dWhh = sum_t dh_raw_t h_{t-1}^T with h_{-1} = hprev, the state the chunk started from",
+        {"min-char-rnn": "hs = {}; hs[-1] = np.copy(hprev)   # a dict keyed by step, so hs[-1] is hprev; or use "
+                         "hprev when t == 0",
+         "charrnn": "h_prev_t = h_prev if t == 0 else hs[t - 1]   # not hs[t - 1] alone on a list of the T states"}),
+    "zero-gradient": Code(
+        "a gradient is all zeros: its term is never added",
+        "the gradient is exactly zero where the exact one is not; typically a typo adds another array into itself "
+        "(dc += dc) or into the wrong gradient, or the += line sits outside the loop that runs",
+        "each weight's gradient = sum_t (its term at step t), added inside the loop over t",
+        {"min-char-rnn": "dby += dy   # inside the loop over t, beside dWhy += np.dot(dy, hs[t].T)",
+         "charrnn": "grads['by'] += dy[t].sum(axis=0)   # inside the loop over t"}),
     "unknown": Code(
         "none of the classic mistakes reproduces your numbers",
         "the per-step picture above shows where yours and the exact terms part",
@@ -121,4 +145,7 @@ VARIANTS = {
     "cell-pre-activation": "1 - c_t^2 in dc_t, where 1 - tanh(c_t)^2 belongs",
     "g-missing": "missing in da_g: the factor 1 - g^2 left out",
     "g-pre-activation": "1 - a_g^2 of the pre-activation in da_g, where 1 - g^2 belongs",
+    "cell-tanh-twice": "1 - tanh(tanh(c_t))^2 in dc_t: tanh taken of tanh(c_t), where 1 - tanh(c_t)^2 belongs",
+    "cell-of-g": "1 - g^2 in dc_t: the candidate g's slope, where tanh(c_t)'s, 1 - tanh(c_t)^2, belongs",
+    "g-tanh-twice": "1 - tanh(g)^2 in da_g: tanh taken of g, which is already tanh(a_g)",
 }

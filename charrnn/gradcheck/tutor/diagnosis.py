@@ -39,7 +39,12 @@ def learner_options(shape, result, case) -> dict:
     options = {g: {"": a} for g, a in shape.from_canon(result.grads).items()}
     for g, a in shape.from_canon(result.variants["h-index"]).items():
         options[g]["h-index"] = a
+    for g in shape.weight_grads():
+        if g in options:
+            options[g]["zero"] = np.zeros_like(options[g][""])
     if case.sizes.get("T", 1) > 1:
+        for g, a in shape.from_canon(result.variants["first-step-wrap"]).items():
+            options[g]["first-step-wrap"] = a
         for label, t in (("first", 0), ("last", -1)):
             for g, a in shape.from_canon({k: v[t] for k, v in result.terms.items()}).items():
                 options[g][f"not-accumulated:{label}"] = a
@@ -122,6 +127,13 @@ def _local_findings(shape, choice: dict) -> list[Finding]:
         findings.append(Finding("h-index", "; ".join(
             f"{g}: h_{{t-1}} where h_t belongs" if shape.roles[shape.grads[g]] == "Why"
             else f"{g}: h_t where h_{{t-1}} belongs" for g in hidx), hidx))
+    wrapped = tuple(g for g, opt in choice.items() if opt == "first-step-wrap")
+    if wrapped:
+        findings.append(Finding("first-step-wrap", f"{', '.join(wrapped)}: step 0 used the chunk's last h where the "
+                                                   f"h before it (hprev) belongs", wrapped))
+    zero = tuple(g for g, opt in choice.items() if opt == "zero")
+    if zero:
+        findings.append(Finding("zero-gradient", f"{', '.join(zero)}: all zeros", zero))
     for label, words in (("first", "step 0's term alone (the last one a reversed loop writes)"),
                          ("last", "the last step's term alone")):
         grads = tuple(g for g, opt in choice.items() if opt == f"not-accumulated:{label}")
