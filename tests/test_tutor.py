@@ -567,6 +567,23 @@ def test_float32_inside_code_that_returns_float64_passes_at_the_float32_bar_and_
     assert check(box, path).status == "fail"   # float32 inside never excuses a real mistake
 
 
+def test_a_backward_that_changes_what_it_was_handed_is_told_so_by_name_though_its_gradients_are_right(box, tmp_path):
+    """The bug report's case: right gradients, but the notebook's numeric check afterwards failed."""
+    loop = "        dx[:, t, :], dprev_h, dWx_t, dWh_t, db_t = rnn_step_backward(dh[:, t, :] + dprev_h, cache[t])"
+    path = write(tmp_path, CS, [(loop, "        dh[:, t, :] += dprev_h\n" + loop.replace(" + dprev_h", ""))])
+    result = check(box, path)
+    assert (result.status, result.exit_code) == ("pass", 0)
+    notes = {i.function: i.notes for i in result.implementations}
+    assert notes[RNN_SEQ] == ["warning: your code changes arrays it was handed, in place: dh. The gradients above are "
+                              "checked on what it returned, but a caller that uses it afterwards (a numeric gradient "
+                              "check, the next step) sees other numbers: work on a copy (.copy()), or add with a + b, "
+                              "not +="]
+    assert notes[RNN_STEP] == [] and notes[LSTM_SEQ] == []
+    path = write(tmp_path, MC, [("    return loss, dWxh,", "    Whh[...] *= 1.0001\n    return loss, dWxh,")])
+    (impl,) = check(box, path).implementations
+    assert impl.notes[0].startswith("warning: your code changes arrays it was handed, in place: Whh.")
+
+
 def test_a_training_script_is_loaded_without_running_its_script_part(box, tmp_path):
     script = (FIXTURES / MC).read_text().split('if __name__ == "__main__":')[0]
     failing = tmp_path / "reads_its_data.py"

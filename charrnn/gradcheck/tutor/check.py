@@ -23,7 +23,7 @@ from charrnn.gradcheck.tutor.picture import MAX_STEPS, first_step_only, pictures
 from charrnn.gradcheck.tutor.pointers import pointers, single_precision
 from charrnn.gradcheck.problem import TOLERANCES, relative_error
 from charrnn.gradcheck.tutor.sandbox import LearnerError, Sandbox
-from charrnn.gradcheck.tutor.shapes import NotWritten, Shape
+from charrnn.gradcheck.tutor.shapes import NotWritten, Shape, in_place
 
 # The other problems each check runs, beside the one the options describe: other sizes (so that a
 # factor of T is told from one of B*T, and a transposed matrix from a square one) and other seeds.
@@ -226,7 +226,10 @@ def check_implementation(shape: Shape, box: Sandbox, loaded, options: Options) -
         raise LearnerError(f"--per-step {options.per_step}: not a weight gradient of {shape.name}; one of "
                            f"{', '.join(shape.weight_grads())}")
     cases = problems(shape, options)
-    yours = [shape.run(box, loaded, case) for case in cases]
+    yours, touched = [], []
+    for case in cases:
+        yours.append(shape.run(box, loaded, case))
+        touched += [name for name in in_place(shape, box.changed) if name not in touched]
     exacts = [exact(shape, case) for case in cases]
     single = any(a.dtype == np.float32 for y in yours for a in y.values())
     tolerance = TOLERANCES["float32" if single else "float64"]["autograd"]
@@ -240,6 +243,11 @@ def check_implementation(shape: Shape, box: Sandbox, loaded, options: Options) -
         result.notes.append(f"your code returned float64 arrays, but rounds to float32 inside ({'; '.join(inside)}): "
                             f"every value agrees to float32's round-off, so it is checked against the float32 bar "
                             f"{tolerance:g}; make those arrays float64 to be held to 1e-10")
+    if touched:
+        result.notes.append(f"warning: your code changes arrays it was handed, in place: {', '.join(touched)}. The "
+                            f"gradients above are checked on what it returned, but a caller that uses "
+                            f"{'them' if len(touched) > 1 else 'it'} afterwards (a numeric gradient check, the next "
+                            f"step) sees other numbers: work on a copy (.copy()), or add with a + b, not +=")
     result.outputs = compare(shape.outputs, yours, [e.outputs for e in exacts], tolerance)
     result.gradients = compare(shape.grads, yours, [e.grads for e in exacts], tolerance)
     result.summary = summary(shape, result.gradients)

@@ -60,6 +60,7 @@ class Coursera(Shape):
             self.roles.update({**{f"W{k}": "Whh" for k in GATES}, **{f"b{k}": "bh" for k in GATES}})
         self.through_time = not self.step
         self.carries_state = not self.lstm
+        self.call_args = (*self.args, "parameters")
 
     @property
     def signature(self) -> str:

@@ -57,6 +57,7 @@ class CS231n(Shape):
         self.roles = {"x": "x", "Wx": "Wxh", "Wh": "Whh", "b": "bh", "prev_h": "h0", "h0": "h0", "prev_c": "c0"}
         self.through_time = not self.step
         self.carries_state = cell == "rnn"
+        self.call_args = self.args
 
     @property
     def signature(self) -> str:

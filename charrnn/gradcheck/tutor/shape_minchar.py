@@ -23,6 +23,7 @@ class MinChar(Shape):
     grads = {"dWxh": "Wxh", "dWhh": "Whh", "dWhy": "Why", "dbh": "bh", "dby": "by"}
     weights = ("Wxh", "Whh", "Why", "bh", "by")
     roles = {"Wxh": "Wxh", "Whh": "Whh", "Why": "Why", "bh": "bh", "by": "by", "hprev": "h0"}
+    call_args = ("inputs", "targets", "hprev")
 
     @property
     def signature(self) -> str:

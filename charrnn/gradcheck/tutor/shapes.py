@@ -43,6 +43,7 @@ class Shape:
     through_time = True          # False for one step (CS231n's step functions): no per-step picture
     carries_state = True         # False where a chunk cannot start from any state (CS231n's LSTM: c0 = 0)
     window_loss = "all"          # a window's loss covers all its steps ("all") or its last step only ("last")
+    call_args: tuple = ()        # the names of the arguments the learner's function is called with, in order
 
     def __init__(self, cell: str, functions: tuple[str, ...], arrays: str):
         self.cell, self.functions, self.arrays = cell, functions, arrays
@@ -150,3 +151,23 @@ def torch_functions(source: str) -> set[str]:
 
 def one_hot(ids: np.ndarray, V: int) -> np.ndarray:
     return np.eye(V)[ids]
+
+
+def in_place(shape: Shape, paths: list[str]) -> list[str]:
+    """The worker's paths of arrays changed in place ("args[0]['Wxh']", "upstream[0]", "cache[2]") in the
+    learner's names: params['Wxh'], dh, the cache."""
+    names = []
+    for path in paths:
+        head, _, rest = path.partition("]")
+        where, _, index = head.partition("[")
+        if where == "args" and int(index) < len(shape.call_args):
+            name = shape.call_args[int(index)] + rest
+        elif where == "upstream" and int(index) < len(getattr(shape, "upstream", ())):
+            name = shape.upstream[int(index)] + rest
+        elif where == "globals":
+            name = index.strip("'\"")
+        else:
+            name = f"the {where}" if where == "cache" else path
+        if name not in names:
+            names.append(name)
+    return names

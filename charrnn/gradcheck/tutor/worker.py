@@ -329,26 +329,59 @@ def plain(value):
     return Opaque(type(value).__name__)
 
 
+def arrays_in(value, path: str) -> dict:
+    """A copy of every array (or tensor) inside value, by its path ("args[0]['Wxh']")."""
+    if isinstance(value, np.ndarray):
+        return {path: value.copy()}
+    if type(value).__module__.startswith("torch") and hasattr(value, "detach"):
+        return {path: value.detach().cpu().numpy().copy()}
+    found = {}
+    if isinstance(value, (tuple, list)):
+        for i, v in enumerate(value):
+            found.update(arrays_in(v, f"{path}[{i}]"))
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            found.update(arrays_in(v, f"{path}[{k!r}]"))
+    return found
+
+
+def changed(before: dict, value, path: str) -> list[str]:
+    """The paths whose arrays the learner's code changed in place since `before` was taken."""
+    after = arrays_in(value, path)
+    return [p for p, a in before.items()
+            if p not in after or after[p].shape != a.shape or not np.array_equal(after[p], a, equal_nan=True)]
+
+
 def call(modules: dict, key: str, name: str, args: tuple, set_globals: dict, arrays: str):
+    """-> ("ok", what it returned, the paths of what it was handed that it changed in place)"""
     module = modules[key]
     convert = to_torch if arrays == "torch" else (lambda v: v)
     for k, v in set_globals.items():
         setattr(module, k, convert(v))
     (function,) = resolve(module, (name,), {k: getattr(module, k) for k in set_globals})
-    return ("ok", plain(run_learner(function, *convert(args))))
+    args = convert(args)
+    handed = {k: getattr(module, k) for k in set_globals}
+    before_args, before_globals = arrays_in(args, "args"), arrays_in(handed, "globals")
+    result = run_learner(function, *args)
+    return ("ok", plain(result), changed(before_args, args, "args") + changed(before_globals, handed, "globals"))
 
 
 def pair(modules: dict, key: str, forward: str, args: tuple, backward: str, upstream: tuple, arrays: str):
     """CS231n's pairs: out..., cache = forward(*args); grads = backward(*upstream, cache). The cache
-    stays here: it may hold anything."""
+    stays here: it may hold anything. -> ("ok", outputs, gradients, the paths changed in place)"""
     module = modules[key]
     convert = to_torch if arrays == "torch" else (lambda v: v)
     forward_function, backward_function = resolve(module, (forward, backward), {})
-    out = run_learner(forward_function, *convert(args))
+    args = convert(args)
+    before_args = arrays_in(args, "args")
+    out = run_learner(forward_function, *args)
     if not isinstance(out, tuple) or len(out) < 2 or all(v is None for v in out):
-        return ("ok", plain(out), None)   # a skeleton's Nones: its backward is never called
-    grads = run_learner(backward_function, *convert(upstream), out[-1])
-    return ("ok", plain(out[:-1]), plain(grads))
+        return ("ok", plain(out), None, [])   # a skeleton's Nones: its backward is never called
+    upstream = convert(upstream)
+    before_upstream, before_cache = arrays_in(upstream, "upstream"), arrays_in(out[-1], "cache")
+    grads = run_learner(backward_function, *upstream, out[-1])
+    return ("ok", plain(out[:-1]), plain(grads), changed(before_args, args, "args") + changed(
+        before_upstream, upstream, "upstream") + changed(before_cache, out[-1], "cache"))
 
 
 def prepare(modules: dict):
