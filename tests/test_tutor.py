@@ -428,6 +428,20 @@ def test_a_file_that_cannot_be_checked_shows_its_traceback_and_one_line(box, tmp
     assert str(result).splitlines()[-1] == f"error: {result.error['message']}"
 
 
+def test_python_2_code_is_named_as_such_with_what_to_do(box, tmp_path):
+    """CS231n's 2016 assignments and many min-char-rnn copies are Python 2."""
+    path = tmp_path / "rnn_layers.py"
+    path.write_text("import numpy as np\nprint 'loaded'\n\ndef lossFun(inputs, targets, hprev):\n    return 1\n")
+    result = check(box, path)
+    assert result.error["message"] == (
+        "rnn_layers.py does not load: SyntaxError: Missing parentheses in call to 'print'. Did you mean print(...)?; "
+        "the traceback above is from your file; this is Python 2 code: make it Python 3 (print(...), range for "
+        "xrange; the 2to3 tool does both) and run the check again")
+    path = write(tmp_path, MC, [("for t in range(len(inputs)):", "for t in xrange(len(inputs)):")])
+    assert check(box, path).error["message"].endswith("this is Python 2 code: make it Python 3 (print(...), range for "
+                                                      "xrange; the 2to3 tool does both) and run the check again")
+
+
 @pytest.mark.parametrize("edits,message", [
     ([("return loss, dWxh, dWhh, dWhy, dbh, dby, hs[len(inputs) - 1]", "return loss, dWxh, dWhh, dWhy, dbh, dby")],
      "lossFun on a random problem (T=6 H=5 V=7 seed 0) returned a tuple of 6; min-char-rnn's lossFun returns 7 values: "

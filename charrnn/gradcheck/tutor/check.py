@@ -283,6 +283,10 @@ def with_hint(error: LearnerError, dropped: set) -> str:
         return message
     if re.search(r"dtype|[Dd]ouble|[Ff]loat", error.raised):
         message += "; the check hands your code float64 arrays: make the ones it creates float64 too"
+    if "Missing parentheses in call to 'print'" in error.raised or re.match(
+            r"NameError: name '(xrange|unicode|raw_input|basestring)' is not defined", error.raised):
+        message += ("; this is Python 2 code: make it Python 3 (print(...), range for xrange; the 2to3 tool does "
+                    "both) and run the check again")
     missing = re.match(r"NameError: name '(\w+)' is not defined", error.raised)
     if missing and missing.group(1) in dropped:
         message += (f"; {missing.group(1)} is set by the script part of your file, which the check left out: set it "

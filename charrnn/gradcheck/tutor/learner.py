@@ -102,7 +102,7 @@ def load(box: Sandbox, path: Path) -> tuple[Loaded, list[str], set[str]]:
         if error.raised is None:
             raise
         failed = LearnerError(f"{path.name} does not load: {error.raised}; the traceback above is from your file",
-                              error.traceback, error.output)
+                              error.traceback, error.output, raised=error.raised)
     try:
         loaded = box.load(path, definitions_only=True)
     except LearnerError:
