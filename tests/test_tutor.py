@@ -559,6 +559,21 @@ def test_a_class_is_driven_where_its_method_has_a_shape_and_otherwise_named_with
     assert str(result).splitlines()[0] == result.error["output"].splitlines()[0]
 
 
+def test_a_lossFun_that_takes_its_sizes_or_weights_as_arguments_is_min_char_rnns(box, tmp_path):
+    path = write(tmp_path, MC, [("def lossFun(inputs, targets, hprev):",
+                                 "def lossFun(inputs, targets, hprev, vocab_size, Wxh, Whh, Why, bh, by):")])
+    result = check(box, path)
+    assert result.status == "pass", str(result)
+    assert result.implementations[0].signature == "lossFun(inputs, targets, hprev, vocab_size, Wxh, Whh, Why, bh, by)"
+    path = tmp_path / "ported.py"
+    path.write_text((FIXTURES / "minchar_class.py").read_text().replace(
+        "def lossFun(self, inputs, targets, hprev):", "def train(self, inputs, targets, vocab_size, h0):").replace(
+        "self.vocab_size, 1", "vocab_size, 1").replace("hs[-1] = np.copy(hprev)", "hs[-1] = np.copy(h0)"))
+    result = check(box, path)
+    assert result.status == "pass", str(result)
+    assert result.implementations[0].signature == "CharRNN.train(inputs, targets, vocab_size, h0)"
+
+
 def test_float32_inside_code_that_returns_float64_passes_at_the_float32_bar_and_says_where(box, tmp_path):
     """A textbook keeps its hidden states in np.empty(..., dtype='f'): right to float32's round-off."""
     adapter = ("\n\ndef rnn_forward(x, h0, Wx, Wh, b):\n    layer = TimeRNN(Wx, Wh, b)\n"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from charrnn.gradcheck.tutor.sandbox import LearnerError, Loaded, Sandbox
 from charrnn.gradcheck.tutor.shape_charrnn import CharRNN
-from charrnn.gradcheck.tutor import shape_coursera, shape_cs231n, worker
+from charrnn.gradcheck.tutor import shape_coursera, shape_cs231n, shape_minchar, worker
 from charrnn.gradcheck.tutor.shape_coursera import Coursera
 from charrnn.gradcheck.tutor.shape_cs231n import CS231n
 from charrnn.gradcheck.tutor.shape_minchar import MinChar
@@ -50,7 +50,7 @@ _FAMILY_NAMES = {family: set().union(*(p.argument_names() for p in LAYER_PAIRS i
 TELLING = {family: names - set().union(*(n for f, n in _FAMILY_NAMES.items() if f != family))
            for family, names in _FAMILY_NAMES.items()}
 # A class with one of these methods is one the learner meant to be checked.
-CLASS_METHODS = ("forward", "backward", "lossFun", "loss", "bptt", "backprop", "train_step", "step")
+CLASS_METHODS = ("forward", "backward", "lossFun", "loss", "bptt", "backprop", "train", "train_step", "step")
 MINCHAR_PARAMS = ["inputs", "targets", "hprev"]
 CHARRNN_PARAMS = [["params", "inputs", "targets", state] for state in ("h_prev", "hprev", "state")]
 
@@ -169,8 +169,11 @@ def _shape_for(name: str, by_name: dict, explicit: bool, cell: str) -> Shape | S
     if pair is not None:
         return pair
     base = name.rpartition(".")[2]
-    if base == "lossFun" or params[:3] == MINCHAR_PARAMS or explicit and by_name[name]["required"] == 3:
-        if by_name[name]["required"] != 3:
+    required = by_name[name]["required"]
+    if shape_minchar.takes(params, required):
+        return MinChar("rnn", (name,), "numpy", params[:required])
+    if base == "lossFun" or params[:3] == MINCHAR_PARAMS or explicit and required == 3:
+        if required != 3:
             raise LearnerError(f"{name}({', '.join(params)}) does not match min-char-rnn's lossFun(inputs, targets, "
                                f"hprev)")
         return MinChar("rnn", (name,), "numpy")
@@ -242,8 +245,9 @@ def _no_shape(path: Path, by_name: dict) -> LearnerError:
                             f"adapter shown above around your class, and run again", output=adapter(
                                 path, owner, layer))
     functions = [n for n in by_name if "." not in n]
+    defined = functions + [f"class {o} ({', '.join(m)})" for o, m in found.items()]
     return LearnerError(f"{path.name} defines no function of a shape the check understands (it defines "
-                        f"{', '.join(functions) or 'no functions'}); the shapes understood: {SHAPES_UNDERSTOOD}")
+                        f"{', '.join(defined) or 'no functions'}); the shapes understood: {SHAPES_UNDERSTOOD}")
 
 
 def find_shapes(loaded: Loaded, path: Path, function: str | None, cell: str, arrays: str) -> list[Shape | Skipped]:
