@@ -527,6 +527,24 @@ def test_each_implementation_is_checked_on_its_own_whatever_its_neighbours_do(bo
                                             "random problem")
 
 
+def test_a_partner_imported_from_the_learners_other_file_completes_the_pair(box, tmp_path):
+    """A course's notebook split into rnn_forward.py and rnn_backward.py."""
+    text = (FIXTURES / CO).read_text()
+    forward, backward = text.split("def rnn_cell_backward")[0], "def rnn_cell_backward" + text.split(
+        "def rnn_cell_backward")[1].split("def lstm_cell_forward")[0]
+    (tmp_path / "rnn_forward.py").write_text(forward)
+    alone = tmp_path / "rnn_backward.py"
+    alone.write_text("import numpy as np\n\n\n" + backward)
+    result = check(box, alone)
+    assert result.exit_code == 2 and result.error["message"].startswith(
+        "rnn_cell_backward needs its partner rnn_cell_forward, which the file does not define (define it there, or "
+        "import it from the file that does)")
+    alone.write_text("import numpy as np\nfrom rnn_forward import *\n\n\n" + backward)
+    result = check(box, alone)
+    assert result.status == "pass", str(result)
+    assert [i.function for i in result.implementations] == [CO_RNN_STEP, CO_RNN_SEQ]
+
+
 def test_a_function_is_matched_by_its_arguments_not_its_name_alone(box, tmp_path):
     """Coursera's rnn_forward(x, a0, parameters) is not CS231n's; the Dinosaurus assignment's
     rnn_forward(X, Y, a0, parameters, vocab_size) is neither, and says so beside what is checked."""
@@ -644,6 +662,9 @@ def test_the_loader_leaves_out_what_reads_its_script_part_and_says_so(box, tmp_p
     assert result.status == "pass", str(result)
     assert result.notes[0].startswith("importing resumes.py raised FileNotFoundError")
     assert result.notes[0].endswith("which set Wxh, Whh, Why, bh, by, snapshot, chars)")
+    path.write_text(script + "\nn_steps = Xtrain.shape[1]\nfor epoch in range(3):\n    pass\n")   # a notebook's Xtrain
+    result = check(box, path)
+    assert result.status == "pass" and "which set Wxh, Whh, Why, bh, by, n_steps, epoch)" in result.notes[0]
     path.write_text(script.replace("    xs, hs, ys, ps = {}, {}, {}, {}", "    xs, hs, ys, ps = {}, {}, {}, {}\n"
                                    "    assert len(chars) > 0") + snapshot)
     result = check(box, path)

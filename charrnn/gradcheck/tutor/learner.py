@@ -151,7 +151,8 @@ def _pair_for(name: str, by_name: dict) -> Shape | Skipped | None:
         partner = prefix + pair.names[1 - mine]
         if partner not in by_name:
             return Skipped(name, _signature(name, by_name), "no partner",
-                           f"{name} needs its partner {partner}, which the file does not define")
+                           f"{name} needs its partner {partner}, which the file does not define (define it there, "
+                           f"or import it from the file that does)")
         if not _takes(by_name[partner], pair.arity(pair.names[1 - mine])):
             return Skipped(name, _signature(name, by_name), "not a shape",
                            f"{_signature(partner, by_name)} does not take the arguments of {pair.family}'s "
@@ -244,7 +245,7 @@ def _no_shape(path: Path, by_name: dict) -> LearnerError:
                             f"not know (what its constructor takes, what forward and backward return); add the "
                             f"adapter shown above around your class, and run again", output=adapter(
                                 path, owner, layer))
-    functions = [n for n in by_name if "." not in n]
+    functions = [n for n in by_name if "." not in n and not by_name[n].get("imported")]
     defined = functions + [f"class {o} ({', '.join(m)})" for o, m in found.items()]
     return LearnerError(f"{path.name} defines no function of a shape the check understands (it defines "
                         f"{', '.join(defined) or 'no functions'}); the shapes understood: {SHAPES_UNDERSTOOD}")
@@ -258,8 +259,9 @@ def find_shapes(loaded: Loaded, path: Path, function: str | None, cell: str, arr
         if function not in by_name:
             methods = [n for n in by_name if n.rpartition(".")[2] == function]
             if len(methods) != 1:
+                own = [n for n in by_name if not by_name[n].get("imported")]
                 raise LearnerError(f"{path.name} defines no function {function}; it defines "
-                                   f"{', '.join(by_name) or 'no functions'}")
+                                   f"{', '.join(own) or 'no functions'}")
             function = methods[0]
         shape = _shape_for(function, by_name, True, cell)
         if shape is None:
@@ -270,7 +272,7 @@ def find_shapes(loaded: Loaded, path: Path, function: str | None, cell: str, arr
         shapes = [shape]
     else:
         shapes, seen = [], set()
-        for name in by_name:
+        for name in [n for n in by_name if not by_name[n].get("imported")]:
             shape = _shape_for(name, by_name, False, cell)
             key = shape.functions if isinstance(shape, Shape) else None
             if isinstance(shape, Shape) and any(name in s.functions for s in shapes if isinstance(s, Shape)):

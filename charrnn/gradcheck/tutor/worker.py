@@ -22,6 +22,7 @@ back are turned into NumPy arrays (Returned keeps what they were).
 """
 
 import ast
+import builtins
 import importlib
 import importlib.util
 import inspect
@@ -210,9 +211,10 @@ def run_learner(function, *args):
 
 
 def split(tree: ast.Module) -> tuple[list, list]:
-    """The module's statements kept (imports, functions, classes, and assignments that call nothing and read
-    nothing left out) and those left out: its script part. An assignment that reads a name the script
-    part sets is left out too, or it would fail on it (Wxh = model["Wxh"] after model = pickle.load(f))."""
+    """The module's statements kept (imports, functions, classes, and assignments that call nothing and
+    read only names kept before them) and those left out: its script part. An assignment that reads a
+    name the script part sets, or one set nowhere in the file (Wxh = model["Wxh"] after model =
+    pickle.load(f); n = Xtrain.shape[1] with Xtrain from a notebook) is left out too, or it would fail."""
     def calls(node) -> bool:
         return any(isinstance(n, ast.Call) for n in ast.walk(node) if not isinstance(n, ast.Lambda))
 
@@ -220,20 +222,27 @@ def split(tree: ast.Module) -> tuple[list, list]:
         return {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
 
     def sets(node) -> set:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            return {(a.asname or a.name).split(".")[0] for a in node.names}
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            return {node.name}
         targets = node.targets if isinstance(node, ast.Assign) else [node.target] if hasattr(node, "target") else []
         return {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
 
     keep = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
-    kept, left_out, dropped_names = [], [], set()
+    kept, left_out = [], []
+    bound = set(dir(builtins)) | {"__name__", "__file__", "__doc__"}
+    star = False                                     # from x import *: any name may be bound
     for node in tree.body:
         constant = isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None and not calls(
-            node.value) and not reads(node.value) & dropped_names
+            node.value) and (star or reads(node.value) <= bound)
         docstring = isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
         if isinstance(node, keep) or constant or docstring:
             kept.append(node)
+            bound |= sets(node)
+            star |= isinstance(node, ast.ImportFrom) and any(a.name == "*" for a in node.names)
         else:
             left_out.append(node)
-            dropped_names |= sets(node)
     return kept, left_out
 
 
@@ -262,8 +271,9 @@ def load(modules: dict, path: str, definitions_only: bool):
     modules[key] = module
     functions = []
     for name, obj in vars(module).items():
-        if inspect.isfunction(obj) and _defined_in(obj, path):
-            functions.append(_described(name, obj, 0))
+        if inspect.isfunction(obj) and not name.startswith("__"):
+            # another file's functions (from rnn_forward import *) can be partners, not shapes of their own
+            functions.append(dict(_described(name, obj, 0), imported=not _defined_in(obj, path)))
         elif inspect.isclass(obj) and obj.__module__ == key:
             # A class's methods are listed as "Class.method", without self: the check can call them on an
             # instance made without __init__ (call and pair below).
