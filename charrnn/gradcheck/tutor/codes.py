@@ -28,7 +28,9 @@ CODES = {
          "cs231n-rnn": "dx[:, t], dprev_h, dWx_t, dWh_t, db_t = rnn_step_backward(dh[:, t] + dprev_h, cache[t])",
          "cs231n-lstm": "dx[:, t], dprev_h, dprev_c, dWx_t, dWh_t, db_t = "
                         "lstm_step_backward(dh[:, t] + dprev_h, dprev_c, cache[t])",
-         "charrnn": "dh_t = Why^T dy_t + dh_next   (rows: dh[t] = dy[t] @ Why + dh_next)"}),
+         "charrnn": "dh_t = Why^T dy_t + dh_next   (rows: dh[t] = dy[t] @ Why + dh_next)",
+         "coursera": "gradients = rnn_cell_backward(da[:, :, t] + da_prevt, caches[t])   # lstm: da[:, :, t] + "
+                     "da_prevt, dc_prevt"}),
     "tanh-derivative": Code(
         "the tanh derivative is missing, or taken of the wrong quantity",
         "wrong already for each step's own loss (k = 0): the gradient goes through tanh with the wrong slope",
@@ -38,6 +40,8 @@ CODES = {
          "cs231n-rnn": "dtanh = (1 - next_h ** 2) * dnext_h   # next_h = tanh(a): the derivative is of the output",
          "cs231n-lstm": "dc = dnext_c + dnext_h * o * (1 - np.tanh(next_c) ** 2);  dag = dc * i * (1 - g ** 2)",
          "charrnn-rnn": "dh_raw_t = (1 - h_t^2) * dh_t",
+         "coursera-rnn": "dtanh = (1 - a_next ** 2) * da_next   # a_next = tanh(...): the derivative is of the output",
+         "coursera-lstm": "dc = dc_next + da_next * ot * (1 - np.tanh(c_next) ** 2);  dcct = dc * it * (1 - cct ** 2)",
          "charrnn-lstm": "dc_t = dh_t * o * (1 - tanh(c_t)^2) + dc_next;  da_g = dc_t * i * (1 - g^2)"}),
     "h-index": Code(
         "the wrong step's h in a weight gradient",
@@ -54,7 +58,8 @@ CODES = {
         "dh_next = Whh^T dh_raw_t",
         {"min-char-rnn": "dhnext = np.dot(Whh.T, dhraw)",
          "cs231n": "dprev_h = dtanh.dot(Wh.T)   # the forward computed prev_h.dot(Wh)",
-         "charrnn": "dh_next = dh_raw_t @ Whh   (rows; Whh^T dh_raw_t with column vectors)"}),
+         "charrnn": "dh_next = dh_raw_t @ Whh   (rows; Whh^T dh_raw_t with column vectors)",
+         "coursera": "da_prev = np.dot(Waa.T, dtanh)"}),
     "loss-scale": Code(
         "every gradient is off by one constant factor: the loss is summed where it should be averaged, or the reverse",
         "right in direction everywhere, wrong in size by the same factor",
@@ -82,7 +87,9 @@ CODES = {
         "dW = sum_t (step t's term): start from zeros, add every step's term with +=",
         {"min-char-rnn": "dWhh += np.dot(dhraw, hs[t-1].T)   # += for every gradient summed over the steps",
          "cs231n": "dWx += dWx_t; dWh += dWh_t; db += db_t   # in rnn_backward's loop, from zeros",
-         "charrnn": "dW = sum_t term_t (+= inside the loop over t)"}),
+         "charrnn": "dW = sum_t term_t (+= inside the loop over t)",
+         "coursera": "dWax += gradients['dWax']; dWaa += gradients['dWaa']; dba += gradients['dba']   # in "
+                     "rnn_backward's loop, from zeros"}),
     "elementwise-chain": Code(
         "the chain through several steps is an elementwise product of per-step factors, not a product of Jacobians",
         "right for the step's own loss and one step back (k = 0, 1), wrong at every distance from two steps back "
@@ -98,13 +105,15 @@ CODES = {
         "every weight gradient is right; only the initial state's is wrong",
         "dh0 = what flows back out of step 0: Whh^T dh_raw_0 (the dh_next left after the loop); LSTM: dc0 = dc_0 * f_0",
         {"cs231n-rnn": "dh0 = dprev_h   # after the loop over t in reversed(range(T)), the dprev_h of step 0",
-         "cs231n-lstm": "dh0 = dprev_h   # after the loop; lstm_step_backward's dprev_c = dc * f"}),
+         "cs231n-lstm": "dh0 = dprev_h   # after the loop; lstm_step_backward's dprev_c = dc * f",
+         "coursera": "da0 = da_prevt   # after the loop over t in reversed(range(T_x))"}),
     "missing-dc-path": Code(
         "the LSTM's cell-state path is missing: dc_next = dc_t * f is not carried back",
         "the gradient that should flow back through c_{t-1} is dropped",
         "dc_t = dh_t * o * (1 - tanh(c_t)^2) + dc_next,  dc_next = dc_t * f  (into step t-1)",
         {"cs231n-lstm": "dc = dnext_c + dnext_h * o * (1 - np.tanh(next_c) ** 2);  dprev_c = dc * f   "
-                        "# and lstm_backward passes dprev_c to the step before"}),
+                        "# and lstm_backward passes dprev_c to the step before",
+         "coursera-lstm": "dc = dc_next + da_next * ot * (1 - np.tanh(c_next) ** 2);  dc_prev = dc * ft"}),
     "sigmoid-derivative": Code(
         "sigmoid' taken of a gate's output, which is already a sigmoid",
         "the LSTM's gate gradients are off by the slope: i, f and o are sigmoid(a), so their slope is i * (1 - i); "

@@ -69,7 +69,7 @@ def implementation_report(impl) -> list[str]:
     if impl.shown is not None:
         lines += [""] + step_table(impl.shown, impl.per_step[impl.shown])
     for d in impl.diagnosis:
-        lines += ["", f"diagnosis: {d.code}: {d.title}"]
+        lines += [""] + textwrap.wrap(f"diagnosis: {d.code}: {d.title}", WIDTH, subsequent_indent="  ")
         if d.detail:
             lines += wrapped("where:" if d.code == "unknown" else "which:", d.detail)
         lines += wrapped("evidence:", d.evidence) + wrapped("right:", d.math)
