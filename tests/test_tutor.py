@@ -235,7 +235,7 @@ def test_each_classic_mistake_gets_its_code_and_nothing_wrong_passes(box, tmp_pa
 def test_every_code_of_the_table_has_a_proof_above():
     from charrnn.gradcheck.tutor.codes import CODES
 
-    proven = set(MISTAKES) | {"elementwise-chain", "unknown"}   # the last two: tests below
+    proven = set(MISTAKES) | {"elementwise-chain", "unknown", "clipped-per-stream"}   # the last three: tests below
     assert proven == set(CODES)
 
 
@@ -277,6 +277,23 @@ def test_the_forums_vector_form_of_the_chain_is_named_by_its_signature(box):
     assert [d.code for d in impl.diagnosis] == ["elementwise-chain"]
     assert impl.diagnosis[0].detail.startswith("by its signature: right at k = 0 and 1, wrong at every k from 2")
     assert "line 30: dh_t = dh_t * ((1 - hs[t + 2] ** 2) @ W_hh)" in impl.diagnosis[0].lines[1]
+
+
+def test_each_stream_clipped_on_its_own_is_clipped_per_stream(box, tmp_path):
+    """A one-stream lossFun that clips by norm, run per stream by an adapter: each stream's gradient is cut
+    on its own before the streams are added up, which no global clip reproduces."""
+    adapter = (REPO / "docs" / "model.md").read_text().split(
+        "### An adapter for a single stream of column vectors")[1].split("```python\n")[1].split("```")[0]
+    path = write(tmp_path, MC, [("    for dparam in [dWxh, dWhh, dWhy, dbh, dby]:\n        np.clip(dparam, -5, 5, "
+                                 "out=dparam)", "    norm = np.sqrt(sum(np.sum(d * d) for d in [dWxh, dWhh, dWhy, dbh, "
+                                 "dby]))\n    for dparam in [dWxh, dWhh, dWhy, dbh, dby]:\n        dparam *= min(1.0, "
+                                 "1.5 / norm)")])
+    path.write_text(path.read_text() + "\n\n" + adapter)
+    result = check(box, path, "loss_and_grads")
+    assert codes(result) == {"loss_and_grads": ["clipped-per-stream"]}, str(result)
+    assert "(all the weights' gradients together; to a norm of 0.08333" in result.implementations[0].diagnosis[0].detail
+    path.write_text(path.read_text().replace("dparam *= min(1.0, 1.5 / norm)", "pass"))
+    assert check(box, path, "loss_and_grads").status == "pass"   # the docs' adapter itself is right
 
 
 def test_a_first_step_mistake_is_not_smeared_over_every_step_of_the_picture(box, tmp_path):

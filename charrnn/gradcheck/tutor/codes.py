@@ -75,6 +75,13 @@ CODES = {
         {"min-char-rnn": "min-char-rnn clips inside lossFun (np.clip(dparam, -5, 5, out=dparam)): its gradients are "
                          "exact only while every entry is under 5. Clip in the training loop instead, or check on "
                          "a smaller problem"}),
+    "clipped-per-stream": Code(
+        "each stream's gradient is clipped on its own before the streams are added up",
+        "equal to the sum over the streams of each stream's exact gradient, scaled down to one norm where it is "
+        "larger: the streams whose gradient is small are exact, the others are cut",
+        "the gradient of the loss over all the streams; clip (if at all) the summed gradient, in the training loop",
+        {"charrnn": "sum (or average) the streams' gradients first; clip the whole in the training loop, not inside "
+                    "the loop over the streams"}),
     "sign": Code(
         "every gradient has the wrong sign",
         "each gradient is exactly minus the exact one",
