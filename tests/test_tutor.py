@@ -560,6 +560,10 @@ def test_a_partner_imported_from_the_learners_other_file_completes_the_pair(box,
     result = check(box, alone)
     assert result.status == "pass", str(result)
     assert [i.function for i in result.implementations] == [CO_RNN_STEP, CO_RNN_SEQ]
+    together = tmp_path / "together.py"   # a file of imports alone is checked on what it imports
+    together.write_text("from rnn_forward import *\nfrom rnn_backward import *\n")
+    result = check(box, together)
+    assert result.status == "pass" and [i.function for i in result.implementations] == [CO_RNN_STEP, CO_RNN_SEQ]
 
 
 def test_a_function_is_matched_by_its_arguments_not_its_name_alone(box, tmp_path):

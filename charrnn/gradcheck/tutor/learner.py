@@ -272,7 +272,10 @@ def find_shapes(loaded: Loaded, path: Path, function: str | None, cell: str, arr
         shapes = [shape]
     else:
         shapes, seen = [], set()
-        for name in [n for n in by_name if not by_name[n].get("imported")]:
+        own = [n for n in by_name if not by_name[n].get("imported")]
+        # a file that only imports (a notebook's two halves brought together) is checked on what it imports
+        shaped = [n for n in own if _shape_for(n, by_name, False, cell) is not None]
+        for name in own if shaped else list(by_name):
             shape = _shape_for(name, by_name, False, cell)
             key = shape.functions if isinstance(shape, Shape) else None
             if isinstance(shape, Shape) and any(name in s.functions for s in shapes if isinstance(s, Shape)):
