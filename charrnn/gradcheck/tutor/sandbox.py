@@ -97,6 +97,7 @@ class TimedOut(Exception):
 class Sandbox:
     def __init__(self, time_limit: float = 30.0):
         self.time_limit = checked_time_limit(time_limit)
+        self.changed: list[str] = []       # what the last call changed in place of what it was handed
         self.proc: subprocess.Popen | None = None
         self.room: Path | None = None
         self.lifeline: int | None = None
@@ -242,13 +243,18 @@ class Sandbox:
             self.torch_ready = True
 
     def call(self, loaded: Loaded, name: str, args: tuple, set_globals: dict, arrays: str, what: str):
+        """What the function returned; self.changed: the paths of what it was handed that it changed in place."""
         self._prepare(arrays)
-        return self.request(("call", loaded.key, name, args, set_globals, arrays), what)[0]
+        result, self.changed = self.request(("call", loaded.key, name, args, set_globals, arrays), what)
+        return result
 
     def pair(self, loaded: Loaded, forward: str, args: tuple, backward: str, upstream: tuple, arrays: str,
              what: str) -> tuple:
+        """The forward's outputs and the backward's gradients; self.changed as for call."""
         self._prepare(arrays)
-        return self.request(("pair", loaded.key, forward, args, backward, upstream, arrays), what)
+        outputs, grads, self.changed = self.request(("pair", loaded.key, forward, args, backward, upstream, arrays),
+                                                    what)
+        return outputs, grads
 
 
 def raised(what: str, traceback: str, line: str) -> LearnerError:

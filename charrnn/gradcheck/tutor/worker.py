@@ -22,6 +22,7 @@ back are turned into NumPy arrays (Returned keeps what they were).
 """
 
 import ast
+import builtins
 import importlib
 import importlib.util
 import inspect
@@ -209,15 +210,45 @@ def run_learner(function, *args):
         raise Raised(learner_traceback(error), traceback.format_exception_only(error)[-1].strip()) from None
 
 
-def definitions(tree: ast.Module) -> ast.Module:
-    """The module's imports, functions, classes and constant assignments: its script part left out."""
-    def constant(node) -> bool:
-        return not any(isinstance(n, ast.Call) for n in ast.walk(node) if not isinstance(n, ast.Lambda))
+def split(tree: ast.Module) -> tuple[list, list]:
+    """The module's statements kept (imports, functions, classes, and assignments that call nothing and
+    read only names kept before them) and those left out: its script part. An assignment that reads a
+    name the script part sets, or one set nowhere in the file (Wxh = model["Wxh"] after model =
+    pickle.load(f); n = Xtrain.shape[1] with Xtrain from a notebook) is left out too, or it would fail."""
+    def calls(node) -> bool:
+        return any(isinstance(n, ast.Call) for n in ast.walk(node) if not isinstance(n, ast.Lambda))
+
+    def reads(node) -> set:
+        return {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+
+    def sets(node) -> set:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            return {(a.asname or a.name).split(".")[0] for a in node.names}
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            return {node.name}
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if hasattr(node, "target") else []
+        return {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
 
     keep = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
-    body = [node for node in tree.body
-            if isinstance(node, keep) or isinstance(node, (ast.Assign, ast.AnnAssign)) and constant(node.value)]
-    return ast.Module(body=body, type_ignores=[])
+    kept, left_out = [], []
+    bound = set(dir(builtins)) | {"__name__", "__file__", "__doc__"}
+    star = False                                     # from x import *: any name may be bound
+    for node in tree.body:
+        constant = isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None and not calls(
+            node.value) and (star or reads(node.value) <= bound)
+        docstring = isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+        if isinstance(node, keep) or constant or docstring:
+            kept.append(node)
+            bound |= sets(node)
+            star |= isinstance(node, ast.ImportFrom) and any(a.name == "*" for a in node.names)
+        else:
+            left_out.append(node)
+    return kept, left_out
+
+
+def definitions(tree: ast.Module) -> ast.Module:
+    """The module's imports, functions, classes and constant assignments: its script part left out."""
+    return ast.Module(body=split(tree)[0], type_ignores=[])
 
 
 def load(modules: dict, path: str, definitions_only: bool):
@@ -240,13 +271,45 @@ def load(modules: dict, path: str, definitions_only: bool):
     modules[key] = module
     functions = []
     for name, obj in vars(module).items():
-        if inspect.isfunction(obj) and os.path.abspath(obj.__code__.co_filename) == os.path.abspath(path):
-            params = list(inspect.signature(obj).parameters.values())
-            functions.append({"name": name, "params": [p.name for p in params],
-                              "required": sum(p.default is p.empty and p.kind <= p.POSITIONAL_OR_KEYWORD
-                                              for p in params),
-                              "line": obj.__code__.co_firstlineno})
+        if inspect.isfunction(obj) and not name.startswith("__"):
+            # another file's functions (from rnn_forward import *) can be partners, not shapes of their own
+            functions.append(dict(_described(name, obj, 0), imported=not _defined_in(obj, path)))
+        elif inspect.isclass(obj) and obj.__module__ == key:
+            # A class's methods are listed as "Class.method", without self: the check can call them on an
+            # instance made without __init__ (call and pair below).
+            functions += [_described(f"{name}.{method}", f, 1) for method, f in vars(obj).items()
+                          if inspect.isfunction(f) and _defined_in(f, path)]
     return ("loaded", key, source, functions)
+
+
+def _defined_in(function, path: str) -> bool:
+    return os.path.abspath(function.__code__.co_filename) == os.path.abspath(path)
+
+
+def _described(name: str, function, skip: int) -> dict:
+    params = list(inspect.signature(function).parameters.values())[skip:]
+    return {"name": name, "params": [p.name for p in params],
+            "required": sum(p.default is p.empty and p.kind <= p.POSITIONAL_OR_KEYWORD for p in params),
+            "line": function.__code__.co_firstlineno}
+
+
+def resolve(module, names: tuple, attributes: dict) -> list:
+    """The learner's functions by name; "Class.method" is the method of one instance of Class, made
+    without calling __init__ (whose arguments the check cannot know), with `attributes` set on it."""
+    instances = {}
+    found = []
+    for name in names:
+        owner, dot, method = name.rpartition(".")
+        if not dot:
+            found.append(getattr(module, name))
+            continue
+        if owner not in instances:
+            cls = getattr(module, owner)
+            instances[owner] = cls.__new__(cls)
+            for k, v in attributes.items():
+                setattr(instances[owner], k, v)
+        found.append(getattr(instances[owner], method))
+    return found
 
 
 def to_torch(value):
@@ -276,24 +339,59 @@ def plain(value):
     return Opaque(type(value).__name__)
 
 
+def arrays_in(value, path: str) -> dict:
+    """A copy of every array (or tensor) inside value, by its path ("args[0]['Wxh']")."""
+    if isinstance(value, np.ndarray):
+        return {path: value.copy()}
+    if type(value).__module__.startswith("torch") and hasattr(value, "detach"):
+        return {path: value.detach().cpu().numpy().copy()}
+    found = {}
+    if isinstance(value, (tuple, list)):
+        for i, v in enumerate(value):
+            found.update(arrays_in(v, f"{path}[{i}]"))
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            found.update(arrays_in(v, f"{path}[{k!r}]"))
+    return found
+
+
+def changed(before: dict, value, path: str) -> list[str]:
+    """The paths whose arrays the learner's code changed in place since `before` was taken."""
+    after = arrays_in(value, path)
+    return [p for p, a in before.items()
+            if p not in after or after[p].shape != a.shape or not np.array_equal(after[p], a, equal_nan=True)]
+
+
 def call(modules: dict, key: str, name: str, args: tuple, set_globals: dict, arrays: str):
+    """-> ("ok", what it returned, the paths of what it was handed that it changed in place)"""
     module = modules[key]
     convert = to_torch if arrays == "torch" else (lambda v: v)
     for k, v in set_globals.items():
         setattr(module, k, convert(v))
-    return ("ok", plain(run_learner(getattr(module, name), *convert(args))))
+    (function,) = resolve(module, (name,), {k: getattr(module, k) for k in set_globals})
+    args = convert(args)
+    handed = {k: getattr(module, k) for k in set_globals}
+    before_args, before_globals = arrays_in(args, "args"), arrays_in(handed, "globals")
+    result = run_learner(function, *args)
+    return ("ok", plain(result), changed(before_args, args, "args") + changed(before_globals, handed, "globals"))
 
 
 def pair(modules: dict, key: str, forward: str, args: tuple, backward: str, upstream: tuple, arrays: str):
     """CS231n's pairs: out..., cache = forward(*args); grads = backward(*upstream, cache). The cache
-    stays here: it may hold anything."""
+    stays here: it may hold anything. -> ("ok", outputs, gradients, the paths changed in place)"""
     module = modules[key]
     convert = to_torch if arrays == "torch" else (lambda v: v)
-    out = run_learner(getattr(module, forward), *convert(args))
-    if not isinstance(out, tuple) or len(out) < 2:
-        return ("ok", plain(out), None)
-    grads = run_learner(getattr(module, backward), *convert(upstream), out[-1])
-    return ("ok", plain(out[:-1]), plain(grads))
+    forward_function, backward_function = resolve(module, (forward, backward), {})
+    args = convert(args)
+    before_args = arrays_in(args, "args")
+    out = run_learner(forward_function, *args)
+    if not isinstance(out, tuple) or len(out) < 2 or all(v is None for v in out):
+        return ("ok", plain(out), None, [])   # a skeleton's Nones: its backward is never called
+    upstream = convert(upstream)
+    before_upstream, before_cache = arrays_in(upstream, "upstream"), arrays_in(out[-1], "cache")
+    grads = run_learner(backward_function, *upstream, out[-1])
+    return ("ok", plain(out[:-1]), plain(grads), changed(before_args, args, "args") + changed(
+        before_upstream, upstream, "upstream") + changed(before_cache, out[-1], "cache"))
 
 
 def prepare(modules: dict):
