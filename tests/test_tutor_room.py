@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -376,3 +377,28 @@ def test_the_protocol_carries_every_value_the_check_exchanges_and_refuses_anythi
         data = json.dumps(header).encode()
         with pytest.raises(ValueError, match="not a message"):
             worker.receive(reading(len(data).to_bytes(8, "big") + data + bytes(8)))
+
+
+def test_ctrl_c_in_a_notebook_raises_keyboardinterrupt_with_nothing_left(tmp_path):
+    """check_bptt in Python: the interrupt is the caller's to handle, and the worker's group and room go first."""
+    marker = tmp_path / "started"
+    path = learner_file(tmp_path / "my_rnn.py", in_lossfun=f"""
+import os, subprocess
+child = subprocess.Popen(["sleep", "1000"])
+open({str(marker)!r}, "w").write(f"{{os.getpid()}} {{child.pid}} {{os.getcwd()}}")
+while True:
+    pass
+""")
+
+    def interrupt_once_it_runs():
+        until(lambda: marker.exists() and marker.read_text(), "the learner's code ran")
+        os.kill(os.getpid(), signal.SIGINT)
+
+    thread = threading.Thread(target=interrupt_once_it_runs)
+    thread.start()
+    with pytest.raises(KeyboardInterrupt):
+        check_bptt(path, quiet=True, time_limit=86400)
+    thread.join()
+    worker_pid, child, room = marker.read_text().split()
+    until(lambda: gone([int(worker_pid), int(child)]), "the learner's processes ended")
+    assert not Path(room).parent.exists()   # the room: the worker's working directory and all beside it
