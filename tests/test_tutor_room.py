@@ -402,3 +402,13 @@ while True:
     worker_pid, child, room = marker.read_text().split()
     until(lambda: gone([int(worker_pid), int(child)]), "the learner's processes ended")
     assert not Path(room).parent.exists()   # the room: the worker's working directory and all beside it
+
+
+def test_the_workers_start_is_not_the_learners_time(tmp_path, monkeypatch):
+    """A Python that takes 2 s to start (a busy machine, as a sitecustomize makes it here) and a 1 s limit: the
+    file still loads, since the limit counts from the worker's first word."""
+    (tmp_path / "slow").mkdir()
+    (tmp_path / "slow" / "sitecustomize.py").write_text("import time\ntime.sleep(2)\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path / "slow"), os.environ.get("PYTHONPATH", "")]))
+    with Sandbox(time_limit=1) as box:
+        assert "lossFun" in [f["name"] for f in box.load(learner_file(tmp_path / "my_rnn.py")).functions]

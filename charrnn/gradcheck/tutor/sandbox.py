@@ -55,8 +55,9 @@ class Loaded:
     functions: list[dict]   # {"name", "params", "required", "line"} of each function the file defines
 
 
-# Importing torch may take far longer than a call: seconds on a busy laptop. It is the tool's cost, not the
-# learner's, so it has its own limit and is done before their file loads (under their time limit).
+# Starting the worker (Python and NumPy) and importing torch may take far longer than a call: seconds on a busy
+# laptop. They are the tool's cost, not the learner's, so they have their own limit, and torch is imported before
+# their file loads (under their time limit).
 IMPORT_LIMIT = 120.0
 # The largest --time-limit: a day. Beyond it a limit protects nothing, and the clocks' waits overflow.
 MAX_TIME_LIMIT = 86400
@@ -133,6 +134,19 @@ class Sandbox:
         finally:
             os.close(reading_end)
         self.torch_ready = False
+        # Python and NumPy starting is the tool's cost, not the learner's: on a busy machine it takes seconds.
+        try:
+            ready = worker.receive(self._reader(time.monotonic() + IMPORT_LIMIT))
+        except TimedOut:
+            self.close()
+            raise LearnerError(f"the Python process for your code did not start within {IMPORT_LIMIT:g} s (is the "
+                               f"machine very busy?)") from None
+        except (ValueError, TypeError, RecursionError):
+            ready = None
+        if ready != ("ready",):
+            code, output = self._clear_ended()
+            raise LearnerError(f"the Python process for your code did not start (exit code {code}); its last output "
+                               f"is above", output=output)
 
     def _reader(self, deadline: float):
         """read(n) for worker.receive: n bytes of the answer, or None where the worker ended first;

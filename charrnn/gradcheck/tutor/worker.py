@@ -10,6 +10,7 @@ code put in it): an 8-byte length, a JSON header, then the bytes of each array i
 {"value": TREE, "arrays": [[dtype, shape], ...]}; TREE is JSON, with the Python types JSON lacks
 tagged ({"tuple": [...]}, {"dict": [[key, value], ...]}, {"array": i}, ...; encode() lists them all).
 
+    once started, unasked                                 -> ("ready",)
     ("load", path, definitions_only)  -> ("loaded", key, source, [function, ...])
     ("prepare",)                      -> ("ok",) once torch is imported
     ("call", key, name, args, globals, arrays)            -> ("ok", result)
@@ -461,6 +462,7 @@ def main() -> None:
     os.dup2(2, 1)                      # the learner's prints must not reach the replies
     sys.stdout = sys.stderr
     read = reader(requests)
+    send(replies, ("ready",))          # started: the learner's time limits count from here
     handlers = {"load": load, "prepare": prepare, "call": call, "pair": pair}
     modules: dict = {}
     while (request := receive(read)) is not None:
