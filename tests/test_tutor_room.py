@@ -212,8 +212,8 @@ while True:
 
 
 @pytest.mark.parametrize("name,fixture", [
-    ("numbers.py", "min_char_rnn.py"), ("random.py", "min_char_rnn.py"),
-    pytest.param("random.py", "min_char_rnn_torch.py", marks=pytest.mark.slow)])
+    ("numbers.py", "min_char_rnn.py"),
+    *[pytest.param("random.py", fixture, marks=pytest.mark.slow) for fixture in ("min_char_rnn.py", "min_char_rnn_torch.py")]])
 def test_a_learners_file_named_like_a_standard_module_is_never_imported_by_the_tool(tmp_path, name, fixture):
     """From the learner's folder: NumPy imports numbers, torch imports random (where the interpreter's start has
     not imported it already), in the tool and, with tensors, in the worker."""
