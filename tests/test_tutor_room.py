@@ -24,7 +24,7 @@ from charrnn.errors import UserError
 from charrnn.gradcheck import main as gradcheck_main
 from charrnn.gradcheck.tutor import worker
 from charrnn.gradcheck.tutor.check import check_bptt
-from charrnn.gradcheck.tutor.sandbox import MEMORY_LIMIT, LearnerError, Sandbox
+from charrnn.gradcheck.tutor.sandbox import MEMORY_LIMIT, LearnerError, Sandbox, imports_torch
 from charrnn.gradcheck.tutor.shapes import Opaque, Returned
 from tests.conftest import HANG, REPO
 
@@ -412,3 +412,14 @@ def test_the_workers_start_is_not_the_learners_time(tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path / "slow"), os.environ.get("PYTHONPATH", "")]))
     with Sandbox(time_limit=1) as box:
         assert "lossFun" in [f["name"] for f in box.load(learner_file(tmp_path / "my_rnn.py")).functions]
+
+
+def test_torch_imported_through_a_helper_beside_the_file_is_imported_before_the_learners_time_starts(tmp_path):
+    (tmp_path / "course_helper.py").write_text("import torch\n")
+    (tmp_path / "plain_helper.py").write_text("import math\n")
+    learner_file(tmp_path / "uses_helper.py", at_import="from course_helper import *")
+    learner_file(tmp_path / "plain.py", at_import="import plain_helper")
+    assert imports_torch(tmp_path / "uses_helper.py") and not imports_torch(tmp_path / "plain.py")
+    (tmp_path / "a.py").write_text("import b\n")
+    (tmp_path / "b.py").write_text("import a\n")   # a circle of the learner's own imports ends
+    assert not imports_torch(tmp_path / "a.py")

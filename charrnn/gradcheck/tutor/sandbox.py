@@ -287,16 +287,24 @@ def raised(what: str, traceback: str, line: str) -> LearnerError:
     return LearnerError(f"{what} raised {line}; the traceback above is from your code", traceback, raised=line)
 
 
-def imports_torch(path) -> bool:
-    """Whether the file imports torch anywhere: then torch is imported first, outside their time limit."""
+def imports_torch(path, seen: set | None = None) -> bool:
+    """Whether the file imports torch, itself or through a module of its own folder (a course's helper file):
+    then torch is imported first, outside their time limit."""
+    path = Path(path)
+    seen = set() if seen is None else seen
+    seen.add(path)
     try:
-        tree = ast.parse(Path(path).read_bytes())
+        tree = ast.parse(path.read_bytes())
     except (OSError, SyntaxError, ValueError):
         return False
-    return any(alias.name.split(".")[0] == "torch" for node in ast.walk(tree) if isinstance(node, ast.Import)
-               for alias in node.names) or any(
-        isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "torch" and not node.level
-        for node in ast.walk(tree))
+    names = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+             for alias in node.names}
+    names |= {(node.module or "").split(".")[0] for node in ast.walk(tree)
+              if isinstance(node, ast.ImportFrom) and not node.level}
+    if "torch" in names:
+        return True
+    beside = [path.parent / f"{name}.py" for name in names if name]
+    return any(imports_torch(other, seen) for other in beside if other not in seen and other.is_file())
 
 
 def remove(room: Path) -> None:
