@@ -27,6 +27,7 @@ from charrnn.gradcheck.tutor.check import check_bptt
 from charrnn.gradcheck.tutor.sandbox import MEMORY_LIMIT, LearnerError, Sandbox, imports_torch
 from charrnn.gradcheck.tutor.shapes import Opaque, Returned
 from tests.conftest import HANG, REPO
+from tests.runtree import script
 
 FIXTURES = REPO / "tests" / "fixtures" / "bptt"
 MIN_CHAR = (FIXTURES / "min_char_rnn.py").read_text()
@@ -52,11 +53,15 @@ def user(tmp_path) -> dict:
 
 
 def gradcheck(folders: dict, *args: str, stdout=subprocess.PIPE, shell: bool = False) -> subprocess.Popen:
-    """python -m charrnn.gradcheck ARGS from the user's folder (shell: sh -c ARGS, with $0 the python)."""
-    env = dict(os.environ, HOME=str(folders["home"]), TMPDIR=str(folders["tmp"]),
-               PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-    command = ["sh", *args] if shell else [sys.executable, "-m", "charrnn.gradcheck", *args]
-    return subprocess.Popen(command, cwd=folders["user"], env=env, stdout=stdout, stderr=subprocess.PIPE, text=True)
+    """python -m charrnn.gradcheck ARGS from the user's folder, started as from a terminal (shell: sh -c ARGS,
+    with $0 the python)."""
+    env = {"HOME": str(folders["home"]), "TMPDIR": str(folders["tmp"]),
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    command = ["sh", *args] if shell else ["-m", "charrnn.gradcheck", *args]
+    if shell:
+        return subprocess.Popen(command, cwd=folders["user"], env={**os.environ, **env}, stdout=stdout,
+                                stderr=subprocess.PIPE, text=True)
+    return script(*command, cwd=folders["user"], env=env, stdout=stdout)
 
 
 def hashes(*folders: Path) -> dict:
