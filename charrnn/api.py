@@ -11,7 +11,7 @@
     result = charrnn.train(["model=gru", "train.max_iters=500"])  # what python train.py ... runs
 
 Everything reads the model as sample.py, training and evaluation do: one loader
-(charrnn.checkpoint.load_model), one sampler (charrnn.sampling.continuation), and for what happens
+(charrnn.checkpoint.load_model), one sampler (charrnn.generation.continuation), and for what happens
 inside, the NumPy layers' forward pass (charrnn.explore.trace), whichever backend loaded the weights.
 A mistake (a bad path, a character the vocabulary lacks, a bad option) raises charrnn.errors.UserError
 with the same message the scripts print: a UserValueError (a ValueError too) for a wrong value, a
@@ -40,12 +40,12 @@ from omegaconf import OmegaConf
 
 from charrnn.checkpoint.loaded import LoadedModel, load_model
 from charrnn.backends import BACKENDS
-from charrnn.backends.devices import DEVICES, resolve_device, valid_device
+from charrnn.devices import DEVICES, resolve_device, valid_device
 from charrnn.config import CONF_DIR, BackendConfig, to_sample_config
 from charrnn.errors import UserError, UserTypeError, UserValueError
 from charrnn.explore.page import PageSpec, build_page
 from charrnn.explore.trace import stream_losses, stream_top_k, trace
-from charrnn.sampling import continuation, quiet_overflow
+from charrnn.generation import continuation, quiet_overflow
 
 if TYPE_CHECKING:
     from charrnn.training.loop import TrainResult
@@ -325,20 +325,20 @@ def train(overrides: Sequence[str] = ()) -> "TrainResult":
     while the trainer's modules (torch among them) are imported is held until they are whole, so that the
     next charrnn.train or import torch in the same notebook works."""
     # Imported here: loading a model needs neither the trainer nor Hydra's composition.
-    from charrnn.cli import run_started, startup_error
-    from charrnn.config import Config, compose, run_config
-    from charrnn.training.rundir import register_resolvers, remove_if_made_and_empty
-    from charrnn.training.signals import Stopped
-
-    with interrupts_held():
-        for module in TRAINER_MODULES:
-            importlib.import_module(module)
-    from charrnn.training.loop import train as train_loop
+    from charrnn.cli import startup_error
+    from charrnn.config import Config, compose
+    from charrnn.signals import Stopped
+    from charrnn.training.rundir import register_resolvers
 
     if not (CONF_DIR / "train.yaml").is_file():
         raise UserError(f"charrnn.train composes the configs in {CONF_DIR}, which is missing: "
                         f"install charrnn from its source checkout (pip install -e .)")
     overrides = _overrides(overrides)
+    with interrupts_held():
+        for module in TRAINER_MODULES:
+            importlib.import_module(module)
+    from charrnn.start import start_run
+
     register_resolvers()
     try:
         raw = compose("train", overrides, return_hydra_config=True)
@@ -347,26 +347,17 @@ def train(overrides: Sequence[str] = ()) -> "TrainResult":
         if message is None:
             raise
         raise UserValueError(message) from None
-    hydra_cfg = raw.hydra
-    run_dir_name = str(OmegaConf.select(raw, "hydra.run.dir")).strip()
-    if not run_dir_name:
-        raise UserError("hydra.run.dir is empty, which would scatter the run's files into the current "
-                        "directory; name a directory with hydra.run.dir=PATH")
-    run_dir = Path(run_dir_name).absolute()
     task = OmegaConf.masked_copy(raw, [key for key in raw if key != "hydra"])
     try:
-        return train_loop(run_config(task, list(hydra_cfg.overrides.task)), run_dir,
-                          on_start=lambda started_in: run_started(started_in, task, hydra_cfg, run_dir))
+        return start_run(task, raw.hydra, Path(str(raw.hydra.run.dir).strip()).absolute())[1]
     except Stopped as stopped:
         raise KeyboardInterrupt(f"{signal.Signals(stopped.signum).name} before training began; nothing was "
                                 f"saved") from None
-    finally:
-        remove_if_made_and_empty(run_dir)
 
 
 # What a run imports on its way to its first step, the slow ones (torch, TensorBoard) among them; imported
 # whole before it starts (interrupts_held).
-TRAINER_MODULES = ("charrnn.training.loop", "torch", "torch.utils.tensorboard",
+TRAINER_MODULES = ("charrnn.start", "charrnn.training.loop", "torch", "torch.utils.tensorboard",
                    *(module for module, _ in BACKENDS.values()))
 
 

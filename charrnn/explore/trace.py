@@ -1,6 +1,8 @@
 """What every unit of every layer does over a text: one forward pass of the NumPy layers, read off their
 forward caches (numpy_layers/*.py keep every step's h_t, the LSTM's c_t and gates, the GRU's gates).
 
+Which quantities a cell has is its record's (charrnn.cells: Cell.quantities); for the cells here:
+
     quantity   cell          range     what it is at step t (after reading symbol t)
     h          every cell    (-1, 1)   the layer's output and state
     c          lstm          any       the cell state: c_t = f * c_{t-1} + i * g
@@ -20,19 +22,18 @@ from dataclasses import dataclass
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from charrnn.backends.numpy_backend import warm_up_blas
-from charrnn.backends.numpy_layers import CELL_LAYERS
+from charrnn.backends.numpy_backend import layers_forward, stack_layers, warm_up_blas
+from charrnn.cells import CELLS, Cell
 from charrnn.model import ModelSpec, zero_state
 
-QUANTITIES = {"rnn": ("h",), "lstm": ("h", "c", "i", "f", "g", "o"), "gru": ("h", "r", "z", "n")}
-GATES = {"rnn": (), "lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n")}   # as the caches stack them
-CHUNK = 4096   # steps per forward call: the caches' buffers and a chunk's logits stay this long whatever the text's length
+CHUNK = 4096   # steps per forward call: the caches' buffers and a chunk's logits stay this long, whatever
+               # the text's length
 
 
 @dataclass
 class Trace:
     ids: np.ndarray                      # (T,) the text's symbol ids
-    layers: list[dict[str, np.ndarray]]  # per layer (0 = the bottom one), each QUANTITIES name -> (T, H)
+    layers: list[dict[str, np.ndarray]]  # per layer (0 = the bottom one), each of the cell's quantities -> (T, H)
     logits: np.ndarray                   # (T, V) row t scores symbol t+1, having read symbols 0..t
 
     def state_after(self, step: int, names: tuple[str, ...]) -> tuple[np.ndarray, ...]:
@@ -43,22 +44,29 @@ class Trace:
         return tuple(np.stack([layer[name][step] for layer in self.layers]) for name in names)
 
 
-def _read(cell: str, cache) -> dict[str, np.ndarray]:
-    """One stream's quantities from a layer's cache after forward: (T, H) each."""
+def quantity_names(cell: Cell) -> list[str]:
+    return [q.name for q in cell.quantities]
+
+
+def _read(cell: Cell, cache) -> dict[str, np.ndarray]:
+    """One stream's quantities from a layer's cache after forward: (T, H) each. A state array's history is
+    the cache's <name>s (hs, cs: entry 0 the state before the chunk), a gate's value its block of gates."""
     H = cache.hs.shape[2]
-    found = {"h": cache.hs[1:, 0]}
-    if cell == "lstm":
-        found["c"] = cache.cs[1:, 0]
-    for k, name in enumerate(GATES[cell]):
-        found[name] = cache.gates[:, 0, k * H:(k + 1) * H]   # after forward: the gates' values
-    return {name: found[name].copy() for name in QUANTITIES[cell]}
+    found = {}
+    for name in quantity_names(cell):
+        if name in cell.state:
+            found[name] = getattr(cache, name + "s")[1:, 0]
+        else:
+            found[name] = cache.gates[:, 0, cell.gate_block(name, H)]
+    return {name: value.copy() for name, value in found.items()}
 
 
 def trace(params: dict[str, np.ndarray], spec: ModelSpec, ids: np.ndarray) -> Trace:
     """Run the model over ids (T,) from the zero state and keep every step of every quantity."""
     T, H, V = len(ids), spec.hidden_size, params["Why"].shape[0]
     dtype = params["Why"].dtype
-    layers = [{name: np.empty((T, H), dtype) for name in QUANTITIES[spec.cell]} for _ in range(spec.num_layers)]
+    names = quantity_names(CELLS[spec.cell])
+    layers = [{name: np.empty((T, H), dtype) for name in names} for _ in range(spec.num_layers)]
     logits = np.empty((T, V), dtype)
     for start, pieces, chunk_logits in chunks(params, spec, ids):
         stop = start + len(chunk_logits)
@@ -72,24 +80,20 @@ def trace(params: dict[str, np.ndarray], spec: ModelSpec, ids: np.ndarray) -> Tr
 def chunks(params: dict[str, np.ndarray], spec: ModelSpec,
            ids: np.ndarray) -> Iterator[tuple[int, list[dict[str, np.ndarray]], np.ndarray]]:
     """The model over ids (T,) from the zero state, CHUNK steps at a time, the state carried from one chunk
-    to the next: (start, per layer each QUANTITIES name -> (C, H), logits (C, V)) for steps start ..
-    start + C - 1. Only one chunk's arrays are alive at a time, however long the text."""
+    to the next: (start, per layer each quantity -> (C, H), logits (C, V)) for steps start .. start + C - 1.
+    Only one chunk's arrays are alive at a time, however long the text."""
     # One stream: each step's products are too small for a second BLAS thread to help, and on a busy
     # machine waiting for one made a 2 x 512 GRU's steps 17x slower (docs/explore.md).
     warm_up_blas()
-    cell = CELL_LAYERS[spec.cell]
+    cell = CELLS[spec.cell]
     state = zero_state(spec, 1, params["Why"].dtype)
     for start in range(0, len(ids), CHUNK):
         x = np.asarray(ids[start:start + CHUNK], np.int64)[:, None]      # (C, 1)
-        pieces, new_state = [], []
         with threadpool_limits(limits=1, user_api="blas"):
-            for layer in range(spec.num_layers):
-                W = {base: params[name] for base, name in spec.layer_names(layer).items()}
-                x, cache = cell.forward(W, x, tuple(s[layer] for s in state))   # x becomes (C, 1, H)
-                pieces.append(_read(spec.cell, cache))
-                new_state.append(tuple(s.copy() for s in cache.state_last))
+            _, caches, _ = layers_forward(params, spec, x, state)
+            pieces = [_read(cell, cache) for cache in caches]
             logits = pieces[-1]["h"] @ params["Why"].T + params["by"]          # (C, V)
-        state = tuple(np.stack(arrays) for arrays in zip(*new_state))     # (L, 1, H) each
+        state = stack_layers([cache.state_last for cache in caches])    # (L, 1, H) each
         yield start, pieces, logits
 
 

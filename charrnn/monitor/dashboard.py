@@ -144,7 +144,7 @@ def sample_card(sample: str, val_loss: float, settings: dict | None) -> str:
     """TEXT's card of one evaluation: the sample, under the options it was drawn with, as sample.py's
     arguments that paste into a shell: python sample.py checkpoint=CKPT OPTIONS draws it again from a
     checkpoint of that step."""
-    from charrnn.cli import override
+    from charrnn.commandline import override
 
     # in code, where markdown keeps quotes as typed
     drawn = "" if settings is None else " · drawn with sample.py `" + " ".join(
