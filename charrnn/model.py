@@ -39,15 +39,19 @@ class Cell:
     gates: int                  # G: how many H-sized blocks the input and recurrent products produce
     state: tuple[str, ...]      # the names of the arrays its state carries, in order
     extra: tuple[str, ...]      # per-layer parameters beyond Wxh, Whh, bh, each (H,)
-    torch_module: str           # its stock torch.nn module
+    torch_module: str | None    # its stock torch.nn module, if torch.nn has one
     forget_gate: int | None     # which gate block model.forget_bias shifts
+    recurrent: bool = True      # whether its gates read h_{t-1} through Whh (minGRU's and minLSTM's do not)
 
 
 CELLS = {
     "rnn": Cell(gates=1, state=("h",), extra=(), torch_module="RNN", forget_gate=None),
     "lstm": Cell(gates=4, state=("h", "c"), extra=(), torch_module="LSTM", forget_gate=1),
     "gru": Cell(gates=3, state=("h",), extra=("bhn",), torch_module="GRU", forget_gate=None),
+    "mingru": Cell(gates=2, state=("h",), extra=(), torch_module=None, forget_gate=None, recurrent=False),
+    "minlstm": Cell(gates=3, state=("h",), extra=(), torch_module=None, forget_gate=0, recurrent=False),
 }
+STOCK_CELLS = tuple(name for name, cell in CELLS.items() if cell.torch_module)  # with a torch.nn twin and kernel
 STATE_NAMES = ("h", "c")  # every name a cell's state may use, as checkpoints store them
 HEAD = ("Why", "by")
 
@@ -71,7 +75,8 @@ class ModelSpec:
 @functools.cache
 def _layer_names(cell: str, layer: int) -> dict[str, str]:
     suffix = f"_{layer}" if layer else ""
-    return {base: base + suffix for base in ("Wxh", "Whh", "bh", *CELLS[cell].extra)}
+    weights = ("Wxh", "Whh", "bh") if CELLS[cell].recurrent else ("Wxh", "bh")
+    return {base: base + suffix for base in (*weights, *CELLS[cell].extra)}
 
 
 def model_spec(cell: str = "rnn", vocab_size: int = 65, hidden_size: int = 100, num_layers: int = 1) -> ModelSpec:
@@ -96,7 +101,8 @@ def param_shapes(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
     for layer in range(spec.num_layers):
         names = spec.layer_names(layer)
         weights[names["Wxh"]] = (G * H, V if layer == 0 else H)
-        weights[names["Whh"]] = (G * H, H)
+        if "Whh" in names:
+            weights[names["Whh"]] = (G * H, H)
         biases[names["bh"]] = (G * H,)
         for extra in CELLS[spec.cell].extra:
             biases[names[extra]] = (H,)
@@ -143,6 +149,8 @@ def to_torch(spec: ModelSpec, params: dict[str, np.ndarray]):
     zeros, except the GRU's b_hn (the n block of b_hh), which gets bhn."""
     import torch
 
+    if CELLS[spec.cell].torch_module is None:
+        raise ValueError(f"torch.nn has no module for the {spec.cell} cell")
     module = getattr(torch.nn, CELLS[spec.cell].torch_module)
     dtype = getattr(torch, str(params["Why"].dtype))
     H = spec.hidden_size

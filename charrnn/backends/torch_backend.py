@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from charrnn.backends.devices import check_precision, resolve_device
 from charrnn.backends.interface import Gradients, StepResult, StepSettings
 from charrnn.backends.torch_fused import fused_by_default, fused_stack, recurrent_bias
+from charrnn.backends.torch_parallel import COEFFICIENTS, parallel_recurrence
 from charrnn.backends.torch_optim import clip_gradients, export_state, load_state, make_torch_optimizer
 from charrnn.backends.torch_precision import Precision
 from charrnn.distributed import SOLO, Solo
@@ -75,17 +76,19 @@ def prepared_layer(weights: dict[str, torch.Tensor], spec: ModelSpec, layer: int
     """One layer's weights by their names in the cell's equations, with what every step reuses made once:
     Whh^T, and the GRU's recurrent bias [0, 0, bhn]."""
     W = {base: weights[name] for base, name in spec.layer_names(layer).items()}
-    W["WhhT"] = W["Whh"].t()
+    if "Whh" in W:
+        W["WhhT"] = W["Whh"].t()
     if "bhn" in W:
         W["bhh"] = recurrent_bias(W, spec.hidden_size)
     return W
 
 
 def loop_stack(weights: dict[str, torch.Tensor], spec: ModelSpec, x: torch.Tensor, state: tuple,
-               masks: tuple | None = None) -> tuple[torch.Tensor, list[list[torch.Tensor]], tuple]:
+               masks: tuple | None = None, scan: bool = False) -> tuple[torch.Tensor, list[list[torch.Tensor]], tuple]:
     """x (T, B) int64 ids, state a tuple of (L, B, H) tensors, masks None or L (T, B, H) tensors -> the top
     layer's outputs (T, B, H) after its mask, every layer's h_t (L lists of T (B, H) tensors, each a node of
-    the graph), and the state after the last step (a tuple of (L, B, H) tensors)."""
+    the graph), and the state after the last step (a tuple of (L, B, H) tensors). scan: minGRU's and
+    minLSTM's recurrence as torch_parallel's doubling scan, whose outputs come as one (T, B, H) tensor."""
     inputs, outputs, finals = None, [], []
     for layer in range(spec.num_layers):
         W = prepared_layer(weights, spec, layer)
@@ -94,10 +97,14 @@ def loop_stack(weights: dict[str, torch.Tensor], spec: ModelSpec, x: torch.Tenso
             xw = F.embedding(x, W["Wxh"].t()) + W["bh"]         # (T, B, G*H)
         else:
             xw = F.linear(inputs, W["Wxh"], W["bh"])            # (T, B, G*H)
-        hs, layer_state = loop_recurrence(spec.cell, W, xw, tuple(s[layer] for s in state))
+        layer_state = tuple(s[layer] for s in state)
+        if spec.cell in COEFFICIENTS:
+            hs, layer_state = parallel_recurrence(spec.cell, xw, layer_state, scan)
+        else:
+            hs, layer_state = loop_recurrence(spec.cell, W, xw, layer_state)
         outputs.append(hs)
         finals.append(layer_state)
-        inputs = torch.stack(hs)                                # (T, B, H)
+        inputs = hs if torch.is_tensor(hs) else torch.stack(hs)     # (T, B, H)
         if masks is not None:
             inputs = inputs * masks[layer]
     return inputs, outputs, tuple(torch.stack(arrays) for arrays in zip(*finals))
@@ -107,7 +114,10 @@ def stack_logits(weights: dict[str, torch.Tensor], spec: ModelSpec, x: torch.Ten
                  masks: tuple | None = None, fused: bool = False) -> tuple[torch.Tensor, list | None, tuple]:
     """logits (T, B, V) for the next characters, and loop_stack's other two results (with fused, the
     kernels' of torch_fused.fused_stack: None in place of every layer's h_t)."""
-    top, outputs, state_last = (fused_stack if fused else loop_stack)(weights, spec, x, state, masks)
+    if spec.cell in COEFFICIENTS:
+        top, outputs, state_last = loop_stack(weights, spec, x, state, masks, scan=fused)
+    else:
+        top, outputs, state_last = (fused_stack if fused else loop_stack)(weights, spec, x, state, masks)
     return F.linear(top, weights["Why"], weights["by"]), outputs, state_last    # (T, B, V)
 
 

@@ -5,6 +5,6 @@ gru), the output layer and loss (head), and the input projection every cell shar
     grads, dx, dstate0 = cell.backward(dout, cache)       cell's equations (Wxh, Whh, bh, ...)
 """
 
-from charrnn.backends.numpy_layers import gru, lstm, rnn
+from charrnn.backends.numpy_layers import gru, lstm, mingru, minlstm, rnn
 
-CELL_LAYERS = {"rnn": rnn, "lstm": lstm, "gru": gru}
+CELL_LAYERS = {"rnn": rnn, "lstm": lstm, "gru": gru, "mingru": mingru, "minlstm": minlstm}

@@ -1,0 +1,74 @@
+"""minGRU and minLSTM on the torch backend, differentiated by autograd: the gates of all T steps at once,
+then the linear recurrence h_t = a_t * h_{t-1} + b_t, solved one of two ways to the same numbers
+(the equations are numpy_layers/mingru.py's and minlstm.py's):
+
+- loop (recurrence=loop, and auto on the CPU): one addcmul per step, the readable reference;
+- scan (recurrence=fused, and auto on a GPU): a doubling scan, log2(T) passes over the whole (T, B, H)
+  block, each step t folding in the step 2^k before it; nothing in it waits on the previous step, so
+  it runs in parallel over T. It multiplies and adds the same numbers in another order (no division, no
+  logarithm), so it is exact to rounding for any sign of h~ and any carried state, where the paper's
+  log-space scan needs h~ > 0 and h_0 > 0 (its activation g).
+
+On the 2-core CPU host the loop is the faster (docs/cells.md, "The parallel RNNs"): torch pays little
+per small kernel there and the scan does O(T log T) work in place of O(T).
+"""
+
+import torch
+
+
+def mingru_coefficients(xw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """xw (T, B, 2H) Wxh x_t + bh, blocks z, h~ -> a_t = 1 - z_t, b_t = z_t * h~_t, each (T, B, H)."""
+    u_z, candidate = xw.chunk(2, dim=-1)
+    z = torch.sigmoid(u_z)
+    return 1 - z, z * candidate
+
+
+def minlstm_coefficients(xw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """xw (T, B, 3H) Wxh x_t + bh, blocks f, i, h~ -> a_t = f', b_t = i' * h~_t, each (T, B, H), with
+    f' = f / (f + i) and i' = i / (f + i)."""
+    u_f, u_i, candidate = xw.chunk(3, dim=-1)
+    f, i = torch.sigmoid(u_f), torch.sigmoid(u_i)
+    total = f + i
+    return f / total, i / total * candidate
+
+
+COEFFICIENTS = {"mingru": mingru_coefficients, "minlstm": minlstm_coefficients}
+
+
+def loop(a: torch.Tensor, b: torch.Tensor, h: torch.Tensor) -> list[torch.Tensor]:
+    """a, b (T, B, H), h (B, H) the carried state -> the T outputs h_t, each (B, H) and each a node of the
+    graph (so autograd can give dL/dh_t)."""
+    hs = []
+    for a_t, b_t in zip(a.unbind(0), b.unbind(0)):   # unbind: indexing a[t] would cost a (T, B, H) zero
+        h = torch.addcmul(b_t, a_t, h)               # gradient per step in backward
+        hs.append(h)
+    return hs
+
+
+def scan(a: torch.Tensor, b: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """loop's recurrence as a doubling scan: a, b (T, B, H), h (B, H) -> every h_t, (T, B, H).
+
+    After the pass with offset d, b_t holds h_t's dependence on steps t-2d+1..t (plus h_0's where that
+    reaches step 1) and a_t the product of their a's; composing (a, b) at t with (a, b) at t-d:
+    b_t <- b_t + a_t * b_{t-d},  a_t <- a_t * a_{t-d}."""
+    T = a.shape[0]
+    b = torch.cat([torch.addcmul(b[:1], a[:1], h), b[1:]])    # h_0 folded into step 1
+    offset = 1
+    while offset < T:
+        b = torch.cat([b[:offset], torch.addcmul(b[offset:], a[offset:], b[:-offset])])
+        if 2 * offset < T:
+            a = torch.cat([a[:offset], a[offset:] * a[:-offset]])
+        offset *= 2
+    return b
+
+
+def parallel_recurrence(cell: str, xw: torch.Tensor, state: tuple, fused: bool
+                        ) -> tuple[list[torch.Tensor] | torch.Tensor, tuple]:
+    """One layer of minGRU or minLSTM: xw (T, B, G*H) Wxh x_t + bh, state (h_prev (B, H),) -> its outputs
+    (loop: a list of T (B, H) tensors; scan: one (T, B, H) tensor) and the state after the last step."""
+    a, b = COEFFICIENTS[cell](xw)
+    if fused:
+        hs = scan(a, b, state[0])
+        return hs, (hs[-1],)
+    hs = loop(a, b, state[0])
+    return hs, (hs[-1],)
