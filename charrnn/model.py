@@ -42,14 +42,17 @@ class Cell:
     torch_module: str | None    # its stock torch.nn module, if torch.nn has one
     forget_gate: int | None     # which gate block model.forget_bias shifts
     recurrent: bool = True      # whether its gates read h_{t-1} through Whh (minGRU's and minLSTM's do not)
+    classic: str | None = None  # for a parallel cell, the classic cell it simplifies (bench compares them)
 
 
 CELLS = {
     "rnn": Cell(gates=1, state=("h",), extra=(), torch_module="RNN", forget_gate=None),
     "lstm": Cell(gates=4, state=("h", "c"), extra=(), torch_module="LSTM", forget_gate=1),
     "gru": Cell(gates=3, state=("h",), extra=("bhn",), torch_module="GRU", forget_gate=None),
-    "mingru": Cell(gates=2, state=("h",), extra=(), torch_module=None, forget_gate=None, recurrent=False),
-    "minlstm": Cell(gates=3, state=("h",), extra=(), torch_module=None, forget_gate=0, recurrent=False),
+    "mingru": Cell(gates=2, state=("h",), extra=(), torch_module=None, forget_gate=None, recurrent=False,
+                   classic="gru"),
+    "minlstm": Cell(gates=3, state=("h",), extra=(), torch_module=None, forget_gate=0, recurrent=False,
+                    classic="lstm"),
 }
 STOCK_CELLS = tuple(name for name, cell in CELLS.items() if cell.torch_module)  # with a torch.nn twin and kernel
 STATE_NAMES = ("h", "c")  # every name a cell's state may use, as checkpoints store them

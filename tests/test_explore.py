@@ -15,9 +15,10 @@ from charrnn.explore import units
 from charrnn.explore.lookback import lookback
 from charrnn.explore.page import RANGES, dequantize
 from charrnn.explore.trace import trace
-from charrnn.model import to_torch
+from charrnn.model import CELLS as CELL_RECORDS, to_torch
 from tests.conftest import assert_user_error, run_scripts
 from tests.test_api import CELLS, TEXT, tiny_checkpoint
+from tests.test_parallel_cells import sequential_layers
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +66,7 @@ def test_page_data_are_the_apis(runs, tmp_path, cell):
     for layer, quantities in enumerate(layers):
         for q, values in quantities.items():
             lo, hi = RANGES[q]
-            scale = np.array(meta["scales"][layer][q]) if q == "c" else 1.0
+            scale = np.array(meta["scales"][layer][q]) if q in meta["scales"][layer] else 1.0
             shown = dequantize(page.blocks[f"v-{layer}-{q}"], T, lo, hi) * scale
             # one of 63 levels: within half a level of the value (c: of its unit's scale)
             assert np.all(np.abs(shown - values) <= (hi - lo) / 62 / 2 * scale + 1e-9)
@@ -145,10 +146,15 @@ def test_lookback_is_autograds_gradient_of_each_loss_by_each_input(runs, cell):
     params, spec = m.loaded.backend.export_params(), m.loaded.spec
     targets = np.array([1, 3, 7, 30, len(ids) - 1])
     sizes = lookback(params, spec, trace(params, spec, ids), targets, lags=9)
-    rnn, head = to_torch(spec, params)
+    if CELL_RECORDS[cell].torch_module:
+        rnn, head = to_torch(spec, params)
+        top_of = lambda x: head(rnn(x)[0])[0, -1]                                          # noqa: E731
+    else:
+        P, h0 = {k: torch.tensor(v) for k, v in params.items()}, torch.zeros(spec.num_layers, 1, spec.hidden_size)
+        top_of = lambda x: sequential_layers(cell, P, list(x.unbind(1)), h0.double())[0][-1][0] @ P["Why"].T + P["by"]  # noqa: E731
     for row, j in zip(sizes, targets):
         x = torch.nn.functional.one_hot(torch.tensor(ids[None, :j], dtype=torch.long), spec.vocab_size).double().requires_grad_()
-        loss = torch.nn.functional.cross_entropy(head(rnn(x)[0])[0, -1], torch.tensor(int(ids[j])))
+        loss = torch.nn.functional.cross_entropy(top_of(x), torch.tensor(int(ids[j])))
         (grad,) = torch.autograd.grad(loss, x)
         expected = grad[0].norm(dim=1).flip(0).numpy()[:9]       # lag 1, 2, ... back from j
         np.testing.assert_allclose(row[:len(expected)], expected, rtol=2e-4, atol=1e-9)

@@ -15,23 +15,17 @@ CELLS = ("mingru", "minlstm")
 SHAPES = [(3, 7, 5, 11), (1, 6, 4, 7), (3, 1, 5, 9), (1, 1, 3, 5)]   # (B, T, H, V): B = 1 and T = 1 edges
 
 
-def reference(cell: str, params: dict, inputs: np.ndarray, targets: np.ndarray, state: tuple, masks,
-              num_layers: int) -> dict:
-    """The loss, its gradient for every parameter and for the carried state, and the last state, by the
-    paper's sequential equations, one step and one stream-batch at a time."""
-    V = params["Why"].shape[0]
-    P = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
-    h0 = torch.tensor(state[0], requires_grad=True)                     # (L, B, H)
-    B, T = inputs.shape
-    xs = [torch.nn.functional.one_hot(torch.as_tensor(inputs[:, t]), V).double() for t in range(T)]
+def sequential_layers(cell: str, P: dict, xs: list, h0, masks=None) -> tuple[list, list]:
+    """The paper's equations one step at a time: xs T inputs (B, In) of layer 0, h0 (L, B, H) ->
+    the top layer's T outputs (after its dropout mask) and each layer's last h."""
     last = []
-    for layer in range(num_layers):
+    for layer in range(len(h0)):
         suffix = f"_{layer}" if layer else ""
         Wx, b = P["Wxh" + suffix], P["bh" + suffix]
         H = Wx.shape[0] // (2 if cell == "mingru" else 3)
         h, outs = h0[layer], []
-        for t in range(T):
-            u = xs[t] @ Wx.T + b
+        for t, x in enumerate(xs):
+            u = x @ Wx.T + b
             if cell == "mingru":
                 z, h_tilde = torch.sigmoid(u[:, :H]), u[:, H:]
                 h = (1 - z) * h + z * h_tilde
@@ -41,7 +35,18 @@ def reference(cell: str, params: dict, inputs: np.ndarray, targets: np.ndarray, 
             outs.append(h if masks is None else h * torch.as_tensor(masks[layer][t]))
         xs = outs
         last.append(h)
-    logits = torch.stack([x @ P["Why"].T + P["by"] for x in xs], dim=1)     # (B, T, V)
+    return xs, last
+
+
+def reference(cell: str, params: dict, inputs: np.ndarray, targets: np.ndarray, state: tuple, masks) -> dict:
+    """The loss, its gradient for every parameter and for the carried state, and the last state, by
+    sequential_layers and a softmax head, on autograd in float64."""
+    V = params["Why"].shape[0]
+    P = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+    h0 = torch.tensor(state[0], requires_grad=True)                     # (L, B, H)
+    xs = [torch.nn.functional.one_hot(torch.as_tensor(inputs[:, t]), V).double() for t in range(inputs.shape[1])]
+    top, last = sequential_layers(cell, P, xs, h0, masks)
+    logits = torch.stack([x @ P["Why"].T + P["by"] for x in top], dim=1)     # (B, T, V)
     loss = torch.nn.functional.cross_entropy(logits.reshape(-1, V), torch.as_tensor(targets).reshape(-1))
     grads = torch.autograd.grad(loss, [*P.values(), h0])
     return {"loss": loss.item(), **{k: g.numpy() for k, g in zip(P, grads)}, "h_prev": grads[-1].numpy(),
@@ -75,7 +80,7 @@ def test_both_backends_equal_the_sequential_reference(cell, layers, shape, dropo
     carried state: the NumPy backend, the torch loop and the torch scan."""
     pb = random_problem(*shape, cell=cell, num_layers=layers, dropout=dropout, seed=layers)
     assert np.abs(pb.state[0]).min() > 0
-    want = reference(cell, pb.params, pb.inputs, pb.targets, pb.state, pb.masks, layers)
+    want = reference(cell, pb.params, pb.inputs, pb.targets, pb.state, pb.masks)
     assert want.keys() == {"loss", *pb.params, "h_prev", "h_last"}
     for name, got in (("numpy", numpy_results(pb)), ("torch loop", torch_results(pb, False)),
                       ("torch scan", torch_results(pb, True))):

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from charrnn.backends.devices import check_precision, resolve_device
 from charrnn.backends.interface import Gradients, StepResult, StepSettings
 from charrnn.backends.torch_fused import fused_by_default, fused_stack, recurrent_bias
-from charrnn.backends.torch_parallel import COEFFICIENTS, parallel_recurrence
+from charrnn.backends.torch_parallel import COEFFICIENTS, mingru_step, minlstm_step, parallel_recurrence
 from charrnn.backends.torch_optim import clip_gradients, export_state, load_state, make_torch_optimizer
 from charrnn.backends.torch_precision import Precision
 from charrnn.distributed import SOLO, Solo
@@ -58,7 +58,7 @@ def gru_step(W: dict, xw_t: torch.Tensor, state: tuple) -> tuple:
     return (n + z * (h - n),)
 
 
-CELL_STEPS = {"rnn": rnn_step, "lstm": lstm_step, "gru": gru_step}
+CELL_STEPS = {"rnn": rnn_step, "lstm": lstm_step, "gru": gru_step, "mingru": mingru_step, "minlstm": minlstm_step}
 
 
 def loop_recurrence(cell: str, W: dict, xw: torch.Tensor, state: tuple) -> tuple[list[torch.Tensor], tuple]:

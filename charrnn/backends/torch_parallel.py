@@ -35,6 +35,18 @@ def minlstm_coefficients(xw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 COEFFICIENTS = {"mingru": mingru_coefficients, "minlstm": minlstm_coefficients}
 
 
+def mingru_step(W: dict, xw_t: torch.Tensor, state: tuple) -> tuple:
+    """One step, for what looks at the steps one by one (gradcheck's per-step picture): xw_t (B, 2H)."""
+    a_t, b_t = mingru_coefficients(xw_t)
+    return (torch.addcmul(b_t, a_t, state[0]),)
+
+
+def minlstm_step(W: dict, xw_t: torch.Tensor, state: tuple) -> tuple:
+    """One step, as mingru_step: xw_t (B, 3H)."""
+    a_t, b_t = minlstm_coefficients(xw_t)
+    return (torch.addcmul(b_t, a_t, state[0]),)
+
+
 def loop(a: torch.Tensor, b: torch.Tensor, h: torch.Tensor) -> list[torch.Tensor]:
     """a, b (T, B, H), h (B, H) the carried state -> the T outputs h_t, each (B, H) and each a node of the
     graph (so autograd can give dL/dh_t)."""

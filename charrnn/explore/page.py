@@ -29,11 +29,12 @@ from charrnn.model import ModelSpec
 
 ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+"   # nothing HTML or JSON escapes
 LEVELS = len(ALPHABET)                    # 63: an odd count, so that 0 of (-1, 1) is a level
-RANGES = {"h": (-1, 1), "g": (-1, 1), "n": (-1, 1), "c": (-1, 1),
+RANGES = {"h": (-1, 1), "g": (-1, 1), "n": (-1, 1), "c": (-1, 1), "cand": (-1, 1),
           "i": (0, 1), "f": (0, 1), "o": (0, 1), "r": (0, 1), "z": (0, 1)}
 ABOUT_QUANTITY = {"h": "h (output)", "c": "c (cell state)", "i": "i (input gate)", "f": "f (forget gate)",
                   "g": "g (candidate)", "o": "o (output gate)", "r": "r (reset gate)", "z": "z (update gate)",
-                  "n": "n (candidate)"}
+                  "n": "n (candidate)", "cand": "h~ (candidate, linear in x)"}
+UNBOUNDED = ("c", "cand")   # shown divided by a scale per unit; so is any other quantity that leaves (-1, 1)
 TOP_K = 5
 LOSS_SCALE = 5.0          # nats: surprise's colour is full red here and above (ln 65 = 4.2 is a uniform guess)
 DECADES = 4               # the look-back strip's log scale: its tallest bar and 10^4 below
@@ -101,14 +102,15 @@ def page_data(params: dict[str, np.ndarray], spec: ModelSpec, vocab: Vocab, ids:
 
 
 def value_blocks(traced: Trace) -> tuple[dict[str, str], list[dict]]:
-    """Every (layer, quantity)'s values as letters, and each layer's per-unit scales (the LSTM's c)."""
+    """Every (layer, quantity)'s values as letters, and each layer's per-unit scales (the LSTM's c, the
+    parallel cells' candidate, and their h, a running average of it)."""
     blocks, scales = {}, []
     for layer, quantities in enumerate(traced.layers):
         scales.append({})
         for q, values in quantities.items():
-            if q == "c":
+            if q in UNBOUNDED or np.abs(values).max(initial=0) > 1:
                 scale = np.maximum(1.0, np.ceil(np.abs(values).max(axis=0) * 100) / 100)     # (H,)
-                scales[layer]["c"] = scale.tolist()
+                scales[layer][q] = scale.tolist()
                 values = values / scale
             blocks[f"v-{layer}-{q}"] = quantize(values, *RANGES[q])
     return blocks, scales

@@ -8,6 +8,11 @@ forward caches (numpy_layers/*.py keep every step's h_t, the LSTM's c_t and gate
     g          lstm          (-1, 1)   the candidate written into c
     r, z       gru           (0, 1)    reset and update gates: h_t = (1 - z) * n + z * h_{t-1}
     n          gru           (-1, 1)   the candidate state
+    z          mingru        (0, 1)    update gate: h_t = (1 - z) * h_{t-1} + z * cand
+    f, i       minlstm       (0, 1)    forget and input gates, before their normalisation:
+                                       h_t = f / (f + i) * h_{t-1} + i / (f + i) * cand
+    cand       mingru, minlstm  any    the candidate h~_t = Wxh x_t + bh, linear in x_t
+                                       (their h, a running average of it, is unbounded too)
 
 The head reads the top layer: logits_t = Why h_t + by score symbol t+1. A backend's weights enter as
 NumPy arrays (Backend.export_params), so a model loaded on either backend traces the same way, in
@@ -23,8 +28,10 @@ from charrnn.backends.numpy_backend import warm_up_blas
 from charrnn.backends.numpy_layers import CELL_LAYERS
 from charrnn.model import ModelSpec, zero_state
 
-QUANTITIES = {"rnn": ("h",), "lstm": ("h", "c", "i", "f", "g", "o"), "gru": ("h", "r", "z", "n")}
-GATES = {"rnn": (), "lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n")}   # as the caches stack them
+QUANTITIES = {"rnn": ("h",), "lstm": ("h", "c", "i", "f", "g", "o"), "gru": ("h", "r", "z", "n"),
+              "mingru": ("h", "z", "cand"), "minlstm": ("h", "f", "i", "cand")}
+GATES = {"rnn": (), "lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n"),   # as the caches stack them
+         "mingru": ("z", "cand"), "minlstm": ("f", "i", "cand")}
 CHUNK = 4096   # steps per forward call: the caches' buffers stay this long whatever the text's length
 
 

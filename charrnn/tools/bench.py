@@ -302,6 +302,48 @@ def run(shapes, seconds: float, cell: str = "rnn", layers: int = 1, memory: bool
     return rows
 
 
+PARALLEL_IMPLS = {"numpy": "numpy", "torch loop": "torch", "torch scan": "torch_fused"}
+
+
+def run_parallel(shapes, seconds: float, cell: str, layers: int = 1,
+                 clock: Callable[[], float] = time.perf_counter) -> list[dict]:
+    """A parallel cell (mingru, minlstm) on the CPU beside the classic cell it simplifies (gru, lstm) at the
+    same H and depth, all in turns in one process: the parallel cell on the NumPy backend, the torch loop and
+    the torch scan; the classic one on the NumPy backend, the torch backend's default (its fused kernel on
+    the CPU) and stock torch.nn."""
+    classic = CELLS[cell].classic
+    rows = []
+    for H, B, T in shapes:
+        ours, theirs = model_spec(cell, V, H, layers), model_spec(classic, V, H, layers)
+        steps = {name: IMPLS[impl](H, B, T, np.random.default_rng(0), ours) for name, impl in PARALLEL_IMPLS.items()}
+        steps[f"{classic} numpy"] = IMPLS["numpy"](H, B, T, np.random.default_rng(0), theirs)
+        steps[f"{classic} torch"] = backend_step("torch", H, B, T, np.random.default_rng(0), theirs)
+        steps[f"nn.{CELLS[classic].torch_module}"] = torch_nn_step(H, B, T, np.random.default_rng(0), theirs)
+        row = {"H": H, "B": B, "T": T, "cell": cell, "layers": layers,
+               **measure_interleaved(steps, B * T, seconds, clock=clock)}
+        rows.append(row)
+        print(format_parallel_row(row, classic), flush=True)
+    return rows
+
+
+def parallel_header(cell: str) -> str:
+    classic = CELLS[cell].classic
+    nn = "nn." + CELLS[classic].torch_module
+    return (f"{'H':>4} {'B':>3} {'T':>4} | {'numpy':>9} {'t.loop':>9} {'t.scan':>9} | {classic + ' np':>9} "
+            f"{classic + ' t':>9} {nn:>9} | {'np/np':>6} {'t/t':>6} {'t/nn':>6} {'scan/loop':>9}")
+
+
+def format_parallel_row(row: dict, classic: str) -> str:
+    nn = "nn." + CELLS[classic].torch_module
+    cps = {name: row[name]["chars_per_sec"] for name in row if isinstance(row[name], dict)}
+    fastest_torch = max(cps["torch loop"], cps["torch scan"])
+    return (f"{row['H']:>4} {row['B']:>3} {row['T']:>4} | {cps['numpy']:>9,.0f} {cps['torch loop']:>9,.0f} "
+            f"{cps['torch scan']:>9,.0f} | {cps[classic + ' numpy']:>9,.0f} {cps[classic + ' torch']:>9,.0f} "
+            f"{cps[nn]:>9,.0f} | {cps['numpy'] / cps[classic + ' numpy']:>6.2f} "
+            f"{fastest_torch / cps[classic + ' torch']:>6.2f} {fastest_torch / cps[nn]:>6.2f} "
+            f"{cps['torch scan'] / cps['torch loop']:>9.2f}")
+
+
 def trainer_overhead(seconds: float) -> dict:
     """chars/s of the whole training loop (data, step, logging, progress bar) at the default config,
     against the same number of bare steps. Two runs of different lengths, each with one evaluation at
@@ -392,6 +434,19 @@ def main(argv=None) -> None:
     if args.check:
         sys.exit(0 if acceptance.run(device, args.seconds, clock=clock) else 1)
     shapes = args.shapes or SHAPES
+    if CELLS[args.cell].classic:
+        if device != "cpu":
+            fail(f"--cell {args.cell} runs on the CPU only (--device cpu); on {device}, --check times it")
+        print(f"chars/s of a full float32 training step (fwd, bwd, clip, Adam), V=65, {args.cell} x{args.layers} "
+              f"beside {CELLS[args.cell].classic} x{args.layers}, on the CPU; medians"
+              f"{' of CPU time' if args.cpu_time else ''}; np/np, t/t and t/nn: {args.cell}'s chars/s over "
+              f"{CELLS[args.cell].classic}'s (torch: the faster of loop and scan)")
+        print(parallel_header(args.cell))
+        rows = run_parallel(shapes, args.seconds, args.cell, args.layers, clock)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"steps": rows}, f, indent=2)
+        return
     print(f"chars/s of a full float32 training step (fwd, bwd, clip, Adam), V=65, {args.cell} x{args.layers}, "
           f"on {device}; medians{' of CPU time' if args.cpu_time else ''}")
     print(header(args.cell))
