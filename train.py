@@ -8,7 +8,7 @@ The path of a run, one hop from here:
     where a checkpoint is written     charrnn/checkpoint/format.py   save_checkpoint
 """
 
-from charrnn.training.signals import quiet_keyboard_interrupt
+from charrnn.signals import quiet_keyboard_interrupt
 
 quiet_keyboard_interrupt()  # first: a Ctrl-C during the imports below ends in one line too
 
@@ -31,7 +31,7 @@ from charrnn.monitor.summary import summary  # noqa: E402
 from charrnn.terminal import keep_going  # noqa: E402
 from charrnn.training.loop import train  # noqa: E402
 from charrnn.training.rundir import register_resolvers, remove_if_made_and_empty  # noqa: E402
-from charrnn.training.signals import Stopped  # noqa: E402
+from charrnn.signals import Stopped  # noqa: E402
 
 command = Command(out_of_memory="out of memory; lower model.hidden_size, model.num_layers, train.batch_size or "
                                 "train.seq_length",

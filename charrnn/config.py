@@ -14,12 +14,13 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
 
 from charrnn.backends import BACKENDS
-from charrnn.backends.devices import DEVICES, PRECISIONS, check_precision, needs_torch, resolve_device, valid_device
+from charrnn.devices import DEVICES, PRECISIONS, check_precision, needs_torch, resolve_device, valid_device
 from charrnn.checkpoint import load_checkpoint, resolve_checkpoint, resume_path, saved_config
 from charrnn.data.vocab import ENCODINGS
 from charrnn.errors import UserError
-from charrnn.model import CELLS
+from charrnn.cells import CELLS
 from charrnn.optim import OPTIMIZERS
+from charrnn.ranges import DECAY, FRACTION, NON_NEGATIVE, POSITIVE, PROBABILITY_MASS, Range
 
 
 @dataclass
@@ -122,7 +123,7 @@ BACKEND_CHOICES = {
 
 CHOICES = {
     **BACKEND_CHOICES,
-    "model.cell": tuple(CELLS),
+    "model.cell": CELLS,   # the records themselves: a cell registered later is a choice too
     "optim.name": tuple(OPTIMIZERS),
     "model.init": ("normal", "uniform"),
     "model.dtype": ("float32", "float64"),
@@ -135,39 +136,8 @@ CHOICES = {
 }
 
 
-@dataclass(frozen=True)
-class Range:
-    """The numbers a key may take: low < v (or low <= v with low_closed), v < high (or <= with high_closed).
-    A value must also be finite, and whole where the schema says int; null passes where the schema allows it."""
-
-    low: float = -math.inf
-    high: float = math.inf
-    low_closed: bool = False
-    high_closed: bool = False
-
-    def holds(self, v) -> bool:
-        above = v >= self.low if self.low_closed else v > self.low
-        below = v <= self.high if self.high_closed else v < self.high
-        return above and below
-
-    def describe(self) -> str:
-        """What a value must be, after the key: "train.min_lr must not be negative"."""
-        if self == POSITIVE:
-            return "must be positive"
-        if self == NON_NEGATIVE:
-            return "must not be negative"
-        opening, closing = "[" if self.low_closed else "(", "]" if self.high_closed else ")"
-        return f"must be in {opening}{self.low:g}, {self.high:g}{closing}"
-
-
-POSITIVE = Range(low=0)
-NON_NEGATIVE = Range(low=0, low_closed=True)
-FRACTION = Range(low=0, high=1)                                    # (0, 1)
-DECAY = Range(low=0, high=1, low_closed=True)                      # [0, 1): a decay rate, or a dropout probability
-PROBABILITY_MASS = Range(low=0, high=1, high_closed=True)          # (0, 1]
-
-# One line per key, one place per fact; a key absent from the chosen optimizer is skipped. Seeds are
-# NumPy's (np.random.default_rng takes any integer from 0 up).
+# One line per key, one place per fact (an optimizer's keys are in its row, charrnn.optim.OPTIMIZERS).
+# Seeds are NumPy's (np.random.default_rng takes any integer from 0 up).
 RANGES = {
     "seed": NON_NEGATIVE,
     "model.hidden_size": POSITIVE,
@@ -175,11 +145,6 @@ RANGES = {
     "model.init_std": POSITIVE,
     "model.dropout": DECAY,
     "model.forget_bias": Range(),
-    "optim.lr": POSITIVE,
-    "optim.eps": POSITIVE,
-    "optim.beta1": DECAY,
-    "optim.beta2": DECAY,
-    "optim.momentum": NON_NEGATIVE,
     "data.val_fraction": FRACTION,
     "train.batch_size": POSITIVE,
     "train.seq_length": POSITIVE,
@@ -238,10 +203,7 @@ def _check_values(cfg, choices: dict, ranges: dict) -> None:
         if lookup(cfg, key) not in allowed:
             raise UserError(f"{key}={lookup(cfg, key)!r} is not one of {', '.join(allowed)}")
     for key, allowed in ranges.items():
-        try:
-            value = lookup(cfg, key)
-        except AttributeError:  # a key of another optimizer
-            continue
+        value = lookup(cfg, key)
         if value is None:
             continue
         if isinstance(value, float) and not math.isfinite(value):
@@ -271,10 +233,12 @@ def to_config(raw: DictConfig) -> Config:
         raise UserError(f"unknown optimizer {optim_name!r}; choose optim= one of {', '.join(OPTIMIZERS)}")
     cfg: Config = _typed(Config, raw)
     cfg.optim = _typed(OPTIMIZERS[optim_name].config, raw.optim)
-    _check_values(cfg, CHOICES, RANGES)
+    kind = OPTIMIZERS[optim_name]
+    _check_values(cfg, CHOICES, {**RANGES, **{f"optim.{key}": allowed for key, allowed in kind.ranges.items()}})
     check_backend(cfg.backend, cfg.model.dtype)
-    if getattr(cfg.optim, "nesterov", False) and cfg.optim.momentum == 0:
-        raise UserError("optim.nesterov=true needs momentum: set optim.momentum above 0, or optim.nesterov=false")
+    problem = kind.check(cfg.optim)
+    if problem:
+        raise UserError(problem)
     return cfg
 
 

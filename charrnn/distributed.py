@@ -30,6 +30,7 @@ from datetime import timedelta
 
 import numpy as np
 
+from charrnn.devices import resolve_device
 from charrnn.errors import UserError
 
 # How long a rank waits in a collective for the others: long enough for the others' share of an
@@ -124,7 +125,7 @@ class Replicas(Solo):
         return tuple(gathered)
 
     def watch(self, stop) -> None:
-        """Send whether `stop` (a charrnn.training.signals.StopRequest) has seen a signal with every step's gradients."""
+        """Send whether `stop` (a charrnn.signals.StopRequest) has seen a signal with every step's gradients."""
         self.stop = stop
 
     def average_(self, loss, grads: list, reduction: str):
@@ -219,14 +220,6 @@ def leave() -> None:
         dist.destroy_process_group()
 
 
-def local_rank() -> int | None:
-    """This process's index among the ranks torchrun started on its machine (LOCAL_RANK), or None for a
-    run of one process."""
-    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
-        return None
-    return int(os.environ.get("LOCAL_RANK", "0"))
-
-
 def join(batch_size: int, device: str = "auto") -> Solo:
     """The ranks of this run: SOLO unless torchrun started WORLD_SIZE > 1 processes; then join the
     process group (once per process) and take this rank's share of the batch_size train streams.
@@ -239,8 +232,6 @@ def join(batch_size: int, device: str = "auto") -> Solo:
                         f"make it a multiple of the number of processes")
     import torch
     import torch.distributed as dist
-
-    from charrnn.backends.devices import resolve_device
 
     if not dist.is_initialized():
         run_device = resolve_device(device)

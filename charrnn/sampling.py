@@ -18,8 +18,8 @@ from charrnn.data import Vocab
 from charrnn.errors import UserError
 from charrnn.model import ModelSpec, zero_state
 from charrnn.novelty import NoveltyIndex
-from charrnn.training.signals import raise_if_interrupted
-from charrnn.training.threads import PhaseThreads
+from charrnn.signals import raise_if_interrupted
+from charrnn.threads import PhaseThreads
 
 SEPARATOR = "\n" + "-" * 40 + "\n"  # between samples, when num_samples > 1
 

@@ -13,9 +13,10 @@ import pytest
 import charrnn
 from charrnn.explore import units
 from charrnn.explore.lookback import lookback
-from charrnn.explore.page import RANGES, dequantize
+from charrnn import cells
+from charrnn.explore.page import dequantize, shown_range
 from charrnn.explore.trace import trace
-from charrnn.model import CELLS as CELL_RECORDS, to_torch
+from charrnn.model import to_torch
 from tests.conftest import assert_user_error, run_scripts
 from tests.test_api import CELLS, TEXT, tiny_checkpoint
 from tests.test_parallel_cells import sequential_layers
@@ -65,8 +66,9 @@ def test_page_data_are_the_apis(runs, tmp_path, cell):
     assert meta["quantities"] == list(layers[0])
     for layer, quantities in enumerate(layers):
         for q, values in quantities.items():
-            lo, hi = RANGES[q]
-            scale = np.array(meta["scales"][layer][q]) if q in meta["scales"][layer] else 1.0
+            quantity = next(found for found in cells.CELLS[m.config.model.cell].quantities if found.name == q)
+            lo, hi = shown_range(quantity)
+            scale = np.array(meta["scales"][layer][q]) if quantity.bounds is None else 1.0
             shown = dequantize(page.blocks[f"v-{layer}-{q}"], T, lo, hi) * scale
             # one of 63 levels: within half a level of the value (c: of its unit's scale)
             assert np.all(np.abs(shown - values) <= (hi - lo) / 62 / 2 * scale + 1e-9)
@@ -146,7 +148,7 @@ def test_lookback_is_autograds_gradient_of_each_loss_by_each_input(runs, cell):
     params, spec = m.loaded.backend.export_params(), m.loaded.spec
     targets = np.array([1, 3, 7, 30, len(ids) - 1])
     sizes = lookback(params, spec, trace(params, spec, ids), targets, lags=9)
-    if CELL_RECORDS[cell].torch_module:
+    if cells.CELLS[cell].torch_twin:
         rnn, head = to_torch(spec, params)
         top_of = lambda x: head(rnn(x)[0])[0, -1]                                          # noqa: E731
     else:

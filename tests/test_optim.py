@@ -1,11 +1,15 @@
+import dataclasses
 import math
 
 import numpy as np
 import pytest
 import torch
 
+from charrnn import optim
+from charrnn.errors import UserError
 from charrnn.optim import AdagradConfig, AdamConfig, SGDConfig
 from charrnn.optim import clip_gradients, flat_buffer, grad_norms, learning_rate, make_optimizer, warmup_fraction
+from tests.conftest import REPO, make_config
 
 OPTIMIZERS = [
     (AdagradConfig(name="adagrad", lr=0.1, eps=1e-10), lambda p: torch.optim.Adagrad(p, lr=0.1, eps=1e-10)),
@@ -117,3 +121,25 @@ def test_run_progress_follows_whichever_budget_binds_first():
     tc.max_seconds = 10.0
     assert run_progress(250, 5.0, tc) == 0.5
     assert run_progress(900, 5.0, tc) == 0.9
+
+
+@pytest.mark.parametrize("name", list(optim.OPTIMIZERS))
+def test_an_optimizers_row_checks_every_number_it_has_and_its_docs_name_it(name):
+    """Every numeric key of the optimizer's config has its range in the row (a key added to the dataclass
+    alone would go unchecked), and docs/training.md's table of config groups names the optimizer."""
+    kind = optim.OPTIMIZERS[name]
+    numeric = {f.name for f in dataclasses.fields(kind.config) if f.type in (float, int, "float", "int")}
+    assert set(kind.ranges) == numeric
+    row = next(line for line in (REPO / "docs" / "training.md").read_text().splitlines() if line.startswith("| `optim`"))
+    assert f"`{name}`" in row
+
+
+def test_each_optimizers_own_ranges_and_check_refuse_in_one_line():
+    base = ["optim=sgd", "optim.momentum=0.9"]
+    with pytest.raises(UserError, match=r"^optim.momentum must not be negative, got -0.5$"):
+        make_config([*base, "optim.momentum=-0.5"])
+    with pytest.raises(UserError, match=r"^optim.nesterov=true needs momentum: set optim.momentum above 0"):
+        make_config(["optim=sgd", "optim.momentum=0", "optim.nesterov=true"])
+    with pytest.raises(UserError, match=r"^optim.beta2 must be in \[0, 1\), got 1.0$"):
+        make_config(["optim=adam", "optim.beta2=1.0"])
+    assert make_config(["optim=adagrad", "optim.eps=1e-10"]).optim.eps == 1e-10

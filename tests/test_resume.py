@@ -14,10 +14,10 @@ from torch.utils.tensorboard import SummaryWriter
 
 from charrnn.training import loop as trainer
 from charrnn.checkpoint import load_checkpoint, save_checkpoint
-from charrnn.cli import override
+from charrnn.commandline import override
 from charrnn.errors import UserError
-from charrnn.training import signals
-from charrnn.training.signals import StopRequest, Stopped
+from charrnn import signals
+from charrnn.signals import StopRequest, Stopped
 from charrnn.monitor import Monitor
 from charrnn.config import run_config
 from tests.conftest import REPO, TINY, compose_raw, make_config

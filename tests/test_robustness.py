@@ -547,7 +547,7 @@ def test_an_error_a_ctrl_c_became_inside_a_library_is_reported_as_the_interrupt(
     config key"): after a Ctrl-C, that is the interrupt, not the user's mistake."""
     from omegaconf.errors import ConfigKeyError
 
-    from charrnn.training import signals
+    from charrnn import signals
 
     def composing():
         raise ConfigKeyError("Key 'defaults' is not in struct")

@@ -12,7 +12,7 @@ import shutil
 import pytest
 
 from charrnn.checkpoint import load_checkpoint
-from charrnn.cli import override
+from charrnn.commandline import override
 from charrnn.training import loop as trainer
 from charrnn.config import run_config
 from tests.conftest import REPO, assert_user_error, compose_raw

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from charrnn.training import loop as trainer
-from charrnn.training import signals
+from charrnn import signals
 from charrnn.checkpoint import load_checkpoint
 from charrnn.config import to_sample_config
 from charrnn.errors import UserError

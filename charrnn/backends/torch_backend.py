@@ -11,7 +11,9 @@ The recurrence runs one of two ways (backend.recurrence), to the same numbers:
 - torch's own fused multi-step kernels (recurrence=fused), the ones torch.nn.RNN / LSTM / GRU call:
   cuDNN's on a GPU, where the loop's many small kernel launches would dominate (torch_fused.py).
 recurrence=auto takes the kernel on a GPU and, on the CPU, whichever made the faster training steps
-there (torch_fused.FASTER_ON_THE_CPU). backend.precision adds autocast and, for fp16, a gradient
+there (the cell record's kernel_on_cpu); a cell without a kernel runs the loop everywhere. For the parallel
+cells (mingru, minlstm) "fused" is torch_parallel's scan of their linear recurrence. Each cell's
+step for the loop is its file's torch_step (charrnn.cells). backend.precision adds autocast and, for fp16, a gradient
 scaler (torch_precision.py); backend.device says where (devices.py).
 """
 
@@ -19,14 +21,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from charrnn.backends.devices import check_precision, resolve_device
+from charrnn.devices import check_precision, resolve_device
 from charrnn.backends.interface import Gradients, StepResult, StepSettings
 from charrnn.backends.torch_fused import fused_by_default, fused_stack, recurrent_bias
-from charrnn.backends.torch_parallel import COEFFICIENTS, mingru_step, minlstm_step, parallel_recurrence
+from charrnn.backends.torch_parallel import parallel_recurrence
 from charrnn.backends.torch_optim import clip_gradients, export_state, load_state, make_torch_optimizer
 from charrnn.backends.torch_precision import Precision
+from charrnn.cells import CELLS, Cell
 from charrnn.distributed import SOLO, Solo
-from charrnn.model import ModelSpec, model_spec
+from charrnn.errors import UserError
+from charrnn.model import ModelSpec, layer_weights, model_spec
 
 
 def time_major(ids: np.ndarray, device: torch.device | None = None) -> torch.Tensor:
@@ -34,38 +38,11 @@ def time_major(ids: np.ndarray, device: torch.device | None = None) -> torch.Ten
     return torch.as_tensor(ids.T, dtype=torch.long).to(device)
 
 
-def rnn_step(W: dict, xw_t: torch.Tensor, state: tuple) -> tuple:
-    """h_t = tanh(Wxh x_t + bh + Whh h_{t-1}); xw_t (B, H) = Wxh x_t + bh, W["WhhT"] (H, H)."""
-    # tanh in place is safe: addmm's backward needs its inputs, not its output.
-    return (torch.addmm(xw_t, state[0], W["WhhT"]).tanh_(),)
-
-
-def lstm_step(W: dict, xw_t: torch.Tensor, state: tuple) -> tuple:
-    """torch.nn.LSTM's step: gates i, f, g, o from a_t = Wxh x_t + bh + Whh h_{t-1} (B, 4H)."""
-    h, c = state
-    i, f, g, o = torch.addmm(xw_t, h, W["WhhT"]).chunk(4, dim=1)
-    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-    return torch.sigmoid(o) * torch.tanh(c), c
-
-
-def gru_step(W: dict, xw_t: torch.Tensor, state: tuple) -> tuple:
-    """torch.nn.GRU's step: u_t = Wxh x_t + bh, w_t = Whh h_{t-1} + [0, 0, bhn], each (B, 3H)."""
-    h = state[0]
-    u_r, u_z, u_n = xw_t.chunk(3, dim=1)
-    w_r, w_z, w_n = torch.addmm(W["bhh"], h, W["WhhT"]).chunk(3, dim=1)
-    r, z = torch.sigmoid(u_r + w_r), torch.sigmoid(u_z + w_z)
-    n = torch.tanh(u_n + r * w_n)
-    return (n + z * (h - n),)
-
-
-CELL_STEPS = {"rnn": rnn_step, "lstm": lstm_step, "gru": gru_step, "mingru": mingru_step, "minlstm": minlstm_step}
-
-
-def loop_recurrence(cell: str, W: dict, xw: torch.Tensor, state: tuple) -> tuple[list[torch.Tensor], tuple]:
-    """The cell's step over the chunk: xw (T, B, G*H) Wxh x_t + bh, state the layer's (B, H) arrays ->
-    the T outputs h_t, each (B, H) and each a node of the graph (so autograd can give dL/dh_t), and
-    the state after the last step."""
-    step, hs = CELL_STEPS[cell], []
+def loop_recurrence(cell: Cell, W: dict, xw: torch.Tensor, state: tuple) -> tuple[list[torch.Tensor], tuple]:
+    """The cell's step (its file's torch_step) over the chunk: xw (T, B, G*H) Wxh x_t + bh, state the
+    layer's (B, H) arrays -> the T outputs h_t, each (B, H) and each a node of the graph (so autograd can
+    give dL/dh_t), and the state after the last step."""
+    step, hs = cell.code.torch_step, []
     for xw_t in xw.unbind(0):
         state = step(W, xw_t, state)
         hs.append(state[0])
@@ -74,12 +51,12 @@ def loop_recurrence(cell: str, W: dict, xw: torch.Tensor, state: tuple) -> tuple
 
 def prepared_layer(weights: dict[str, torch.Tensor], spec: ModelSpec, layer: int) -> dict[str, torch.Tensor]:
     """One layer's weights by their names in the cell's equations, with what every step reuses made once:
-    Whh^T, and the GRU's recurrent bias [0, 0, bhn]."""
-    W = {base: weights[name] for base, name in spec.layer_names(layer).items()}
+    Whh^T, and the recurrent bias bhh (torch.nn's b_hh) of a cell whose rule keeps one."""
+    W = layer_weights(weights, spec, layer)
     if "Whh" in W:
         W["WhhT"] = W["Whh"].t()
-    if "bhn" in W:
-        W["bhh"] = recurrent_bias(W, spec.hidden_size)
+    if CELLS[spec.cell].recurrent_bias:
+        W["bhh"] = recurrent_bias(CELLS[spec.cell], W, spec.hidden_size)
     return W
 
 
@@ -87,8 +64,9 @@ def loop_stack(weights: dict[str, torch.Tensor], spec: ModelSpec, x: torch.Tenso
                masks: tuple | None = None, scan: bool = False) -> tuple[torch.Tensor, list[list[torch.Tensor]], tuple]:
     """x (T, B) int64 ids, state a tuple of (L, B, H) tensors, masks None or L (T, B, H) tensors -> the top
     layer's outputs (T, B, H) after its mask, every layer's h_t (L lists of T (B, H) tensors, each a node of
-    the graph), and the state after the last step (a tuple of (L, B, H) tensors). scan: minGRU's and
-    minLSTM's recurrence as torch_parallel's doubling scan, whose outputs come as one (T, B, H) tensor."""
+    the graph), and the state after the last step (a tuple of (L, B, H) tensors). A parallel cell runs
+    torch_parallel's loop, or with scan its scan, whose outputs come as one (T, B, H) tensor per layer."""
+    cell = CELLS[spec.cell]
     inputs, outputs, finals = None, [], []
     for layer in range(spec.num_layers):
         W = prepared_layer(weights, spec, layer)
@@ -98,10 +76,10 @@ def loop_stack(weights: dict[str, torch.Tensor], spec: ModelSpec, x: torch.Tenso
         else:
             xw = F.linear(inputs, W["Wxh"], W["bh"])            # (T, B, G*H)
         layer_state = tuple(s[layer] for s in state)
-        if spec.cell in COEFFICIENTS:
-            hs, layer_state = parallel_recurrence(spec.cell, xw, layer_state, scan)
+        if cell.parallel:
+            hs, layer_state = parallel_recurrence(cell, xw, layer_state, scan)
         else:
-            hs, layer_state = loop_recurrence(spec.cell, W, xw, layer_state)
+            hs, layer_state = loop_recurrence(cell, W, xw, layer_state)
         outputs.append(hs)
         finals.append(layer_state)
         inputs = hs if torch.is_tensor(hs) else torch.stack(hs)     # (T, B, H)
@@ -113,8 +91,8 @@ def loop_stack(weights: dict[str, torch.Tensor], spec: ModelSpec, x: torch.Tenso
 def stack_logits(weights: dict[str, torch.Tensor], spec: ModelSpec, x: torch.Tensor, state: tuple,
                  masks: tuple | None = None, fused: bool = False) -> tuple[torch.Tensor, list | None, tuple]:
     """logits (T, B, V) for the next characters, and loop_stack's other two results (with fused, the
-    kernels' of torch_fused.fused_stack: None in place of every layer's h_t)."""
-    if spec.cell in COEFFICIENTS:
+    kernels' of torch_fused.fused_stack: None in place of every layer's h_t; a parallel cell's scan)."""
+    if CELLS[spec.cell].parallel:
         top, outputs, state_last = loop_stack(weights, spec, x, state, masks, scan=fused)
     else:
         top, outputs, state_last = (fused_stack if fused else loop_stack)(weights, spec, x, state, masks)
@@ -172,8 +150,11 @@ class TorchBackend:
         self.optim_name = settings.optim.name
         self.optimizer = make_torch_optimizer(settings.optim, list(self.weights.values()))
         self.steps = 0
+        cell = CELLS[spec.cell]
+        if settings.recurrence == "fused" and cell.kernel is None and not cell.parallel:
+            raise UserError(f"model.cell={spec.cell} has no fused kernel; use backend.recurrence=loop (or auto)")
         self.fused = settings.recurrence == "fused" or (settings.recurrence == "auto"
-                                                        and fused_by_default(spec.cell, self.device))
+                                                        and fused_by_default(cell, self.device))
 
     def train_step(self, inputs: np.ndarray, targets: np.ndarray, state: tuple, lr: float,
                    masks: tuple | None = None) -> StepResult:

@@ -1,6 +1,6 @@
-"""minGRU and minLSTM on the torch backend, differentiated by autograd: the gates of all T steps at once,
-then the linear recurrence h_t = a_t * h_{t-1} + b_t, solved one of two ways to the same numbers
-(the equations are numpy_layers/mingru.py's and minlstm.py's):
+"""The parallel cells (minGRU, minLSTM: Cell.parallel) on the torch backend, differentiated by autograd:
+the coefficients of all T steps at once (their file's torch_coefficients), then the linear recurrence
+h_t = a_t * h_{t-1} + b_t, solved one of two ways to the same numbers:
 
 - loop (recurrence=loop, and auto on the CPU): one addcmul per step, the readable reference;
 - scan (recurrence=fused, and auto on a GPU): a doubling scan, log2(T) passes over the whole (T, B, H)
@@ -15,36 +15,7 @@ per small kernel there and the scan does O(T log T) work in place of O(T).
 
 import torch
 
-
-def mingru_coefficients(xw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """xw (T, B, 2H) Wxh x_t + bh, blocks z, h~ -> a_t = 1 - z_t, b_t = z_t * h~_t, each (T, B, H)."""
-    u_z, candidate = xw.chunk(2, dim=-1)
-    z = torch.sigmoid(u_z)
-    return 1 - z, z * candidate
-
-
-def minlstm_coefficients(xw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """xw (T, B, 3H) Wxh x_t + bh, blocks f, i, h~ -> a_t = f', b_t = i' * h~_t, each (T, B, H), with
-    f' = f / (f + i) and i' = i / (f + i)."""
-    u_f, u_i, candidate = xw.chunk(3, dim=-1)
-    f, i = torch.sigmoid(u_f), torch.sigmoid(u_i)
-    total = f + i
-    return f / total, i / total * candidate
-
-
-COEFFICIENTS = {"mingru": mingru_coefficients, "minlstm": minlstm_coefficients}
-
-
-def mingru_step(W: dict, xw_t: torch.Tensor, state: tuple) -> tuple:
-    """One step, for what looks at the steps one by one (gradcheck's per-step picture): xw_t (B, 2H)."""
-    a_t, b_t = mingru_coefficients(xw_t)
-    return (torch.addcmul(b_t, a_t, state[0]),)
-
-
-def minlstm_step(W: dict, xw_t: torch.Tensor, state: tuple) -> tuple:
-    """One step, as mingru_step: xw_t (B, 3H)."""
-    a_t, b_t = minlstm_coefficients(xw_t)
-    return (torch.addcmul(b_t, a_t, state[0]),)
+from charrnn.cells import Cell
 
 
 def loop(a: torch.Tensor, b: torch.Tensor, h: torch.Tensor) -> list[torch.Tensor]:
@@ -74,11 +45,11 @@ def scan(a: torch.Tensor, b: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     return b
 
 
-def parallel_recurrence(cell: str, xw: torch.Tensor, state: tuple, fused: bool
+def parallel_recurrence(cell: Cell, xw: torch.Tensor, state: tuple, fused: bool
                         ) -> tuple[list[torch.Tensor] | torch.Tensor, tuple]:
-    """One layer of minGRU or minLSTM: xw (T, B, G*H) Wxh x_t + bh, state (h_prev (B, H),) -> its outputs
+    """One layer of a parallel cell: xw (T, B, G*H) Wxh x_t + bh, state (h_prev (B, H),) -> its outputs
     (loop: a list of T (B, H) tensors; scan: one (T, B, H) tensor) and the state after the last step."""
-    a, b = COEFFICIENTS[cell](xw)
+    a, b = cell.code.torch_coefficients(xw)
     if fused:
         hs = scan(a, b, state[0])
         return hs, (hs[-1],)

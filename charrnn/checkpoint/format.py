@@ -29,7 +29,8 @@ import numpy as np
 from charrnn.checkpoint.fields import nonfinite_entries
 from charrnn.errors import UserError
 from charrnn.files import atomic_write, remove_leftovers
-from charrnn.model import CELLS, STATE_NAMES, model_spec, param_shapes
+from charrnn.cells import CELLS, state_names
+from charrnn.model import model_spec, param_shapes
 from charrnn.optim import SCALER_KEYS
 
 FORMAT = "charrnn-checkpoint-v1"
@@ -88,7 +89,7 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
         reason = "it holds pickled objects, which are never loaded" if "pickle" in str(e) else str(e)
         raise UserError(f"{path} is not a readable charrnn checkpoint ({reason}); "
                         f"pass a ckpt_*.npz written by train.py") from None
-    state = {k: arrays[k] for k in STATE_NAMES if k in arrays}
+    state = {k: arrays[k] for k in state_names() if k in arrays}
     if state["h"].ndim == 2:   # written before layers: one layer's (B, H)
         state["h"] = state["h"][None]
     ckpt = Checkpoint(
@@ -141,7 +142,7 @@ def _read_entries(archive: zipfile.ZipFile, path: Path) -> tuple[dict[str, np.nd
                         f"pass a ckpt_*.npz written by train.py")
     if "progress" not in infos and OLD_PROGRESS in infos:
         infos["progress"] = infos.pop(OLD_PROGRESS)
-    unknown = [k for k in infos if not (k in (*TEXT_ENTRIES, "vocab", *STATE_NAMES) or
+    unknown = [k for k in infos if not (k in (*TEXT_ENTRIES, "vocab", *state_names()) or
                                         k.startswith(("param/", "optim/")))]
     if unknown:
         raise UserError(f"{path} holds an entry charrnn does not write ({', '.join(unknown[:4])}); it is not a "
@@ -176,7 +177,7 @@ def _expected_shapes(config: dict, vocab_size: int, infos: dict, path: Path) -> 
                         f"train.batch_size is not one charrnn writes")
     params = param_shapes(model_spec(cell, vocab_size, hidden_size, layers))
     # weights, three optimizer arrays at most per weight, and the state, in float64 at most
-    needed = 8 * (4 * sum(math.prod(s) for s in params.values()) + len(STATE_NAMES) * layers * batch * hidden_size)
+    needed = 8 * (4 * sum(math.prod(s) for s in params.values()) + len(CELLS[cell].state) * layers * batch * hidden_size)
     available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     if needed > available:
         raise UserError(f"checkpoint {path} describes a model (hidden_size {hidden_size}, {layers} layers) whose "
@@ -189,7 +190,7 @@ def _expected_shapes(config: dict, vocab_size: int, infos: dict, path: Path) -> 
         name = key.removeprefix("optim/").partition("/")[2]
         if key.startswith("optim/") and name in params:
             expected[key] = (params[name],)
-    for key in STATE_NAMES:
+    for key in CELLS[cell].state:
         expected[key] = ((layers, batch, hidden_size), (batch, hidden_size))
     strays = [k for k in infos if k not in expected and k not in (*TEXT_ENTRIES, "vocab")]
     if strays:

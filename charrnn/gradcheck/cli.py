@@ -23,7 +23,7 @@ from charrnn.gradcheck.reference import numpy_loss
 from charrnn.gradcheck.report import gradient_table, per_step_table
 from charrnn.gradcheck.tutor.sandbox import Sandbox
 from charrnn.gradcheck.tutor.check import Options, run_check, split_function
-from charrnn.model import CELLS
+from charrnn.cells import CELLS
 
 
 def parse_args(argv):

@@ -13,7 +13,7 @@ import math
 import os
 from pathlib import Path
 
-from charrnn.cli import override
+from charrnn.commandline import override
 from charrnn.config import Config
 
 LOG2E = 1.0 / math.log(2.0)

@@ -34,8 +34,8 @@ from charrnn.training.evaluation import evaluate, full_evaluation
 from charrnn.training.finetune import Start, in_vocabulary, start_from
 from charrnn.training.resume import Progress, config_header, resume, resume_dir
 from charrnn.training.rundir import check_empty, claim
-from charrnn.training.signals import StopRequest
-from charrnn.training.threads import PhaseThreads
+from charrnn.signals import StopRequest
+from charrnn.threads import PhaseThreads
 
 
 @dataclass

@@ -67,3 +67,18 @@ def backward(dout: np.ndarray, cache: LinearCache, trace: dict | None = None
     dWxh, dbh = project_backward(gates.reshape(T * B, 2 * H), cache.x, cache.W["Wxh"], cache.one_hot, cache.dx)
     dx = None if cache.x.ndim == 2 else cache.dx
     return {"Wxh": dWxh, "bh": dbh}, dx, (cache.dh_next.copy(),)
+
+
+def torch_coefficients(xw) -> tuple:
+    """The torch backend's a_t and b_t for all T steps at once, on tensors (autograd differentiates them):
+    xw (T, B, 2H) or (B, 2H) = Wxh x_t + bh -> a_t = 1 - z_t, b_t = z_t * h~_t."""
+    u_z, candidate = xw.chunk(2, dim=-1)
+    z = u_z.sigmoid()
+    return 1 - z, z * candidate
+
+
+def torch_step(W: dict, xw_t, state: tuple) -> tuple:
+    """One step on tensors, for what follows the steps one by one (gradcheck's per-step picture):
+    h_t = a_t * h_{t-1} + b_t."""
+    a_t, b_t = torch_coefficients(xw_t)
+    return (b_t.addcmul(a_t, state[0]),)

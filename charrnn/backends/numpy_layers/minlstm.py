@@ -76,3 +76,19 @@ def backward(dout: np.ndarray, cache: LinearCache, trace: dict | None = None
     dWxh, dbh = project_backward(gates.reshape(T * B, 3 * H), cache.x, cache.W["Wxh"], cache.one_hot, cache.dx)
     dx = None if cache.x.ndim == 2 else cache.dx
     return {"Wxh": dWxh, "bh": dbh}, dx, (cache.dh_next.copy(),)
+
+
+def torch_coefficients(xw) -> tuple:
+    """The torch backend's a_t and b_t for all T steps at once, on tensors (autograd differentiates them):
+    xw (T, B, 3H) or (B, 3H) = Wxh x_t + bh -> a_t = f' = f / (f + i), b_t = i' * h~_t."""
+    u_f, u_i, candidate = xw.chunk(3, dim=-1)
+    f, i = u_f.sigmoid(), u_i.sigmoid()
+    total = f + i
+    return f / total, i / total * candidate
+
+
+def torch_step(W: dict, xw_t, state: tuple) -> tuple:
+    """One step on tensors, for what follows the steps one by one (gradcheck's per-step picture):
+    h_t = a_t * h_{t-1} + b_t."""
+    a_t, b_t = torch_coefficients(xw_t)
+    return (b_t.addcmul(a_t, state[0]),)

@@ -20,7 +20,7 @@ spec (charrnn.model.model_spec(cell, V, H, 1)) the state is a tuple of (1, B, H)
 
 import numpy as np
 
-from charrnn.backends.torch_parallel import COEFFICIENTS
+from charrnn.cells import CELLS
 from charrnn.gradcheck.tutor.exact import recurrent_step
 from charrnn.gradcheck.tutor.mistakes import Canon
 from charrnn.gradcheck.tutor.sandbox import LearnerError
@@ -113,8 +113,8 @@ class CharRNN(Shape):
                 r, z = torch.sigmoid(u_r + w_r), torch.sigmoid(u_z + w_z)
                 n = torch.tanh(u_n + r * (w_n + W["bhn"]))
                 h = n + z * (h - n)
-            elif self.cell in COEFFICIENTS:
-                a_s, b_s = COEFFICIENTS[self.cell](x[:, s] @ W["Wxh"].T + W["bh"])
+            elif CELLS[self.cell].parallel:
+                a_s, b_s = CELLS[self.cell].code.torch_coefficients(x[:, s] @ W["Wxh"].T + W["bh"])
                 h = a_s * h + b_s
             else:
                 h, c = recurrent_step(self.cell, x[:, s] @ W["Wxh"].T + h @ W["Whh"].T + W["bh"], c)
