@@ -10,7 +10,9 @@ h_t = a_t * h_{t-1} + b_t, solved one of two ways to the same numbers:
   log-space scan needs h~ > 0 and h_0 > 0 (its activation g).
 
 On the 2-core CPU host the loop is the faster (docs/cells.md, "The parallel RNNs"): torch pays little
-per small kernel there and the scan does O(T log T) work in place of O(T).
+per small kernel there and the scan does O(T log T) work in place of O(T). On a GPU auto takes the scan
+on the reasoning every cell's kernel is taken there, that the loop's launches per step would dominate;
+that has not been measured (no GPU was at hand).
 """
 
 import torch
