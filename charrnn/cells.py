@@ -14,6 +14,7 @@ no table elsewhere is keyed by a cell's name. Nothing here imports the cells' fi
 for one, so the record sits below every module that reads it.
 """
 
+import functools
 import importlib
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -56,9 +57,9 @@ class Cell:
     parallel: bool = False
     classic: str | None = None            # the classic cell a parallel one simplifies (the bench compares them)
 
-    @property
+    @functools.cached_property
     def code(self) -> ModuleType:
-        """Its file: forward, backward, GRADIENT_TERMS and torch_step."""
+        """Its file: forward, backward, GRADIENT_TERMS and torch_step (imported at the first use)."""
         return importlib.import_module(self.module)
 
     def gate_block(self, gate: str, hidden_size: int) -> slice:

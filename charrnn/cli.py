@@ -1,5 +1,6 @@
-"""What train.py and sample.py share: a mistake the user can fix ends in one line on stderr and exit
-code 2; anything else, a bug, keeps its traceback."""
+"""What the commands share (train.py, sample.py, python -m charrnn.explore, the board, the bench, and
+charrnn.start for train.py and charrnn.train): a mistake the user can fix ends in one line on stderr and
+exit code 2; anything else, a bug, keeps its traceback."""
 
 import errno
 import os

@@ -27,6 +27,7 @@ import signal as signals
 import sys
 import time
 from datetime import timedelta
+from typing import Protocol
 
 import numpy as np
 
@@ -53,7 +54,25 @@ def shard_state(state: tuple[np.ndarray, ...], rows: slice) -> tuple[np.ndarray,
     return tuple(a[..., rows, :] for a in state)
 
 
-class Solo:
+class Ranks(Protocol):
+    """The processes training one model, as a step, the trainer and a checkpoint see them: Solo (one
+    process) or Replicas (torchrun's ranks)."""
+
+    rank: int
+    world_size: int
+    is_main: bool
+
+    def streams(self, num_streams: int) -> slice: ...
+    def local(self, inputs: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+    def shard(self, state: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]: ...
+    def gather(self, state: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]: ...
+    def watch(self, stop) -> None: ...
+    def average_(self, loss, grads: list, reduction: str): ...
+    def sum(self, value: float) -> float: ...
+    def agree(self, signal: int | None, train_seconds: float, clock: bool) -> tuple[int | None, float]: ...
+
+
+class Solo(Ranks):
     """One process: its streams are all the streams, and there is nothing to agree on."""
 
     rank = 0
@@ -88,7 +107,7 @@ class Solo:
 SOLO = Solo()
 
 
-class Replicas(Solo):
+class Replicas(Ranks):
     """This process's rank among world_size ranks training one model (see the module's docstring)."""
 
     def __init__(self, rank: int, world_size: int, batch_size: int):
@@ -220,7 +239,7 @@ def leave() -> None:
         dist.destroy_process_group()
 
 
-def join(batch_size: int, device: str = "auto") -> Solo:
+def join(batch_size: int, device: str = "auto") -> Ranks:
     """The ranks of this run: SOLO unless torchrun started WORLD_SIZE > 1 processes; then join the
     process group (once per process) and take this rank's share of the batch_size train streams.
     device is the run's backend.device: on CUDA each rank takes its own GPU, cuda:LOCAL_RANK."""

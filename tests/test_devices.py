@@ -10,7 +10,8 @@ import torch
 from charrnn import devices
 from charrnn.devices import resolve_device
 from charrnn.checkpoint import load_checkpoint, save_checkpoint
-from charrnn.config import run_config, to_sample_config
+from charrnn.config import to_sample_config
+from charrnn.start import run_config
 from charrnn.errors import UserError
 from charrnn.sampling import sample
 from charrnn.tools import acceptance, bench_cli
@@ -35,6 +36,8 @@ NO_GPU = "but torch sees no CUDA device; use backend.device=auto or cpu"
                                                         "not model.dtype=float64; set model.dtype=float32"),
     (["backend=numpy", "backend.precision=bf16"], "backend=numpy computes in model.dtype; backend.precision=bf16 "
                                                   "needs backend=torch"),
+    (["backend=numpy", "+backend.recurrence=fused"], "backend=numpy runs its own loop; backend.recurrence=fused "
+                                                     "chooses the torch backend's: leave it out, or use backend=torch"),
 ])
 def test_backend_keys_are_checked_in_one_line(overrides, message):
     backend = [] if any(o.startswith("backend=") for o in overrides) else ["backend=torch"]

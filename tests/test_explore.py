@@ -17,7 +17,7 @@ from charrnn import cells
 from charrnn.explore.page import dequantize, shown_range
 from charrnn.explore.trace import trace
 from charrnn.model import to_torch
-from tests.conftest import assert_user_error, run_scripts
+from tests.conftest import HANG, assert_user_error, run_scripts
 from tests.test_api import CELLS, TEXT, tiny_checkpoint
 from tests.test_parallel_cells import sequential_layers
 
@@ -95,7 +95,7 @@ def test_page_runs_in_a_browser(runs, tmp_path):
     path = charrnn.load(runs["gru"]).explore(TEXT, tmp_path / "p.html", select=12)
     dom = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path / 'u'}",
                           "--virtual-time-budget=3000", "--dump-dom", path.as_uri()],
-                         capture_output=True, text=True, timeout=120).stdout
+                         capture_output=True, text=True, timeout=HANG).stdout
     assert re.search(r'<body data-ready-ms="\d+"', dom)
     assert dom.count('<span data-t="') + dom.count('<span class="nl" data-t="') == len(TEXT)
     assert "How far back it looks" in dom and "Interesting units" in dom

@@ -130,7 +130,8 @@ def test_an_optimizers_row_checks_every_number_it_has_and_its_docs_name_it(name)
     kind = optim.OPTIMIZERS[name]
     numeric = {f.name for f in dataclasses.fields(kind.config) if f.type in (float, int, "float", "int")}
     assert set(kind.ranges) == numeric
-    row = next(line for line in (REPO / "docs" / "training.md").read_text().splitlines() if line.startswith("| `optim`"))
+    lines = (REPO / "docs" / "training.md").read_text().splitlines()
+    row = next(line for line in lines if line.startswith("| `optim`"))
     assert f"`{name}`" in row
 
 

@@ -6,7 +6,8 @@ import functools
 import numpy as np
 import pytest
 
-from charrnn.backends import StepSettings, devices
+from charrnn import devices
+from charrnn.backends import StepSettings
 from charrnn.backends.guard import ROUTINE
 from charrnn.backends.torch_backend import TorchBackend
 from charrnn.checkpoint import load_checkpoint

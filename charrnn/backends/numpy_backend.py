@@ -25,7 +25,7 @@ from charrnn.backends.guard import all_finite
 from charrnn.backends.interface import Gradients, StepResult, StepSettings
 from charrnn.backends.numpy_layers import head
 from charrnn.cells import CELLS
-from charrnn.distributed import SOLO, Solo
+from charrnn.distributed import SOLO, Ranks
 from charrnn.errors import UserError
 from charrnn.model import HEAD, ModelSpec, layer_weights, model_spec
 from charrnn.optim import clip_gradients, flat_buffer, global_norm, grad_norms, make_optimizer
@@ -169,7 +169,7 @@ class NumpyBackend:
     """The Backend interface (see interface.py) on the hand-written BPTT above."""
 
     def __init__(self, spec: ModelSpec, params: dict, settings: StepSettings, device: str = "cpu",
-                 replicas: Solo = SOLO):
+                 replicas: Ranks = SOLO):
         if device not in ("cpu", "auto"):
             raise UserError(f"backend=numpy runs on the CPU only, not backend.device={device}; use backend=torch "
                             f"for {device}, or backend.device=cpu")

@@ -14,7 +14,7 @@ recurrence=auto takes the kernel on a GPU and, on the CPU, whichever made the fa
 there (the cell record's kernel_on_cpu); a cell without a kernel runs the loop everywhere. For the parallel
 cells (mingru, minlstm) "fused" is torch_parallel's scan of their linear recurrence. Each cell's
 step for the loop is its file's torch_step (charrnn.cells). backend.precision adds autocast and, for fp16, a gradient
-scaler (torch_precision.py); backend.device says where (devices.py).
+scaler (torch_precision.py); backend.device says where (charrnn.devices).
 """
 
 import numpy as np
@@ -28,7 +28,7 @@ from charrnn.backends.torch_parallel import parallel_recurrence
 from charrnn.backends.torch_optim import clip_gradients, export_state, load_state, make_torch_optimizer
 from charrnn.backends.torch_precision import Precision
 from charrnn.cells import CELLS, Cell
-from charrnn.distributed import SOLO, Solo
+from charrnn.distributed import SOLO, Ranks
 from charrnn.errors import UserError
 from charrnn.model import ModelSpec, layer_weights, model_spec
 
@@ -138,7 +138,7 @@ class TorchBackend:
     """The Backend interface (see interface.py) on autograd, torch.optim and torch.nn.utils clipping."""
 
     def __init__(self, spec: ModelSpec, params: dict, settings: StepSettings, device: str = "auto",
-                 replicas: Solo = SOLO):
+                 replicas: Ranks = SOLO):
         self.spec = spec
         self.settings = settings
         self.replicas = replicas

@@ -50,6 +50,8 @@ def fused_by_default(cell: Cell, device: torch.device) -> bool:
 def recurrent_bias(cell: Cell, W: dict[str, torch.Tensor], hidden_size: int) -> torch.Tensor:
     """torch.nn's b_hh for one layer whose weights W are named as in the cell's equations: the cell's
     recurrent-bias rule (zeros, but the GRU's bhn in the n block)."""
+    if not cell.recurrent_bias:
+        return W["bh"].new_zeros(W["bh"].shape)
     zeros = W["bh"].new_zeros(hidden_size)
     return torch.cat([W[cell.recurrent_bias[gate]] if gate in cell.recurrent_bias else zeros for gate in cell.gates])
 

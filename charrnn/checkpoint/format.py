@@ -21,6 +21,9 @@ import os
 import stat
 import sys
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,13 +70,46 @@ def save_checkpoint(path: Path, ckpt: Checkpoint) -> None:
         raise UserError(f"cannot write checkpoint {path}: {e.strerror}; what was there before is as it was") from None
 
 
+# The checkpoints read so far in a reading_once block: (device, inode, size, mtime) -> Checkpoint.
+_READ: ContextVar[dict | None] = ContextVar("checkpoints read once", default=None)
+
+
+@contextmanager
+def reading_once() -> Iterator[dict]:
+    """Within it, load_checkpoint reads each file once: a later call for the same file, unchanged (same
+    inode, size and modification time), gets the same Checkpoint. A run's start asks for the checkpoint it
+    resumes or fine-tunes from in several places (its config, its run directory, its weights); one read
+    serves them all. Yields the memo, which the caller may clear once the start is over, so that the run
+    does not hold a second copy of the weights."""
+    memo = {}
+    token = _READ.set(memo)
+    try:
+        yield memo
+    finally:
+        _READ.reset(token)
+
+
 def load_checkpoint(path: Path | str) -> Checkpoint:
     """Read a checkpoint; anything that is not one (missing, corrupt, truncated, pickled, foreign)
     raises UserError. What it may hold is known before any data is read: only the entries save_checkpoint
     writes, each once, each no larger than its model needs (sizes from the zip's headers and each
     array's .npy header), so a small file cannot make a load read gigabytes. Nothing is unpickled: no
-    code in the file can run."""
+    code in the file can run. In a reading_once block, a file already read is not read again."""
     path = Path(path)
+    memo = _READ.get()
+    if memo is None:
+        return _load_checkpoint(path)
+    try:
+        info = path.stat()
+    except OSError:
+        return _load_checkpoint(path)     # (which names the problem)
+    key = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+    if key not in memo:
+        memo[key] = _load_checkpoint(path)
+    return memo[key]
+
+
+def _load_checkpoint(path: Path) -> Checkpoint:
     _check_regular_file(path)
     with open(path, "rb") as f:
         if f.read(4) != ZIP_MAGIC:
@@ -177,7 +213,8 @@ def _expected_shapes(config: dict, vocab_size: int, infos: dict, path: Path) -> 
                         f"train.batch_size is not one charrnn writes")
     params = param_shapes(model_spec(cell, vocab_size, hidden_size, layers))
     # weights, three optimizer arrays at most per weight, and the state, in float64 at most
-    needed = 8 * (4 * sum(math.prod(s) for s in params.values()) + len(CELLS[cell].state) * layers * batch * hidden_size)
+    state_size = len(CELLS[cell].state) * layers * batch * hidden_size
+    needed = 8 * (4 * sum(math.prod(s) for s in params.values()) + state_size)
     available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     if needed > available:
         raise UserError(f"checkpoint {path} describes a model (hidden_size {hidden_size}, {layers} layers) whose "

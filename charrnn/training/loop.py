@@ -22,14 +22,14 @@ from charrnn.backends.guard import CAUSES, ROUTINE
 from charrnn.checkpoint import Checkpoint, load_checkpoint, resume_path, save_checkpoint
 from charrnn.config import Config, config_to_dict
 from charrnn.data import StreamBatcher, Vocab, load_ids, split
-from charrnn.distributed import Muted, Solo, join
+from charrnn.distributed import Muted, Ranks, join
 from charrnn.errors import UserError
 from charrnn.files import write_text_atomic
 from charrnn.model import dropout_masks, init_params, spec_of, zero_state
 from charrnn.monitor import Monitor
 from charrnn.novelty import NoveltyIndex
 from charrnn.optim import learning_rate, warmup_fraction
-from charrnn.sampling import generate, quiet_overflow, start_ids
+from charrnn.generation import generate, quiet_overflow, start_ids
 from charrnn.training.evaluation import evaluate, full_evaluation
 from charrnn.training.finetune import Start, in_vocabulary, start_from
 from charrnn.training.resume import Progress, config_header, resume, resume_dir
@@ -118,7 +118,7 @@ def run_progress(step: int, train_seconds: float, tc) -> float:
 class Trainer:
     """One run between its start and its end: the backend, the batches, the progress and the monitor."""
 
-    def __init__(self, cfg: Config, run_dir: Path, vocab: Vocab, ids: np.ndarray, replicas: Solo, forked: bool,
+    def __init__(self, cfg: Config, run_dir: Path, vocab: Vocab, ids: np.ndarray, replicas: Ranks, forked: bool,
                  start: Start | None = None):
         """A fresh run (from start's weights, when fine-tuning), or (train.resume) the checkpoint's, checked
         against this corpus and config."""
@@ -174,7 +174,7 @@ class Trainer:
             self.replicas.watch(stop)
             stop.begin_training()
             stopped_by = None
-            while not self.finished() and stopped_by is None:
+            while not self.progress.finished(self.cfg.train) and stopped_by is None:
                 # evaluate, sample and checkpoint every eval_interval steps, unless a resumed run starts at
                 # a step already evaluated (evaluation time is not training time); a signal abandons it
                 if p.step % tc.eval_interval == 0 and p.eval_step != p.step and (p.step or tc.eval_at_start):
@@ -230,10 +230,6 @@ class Trainer:
                            best_val_loss=p.best_val, run_dir=self.run_dir, stopped_by=stopped_by,
                            schedule_progress=min(progress, 1.0) if tc.lr_schedule == "cosine" else 1.0,
                            warmup=warmup_fraction(p.step, progress, tc.warmup_iters, warmup_share(tc)), lr=lr)
-
-    def finished(self) -> bool:
-        p, tc = self.progress, self.cfg.train
-        return p.step >= tc.max_iters or (tc.max_seconds is not None and p.train_seconds >= tc.max_seconds)
 
     def state_prev(self) -> tuple:
         """The state the next chunk starts from: the last chunk's, or zeros with train.reset_state."""
