@@ -33,8 +33,8 @@ def loop(a: torch.Tensor, b: torch.Tensor, h: torch.Tensor) -> list[torch.Tensor
 def scan(a: torch.Tensor, b: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     """loop's recurrence as a doubling scan: a, b (T, B, H), h (B, H) -> every h_t, (T, B, H).
 
-    After the pass with offset d, b_t holds h_t's dependence on steps t-2d+1..t (plus h_0's where that
-    reaches step 1) and a_t the product of their a's; composing (a, b) at t with (a, b) at t-d:
+    After the pass with offset d, b_t holds what steps t-2d+1..t contribute to h_t (h_0's too, once that
+    window reaches step 1) and a_t the product of their a's; composing (a, b) at t with (a, b) at t-d:
     b_t <- b_t + a_t * b_{t-d},  a_t <- a_t * a_{t-d}."""
     T = a.shape[0]
     b = torch.cat([torch.addcmul(b[:1], a[:1], h), b[1:]])    # h_0 folded into step 1
@@ -52,8 +52,5 @@ def parallel_recurrence(cell: Cell, xw: torch.Tensor, state: tuple, fused: bool
     """One layer of a parallel cell: xw (T, B, G*H) Wxh x_t + bh, state (h_prev (B, H),) -> its outputs
     (loop: a list of T (B, H) tensors; scan: one (T, B, H) tensor) and the state after the last step."""
     a, b = cell.code.torch_coefficients(xw)
-    if fused:
-        hs = scan(a, b, state[0])
-        return hs, (hs[-1],)
-    hs = loop(a, b, state[0])
+    hs = (scan if fused else loop)(a, b, state[0])
     return hs, (hs[-1],)
