@@ -151,9 +151,13 @@ def test_lookback_is_autograds_gradient_of_each_loss_by_each_input(runs, cell):
     if cells.CELLS[cell].torch_twin:
         rnn, head = to_torch(spec, params)
         top_of = lambda x: head(rnn(x)[0])[0, -1]                                          # noqa: E731
-    else:
-        P, h0 = {k: torch.tensor(v) for k, v in params.items()}, torch.zeros(spec.num_layers, 1, spec.hidden_size)
-        top_of = lambda x: sequential_layers(cell, P, list(x.unbind(1)), h0.double())[0][-1][0] @ P["Why"].T + P["by"]  # noqa: E731
+    else:   # no stock twin: the paper's equations, written out in test_parallel_cells
+        P = {k: torch.tensor(v) for k, v in params.items()}
+        h0 = torch.zeros(spec.num_layers, 1, spec.hidden_size, dtype=torch.float64)
+
+        def top_of(x):
+            top, _ = sequential_layers(cell, P, list(x.unbind(1)), h0)
+            return top[-1][0] @ P["Why"].T + P["by"]
     for row, j in zip(sizes, targets):
         x = torch.nn.functional.one_hot(torch.tensor(ids[None, :j], dtype=torch.long), spec.vocab_size).double().requires_grad_()
         loss = torch.nn.functional.cross_entropy(top_of(x), torch.tensor(int(ids[j])))
