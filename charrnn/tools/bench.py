@@ -1,4 +1,4 @@
-"""Throughput benchmark: python -m charrnn.tools.bench [--cell rnn|lstm|gru] [--layers N] [--json FILE]
+"""Throughput benchmark: python -m charrnn.tools.bench [--cell rnn|lstm|gru|mingru|minlstm] [--layers N] [--json FILE]
 [--seconds S] [--shapes H,B,T ...] [--device cpu|cuda|cuda:N|mps] [--check].
 
 Every figure is chars/s of a full training step (forward, backward, clipping, optimizer update) in
@@ -23,6 +23,11 @@ even on a machine whose load changes:
 Peak memory (MB) is what one implementation adds to a fresh process's peak resident set while it
 is built and runs three steps: weights, optimizer state, buffers and temporaries. It is measured in
 a subprocess per row because a process reuses memory that an earlier measurement freed.
+
+--cell mingru or minlstm (a parallel cell, charrnn.cells) prints another table, on the CPU: the cell on
+the NumPy backend, the torch loop and the torch scan, beside the classic cell it simplifies (gru, lstm)
+on the NumPy backend, the torch backend and torch.nn, at the same H and depth, with the ratios of the
+parallel cell's chars/s to the classic one's (run_parallel).
 
 --device runs the torch implementations there (each step waits for the device to finish), without
 the CPU-only ones and the memory columns. --check runs the backend's acceptance check on the device
