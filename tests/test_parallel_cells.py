@@ -5,10 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from charrnn.backends import numpy_backend, torch_backend, torch_parallel
+from charrnn.backends import StepSettings, numpy_backend, torch_backend, torch_fused, torch_parallel
+from charrnn.backends.torch_backend import TorchBackend
 from charrnn.backends.numpy_layers import linear_recurrence
 from charrnn.gradcheck.problem import random_problem, relative_error
+from charrnn.cells import CELLS as RECORDS
 from charrnn.model import param_shapes
+from charrnn.optim import AdamConfig
 
 TOL = 1e-10
 CELLS = ("mingru", "minlstm")
@@ -120,3 +123,15 @@ def test_the_numpy_recurrence_backward_carries_a_t_back():
     d0 = dout[0] + a[1] * d1
     np.testing.assert_allclose(dh, np.stack([d0, d1, d2]), rtol=1e-15)
     np.testing.assert_allclose(dh_prev, a[0] * d0, rtol=1e-15)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_auto_runs_the_loop_on_the_cpu_and_fused_runs_the_scan(cell):
+    """The loop measured faster on the CPU (docs/cells.md); recurrence=fused is the scan, not refused."""
+    assert not torch_fused.fused_by_default(RECORDS[cell], torch.device("cpu"))
+    assert torch_fused.fused_by_default(RECORDS[cell], torch.device("cuda"))
+    pb = random_problem(2, 3, 4, 5, cell=cell)
+    adam = AdamConfig(name="adam", lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8)
+    made = {r: TorchBackend(pb.spec, pb.params, StepSettings(adam, recurrence=r), "cpu").fused
+            for r in ("auto", "fused", "loop")}
+    assert made == {"auto": False, "fused": True, "loop": False}
