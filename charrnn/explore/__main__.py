@@ -1,6 +1,6 @@
 """Write the explorer's page for a checkpoint: python -m charrnn.explore checkpoint=PATH [text=FILE] [length=N]."""
 
-from charrnn.training.signals import quiet_keyboard_interrupt
+from charrnn.signals import quiet_keyboard_interrupt
 
 quiet_keyboard_interrupt()  # first: a Ctrl-C during the imports below ends in one line too
 

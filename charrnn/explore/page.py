@@ -20,20 +20,16 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from charrnn.cells import CELLS, Quantity
 from charrnn.data import Vocab
 from charrnn.errors import UserError
 from charrnn.explore.lookback import lookback
-from charrnn.explore.trace import QUANTITIES, Trace, losses, top_k, trace
+from charrnn.explore.trace import Trace, losses, top_k, trace
 from charrnn.explore.units import STRONG, rank_units
 from charrnn.model import ModelSpec
 
 ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+"   # nothing HTML or JSON escapes
 LEVELS = len(ALPHABET)                    # 63: an odd count, so that 0 of (-1, 1) is a level
-RANGES = {"h": (-1, 1), "g": (-1, 1), "n": (-1, 1), "c": (-1, 1),
-          "i": (0, 1), "f": (0, 1), "o": (0, 1), "r": (0, 1), "z": (0, 1)}
-ABOUT_QUANTITY = {"h": "h (output)", "c": "c (cell state)", "i": "i (input gate)", "f": "f (forget gate)",
-                  "g": "g (candidate)", "o": "o (output gate)", "r": "r (reset gate)", "z": "z (update gate)",
-                  "n": "n (candidate)"}
 TOP_K = 5
 LOSS_SCALE = 5.0          # nats: surprise's colour is full red here and above (ln 65 = 4.2 is a uniform guess)
 DECADES = 4               # the look-back strip's log scale: its tallest bar and 10^4 below
@@ -78,17 +74,19 @@ def dequantize(letters: str, T: int, lo: float, hi: float) -> np.ndarray:
 def page_data(params: dict[str, np.ndarray], spec: ModelSpec, vocab: Vocab, ids: np.ndarray,
               page: PageSpec) -> tuple[dict, dict[str, str]]:
     """The page's JSON and its value blocks (element id -> letters), for the text ids (T,)."""
-    start = opening_view(page.show, spec, list(QUANTITIES[spec.cell])) if page.show else None
+    quantities = {q.name: q for q in CELLS[spec.cell].quantities}
+    start = opening_view(page.show, spec, list(quantities)) if page.show else None
     traced = trace(params, spec, ids)
     loss = losses(traced)
     top_ids, top_probs = top_k(traced, TOP_K)
     shown = symbol_text(vocab)
-    blocks, scales = value_blocks(traced)
+    blocks, scales = value_blocks(traced, quantities)
     units, found = unit_rankings(traced, [shown[i] for i in ids])
     data = {
         "about": f"{page.about} · mean loss {loss.mean():.3f} nats/char",
         "layers": spec.num_layers, "hidden": spec.hidden_size, "quantities": list(traced.layers[0]),
-        "about_quantity": ABOUT_QUANTITY, "ranges": {q: RANGES[q] for q in traced.layers[0]}, "scales": scales,
+        "about_quantity": {name: q.about for name, q in quantities.items()},
+        "ranges": {name: shown_range(q) for name, q in quantities.items()}, "scales": scales,
         "alphabet": ALPHABET, "levels": LEVELS, "symbols": shown, "ids": [int(i) for i in ids],
         "loss": [None, *np.round(loss, 3).tolist()], "loss_scale": LOSS_SCALE,
         "top_k": top_ids.shape[1], "top": top_ids.ravel().tolist(),
@@ -100,17 +98,23 @@ def page_data(params: dict[str, np.ndarray], spec: ModelSpec, vocab: Vocab, ids:
     return data, blocks
 
 
-def value_blocks(traced: Trace) -> tuple[dict[str, str], list[dict]]:
-    """Every (layer, quantity)'s values as letters, and each layer's per-unit scales (the LSTM's c)."""
+def shown_range(quantity: Quantity) -> tuple[float, float]:
+    """The range a quantity's colour scale spans: its bounds, or (-1, 1) of its per-unit scale when unbounded."""
+    return quantity.bounds or (-1, 1)
+
+
+def value_blocks(traced: Trace, quantities: dict[str, Quantity]) -> tuple[dict[str, str], list[dict]]:
+    """Every (layer, quantity)'s values as letters, and each layer's per-unit scales of its unbounded
+    quantities (the LSTM's c)."""
     blocks, scales = {}, []
-    for layer, quantities in enumerate(traced.layers):
+    for layer, traced_layer in enumerate(traced.layers):
         scales.append({})
-        for q, values in quantities.items():
-            if q == "c":
+        for q, values in traced_layer.items():
+            if quantities[q].bounds is None:
                 scale = np.maximum(1.0, np.ceil(np.abs(values).max(axis=0) * 100) / 100)     # (H,)
-                scales[layer]["c"] = scale.tolist()
+                scales[layer][q] = scale.tolist()
                 values = values / scale
-            blocks[f"v-{layer}-{q}"] = quantize(values, *RANGES[q])
+            blocks[f"v-{layer}-{q}"] = quantize(values, *shown_range(quantities[q]))
     return blocks, scales
 
 

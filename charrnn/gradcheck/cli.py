@@ -24,7 +24,7 @@ from charrnn.gradcheck.reference import numpy_loss
 from charrnn.gradcheck.report import gradient_table, per_step_table
 from charrnn.gradcheck.tutor.sandbox import MAX_TIME_LIMIT, Sandbox
 from charrnn.gradcheck.tutor.check import Options, run_check, split_function
-from charrnn.model import CELLS
+from charrnn.cells import CELLS
 from charrnn.terminal import Output, OutputFailed, silence
 from charrnn.tools.args import Parser
 

@@ -55,8 +55,9 @@ class Loaded:
     functions: list[dict]   # {"name", "params", "required", "line"} of each function the file defines
 
 
-# Importing torch may take far longer than a call: seconds on a busy laptop. It is the tool's cost, not the
-# learner's, so it has its own limit and is done before their file loads (under their time limit).
+# Starting the worker (Python and NumPy) and importing torch may take far longer than a call: seconds on a busy
+# laptop. They are the tool's cost, not the learner's, so they have their own limit, and torch is imported before
+# their file loads (under their time limit).
 IMPORT_LIMIT = 120.0
 # The largest --time-limit: a day. Beyond it a limit protects nothing, and the clocks' waits overflow.
 MAX_TIME_LIMIT = 86400
@@ -117,8 +118,9 @@ class Sandbox:
             (self.room / name).mkdir()
         env = {k: v for k, v in os.environ.items() if not k.startswith("XDG_")}   # the XDG folders follow HOME
         # PYTHONUSERBASE keeps the user's own site-packages (NumPy may be installed there) where a new HOME
-        # would move it.
-        env.update(HOME=str(self.room / "home"), TMPDIR=str(self.room / "tmp"), PYTHONUSERBASE=site.getuserbase())
+        # would move it; their folder gets no __pycache__ from the modules their file imports.
+        env.update(HOME=str(self.room / "home"), TMPDIR=str(self.room / "tmp"), PYTHONUSERBASE=site.getuserbase(),
+                   PYTHONDONTWRITEBYTECODE="1")
         self.log = tempfile.TemporaryFile()
         reading_end, self.lifeline = os.pipe()
         try:
@@ -132,6 +134,19 @@ class Sandbox:
         finally:
             os.close(reading_end)
         self.torch_ready = False
+        # Python and NumPy starting is the tool's cost, not the learner's: on a busy machine it takes seconds.
+        try:
+            ready = worker.receive(self._reader(time.monotonic() + IMPORT_LIMIT))
+        except TimedOut:
+            self.close()
+            raise LearnerError(f"the Python process for your code did not start within {IMPORT_LIMIT:g} s (is the "
+                               f"machine very busy?)") from None
+        except (ValueError, TypeError, RecursionError):
+            ready = None
+        if ready != ("ready",):
+            code, output = self._clear_ended()
+            raise LearnerError(f"the Python process for your code did not start (exit code {code}); its last output "
+                               f"is above", output=output)
 
     def _reader(self, deadline: float):
         """read(n) for worker.receive: n bytes of the answer, or None where the worker ended first;
@@ -272,16 +287,24 @@ def raised(what: str, traceback: str, line: str) -> LearnerError:
     return LearnerError(f"{what} raised {line}; the traceback above is from your code", traceback, raised=line)
 
 
-def imports_torch(path) -> bool:
-    """Whether the file imports torch anywhere: then torch is imported first, outside their time limit."""
+def imports_torch(path, seen: set | None = None) -> bool:
+    """Whether the file imports torch, itself or through a module of its own folder (a course's helper file):
+    then torch is imported first, outside their time limit."""
+    path = Path(path)
+    seen = set() if seen is None else seen
+    seen.add(path)
     try:
-        tree = ast.parse(Path(path).read_bytes())
+        tree = ast.parse(path.read_bytes())
     except (OSError, SyntaxError, ValueError):
         return False
-    return any(alias.name.split(".")[0] == "torch" for node in ast.walk(tree) if isinstance(node, ast.Import)
-               for alias in node.names) or any(
-        isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "torch" and not node.level
-        for node in ast.walk(tree))
+    names = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+             for alias in node.names}
+    names |= {(node.module or "").split(".")[0] for node in ast.walk(tree)
+              if isinstance(node, ast.ImportFrom) and not node.level}
+    if "torch" in names:
+        return True
+    beside = [path.parent / f"{name}.py" for name in names if name]
+    return any(imports_torch(other, seen) for other in beside if other not in seen and other.is_file())
 
 
 def remove(room: Path) -> None:

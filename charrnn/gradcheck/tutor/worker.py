@@ -10,6 +10,7 @@ code put in it): an 8-byte length, a JSON header, then the bytes of each array i
 {"value": TREE, "arrays": [[dtype, shape], ...]}; TREE is JSON, with the Python types JSON lacks
 tagged ({"tuple": [...]}, {"dict": [[key, value], ...]}, {"array": i}, ...; encode() lists them all).
 
+    once started, unasked                                 -> ("ready",)
     ("load", path, definitions_only)  -> ("loaded", key, source, [function, ...])
     ("prepare",)                      -> ("ok",) once torch is imported
     ("call", key, name, args, globals, arrays)            -> ("ok", result)
@@ -78,7 +79,7 @@ def encode(value, arrays: list):
     if isinstance(value, np.generic) and value.dtype.kind not in NUMBERS:
         return {"opaque": type(value).__name__}
     if isinstance(value, (np.ndarray, np.generic)):
-        arrays.append(np.ascontiguousarray(value))
+        arrays.append(np.asarray(value, order="C"))   # 0-d stays 0-d (ascontiguousarray makes it 1-d)
         return {"scalar" if isinstance(value, np.generic) else "array": len(arrays) - 1}
     if isinstance(value, Returned):
         if value.value.dtype.kind in NUMBERS and value.value.dtype.fields is None:
@@ -453,9 +454,6 @@ def main() -> None:
     parent, lifeline, memory = (int(a) for a in sys.argv[1:4])
     stay_in_the_room(parent, lifeline)
     limit_memory(memory)
-    # The parent reads Returned and Opaque as charrnn.gradcheck.tutor.worker's: name them so here too.
-    for cls in (Returned, Opaque):
-        cls.__module__ = "charrnn.gradcheck.tutor.worker"
     requests = os.fdopen(os.dup(0), "rb")
     replies = os.fdopen(os.dup(1), "wb")
     null = os.open(os.devnull, os.O_RDONLY)
@@ -464,6 +462,7 @@ def main() -> None:
     os.dup2(2, 1)                      # the learner's prints must not reach the replies
     sys.stdout = sys.stderr
     read = reader(requests)
+    send(replies, ("ready",))          # started: the learner's time limits count from here
     handlers = {"load": load, "prepare": prepare, "call": call, "pair": pair}
     modules: dict = {}
     while (request := receive(read)) is not None:
