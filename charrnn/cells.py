@@ -50,10 +50,9 @@ class Cell:
     # torch's fused multi-step kernel for it (a torch._VF function with torch.nn's arguments), or None:
     # then the torch backend runs its loop on every device.
     kernel: str | None = None
-    kernel_on_cpu: bool = False           # whether recurrence=auto takes the kernel (or scan) on the CPU too
     # A parallel cell's gates read x_t alone (no Whh), so its update is h_t = a_t * h_{t-1} + b_t, its
     # file's torch_coefficients(xw) giving a_t and b_t for all T steps at once; the torch backend runs it
-    # as torch_parallel's loop, or as its scan where recurrence=fused.
+    # as torch_parallel's loop, or as its scan where recurrence=fused (auto: torch_parallel.scan_by_default).
     parallel: bool = False
     classic: str | None = None            # the classic cell a parallel one simplifies (the bench compares them)
 
@@ -72,17 +71,15 @@ _LAYERS = "charrnn.backends.numpy_layers."
 
 CELLS = {cell.name: cell for cell in [
     Cell("rnn", _LAYERS + "rnn", gates=("a",), state=("h",), torch_twin="RNN", kernel="rnn_tanh"),
-    # The fused kernels of lstm and gru made faster full training steps than the loop on the CPU, float32,
-    # at (H, B, T) = (256, 64, 64) and (512, 64, 64), one and two layers (docs/performance.md); rnn's did not.
     Cell("lstm", _LAYERS + "lstm", gates=("i", "f", "g", "o"), state=("h", "c"), forget_gate="f",
          quantities=(H, Quantity("c", "c (cell state)", bounds=None), Quantity("i", "i (input gate)", GATE),
                      Quantity("f", "f (forget gate)", GATE), Quantity("g", "g (candidate)"),
                      Quantity("o", "o (output gate)", GATE)),
-         torch_twin="LSTM", kernel="lstm", kernel_on_cpu=True),
+         torch_twin="LSTM", kernel="lstm"),
     Cell("gru", _LAYERS + "gru", gates=("r", "z", "n"), state=("h",), extra=("bhn",), recurrent_bias={"n": "bhn"},
          quantities=(H, Quantity("r", "r (reset gate)", GATE), Quantity("z", "z (update gate)", GATE),
                      Quantity("n", "n (candidate)")),
-         torch_twin="GRU", kernel="gru", kernel_on_cpu=True),
+         torch_twin="GRU", kernel="gru"),
     # Feng et al. 2024, "Were RNNs All We Needed?". On the CPU their loop beat their scan (docs/cells.md).
     Cell("mingru", _LAYERS + "mingru", gates=("z", "cand"), state=("h",),
          quantities=(Quantity("h", "h (output)", bounds=None), Quantity("z", "z (update gate)", GATE),

@@ -1,7 +1,8 @@
-"""Optimizers, gradient clipping and the learning-rate schedule, in NumPy; OPTIMIZERS, at the end, is
-the one table of what an optimizer is (its config keys and the numbers each may take, the check across
-them, its NumPy update, the torch.optim class it matches and how that class keeps its state): adding one
-is a class here, a row there, a YAML file in conf/optim/ and its name in docs/training.md's table.
+"""Optimizers and gradient clipping, in NumPy (the learning-rate schedule is charrnn.training.schedule's);
+OPTIMIZERS, at the end, is the one table of what an optimizer is (its config keys and the numbers each may
+take, the check across them, its NumPy update, the torch.optim class it matches and how that class keeps
+its state): adding one is a class here, a row there, a YAML file in conf/optim/ and its name in
+docs/training.md's table.
 
 Each update is written exactly as torch.optim computes it (eps placement and operation order
 included), so the torch backend, which uses torch.optim itself, matches to round-off.
@@ -240,29 +241,3 @@ OPTIMIZERS = {
 def make_optimizer(cfg, params: dict) -> Optimizer:
     """The NumPy optimizer that cfg (one of the OPTIMIZERS' configs) describes, for params' layout."""
     return OPTIMIZERS[cfg.name].numpy(params, cfg)
-
-
-def learning_rate(step: int, progress: float, lr: float, schedule: str, warmup_iters: int, min_lr: float,
-                  warmup_share: float | None = None) -> float:
-    """lr for 0-based step: a linear warm-up (see warmup_fraction), then constant, or a cosine from lr down
-    to min_lr as progress (the fraction of the run's budget spent, 0 to 1) goes from 0 to 1."""
-    warming = warmup_fraction(step, progress, warmup_iters, warmup_share)
-    if warming is not None:
-        return lr * warming
-    if schedule == "constant":
-        return lr
-    return min_lr + 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0))) * (lr - min_lr)
-
-
-def warmup_fraction(step: int, progress: float, warmup_iters: int, warmup_share: float | None = None) -> float | None:
-    """The share of lr that 0-based step gets while the run warms up, None once the warm-up is over. By
-    steps, (step + 1) / warmup_iters until step warmup_iters; with warmup_share = warmup_iters /
-    lr_decay_iters, progress / warmup_share where that is further, until progress reaches warmup_share.
-    So the warm-up is the same share of the schedule whichever measures it: without a clock budget
-    progress is step / lr_decay_iters and the steps always end it; on a clock budget (train.max_seconds,
-    where progress follows the clock) at most that share of the clock, so a run whose steps are slow
-    still reaches its learning rate."""
-    if step >= warmup_iters or (warmup_share and progress >= warmup_share):
-        return None
-    by_steps = (step + 1) / warmup_iters
-    return max(by_steps, progress / warmup_share) if warmup_share else by_steps

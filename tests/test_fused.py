@@ -96,15 +96,12 @@ def test_100_training_steps_on_the_kernels_follow_the_numpy_backend(cell):
         assert relative_error(theirs.export_params()[k], v) < 1e-9, k
 
 
-def test_auto_runs_the_kernel_on_a_gpu_and_the_faster_of_the_two_on_the_cpu():
-    cells = [CELLS[name] for name in with_kernel()]
-    assert all(torch_fused.fused_by_default(cell, torch.device("cuda")) for cell in cells)
-    assert [torch_fused.fused_by_default(cell, torch.device("cpu")) for cell in cells] == [
-        cell.kernel_on_cpu for cell in cells]
-    pb = random_problem(2, 3, 4, 5, cell="lstm")
+@pytest.mark.parametrize("cell", with_kernel())
+def test_auto_runs_the_kernel_of_every_cell_that_has_one(cell):
+    pb = random_problem(2, 3, 4, 5, cell=cell)
     made = {r: TorchBackend(pb.spec, pb.params, StepSettings(ADAM, recurrence=r), "cpu").fused
             for r in ("auto", "fused", "loop")}
-    assert made == {"auto": CELLS["lstm"].kernel_on_cpu, "fused": True, "loop": False}
+    assert made == {"auto": True, "fused": True, "loop": False}
 
 
 def test_a_resumed_run_on_the_kernels_is_bit_exact(corpus, tmp_path):

@@ -8,7 +8,7 @@ import torch
 from charrnn import optim
 from charrnn.errors import UserError
 from charrnn.optim import AdagradConfig, AdamConfig, SGDConfig
-from charrnn.optim import clip_gradients, flat_buffer, grad_norms, learning_rate, make_optimizer, warmup_fraction
+from charrnn.optim import clip_gradients, flat_buffer, grad_norms, make_optimizer
 from tests.conftest import REPO, make_config
 
 OPTIMIZERS = [
@@ -89,38 +89,6 @@ def test_value_clipping_matches_torch_and_none_leaves_gradients():
     untouched = g.copy()
     clip_gradients(untouched, "none", 5.0, float(np.linalg.norm(g)))
     assert np.array_equal(untouched, g)
-
-
-def test_learning_rate_schedule():
-    lr = dict(lr=1.0, warmup_iters=10, min_lr=0.1)
-    assert learning_rate(0, 0.0, schedule="cosine", **lr) == pytest.approx(0.1)
-    assert learning_rate(9, 0.0, schedule="cosine", **lr) == pytest.approx(1.0)
-    assert learning_rate(10, 0.0, schedule="cosine", **lr) == pytest.approx(1.0)
-    assert learning_rate(60, 0.5, schedule="cosine", **lr) == pytest.approx(0.55)
-    assert learning_rate(110, 1.0, schedule="cosine", **lr) == pytest.approx(0.1)
-    assert learning_rate(200, 1.7, schedule="cosine", **lr) == pytest.approx(0.1)
-    assert learning_rate(500, 0.5, schedule="constant", **lr) == 1.0
-
-
-def test_the_warm_up_is_the_same_share_of_the_schedule_by_steps_or_by_the_clock():
-    """warmup_iters=100 of lr_decay_iters=10,000: 1% of the schedule."""
-    share = 100 / 10_000
-    # by steps, progress is step / lr_decay_iters: the steps end the warm-up, its last step at lr
-    assert [warmup_fraction(step, step / 10_000, 100, share) for step in (0, 49, 99, 100)] == [0.01, 0.5, 1.0, None]
-    assert learning_rate(99, 99 / 10_000, 1.0, "cosine", 100, 0.1, share) == 1.0
-    # on the clock, progress runs ahead of slow steps: 3 steps in, 0.6% of the budget is spent; at step 57, 47.5%
-    assert warmup_fraction(3, 0.006, 100, share) == pytest.approx(0.6)
-    assert warmup_fraction(57, 0.475, 100, share) is None
-    assert learning_rate(57, 0.475, 1.0, "cosine", 100, 0.1, share) == pytest.approx(0.1 + 0.45 * (1 + np.cos(0.475 * np.pi)))
-
-
-def test_run_progress_follows_whichever_budget_binds_first():
-    from charrnn.training.loop import run_progress
-    tc = type("T", (), {"lr_decay_iters": 1000, "max_seconds": None})
-    assert run_progress(250, 999.0, tc) == 0.25
-    tc.max_seconds = 10.0
-    assert run_progress(250, 5.0, tc) == 0.5
-    assert run_progress(900, 5.0, tc) == 0.9
 
 
 @pytest.mark.parametrize("name", list(optim.OPTIMIZERS))

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from charrnn.backends import StepSettings, numpy_backend, torch_backend, torch_fused, torch_parallel
+from charrnn.backends import StepSettings, numpy_backend, torch_backend, torch_parallel
 from charrnn.backends.torch_backend import TorchBackend
 from charrnn.backends.numpy_layers import linear_recurrence
 from charrnn.gradcheck.problem import random_problem, relative_error
@@ -128,8 +128,9 @@ def test_the_numpy_recurrence_backward_carries_a_t_back():
 @pytest.mark.parametrize("cell", CELLS)
 def test_auto_runs_the_loop_on_the_cpu_and_fused_runs_the_scan(cell):
     """The loop measured faster on the CPU (docs/cells.md); recurrence=fused is the scan, not refused."""
-    assert not torch_fused.fused_by_default(RECORDS[cell], torch.device("cpu"))
-    assert torch_fused.fused_by_default(RECORDS[cell], torch.device("cuda"))
+    assert RECORDS[cell].parallel and RECORDS[cell].kernel is None
+    assert not torch_parallel.scan_by_default(torch.device("cpu"))
+    assert torch_parallel.scan_by_default(torch.device("cuda"))
     pb = random_problem(2, 3, 4, 5, cell=cell)
     adam = AdamConfig(name="adam", lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8)
     made = {r: TorchBackend(pb.spec, pb.params, StepSettings(adam, recurrence=r), "cpu").fused

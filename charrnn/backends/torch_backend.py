@@ -10,11 +10,12 @@ The recurrence runs one of two ways (backend.recurrence), to the same numbers:
   whole chunk, then per step one addmm for the fused gates and the cell's elementwise math;
 - torch's own fused multi-step kernels (recurrence=fused), the ones torch.nn.RNN / LSTM / GRU call:
   cuDNN's on a GPU, where the loop's many small kernel launches would dominate (torch_fused.py).
-recurrence=auto takes the kernel on a GPU and, on the CPU, whichever made the faster training steps
-there (the cell record's kernel_on_cpu); a cell without a kernel runs the loop everywhere. For the parallel
-cells (mingru, minlstm) "fused" is torch_parallel's scan of their linear recurrence. Each cell's
-step for the loop is its file's torch_step (charrnn.cells). backend.precision adds autocast and, for fp16, a gradient
-scaler (torch_precision.py); backend.device says where (charrnn.devices).
+recurrence=auto takes the kernel on every device for every cell that has one (a cell without one runs
+the loop everywhere): on the CPU it was never more than about 5% behind the loop and up to 2.4x ahead
+of it, by host (docs/cells.md), so no host needs the loop for speed. For the parallel cells (mingru,
+minlstm) "fused" is torch_parallel's scan of their linear recurrence, which auto takes on a GPU only.
+Each cell's step for the loop is its file's torch_step (charrnn.cells). backend.precision adds autocast
+and, for fp16, a gradient scaler (torch_precision.py); backend.device says where (charrnn.devices).
 """
 
 import numpy as np
@@ -23,8 +24,8 @@ import torch.nn.functional as F
 
 from charrnn.devices import check_precision, resolve_device
 from charrnn.backends.interface import Gradients, StepResult, StepSettings
-from charrnn.backends.torch_fused import fused_by_default, fused_stack, recurrent_bias
-from charrnn.backends.torch_parallel import parallel_recurrence
+from charrnn.backends.torch_fused import fused_stack, recurrent_bias
+from charrnn.backends.torch_parallel import parallel_recurrence, scan_by_default
 from charrnn.backends.torch_optim import clip_gradients, export_state, load_state, make_torch_optimizer
 from charrnn.backends.torch_precision import Precision
 from charrnn.cells import CELLS, Cell
@@ -153,8 +154,8 @@ class TorchBackend:
         cell = CELLS[spec.cell]
         if settings.recurrence == "fused" and cell.kernel is None and not cell.parallel:
             raise UserError(f"model.cell={spec.cell} has no fused kernel; use backend.recurrence=loop (or auto)")
-        self.fused = settings.recurrence == "fused" or (settings.recurrence == "auto"
-                                                        and fused_by_default(cell, self.device))
+        auto = scan_by_default(self.device) if cell.parallel else cell.kernel is not None
+        self.fused = settings.recurrence == "fused" or (settings.recurrence == "auto" and auto)
 
     def train_step(self, inputs: np.ndarray, targets: np.ndarray, state: tuple, lr: float,
                    masks: tuple | None = None) -> StepResult:

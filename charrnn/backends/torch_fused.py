@@ -40,13 +40,6 @@ from charrnn.model import ModelSpec, layer_weights
 warnings.filterwarnings("ignore", "RNN module weights are not part of single contiguous chunk", UserWarning)
 
 
-def fused_by_default(cell: Cell, device: torch.device) -> bool:
-    """What backend.recurrence=auto runs: the fused kernel (if the cell has one; a parallel cell's scan) on a
-    GPU, where the loop's many small kernel launches would dominate, and on the CPU where its record says it
-    measured faster."""
-    return (cell.kernel is not None or cell.parallel) and (device.type != "cpu" or cell.kernel_on_cpu)
-
-
 def recurrent_bias(cell: Cell, W: dict[str, torch.Tensor], hidden_size: int) -> torch.Tensor:
     """torch.nn's b_hh for one layer whose weights W are named as in the cell's equations: the cell's
     recurrent-bias rule (zeros, but the GRU's bhn in the n block)."""

@@ -47,6 +47,11 @@ def scan(a: torch.Tensor, b: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     return b
 
 
+def scan_by_default(device: torch.device) -> bool:
+    """What backend.recurrence=auto runs for a parallel cell: the scan on a GPU, the loop on the CPU."""
+    return device.type != "cpu"
+
+
 def parallel_recurrence(cell: Cell, xw: torch.Tensor, state: tuple, fused: bool
                         ) -> tuple[list[torch.Tensor] | torch.Tensor, tuple]:
     """One layer of a parallel cell: xw (T, B, G*H) Wxh x_t + bh, state (h_prev (B, H),) -> its outputs

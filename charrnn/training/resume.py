@@ -42,6 +42,7 @@ class Progress:
     # of a run directory that carry it are that run's own (see resume_dir)
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     init_from: dict | None = None  # a fine-tuned run's origin: {"path", "step", "val_loss"} (charrnn.training.finetune)
+    schedule: dict = field(default_factory=dict)  # Schedule.state_dict() as of the save (charrnn.training.schedule)
 
     def finished(self, tc) -> bool:
         """Whether the run has spent its budget (tc: the config's train section): train.max_iters steps, or
@@ -207,6 +208,9 @@ def resume(cfg: Config, vocab: Vocab, num_chunks: int, run_dir: Path, replicas: 
     backend.load_optimizer_state(ckpt.optimizer_state)
     spec = spec_of(cfg.model, len(vocab))
     progress = Progress.from_checkpoint(ckpt, path, cfg.model.dtype, spec.state_names)
+    if not progress.schedule:  # a checkpoint from before the schedule was saved: planned over its config's budget
+        progress.schedule = {"budget": {key: OmegaConf.select(saved_cfg, f"train.{key}")
+                                        for key in ("lr_decay_iters", "max_seconds")}}
     progress.best_val = best_val_loss(run_dir)
     expected = zero_state(spec, cfg.train.batch_size, cfg.model.dtype)
     shapes = [s.shape for s in progress.state]
