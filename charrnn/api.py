@@ -93,8 +93,8 @@ class Model:
             return prime + "".join(drawn)
 
     def trace(self, text: str) -> list[dict[str, np.ndarray]]:
-        """Every layer's quantities over the text, each (T, H): h, and the LSTM's c, i, f, g, o or the GRU's
-        r, z, n; layer 0 is the bottom one. Row t is the value after reading text[t], from the zero state."""
+        """Every layer's quantities over the text, each (T, H): h, and the LSTM's c, i, f, g, o, the GRU's
+        r, z, n, the minGRU's z, cand or the minLSTM's f, i, cand (charrnn.cells); layer 0 is the bottom one. Row t is the value after reading text[t], from the zero state."""
         return self._trace(text).layers
 
     def score(self, text: str) -> Score:

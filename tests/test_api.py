@@ -20,7 +20,7 @@ from charrnn.sampling import sample
 from charrnn.training.evaluation import evaluate
 from tests.conftest import REPO, TINY, compose_raw, make_config, run_scripts
 
-CELLS = ("rnn", "lstm", "gru")
+CELLS = ("rnn", "lstm", "gru", "mingru", "minlstm")
 BACKENDS = ("numpy", "torch")
 TEXT = 'He said "to be (or not) to be".\nROMEO:\nWhat, ho! [Exit]\n'
 
@@ -117,7 +117,7 @@ def test_trace_ends_in_the_state_the_backend_carries(runs, cell, backend):
             np.testing.assert_allclose(values[name][-1], carried[layer, 0], rtol=1e-12, atol=1e-14)
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "mingru", "minlstm"])
 def test_trace_gates_are_the_ones_their_cells_equations_name(runs, cell):
     """The gates read off the caches recombine into the cell's state update (a swapped gate would not)."""
     q = charrnn.load(runs[cell]).trace(TEXT)[1]
@@ -127,9 +127,16 @@ def test_trace_gates_are_the_ones_their_cells_equations_name(runs, cell):
         np.testing.assert_allclose(q["c"], q["f"] * c_prev + q["i"] * q["g"], atol=1e-14)
         np.testing.assert_allclose(q["h"], q["o"] * np.tanh(q["c"]), atol=1e-14)
         assert q["i"].min() > 0 and q["g"].min() < 0   # i a sigmoid's, g a tanh's
-    else:
+    elif cell == "gru":
         np.testing.assert_allclose(q["h"], (1 - q["z"]) * q["n"] + q["z"] * h_prev, atol=1e-14)
         assert q["z"].min() > 0 and q["n"].min() < 0
+    elif cell == "mingru":
+        np.testing.assert_allclose(q["h"], (1 - q["z"]) * h_prev + q["z"] * q["cand"], atol=1e-14)
+        assert q["z"].min() > 0 and q["cand"].min() < 0
+    else:
+        total = q["f"] + q["i"]
+        np.testing.assert_allclose(q["h"], q["f"] / total * h_prev + q["i"] / total * q["cand"], atol=1e-14)
+        assert q["f"].min() > 0 and q["cand"].min() < 0
 
 
 def test_mistakes_are_user_errors(runs, tmp_path):

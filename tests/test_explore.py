@@ -19,6 +19,7 @@ from charrnn.explore.trace import trace
 from charrnn.model import to_torch
 from tests.conftest import HANG, assert_user_error, run_scripts
 from tests.test_api import CELLS, TEXT, tiny_checkpoint
+from tests.test_parallel_cells import sequential_layers
 
 
 @pytest.fixture(scope="module")
@@ -147,10 +148,19 @@ def test_lookback_is_autograds_gradient_of_each_loss_by_each_input(runs, cell):
     params, spec = m.loaded.backend.export_params(), m.loaded.spec
     targets = np.array([1, 3, 7, 30, len(ids) - 1])
     sizes = lookback(params, spec, trace(params, spec, ids), targets, lags=9)
-    rnn, head = to_torch(spec, params)
+    if cells.CELLS[cell].torch_twin:
+        rnn, head = to_torch(spec, params)
+        top_of = lambda x: head(rnn(x)[0])[0, -1]                                          # noqa: E731
+    else:   # no stock twin: the paper's equations, written out in test_parallel_cells
+        P = {k: torch.tensor(v) for k, v in params.items()}
+        h0 = torch.zeros(spec.num_layers, 1, spec.hidden_size, dtype=torch.float64)
+
+        def top_of(x):
+            top, _ = sequential_layers(cell, P, list(x.unbind(1)), h0)
+            return top[-1][0] @ P["Why"].T + P["by"]
     for row, j in zip(sizes, targets):
         x = torch.nn.functional.one_hot(torch.tensor(ids[None, :j], dtype=torch.long), spec.vocab_size).double().requires_grad_()
-        loss = torch.nn.functional.cross_entropy(head(rnn(x)[0])[0, -1], torch.tensor(int(ids[j])))
+        loss = torch.nn.functional.cross_entropy(top_of(x), torch.tensor(int(ids[j])))
         (grad,) = torch.autograd.grad(loss, x)
         expected = grad[0].norm(dim=1).flip(0).numpy()[:9]       # lag 1, 2, ... back from j
         np.testing.assert_allclose(row[:len(expected)], expected, rtol=2e-4, atol=1e-9)
