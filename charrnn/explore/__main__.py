@@ -26,7 +26,17 @@ def _stopped_during_imports(report):
     return hook
 
 
+def _dropped_quietly(report):
+    """A Stopped or KeyboardInterrupt that Python drops (raised inside an import's weakref callback or a
+    __del__) is not printed as ignored: STOPS recorded the signal, and the script acts on it."""
+    def hook(unraisable):
+        if not isinstance(unraisable.exc_value, (Stopped, KeyboardInterrupt)):
+            report(unraisable)
+    return hook
+
+
 sys.excepthook = _stopped_during_imports(sys.excepthook)
+sys.unraisablehook = _dropped_quietly(sys.unraisablehook)
 
 import codecs  # noqa: E402
 import re  # noqa: E402
@@ -65,6 +75,8 @@ def explore(cfg: ExploreConfig) -> Path:
         name = f"explore_{text_path.stem}.html"
     asked = model.path.parent / name
     path = writable(named_path(Path(cfg.out), "out=") if cfg.out else default_path(asked))
+    if STOPS.signal is not None:  # one whose Stopped Python dropped on the way here
+        raise Stopped(STOPS.signal)
     model.explore_ids(ids, path, about, cfg.lookback_positions, cfg.lookback_lags, cfg.select, cfg.show)
     if path != asked and not cfg.out:
         print(f"{asked} is not an explorer page; left it alone and wrote the page beside it", file=sys.stderr)

@@ -98,7 +98,7 @@ def page_data(params: dict[str, np.ndarray], untrained: dict[str, np.ndarray], s
     top_ids, top_probs = top_k(traced, TOP_K)
     shown = symbol_text(vocab)
     blocks, scales, beyond = value_blocks(traced)
-    units, found, hidden = unit_rankings(traced, baseline, [shown[i] for i in ids], set(shown))
+    units, found, inexpressible = unit_rankings(traced, baseline, [shown[i] for i in ids], set(shown))
     data = {
         "about": f"{page.about} · mean loss {loss.mean():.3f} nats/char",
         "verdict": verdict(float(loss.mean()), float(losses(baseline).mean()), ids, len(vocab), len(found)),
@@ -110,7 +110,7 @@ def page_data(params: dict[str, np.ndarray], untrained: dict[str, np.ndarray], s
         "top_k": top_ids.shape[1], "top": top_ids.ravel().tolist(),
         "top_p": np.rint(top_probs * 1000).astype(int).ravel().tolist(),
         "lookback": lookback_data(params, spec, traced, page),
-        "units": units, "strong": STRONG, "margin": MARGIN, "found": found, "hidden": hidden,
+        "units": units, "strong": STRONG, "margin": MARGIN, "found": found, "inexpressible": inexpressible,
         "start": start or strongest_unit(units), "select": page.select,
     }
     return data, blocks
