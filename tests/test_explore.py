@@ -13,7 +13,7 @@ import pytest
 import charrnn
 from charrnn.explore import units
 from charrnn.explore.lookback import lookback
-from charrnn.explore.page import RANGES, dequantize
+from charrnn.explore.page import RANGES, claim, dequantize
 from charrnn.explore.trace import trace
 from charrnn.model import init_params, spec_of, to_torch
 from tests.conftest import assert_user_error, make_config, run_scripts
@@ -197,6 +197,9 @@ def test_one_unit_heading_two_properties_is_named_with_how_alike_the_text_makes_
     rho = units.correlations(speaker[:, None], units.upper_case(chars)[:, None])[0, 0]
     assert speaker_ranking.shared == [("upper case", pytest.approx(rho))] and rho > 0.5
     assert ("a speaker's-name line (NAME: alone)", pytest.approx(rho)) in upper.shared
+    speaker_ranking.strong = True
+    assert claim(speaker_ranking).endswith(f"; it also heads upper case: this text makes the two alike "
+                                           f"(r = +{rho:.2f} between them)")
 
 
 def test_text_properties():

@@ -194,7 +194,8 @@ def claim(r: Ranking) -> str:
     text = (f"tracks {r.prop} (r = {signed(m.r)}; beyond the current character {signed(m.partial)}, "
             f"the untrained network's best {abs(r.untrained):.2f})")
     for other, rho in r.shared:
-        text += f"; it also heads {other}, which this text makes alike (r = {signed(rho)} between the two)"
+        text += (f"; it also heads {other}: " + ("this text makes the two alike" if abs(rho) >= STRONG else
+                 "a different property in this text") + f" (r = {signed(rho)} between them)")
     return text
 
 
