@@ -12,6 +12,8 @@ import time
 
 import pytest
 
+import charrnn
+from charrnn.errors import UserError
 from tests.conftest import REPO, assert_user_error, run_scripts
 from tests.test_api import TEXT, tiny_checkpoint
 
@@ -140,3 +142,15 @@ def test_a_signal_at_any_moment_is_one_line_and_leaves_no_temporary_file(tmp_pat
         ends.append("stopped")
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
     assert ends[0] == "stopped", ends
+
+
+def test_model_explore_never_replaces_a_file_it_did_not_write(tmp_path):
+    m = charrnn.load(tiny_checkpoint(tmp_path / "run", "rnn"))
+    mine = tmp_path / "mine.html"
+    mine.write_text("<p>mine</p>")
+    with pytest.raises(UserError, match="is a file that is not an explorer page, which the explorer never replaces"):
+        m.explore(TEXT, mine, lookback_positions=0)
+    assert mine.read_text() == "<p>mine</p>"
+    page = m.explore(TEXT, tmp_path / "page.html", lookback_positions=0)
+    assert m.explore(TEXT[:20], page, lookback_positions=0) == page   # its own page: replaced
+    assert '"ids":[' in page.read_text() and len(list(tmp_path.glob("*.tmp"))) == 0
