@@ -1,4 +1,5 @@
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,12 @@ from pathlib import Path
 for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_name, "1")
 
+# A shell that runs the suite as a background job (`python -m pytest &`, a CI step run so) starts it with
+# Ctrl-C ignored, and every script a test starts would inherit that: the tests of Ctrl-C need it to do
+# here what it does in a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
@@ -18,6 +25,10 @@ from charrnn.config import compose, to_config  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Seconds a test waits for a script before it calls it hung. It catches hangs only: the slowest script a
+# default test runs takes under a minute on a slow host under load, and no verdict may depend on speed.
+HANG = 600
+
 
 def compose_raw(overrides=(), config_name="train"):
     return compose(config_name, overrides)
@@ -25,6 +36,14 @@ def compose_raw(overrides=(), config_name="train"):
 
 def make_config(overrides=()):
     return to_config(compose_raw(overrides))
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """The order's seed, printed even under -q: a failure that depends on the order can be replayed."""
+    seed = config.getoption("randomly_seed", None) if config.pluginmanager.has_plugin("randomly") else None
+    if seed is not None:
+        terminalreporter.write_line(f"tests ran in a random order; replay it with: "
+                                    f"python -m pytest -q --randomly-seed={seed}")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -91,7 +110,7 @@ TINY = ["model.hidden_size=16", "train.batch_size=4", "train.seq_length=8", "tra
         "train.log_interval=5", "train.sample_length=20", "train.warmup_iters=0"]
 
 
-def run_scripts(*commands: list[str], timeout: float = 120) -> list[subprocess.CompletedProcess]:
+def run_scripts(*commands: list[str], timeout: float = HANG) -> list[subprocess.CompletedProcess]:
     """Run each command (the arguments after `python`, from the repository root) all at once: most of
     each is Python starting up, so together they take little longer than one."""
     procs = [subprocess.Popen([sys.executable, *cmd], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

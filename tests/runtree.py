@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import REPO, TINY
+from tests.conftest import HANG, REPO, TINY
 
 # A run whose checkpoints are written at steps 0, 10 and 20 (eval_interval 10 in TINY).
 FINISHED = [*TINY, "train.max_iters=20"]
@@ -46,7 +46,7 @@ def script(*args: str, cwd: Path = REPO, env: dict | None = None, **popen) -> su
     return subprocess.Popen(command, cwd=cwd, env={**os.environ, **(env or {})}, text=True, **popen)
 
 
-def finish(*procs: subprocess.Popen, timeout: float = 120) -> list[subprocess.CompletedProcess]:
+def finish(*procs: subprocess.Popen, timeout: float = HANG) -> list[subprocess.CompletedProcess]:
     """Wait for each process; its exit code and output, as subprocess.run gives them."""
     done = []
     for proc in procs:

@@ -55,12 +55,23 @@ def test_peak_memory_counts_what_the_implementation_allocates():
     assert large > 10
 
 
-def test_a_turn_drops_its_first_step_unless_steps_outlast_a_turn(monkeypatch):
+def test_measure_runs_its_seconds_on_the_clock_it_is_given():
+    """However fast the host runs Python, a clock of 4 ticks per step gives the same count: the run is
+    read on that clock, never on the wall."""
+    now = [0.0]
+
+    def step():
+        now[0] += 4 * TICK
+
+    result = bench.measure(step, chars=2, seconds=64 * TICK, clock=lambda: now[0])
+    assert result == {"chars_per_sec": 2 / (4 * TICK), "steps": 16}
+
+
+def test_a_turn_drops_its_first_step_unless_steps_outlast_a_turn():
     """Short steps: each turn's first step pays for the previous implementation's leftovers and is not
     counted. Steps longer than a turn: every step after the first turn counts. The clock is one the
     steps move: fast takes 1 tick, slow 16, a turn lasts 8, the whole 0.2 s is 204.8 ticks."""
     now, calls = [0.0], {"fast": 0, "slow": 0}
-    monkeypatch.setattr(bench.time, "perf_counter", lambda: now[0])
 
     def step(name: str, ticks: int):
         def run():

@@ -17,7 +17,7 @@ from charrnn.training import loop as trainer
 from charrnn.distributed import shard_state, stream_slice
 from charrnn.errors import UserError
 from charrnn.monitor import Monitor
-from tests.conftest import TINY, make_config
+from tests.conftest import HANG, TINY, make_config
 
 torch = pytest.importorskip("torch")
 mp = pytest.importorskip("torch.multiprocessing")
@@ -27,7 +27,6 @@ mp = pytest.importorskip("torch.multiprocessing")
 EXACT = [*TINY, "model.dtype=float64", "train.batch_size=8", "train.seq_length=16", "train.max_iters=50",
          "train.lr_decay_iters=50", "train.eval_interval=10", "train.log_interval=1", "optim.lr=0.01"]
 STOP_AT = 30  # the 2-rank runs stop here and resume, once on 2 ranks and once in one process
-TIMEOUT = 120  # seconds for the whole 2-rank job: a hang fails the test instead of stalling the suite
 
 
 def free_port() -> int:
@@ -126,10 +125,10 @@ def rank_signalled(rank: int, world_size: int, port: int, corpus: str, out: str)
 def spawn(world_size: int, *args, main=rank_main) -> None:
     context = mp.start_processes(main, args=(world_size, free_port(), *args), nprocs=world_size,
                                  join=False, start_method="spawn")
-    deadline = time.monotonic() + TIMEOUT
+    deadline = time.monotonic() + HANG
     try:
         while not context.join(timeout=1):
-            assert time.monotonic() < deadline, f"the {world_size} ranks did not finish in {TIMEOUT} s"
+            assert time.monotonic() < deadline, f"the {world_size} ranks did not finish in {HANG} s"
     finally:
         for process in context.processes:
             if process.is_alive():
@@ -165,7 +164,7 @@ def test_a_rank_that_dies_ends_the_others_with_one_message(corpus, tmp_path):
                                  join=False, start_method="spawn")
     try:
         for process in context.processes:
-            process.join(TIMEOUT)
+            process.join(HANG)
         assert [p.exitcode for p in context.processes] == [0, 9]
     finally:
         for process in context.processes:

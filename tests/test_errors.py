@@ -11,7 +11,7 @@ import pytest
 from charrnn.training import loop as trainer
 from charrnn.checkpoint import load_checkpoint
 from charrnn.errors import UserError
-from tests.conftest import REPO, TINY, assert_user_error, make_config, run_scripts
+from tests.conftest import HANG, REPO, TINY, assert_user_error, make_config, run_scripts
 
 
 @pytest.mark.parametrize("override,message", [
@@ -115,7 +115,7 @@ def test_a_bug_keeps_its_traceback(corpus, tmp_path):
     boom = ("import runpy, charrnn.training.loop as t; t.make_batchers = lambda *a: 1 / 0; "
             "runpy.run_path('train.py', run_name='__main__')")
     proc = subprocess.run([sys.executable, "-c", boom, f"data.path={corpus}", f"hydra.run.dir={tmp_path / 'run'}"],
-                          cwd=REPO, capture_output=True, text=True, timeout=60)
+                          cwd=REPO, capture_output=True, text=True, timeout=HANG)
     assert proc.returncode == 1
     assert "Traceback" in proc.stderr and "ZeroDivisionError" in proc.stderr
 

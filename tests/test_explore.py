@@ -16,7 +16,7 @@ from charrnn.explore.lookback import lookback
 from charrnn.explore.page import RANGES, claim, dequantize
 from charrnn.explore.trace import trace
 from charrnn.model import init_params, spec_of, to_torch
-from tests.conftest import assert_user_error, make_config, run_scripts
+from tests.conftest import HANG, assert_user_error, make_config, run_scripts
 from tests.test_api import CELLS, TEXT, tiny_checkpoint
 
 
@@ -102,7 +102,7 @@ def test_page_runs_in_a_browser(tmp_path):
     path = charrnn.load(run).explore(text, tmp_path / "p.html", select=12, show="0/c/3")
     dom = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path / 'u'}",
                           "--virtual-time-budget=3000", "--dump-dom", path.as_uri()],
-                         capture_output=True, text=True, timeout=120).stdout
+                         capture_output=True, text=True, timeout=HANG).stdout
     assert re.search(r'<body data-ready-ms="\d+"', dom)
     spans = re.findall(r'<span [^>]*data-t="\d+"[^>]* style="background-color: rgb\(', dom)
     assert len(spans) == len(text)

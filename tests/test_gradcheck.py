@@ -6,7 +6,7 @@ import pytest
 
 from charrnn import gradcheck
 from charrnn.backends.numpy_layers import lstm, rnn
-from tests.conftest import REPO
+from tests.conftest import HANG, REPO
 
 RNN_PARAMS = ["Wxh", "Whh", "Why", "bh", "by"]
 
@@ -20,7 +20,7 @@ def verdicts(output: str) -> dict[str, list[str]]:
 
 def test_module_runs_and_passes_with_exit_code_0():
     proc = subprocess.run([sys.executable, "-m", "charrnn.gradcheck", "--per-step", "Whh", "--seq-length", "4"],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
+                          cwd=REPO, capture_output=True, text=True, timeout=HANG)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     table = verdicts(proc.stdout)
     for name in [*RNN_PARAMS, "h_prev"]:

@@ -20,7 +20,7 @@ from charrnn.training import signals
 from charrnn.training.signals import StopRequest, Stopped
 from charrnn.monitor import Monitor
 from charrnn.config import run_config
-from tests.conftest import REPO, TINY, compose_raw, make_config
+from tests.conftest import HANG, REPO, TINY, compose_raw, make_config
 
 # float64 so that the NumPy backend can be held to bit-identical results. 16 streams of 32 make 10
 # chunks per epoch, so 40 steps cross three epoch boundaries (where the carried state resets).
@@ -240,7 +240,7 @@ def test_a_ctrl_c_python_dropped_before_the_run_began_stops_it(monkeypatch):
         assert stop.signal == signal.SIGINT
 
 
-def wait_for(path, proc, timeout=60):
+def wait_for(path, proc, timeout=HANG):
     deadline = time.monotonic() + timeout
     while not path.exists():
         assert proc.poll() is None, proc.communicate()[1]
@@ -261,7 +261,7 @@ def test_sigint_and_sigterm_save_flush_and_print_the_resume_command(corpus, tmp_
         time.sleep(0.3)
         proc.send_signal(sig)
     for sig, (proc, run_dir) in runs.items():
-        _, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=HANG)
         assert proc.returncode == 128 + sig, err
         assert "Traceback" not in err
         message = err.strip().splitlines()[-1]
@@ -294,7 +294,7 @@ def test_sigterm_resume_sigkill_resume_from_the_command_line_matches_an_unbroken
     wait_for(run_dir / "ckpt_last.npz", proc)
     time.sleep(0.5)
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=HANG)
     assert proc.returncode == 128 + signal.SIGTERM, err
     resume_command = shlex.split(err.strip().splitlines()[-1].split("resume with: ")[1])
     assert resume_command == ["python", "train.py", f"train.resume={run_dir}"]  # a plain path needs no quotes
@@ -311,7 +311,7 @@ def test_sigterm_resume_sigkill_resume_from_the_command_line_matches_an_unbroken
 
     # and again, to the end
     proc = start(*resume_command[2:], hydra_dir=tmp_path / "hydra2")
-    _, err = proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=HANG)
     assert proc.returncode == 0, err
 
     trainer.train(make_config(options), tmp_path / "unbroken")

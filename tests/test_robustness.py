@@ -30,7 +30,7 @@ from charrnn.errors import UserError
 from charrnn.model import init_params, model_spec, zero_state
 from charrnn.sampling import next_char_distribution, sample
 from charrnn.training import loop as trainer, rundir
-from tests.conftest import REPO, TINY, assert_user_error, compose_raw, make_config, run_scripts
+from tests.conftest import HANG, REPO, TINY, assert_user_error, compose_raw, make_config, run_scripts
 
 
 def run(corpus, run_dir, *overrides):
@@ -484,7 +484,7 @@ def test_a_refused_run_in_the_current_directory_leaves_that_directory(tmp_path):
     (tmp_path / "short.txt").write_bytes(b"abcdefghij" * 5)
     short = [f"data.path={tmp_path / 'short.txt'}", "train.batch_size=8", "train.seq_length=16"]
     empty, dot = (subprocess.run([sys.executable, str(REPO / "train.py"), *args], cwd=here, capture_output=True,
-                                 text=True, timeout=120)
+                                 text=True, timeout=HANG)
                   for args in (["hydra.run.dir="], ["hydra.run.dir=.", *short]))
     assert_user_error(empty, "hydra.run.dir is empty")
     assert_user_error(dot, "fewer than one batch needs")   # refused after the directory was claimed
@@ -534,7 +534,7 @@ def test_ctrl_c_at_any_moment_is_one_line(finished, tmp_path, script):
         time.sleep(max(0.0, started + delay - time.monotonic()))
         proc.send_signal(signal.SIGINT)
     for delay, proc in zip(delays, procs):
-        _, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=HANG)
         assert "Traceback" not in err, (delay, err)
         assert proc.returncode in (-signal.SIGINT, 128 + signal.SIGINT), (delay, proc.returncode, err)
         last = err.strip().splitlines()[-1]

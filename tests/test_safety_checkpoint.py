@@ -16,7 +16,7 @@ from charrnn.checkpoint import load_checkpoint, save_checkpoint
 from charrnn.errors import UserError
 from charrnn.training import loop as trainer
 from charrnn.config import run_config
-from tests.conftest import REPO, compose_raw
+from tests.conftest import HANG, REPO, compose_raw
 from tests.runtree import assert_clean, finish, script, train_in_process, write_corpus
 
 SECRET = "canary-5f3a9c"  # in the environment of every script below; no file or line may ever show it
@@ -201,7 +201,7 @@ def test_a_path_that_is_not_a_checkpoint_file_is_named_for_what_it_is(tmp_path):
              str(tmp_path / "missing.npz"): "does not exist"}
     commands = [("sample.py", f"checkpoint={path}") for path in cases]
     commands += [("train.py", f"train.resume={path}") for path in list(cases)[1:3]]
-    for command, proc in zip(commands, finish(*(script(*c) for c in commands), timeout=60)):
+    for command, proc in zip(commands, finish(*(script(*c) for c in commands), timeout=HANG)):
         path = command[1].split("=", 1)[1]
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
         (line,) = proc.stderr.strip().splitlines()

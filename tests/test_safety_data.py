@@ -19,7 +19,7 @@ from charrnn.data import cache as data_cache
 from charrnn.data.cache import BESIDE, load_encoded
 from charrnn.data.corpus import open_corpus, scan, write_ids
 from charrnn.errors import UserError
-from tests.conftest import TINY
+from tests.conftest import HANG, TINY
 from tests.runtree import assert_clean, finish, script
 
 TEXT = "the quick brown fox jumps over the lazy dog.\n" * 120
@@ -135,14 +135,14 @@ def test_an_encoding_interrupted_by_a_signal_leaves_no_partial_file_for_good(big
         assert proc.poll() is None and time.monotonic() < deadline, "no temporary file was ever seen"
         time.sleep(0.005)
     proc.send_signal(sig)
-    _, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=HANG)
     if sig == signal.SIGTERM:
         assert proc.returncode == 128 + sig and "Traceback" not in err, err
         assert err.strip().splitlines()[-1].startswith("SIGTERM"), err
         assert parts(cache) == []
         return
     assert parts(cache), "kill -9 leaves its temporary file"
-    (again,) = finish(script("train.py", *common, f"hydra.run.dir={tmp_path / 'again'}"), timeout=300)
+    (again,) = finish(script("train.py", *common, f"hydra.run.dir={tmp_path / 'again'}"), timeout=HANG)
     assert again.returncode == 2 and "fewer than one batch needs" in again.stderr, again.stderr  # it got past the cache
     assert parts(cache) == []
 

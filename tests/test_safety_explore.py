@@ -14,7 +14,7 @@ import pytest
 
 import charrnn
 from charrnn.errors import UserError
-from tests.conftest import REPO, assert_user_error, run_scripts
+from tests.conftest import HANG, REPO, assert_user_error, run_scripts
 from tests.test_api import TEXT, tiny_checkpoint
 
 
@@ -130,7 +130,7 @@ def test_a_signal_at_any_moment_is_one_line_and_leaves_no_temporary_file(tmp_pat
         proc.send_signal(signum)
     ends = []
     for k, (proc, page) in enumerate(zip(procs, pages)):
-        _, err = proc.communicate(timeout=120)
+        _, err = proc.communicate(timeout=HANG)
         if proc.returncode == 0:
             assert page.read_text(encoding="utf-8").rstrip().endswith("</html>")
             ends.append("done")

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO, TINY, assert_user_error, run_scripts
+from tests.conftest import HANG, REPO, TINY, assert_user_error, run_scripts
 from tests.runtree import finish, script, train_in_process, write_corpus
 
 
@@ -58,7 +58,7 @@ def test_a_prime_that_is_not_text_is_one_line_or_skipped(finished):
     _, run_dir, bytes_run = finished
     sample = [sys.executable, "sample.py", "length=20"]
     procs = [subprocess.run([*sample, f"checkpoint={checkpoint}".encode(), b'prime="e\xff"', *extra], cwd=REPO,
-                            capture_output=True, timeout=60)
+                            capture_output=True, timeout=HANG)
              for checkpoint, extra in ((run_dir, []), (run_dir, [b"skip_unknown=true"]), (bytes_run, []))]
     refused, skipped, as_bytes = procs
     assert refused.returncode == 2 and b"Traceback" not in refused.stderr, refused.stderr

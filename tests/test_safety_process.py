@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from charrnn.checkpoint import load_checkpoint
-from tests.conftest import REPO, TINY
+from tests.conftest import HANG, REPO, TINY
 from tests.runtree import RUN_FILES, assert_clean, finish, run_files, script, train_in_process, write_corpus
 
 LONG = [*TINY, "train.max_iters=1000000", "train.eval_interval=50"]
@@ -24,7 +24,7 @@ def saved_step(run_dir) -> int:
     return load_checkpoint(run_dir / "ckpt_last.npz").progress["step"]
 
 
-def wait_for(condition, proc, what: str, timeout: float = 90) -> None:
+def wait_for(condition, proc, what: str, timeout: float = HANG) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert proc.poll() is None, (what, proc.returncode)
@@ -44,7 +44,7 @@ def head(command: list[str], run_dir) -> tuple[int, str]:
     assert all(proc.stdout.readline() for _ in range(2))
     proc.stdout.close()
     err = proc.stderr.read()
-    return proc.wait(timeout=120), err
+    return proc.wait(timeout=HANG), err
 
 
 def to_full(command: list[str], run_dir) -> tuple[int, str]:
@@ -98,7 +98,7 @@ def test_sample_py_says_in_one_line_when_its_output_fails(finished_run):
         head.stdout.read(10)
         head.stdout.close()
         head_err = head.stderr.read()
-        head.wait(timeout=60)
+        head.wait(timeout=HANG)
         closed, to_full = finish(closed, to_full)
     for proc, message in ((closed, "standard output is closed"), (to_full, "No space left on device")):
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
@@ -133,7 +133,7 @@ def test_every_terminating_signal_saves_and_ends_with_its_exit_code(corpus, tmp_
         seen[sig] = saved_step(tmp_path / sig.name)
         proc.send_signal(sig)
     for sig, proc in procs.items():
-        _, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=HANG)
         assert proc.returncode == 128 + sig, (sig.name, proc.returncode, err)
         assert "Traceback" not in err, err
         last = err.strip().splitlines()[-1]
@@ -153,7 +153,7 @@ def test_a_closed_terminal_saves_even_with_nowhere_to_say_so(corpus, tmp_path):
     proc.stdout.close()
     proc.stderr.close()
     proc.send_signal(signal.SIGHUP)
-    assert proc.wait(timeout=60) == 128 + signal.SIGHUP
+    assert proc.wait(timeout=HANG) == 128 + signal.SIGHUP
     assert saved_step(tmp_path / "run") >= seen
 
 
@@ -168,7 +168,7 @@ def test_a_signal_ignored_when_training_starts_stays_ignored(corpus, tmp_path):
     after_hup = saved_step(tmp_path / "run")
     wait_for(lambda: saved_step(tmp_path / "run") >= after_hup + 100, proc, "two more evaluations after SIGHUP")
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=HANG)
     assert proc.returncode == 128 + signal.SIGTERM, err
 
 
@@ -229,7 +229,7 @@ def test_a_signal_during_an_evaluation_stops_it_and_saves(long_val, corpus, tmp_
     run_dir = tmp_path / "run"
     proc = moment(long_val, corpus, run_dir)
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=HANG)
     assert proc.returncode == 128 + signal.SIGTERM, (proc.returncode, err)
     assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("SIGTERM: saved step"), err
     progress = load_checkpoint(run_dir / "ckpt_last.npz").progress
@@ -243,7 +243,7 @@ def test_a_signal_during_an_evaluation_stops_it_and_saves(long_val, corpus, tmp_
 
 def sweep(corpus, cwd, *args):
     return finish(script("train.py", "-m", f"data.path={corpus}", *TINY, "train.max_iters=5", *args, cwd=cwd),
-                  timeout=300)[0]
+                  timeout=HANG)[0]
 
 
 def assert_two_of_three_jobs_finished(proc, sweep_dir) -> None:
@@ -275,7 +275,7 @@ def test_a_joblib_sweep_keeps_going_and_writes_one_directory(corpus, tmp_path):
 def test_two_ranks_end_cleanly_and_leave_one_run_directory(corpus, tmp_path):
     (proc,) = finish(script("-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                             str(REPO / "train.py"), f"data.path={corpus}", *TINY, "train.max_iters=10", cwd=tmp_path),
-                     timeout=300)
+                     timeout=HANG)
     assert_clean(proc)
     assert "terminate called" not in proc.stderr
     (label,) = [p for p in (tmp_path / "runs").iterdir() if p.name != "latest"]

@@ -15,7 +15,7 @@ from charrnn.checkpoint import load_checkpoint
 from charrnn.cli import override
 from charrnn.training import loop as trainer
 from charrnn.config import run_config
-from tests.conftest import REPO, assert_user_error, compose_raw
+from tests.conftest import HANG, REPO, assert_user_error, compose_raw
 from tests.runtree import (FINISHED, RUN_FILES, assert_clean, finish, run_files, script, snapshot, train_in_process,
                            write_corpus)
 
@@ -218,5 +218,5 @@ def test_the_readmes_commands_work_verbatim_on_the_directories_its_commands_make
     (first,) = finish(script("train.py", "backend=numpy", *FINISHED, "train.eval_interval=5000", cwd=tmp_path))
     assert_clean(first)
     for command in commands:
-        (proc,) = finish(script(*shlex.split(command)[1:], cwd=tmp_path), timeout=300)
+        (proc,) = finish(script(*shlex.split(command)[1:], cwd=tmp_path), timeout=HANG)
         assert_clean(proc)

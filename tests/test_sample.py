@@ -13,7 +13,7 @@ from charrnn.errors import UserError
 from charrnn.backends.numpy_backend import step_logits
 from charrnn.model import model_spec, to_torch, zero_state
 from charrnn.sampling import SEPARATOR, next_char_distribution, sample
-from tests.conftest import REPO, TINY, compose_raw, make_config
+from tests.conftest import HANG, REPO, TINY, compose_raw, make_config
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +160,7 @@ def test_torch_backend_samples_a_numpy_checkpoint_to_the_same_text(run_dir):
 
 def test_sample_py_streams_from_the_command_line(run_dir):
     proc = subprocess.run([sys.executable, "sample.py", f"checkpoint={run_dir}", "length=50", "prime='the '",
-                           "num_samples=2"], cwd=REPO, capture_output=True, text=True, timeout=60)
+                           "num_samples=2"], cwd=REPO, capture_output=True, text=True, timeout=HANG)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == sample_text(run_dir, "length=50", "prime='the '", "num_samples=2")
     assert proc.stderr == ""
@@ -189,7 +189,7 @@ def test_a_byte_vocabulary_round_trips_through_the_checkpoint_and_sample_py(tmp_
     expected = "café" + bytes(drawn).decode("utf-8", "backslashreplace") + "\n"
     assert sample_text(run_dir, "length=60", "prime='café'", "greedy=true") == expected
     proc = subprocess.run([sys.executable, "sample.py", f"checkpoint={run_dir}", "length=60", "prime='café'",
-                           "greedy=true"], cwd=REPO, capture_output=True, text=True, timeout=60)
+                           "greedy=true"], cwd=REPO, capture_output=True, text=True, timeout=HANG)
     assert proc.returncode == 0 and proc.stdout == expected, proc.stderr
     with pytest.raises(UserError, match="lacks: 'è'"):   # è is c3 a8 in UTF-8: no a8 in the corpus
         sample_text(run_dir, "prime='è'")

@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from tests.conftest import TINY, run_scripts
+from tests.conftest import HANG, TINY, run_scripts
 
 joblib = pytest.importorskip("joblib")
 pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
@@ -13,7 +13,7 @@ pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
 def test_a_sweep_runs_its_jobs_side_by_side_each_with_its_share_of_the_cores(corpus, tmp_path):
     (proc,) = run_scripts(["train.py", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
                            f"hydra.sweep.dir={tmp_path / 'sweep'}", f"data.path={corpus}", *TINY,
-                           "train.max_iters=5", "seed=1,2"], timeout=300)
+                           "train.max_iters=5", "seed=1,2"], timeout=HANG)
     assert proc.returncode == 0, proc.stderr
     job_dirs = [tmp_path / "sweep" / name for name in ("0_seed-1", "1_seed-2")]  # number, then the swept value
     results = [json.loads((job_dir / "result.json").read_text()) for job_dir in job_dirs]

@@ -9,7 +9,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from charrnn.training import loop as trainer
 from charrnn.checkpoint import load_checkpoint
 from charrnn.errors import UserError
-from tests.conftest import REPO, TINY, make_config
+from tests.conftest import HANG, REPO, TINY, make_config
 
 
 def run(corpus, tmp_path, *overrides):
@@ -105,7 +105,7 @@ def test_train_py_runs_from_the_command_line_and_multirun_sweeps(corpus, tmp_pat
     out = tmp_path / "sweep"
     cmd = [sys.executable, "train.py", "-m", f"data.path={corpus}", *TINY, "train.max_iters=5",
            "optim=adam,sgd", f"hydra.sweep.dir={out}"]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=HANG)
     assert proc.returncode == 0, proc.stderr
     # each job's directory is named by its number and the values the sweep varies
     for job in ("0_optim-adam", "1_optim-sgd"):

@@ -70,12 +70,12 @@ def _rss_kb(field: str) -> int:
 def measure(step: Callable[[], None], chars: int, seconds: float,
             clock: Callable[[], float] = time.perf_counter) -> dict:
     """Median chars/s of step() over about `seconds` of timed calls (at least 5) after 3 warm-up calls,
-    each timed by clock (see measure_interleaved)."""
+    the calls and the seconds both read on clock (see measure_interleaved)."""
     for _ in range(3):
         step()
     times = []
-    deadline = time.perf_counter() + seconds
-    while len(times) < 5 or time.perf_counter() < deadline:
+    deadline = clock() + seconds
+    while len(times) < 5 or clock() < deadline:
         started = clock()
         step()
         times.append(clock() - started)
@@ -90,22 +90,25 @@ def measure_interleaved(steps: dict[str, Callable[[], None]], chars: int, second
     implementation left in the caches and its idle threads (with one step of each in turn, the NumPy
     step at min-char-rnn's shape ran at 0.71x its speed alone). clock times each step: wall time, or
     time.process_time, the CPU time of this process, which waiting for a core on a machine shared with
-    other work does not inflate (a fair measure with one thread only: idle threads spin on CPU time)."""
+    other work does not inflate (a fair measure with one thread only: idle threads spin on CPU time).
+    The turns and the whole run are read on the same clock, never on the wall: how many steps a turn
+    holds then depends on the clock alone, not on how fast this host runs Python."""
     for step in steps.values():
         for _ in range(3):
             step()
     times: dict[str, list[float]] = {name: [] for name in steps}
-    deadline = time.perf_counter() + seconds * len(steps)
-    while min(map(len, times.values())) < 5 or time.perf_counter() < deadline:
+    deadline = clock() + seconds * len(steps)
+    while min(map(len, times.values())) < 5 or clock() < deadline:
         for name, step in steps.items():
             if not times[name] or times[name][-1] < block:
                 step()  # a step longer than a turn hardly feels the caches it starts with: counted
-            turn_ends = time.perf_counter() + block
+            turn_ends = clock() + block
             while True:
                 started = clock()
                 step()
-                times[name].append(clock() - started)
-                if time.perf_counter() >= turn_ends:
+                ended = clock()
+                times[name].append(ended - started)
+                if ended >= turn_ends:
                     break
     return {name: {"chars_per_sec": chars / statistics.median(t), "steps": len(t)} for name, t in times.items()}
 
