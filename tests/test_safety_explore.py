@@ -4,6 +4,7 @@ built, and a signal at any moment is one line with no temporary file left."""
 
 import hashlib
 import os
+import re
 import resource
 import signal
 import subprocess
@@ -91,7 +92,7 @@ def test_a_page_too_large_for_memory_is_refused_before_it_is_built(tmp_path):
 def test_help_lists_explores_own_keys():
     shown, = run_scripts(["-m", "charrnn.explore", "--help"])
     assert shown.returncode == 0 and shown.stderr == ""
-    keys = [line.split("=")[0].strip() for line in shown.stdout.splitlines() if line.startswith("  ")]
+    keys = re.findall(r"^  (\w+)=", shown.stdout, re.M)
     assert keys == ["checkpoint", "text", "length", "out", "lookback_positions", "lookback_lags", "select", "show",
                     "skip_unknown"]
     assert "backend" not in shown.stdout and "optim" not in shown.stdout

@@ -40,6 +40,7 @@ sys.unraisablehook = _dropped_quietly(sys.unraisablehook)
 
 import codecs  # noqa: E402
 import re  # noqa: E402
+import textwrap  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -121,7 +122,8 @@ def usage() -> str:
         elif keys and re.fullmatch(r"\s+# .*", line):
             keys[-1][1] += " " + line.strip()[2:]
     width = max(len(k) for k, _ in keys) + 2
-    lines += [f"  {k:<{width}}{about}" for k, about in keys]
+    lines += [textwrap.fill(about, 110, initial_indent=f"  {k:<{width}}", subsequent_indent=" " * (width + 2))
+              for k, about in keys]
     lines += ["", "Hydra's own flags: python -m charrnn.explore --hydra-help"]
     return "\n".join(lines)
 
