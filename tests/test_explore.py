@@ -214,6 +214,11 @@ def test_text_properties():
     assert [int(speaker[s]) for s in starts[:-1]] == [0, 0, 0, 0, 1, 0]
     r = units.correlations(np.array([[1.0, 2.0], [1.0, 4.0], [1.0, 6.0]]), np.array([[0.0, 1], [1, 0], [2, 0]]))
     np.testing.assert_allclose(r, [[0, 1], [0, -np.sqrt(3) / 2]])   # a constant unit correlates with nothing
+    ids = np.array([3, 3, 1, 5, 1, 3])
+    x = np.stack([np.array([0.1, 0.1, 7.0, 2.0, 7.0, 0.1]), np.array([1.0, 2, 3, 4, 5, 6])], axis=1)
+    rest = units.beyond_current_symbol(x, ids)
+    assert (rest[:, 0] == 0).all()   # a function of the current symbol leaves nothing, not rounding's residue
+    np.testing.assert_allclose(rest[:, 1], [-2, -1, -1, 0, 1, 3])
 
 
 @pytest.mark.parametrize("cell", CELLS)

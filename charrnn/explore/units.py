@@ -163,13 +163,12 @@ def correlations(values: np.ndarray, props: np.ndarray) -> np.ndarray:
 
 def beyond_current_symbol(x: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """(T, N) x less its mean over the rows whose symbol is the same as the row's: x_t - mean(x_s : id_s = id_t)."""
-    symbols, of_row = np.unique(ids, return_inverse=True)
-    sums = np.zeros((len(symbols), x.shape[1]))
-    np.add.at(sums, of_row, x)
-    counts = np.bincount(of_row, minlength=len(symbols))
+    symbols, of_row, counts = np.unique(ids, return_inverse=True, return_counts=True)
+    order = np.argsort(of_row, kind="stable")                              # the rows, grouped by symbol
+    sums = np.add.reduceat(x[order], np.concatenate([[0], np.cumsum(counts)[:-1]]), axis=0)   # (U, N)
     rest = x - (sums / counts[:, None])[of_row]
     # rounding's residue is no knowledge: a column the current symbol decides becomes exactly constant
-    rest[np.abs(rest) <= 1e-9 * np.abs(x).max(axis=0)] = 0
+    rest[:, np.abs(rest).max(axis=0) <= 1e-9 * np.abs(x).max(axis=0)] = 0
     return rest
 
 
