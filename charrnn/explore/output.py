@@ -87,13 +87,13 @@ def page_bytes(spec: ModelSpec, dtype_bytes: int, length: int, positions: int, l
     """About how much memory building the page of `length` symbols takes at its peak.
 
     Per symbol: every quantity of every layer, traced twice (the model and its untrained baseline) and
-    copied once when the chunks are joined; the ranking's float64 copies of one layer (values, their
-    residual, centred); the page's letters, held three times (the blocks, the HTML, its encoding); the
+    copied once when the chunks are joined; the ranking's float64 copies of one layer (the model's and
+    the untrained network's values, their residuals beyond the current symbol, a sorted and a centred copy); the page's letters, held three times (the blocks, the HTML, its encoding); the
     logits and the JSON of ids, losses and guesses. The look-back: its (positions, lags) sizes as floats, a
     Python list and JSON, and one batch's one-hot input and caches.
     """
     Q, L, H, V = QUANTITY_COUNT[spec.cell], spec.num_layers, spec.hidden_size, spec.vocab_size
-    per_symbol = L * Q * H * (4 * dtype_bytes + 3) + 3 * 8 * Q * H + 2 * V * dtype_bytes + 400
+    per_symbol = L * Q * H * (4 * dtype_bytes + 3) + 6 * 8 * Q * H + 2 * V * dtype_bytes + 400
     window = min(lags, length)
     lookback = positions * lags * 60 + window * 64 * (V + 6 * L * H) * 4 * 2
     return length * per_symbol + lookback
