@@ -3,6 +3,7 @@ as a user runs them, and the runs they start from."""
 
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -37,13 +38,29 @@ def run_files(run_dir: Path) -> set[str]:
     return {"events" if p.name.startswith("events.out.tfevents.") else p.name for p in run_dir.iterdir()}
 
 
+# What a terminal leaves each of these doing: ending the process. A suite run under nohup, or as a
+# background job, ignores SIGHUP or SIGINT, and a script would inherit that.
+TERMINATING = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2,
+               signal.SIGXCPU)
+
+
 def script(*args: str, cwd: Path = REPO, env: dict | None = None, **popen) -> subprocess.Popen:
-    """python SCRIPT ARGS..., started as a user starts it (train.py and sample.py by their path in the
-    repository, so that any working directory can be given); stdout and stderr piped unless given."""
+    """python SCRIPT ARGS..., started as a user starts it from a terminal (train.py and sample.py by their
+    path in the repository, so that any working directory can be given; every terminating signal at its
+    default, then the caller's preexec_fn); stdout and stderr piped unless given."""
     command = [sys.executable, *(str(REPO / a) if a in ("train.py", "sample.py") else a for a in args)]
     popen.setdefault("stdout", subprocess.PIPE)
     popen.setdefault("stderr", subprocess.PIPE)
-    return subprocess.Popen(command, cwd=cwd, env={**os.environ, **(env or {})}, text=True, **popen)
+    then = popen.pop("preexec_fn", None)
+
+    def as_from_a_terminal():
+        for sig in TERMINATING:
+            signal.signal(sig, signal.SIG_DFL)
+        if then is not None:
+            then()
+
+    return subprocess.Popen(command, cwd=cwd, env={**os.environ, **(env or {})}, text=True,
+                            preexec_fn=as_from_a_terminal, **popen)
 
 
 def finish(*procs: subprocess.Popen, timeout: float = HANG) -> list[subprocess.CompletedProcess]:
