@@ -8,14 +8,14 @@ import re
 import resource
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
 import charrnn
 from charrnn.errors import UserError
-from tests.conftest import HANG, REPO, assert_user_error, run_scripts
+from tests.conftest import HANG, assert_user_error, run_scripts
+from tests.runtree import script
 from tests.test_api import TEXT, tiny_checkpoint
 
 
@@ -120,9 +120,8 @@ def test_a_signal_at_any_moment_is_one_line_and_leaves_no_temporary_file(tmp_pat
     text.write_text(TEXT * 300)
     delays = (0.0, 0.5, 1.5, 3.0, 5.0)   # after the scripts' imports began
     pages = [tmp_path / f"p{k}.html" for k in range(len(delays))]
-    procs = [subprocess.Popen([sys.executable, *explore(f"checkpoint={run}", f"text={text}", "length=20000",
-                                                        f"out={page}", positions=600)],
-                              cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for page in pages]
+    procs = [script(*explore(f"checkpoint={run}", f"text={text}", "length=20000", f"out={page}", positions=600),
+                    stdout=subprocess.DEVNULL) for page in pages]   # as from a terminal, whatever ran the suite
     for proc in procs:
         past_its_first_line(proc)
     began = time.monotonic()
