@@ -15,12 +15,12 @@ import tempfile
 from pathlib import Path
 
 from charrnn.errors import UserError
+from charrnn.explore.trace import QUANTITIES
 from charrnn.files import atomic_write, remove_leftovers
 from charrnn.model import ModelSpec
 
 GENERATOR = "charrnn explorer"            # page.html's <meta name="generator">: how a page is known as one
 HEAD_BYTES = 2048                         # the marker is within the page's first lines
-QUANTITY_COUNT = {"rnn": 1, "gru": 4, "lstm": 6}
 
 
 def is_page(path: Path) -> bool:
@@ -92,7 +92,7 @@ def page_bytes(spec: ModelSpec, dtype_bytes: int, length: int, positions: int, l
     logits and the JSON of ids, losses and guesses. The look-back: its (positions, lags) sizes as floats, a
     Python list and JSON, and one batch's one-hot input and caches.
     """
-    Q, L, H, V = QUANTITY_COUNT[spec.cell], spec.num_layers, spec.hidden_size, spec.vocab_size
+    Q, L, H, V = len(QUANTITIES[spec.cell]), spec.num_layers, spec.hidden_size, spec.vocab_size
     per_symbol = L * Q * H * (4 * dtype_bytes + 3) + 6 * 8 * Q * H + 2 * V * dtype_bytes + 400
     window = min(lags, length)
     lookback = positions * lags * 60 + window * 64 * (V + 6 * L * H) * 4 * 2
