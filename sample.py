@@ -1,6 +1,6 @@
 """Sample text from a checkpoint: python sample.py checkpoint=PATH [backend=numpy|torch] [key=value ...]."""
 
-from charrnn.training.signals import quiet_keyboard_interrupt
+from charrnn.signals import quiet_keyboard_interrupt
 
 quiet_keyboard_interrupt()  # first: a Ctrl-C during the imports below ends in one line too
 

@@ -1,14 +1,15 @@
 """Train a character-level RNN: python train.py [backend=numpy|torch] [key=value ...].
 
 The path of a run, one hop from here:
-    where the config is checked       charrnn/config.py          run_config, to_config
+    where the run starts              charrnn/start.py           start_run, run_config
+    where the config is checked       charrnn/config.py          to_config
     the training loop                 charrnn/training/loop.py   train, Trainer.run
     one training step                 charrnn/backends/numpy_backend.py   NumpyBackend.train_step
     the BPTT                          charrnn/backends/numpy_layers/rnn.py (lstm.py, gru.py)   backward
     where a checkpoint is written     charrnn/checkpoint/format.py   save_checkpoint
 """
 
-from charrnn.training.signals import quiet_keyboard_interrupt
+from charrnn.signals import quiet_keyboard_interrupt
 
 quiet_keyboard_interrupt()  # first: a Ctrl-C during the imports below ends in one line too
 
@@ -20,18 +21,17 @@ from pathlib import Path  # noqa: E402
 
 import hydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
-from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from charrnn.cli import Command, override, run_started  # noqa: E402
-from charrnn.config import run_config  # noqa: E402
+from charrnn.cli import Command  # noqa: E402
+from charrnn.commandline import override  # noqa: E402
 from charrnn.distributed import is_main_process, leave  # noqa: E402
 from charrnn.errors import UserError  # noqa: E402
 from charrnn.monitor.summary import summary  # noqa: E402
 from charrnn.terminal import keep_going  # noqa: E402
-from charrnn.training.loop import train  # noqa: E402
+from charrnn.start import start_run  # noqa: E402
 from charrnn.training.rundir import register_resolvers, remove_if_made_and_empty  # noqa: E402
-from charrnn.training.signals import Stopped  # noqa: E402
+from charrnn.signals import Stopped  # noqa: E402
 
 command = Command(out_of_memory="out of memory; lower model.hidden_size, model.num_layers, train.batch_size or "
                                 "train.seq_length",
@@ -59,13 +59,8 @@ def run(raw: DictConfig, hydra_cfg, output_dir: Path) -> float:
             os.chdir(hydra_cfg.runtime.cwd)  # back where the command was given, which every path is relative to
             raise UserError("hydra.job.chdir=true is not supported: charrnn reads every path (data.path, "
                             "train.resume, data.cache_dir) from where the command runs; leave it false")
-        if hydra_cfg.mode == RunMode.RUN and not str(hydra_cfg.run.dir).strip():
-            raise UserError("hydra.run.dir is empty, which would scatter the run's files into the current "
-                            "directory; name a directory with hydra.run.dir=PATH")
         try:
-            cfg = run_config(raw, list(hydra_cfg.overrides.task))
-            result = train(cfg, output_dir, on_start=lambda run_dir: run_started(run_dir, raw, hydra_cfg, output_dir),
-                           command=shlex.join(["python", *sys.argv]))
+            cfg, result = start_run(raw, hydra_cfg, output_dir, command=shlex.join(["python", *sys.argv]))
         except KeyboardInterrupt:
             print("interrupted without saving; the run's last checkpoint is as it was", file=sys.stderr)
             sys.exit(128 + signal.SIGINT)

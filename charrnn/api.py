@@ -10,7 +10,7 @@
     result = charrnn.train(["model=gru", "train.max_iters=500"])  # what python train.py ... runs
 
 Everything reads the model as sample.py, training and evaluation do: one loader
-(charrnn.checkpoint.load_model), one sampler (charrnn.sampling.continuation), and for what happens
+(charrnn.checkpoint.load_model), one sampler (charrnn.generation.continuation), and for what happens
 inside, the NumPy layers' forward pass (charrnn.explore.trace), whichever backend loaded the weights.
 A mistake (a bad path, a character the vocabulary lacks, a bad option) raises charrnn.errors.UserError
 with the same message the scripts print.
@@ -31,8 +31,8 @@ from charrnn.errors import UserError
 from charrnn.explore.output import check_size, named_path
 from charrnn.explore.page import PageSpec, build_page, run_label
 from charrnn.explore.trace import Trace, losses, top_k, trace
+from charrnn.generation import continuation, quiet_overflow
 from charrnn.model import init_params
-from charrnn.sampling import continuation, quiet_overflow
 
 if TYPE_CHECKING:
     from charrnn.training.loop import TrainResult
@@ -173,25 +173,14 @@ def train(overrides: Sequence[str] = ()) -> "TrainResult":
     TrainResult (run_dir, steps, val_loss, best_val_loss, ...); charrnn.load(result.run_dir) loads it.
     Interrupting (Ctrl-C, a notebook's stop) saves at the end of the step and returns with stopped_by set."""
     # Imported here: loading a model needs neither the trainer nor Hydra's composition.
-    from charrnn.cli import run_started
-    from charrnn.config import compose, run_config
-    from charrnn.training.loop import train as train_loop
-    from charrnn.training.rundir import register_resolvers, remove_if_made_and_empty
+    from charrnn.config import compose
+    from charrnn.start import start_run
+    from charrnn.training.rundir import register_resolvers
 
     if not (CONF_DIR / "train.yaml").is_file():
         raise UserError(f"charrnn.train composes the configs in {CONF_DIR}, which is missing: "
                         f"install charrnn from its source checkout (pip install -e .)")
     register_resolvers()
     raw = compose("train", overrides, return_hydra_config=True)
-    hydra_cfg = raw.hydra
-    run_dir_name = str(OmegaConf.select(raw, "hydra.run.dir")).strip()
-    if not run_dir_name:
-        raise UserError("hydra.run.dir is empty, which would scatter the run's files into the current "
-                        "directory; name a directory with hydra.run.dir=PATH")
-    run_dir = Path(run_dir_name).absolute()
     task = OmegaConf.masked_copy(raw, [key for key in raw if key != "hydra"])
-    try:
-        return train_loop(run_config(task, list(hydra_cfg.overrides.task)), run_dir,
-                          on_start=lambda started_in: run_started(started_in, task, hydra_cfg, run_dir))
-    finally:
-        remove_if_made_and_empty(run_dir)
+    return start_run(task, raw.hydra, Path(str(raw.hydra.run.dir).strip()).absolute())[1]

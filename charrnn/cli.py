@@ -1,10 +1,9 @@
-"""What train.py and sample.py share: a mistake the user can fix ends in one line on stderr and exit
-code 2; anything else, a bug, keeps its traceback."""
+"""What the commands share (train.py, sample.py, python -m charrnn.explore, the board, the bench, and
+charrnn.start for train.py and charrnn.train): a mistake the user can fix ends in one line on stderr and
+exit code 2; anything else, a bug, keeps its traceback."""
 
 import errno
 import os
-import re
-import shlex
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -17,9 +16,10 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
 from charrnn.config import unknown_key_message
+from charrnn.commandline import override
 from charrnn.errors import UserError
 from charrnn.files import write_text_atomic
-from charrnn.training.signals import was_interrupted
+from charrnn.signals import was_interrupted
 
 # What a machine, not a bug, makes a write fail with: a full disk or quota, a read-only or failing one.
 DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.EFBIG}
@@ -155,15 +155,3 @@ def run_started(run_dir: Path, task_cfg: DictConfig, hydra_cfg: DictConfig, outp
     if run_dir == output_dir:
         write_hydra_record(output_dir, task_cfg, hydra_cfg)
     link_latest(run_dir)
-
-
-def override(key: str, value) -> str:
-    """key=value as one command-line word that a shell and then Hydra's override grammar both read back
-    as value, whatever characters it holds (spaces, quotes, $, brackets, =)."""
-    text = str(value)
-    if not re.fullmatch(r"[\w/.~+@%:-]+", text):
-        # Hydra's quoted string: a backslash needs escaping only before a quote or at the end; ${ interpolates
-        text = re.sub(r'(\\*)"', lambda m: m.group(1) * 2 + '\\"', text)
-        text = re.sub(r"(\\+)$", lambda m: m.group(1) * 2, text).replace("${", "\\${")
-        text = f'"{text}"'
-    return shlex.quote(f"{key}={text}")

@@ -14,12 +14,12 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
 
 from charrnn.backends import BACKENDS
-from charrnn.backends.devices import DEVICES, PRECISIONS, check_precision, needs_torch, resolve_device, valid_device
-from charrnn.checkpoint import load_checkpoint, resolve_checkpoint, resume_path, saved_config
+from charrnn.devices import DEVICES, PRECISIONS, check_precision, needs_torch, resolve_device, valid_device
 from charrnn.data.vocab import ENCODINGS
 from charrnn.errors import UserError
-from charrnn.model import CELLS
+from charrnn.cells import CELLS
 from charrnn.optim import OPTIMIZERS
+from charrnn.ranges import DECAY, FRACTION, NON_NEGATIVE, POSITIVE, PROBABILITY_MASS, Range
 
 
 @dataclass
@@ -122,7 +122,7 @@ BACKEND_CHOICES = {
 
 CHOICES = {
     **BACKEND_CHOICES,
-    "model.cell": tuple(CELLS),
+    "model.cell": CELLS,   # the records themselves: a cell registered later is a choice too
     "optim.name": tuple(OPTIMIZERS),
     "model.init": ("normal", "uniform"),
     "model.dtype": ("float32", "float64"),
@@ -135,39 +135,8 @@ CHOICES = {
 }
 
 
-@dataclass(frozen=True)
-class Range:
-    """The numbers a key may take: low < v (or low <= v with low_closed), v < high (or <= with high_closed).
-    A value must also be finite, and whole where the schema says int; null passes where the schema allows it."""
-
-    low: float = -math.inf
-    high: float = math.inf
-    low_closed: bool = False
-    high_closed: bool = False
-
-    def holds(self, v) -> bool:
-        above = v >= self.low if self.low_closed else v > self.low
-        below = v <= self.high if self.high_closed else v < self.high
-        return above and below
-
-    def describe(self) -> str:
-        """What a value must be, after the key: "train.min_lr must not be negative"."""
-        if self == POSITIVE:
-            return "must be positive"
-        if self == NON_NEGATIVE:
-            return "must not be negative"
-        opening, closing = "[" if self.low_closed else "(", "]" if self.high_closed else ")"
-        return f"must be in {opening}{self.low:g}, {self.high:g}{closing}"
-
-
-POSITIVE = Range(low=0)
-NON_NEGATIVE = Range(low=0, low_closed=True)
-FRACTION = Range(low=0, high=1)                                    # (0, 1)
-DECAY = Range(low=0, high=1, low_closed=True)                      # [0, 1): a decay rate, or a dropout probability
-PROBABILITY_MASS = Range(low=0, high=1, high_closed=True)          # (0, 1]
-
-# One line per key, one place per fact; a key absent from the chosen optimizer is skipped. Seeds are
-# NumPy's (np.random.default_rng takes any integer from 0 up).
+# One line per key, one place per fact (an optimizer's keys are in its row, charrnn.optim.OPTIMIZERS).
+# Seeds are NumPy's (np.random.default_rng takes any integer from 0 up).
 RANGES = {
     "seed": NON_NEGATIVE,
     "model.hidden_size": POSITIVE,
@@ -175,11 +144,6 @@ RANGES = {
     "model.init_std": POSITIVE,
     "model.dropout": DECAY,
     "model.forget_bias": Range(),
-    "optim.lr": POSITIVE,
-    "optim.eps": POSITIVE,
-    "optim.beta1": DECAY,
-    "optim.beta2": DECAY,
-    "optim.momentum": NON_NEGATIVE,
     "data.val_fraction": FRACTION,
     "train.batch_size": POSITIVE,
     "train.seq_length": POSITIVE,
@@ -215,7 +179,8 @@ def lookup(cfg, dotted: str):
     return value
 
 
-def _typed(schema, raw: DictConfig):
+def typed(schema, raw: DictConfig):
+    """raw (a DictConfig or a dict) as an instance of the dataclass schema, or a UserError naming the key."""
     try:
         return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), raw))
     except ConfigKeyError as e:
@@ -238,10 +203,7 @@ def _check_values(cfg, choices: dict, ranges: dict) -> None:
         if lookup(cfg, key) not in allowed:
             raise UserError(f"{key}={lookup(cfg, key)!r} is not one of {', '.join(allowed)}")
     for key, allowed in ranges.items():
-        try:
-            value = lookup(cfg, key)
-        except AttributeError:  # a key of another optimizer
-            continue
+        value = lookup(cfg, key)
         if value is None:
             continue
         if isinstance(value, float) and not math.isfinite(value):
@@ -258,6 +220,9 @@ def check_backend(backend: BackendConfig, dtype: str | None) -> None:
     if backend.name == "numpy" and backend.precision != "fp32":
         raise UserError(f"backend=numpy computes in model.dtype; backend.precision={backend.precision} needs "
                         f"backend=torch")
+    if backend.name == "numpy" and backend.recurrence != "auto":
+        raise UserError(f"backend=numpy runs its own loop; backend.recurrence={backend.recurrence} chooses the "
+                        f"torch backend's: leave it out, or use backend=torch")
     if needs_torch(backend.device, backend.precision):
         check_precision(backend.precision, resolve_device(backend.device).type, dtype)
     else:
@@ -269,70 +234,14 @@ def to_config(raw: DictConfig) -> Config:
     optim_name = OmegaConf.select(raw, "optim.name")
     if optim_name not in OPTIMIZERS:
         raise UserError(f"unknown optimizer {optim_name!r}; choose optim= one of {', '.join(OPTIMIZERS)}")
-    cfg: Config = _typed(Config, raw)
-    cfg.optim = _typed(OPTIMIZERS[optim_name].config, raw.optim)
-    _check_values(cfg, CHOICES, RANGES)
+    cfg: Config = typed(Config, raw)
+    cfg.optim = typed(OPTIMIZERS[optim_name].config, raw.optim)
+    kind = OPTIMIZERS[optim_name]
+    _check_values(cfg, CHOICES, {**RANGES, **{f"optim.{key}": allowed for key, allowed in kind.ranges.items()}})
     check_backend(cfg.backend, cfg.model.dtype)
-    if getattr(cfg.optim, "nesterov", False) and cfg.optim.momentum == 0:
-        raise UserError("optim.nesterov=true needs momentum: set optim.momentum above 0, or optim.nesterov=false")
-    return cfg
-
-
-def run_config(raw: DictConfig, overrides: list[str]) -> Config:
-    """The typed config of a training run. To resume (train.resume), it is the checkpoint's saved
-    config with only the keys given on the command line (overrides, as Hydra lists them) changed, so
-    that `python train.py train.resume=DIR` continues a run whatever options started it. To fine-tune
-    (train.init_from), the model is the checkpoint's (see finetune_config)."""
-    resume = OmegaConf.select(raw, "train.resume")
-    init_from = OmegaConf.select(raw, "train.init_from")
-    if resume is not None and init_from is not None:
-        raise UserError("train.init_from and train.resume exclude each other: train.resume continues a run, "
-                        "train.init_from starts a new one from a checkpoint's weights; pass one of them")
-    if init_from is not None:
-        return finetune_config(raw, overrides, init_from)
-    if resume is None:
-        return to_config(raw)
-    path = resume_path(resume)
-    saved = saved_config(load_checkpoint(path))  # its strings are text: ${...} in a file is never resolved
-    for override in overrides:
-        key = override.split("=", 1)[0].lstrip("+~")
-        value = OmegaConf.select(raw, key, default=_ABSENT)
-        if value is _ABSENT:
-            raise UserError(f"{override} does not name one config key, so it cannot change a resumed run; "
-                            f"override the keys themselves (e.g. train.max_iters=...)")
-        OmegaConf.update(saved, key, value, merge=False)
-    OmegaConf.update(saved, "train.resume", resume)  # however it was given
-    try:
-        return to_config(saved)
-    except UserError as e:
-        raise UserError(f"cannot resume {path}: its saved config, with your overrides, "
-                        f"does not validate ({e})") from None
-
-
-_ABSENT = object()
-# The model keys that fix the weights' shapes (the vocabulary aside, which fine-tuning may grow).
-SHAPE_KEYS = ("cell", "hidden_size", "num_layers")
-
-
-def finetune_config(raw: DictConfig, overrides: list[str], init_from: str) -> Config:
-    """A fine-tuning run's config: the command line's, with the model section of the checkpoint named by
-    init_from for every model key the command line does not give (a group override, model=lstm, gives
-    them all). Given keys that would change the weights' shapes are refused; dropout, dtype and the
-    initialisation (which draws the rows of new characters) may change."""
-    path = resolve_checkpoint(init_from)
-    saved = _typed(ModelConfig, saved_config(load_checkpoint(path)).get("model", {}))
-    given = {override.split("=", 1)[0].lstrip("+~") for override in overrides}
-    merged = OmegaConf.create(OmegaConf.to_container(raw, resolve=True))
-    if "model" not in given:
-        for key, value in asdict(saved).items():
-            if f"model.{key}" not in given:
-                OmegaConf.update(merged, f"model.{key}", value, merge=False)
-    cfg = to_config(merged)
-    for key in SHAPE_KEYS:
-        if getattr(cfg.model, key) != getattr(saved, key):
-            raise UserError(f"model.{key}={getattr(cfg.model, key)} does not fit the weights of {path} "
-                            f"(model.{key}={getattr(saved, key)}): fine-tuning keeps the checkpoint's model; "
-                            f"leave model.{key} out")
+    problem = kind.check(cfg.optim)
+    if problem:
+        raise UserError(problem)
     return cfg
 
 
@@ -340,7 +249,7 @@ def to_sample_config(raw: DictConfig) -> SampleConfig:
     """The same for sample.py's config (conf/sample.yaml)."""
     if OmegaConf.is_missing(raw, "checkpoint"):
         raise UserError("name the checkpoint to sample from: checkpoint=PATH (a ckpt_*.npz file or a run directory)")
-    cfg: SampleConfig = _typed(SampleConfig, raw)
+    cfg: SampleConfig = typed(SampleConfig, raw)
     _check_values(cfg, BACKEND_CHOICES, SAMPLE_RANGES)
     check_backend(cfg.backend, None)
     return cfg
@@ -376,7 +285,7 @@ def to_explore_config(raw: DictConfig) -> ExploreConfig:
     """The same for python -m charrnn.explore's config (conf/explore.yaml)."""
     if OmegaConf.is_missing(raw, "checkpoint"):
         raise UserError("name the model to explore: checkpoint=PATH (a ckpt_*.npz file or a run directory)")
-    cfg: ExploreConfig = _typed(ExploreConfig, raw)
+    cfg: ExploreConfig = typed(ExploreConfig, raw)
     _check_values(cfg, {}, EXPLORE_RANGES)
     return cfg
 

@@ -27,9 +27,11 @@ import signal as signals
 import sys
 import time
 from datetime import timedelta
+from typing import Protocol
 
 import numpy as np
 
+from charrnn.devices import resolve_device
 from charrnn.errors import UserError
 
 # How long a rank waits in a collective for the others: long enough for the others' share of an
@@ -52,7 +54,25 @@ def shard_state(state: tuple[np.ndarray, ...], rows: slice) -> tuple[np.ndarray,
     return tuple(a[..., rows, :] for a in state)
 
 
-class Solo:
+class Ranks(Protocol):
+    """The processes training one model, as a step, the trainer and a checkpoint see them: Solo (one
+    process) or Replicas (torchrun's ranks)."""
+
+    rank: int
+    world_size: int
+    is_main: bool
+
+    def streams(self, num_streams: int) -> slice: ...
+    def local(self, inputs: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+    def shard(self, state: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]: ...
+    def gather(self, state: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]: ...
+    def watch(self, stop) -> None: ...
+    def average_(self, loss, grads: list, reduction: str): ...
+    def sum(self, value: float) -> float: ...
+    def agree(self, signal: int | None, train_seconds: float, clock: bool) -> tuple[int | None, float]: ...
+
+
+class Solo(Ranks):
     """One process: its streams are all the streams, and there is nothing to agree on."""
 
     rank = 0
@@ -87,7 +107,7 @@ class Solo:
 SOLO = Solo()
 
 
-class Replicas(Solo):
+class Replicas(Ranks):
     """This process's rank among world_size ranks training one model (see the module's docstring)."""
 
     def __init__(self, rank: int, world_size: int, batch_size: int):
@@ -124,7 +144,7 @@ class Replicas(Solo):
         return tuple(gathered)
 
     def watch(self, stop) -> None:
-        """Send whether `stop` (a charrnn.training.signals.StopRequest) has seen a signal with every step's gradients."""
+        """Send whether `stop` (a charrnn.signals.StopRequest) has seen a signal with every step's gradients."""
         self.stop = stop
 
     def average_(self, loss, grads: list, reduction: str):
@@ -219,15 +239,7 @@ def leave() -> None:
         dist.destroy_process_group()
 
 
-def local_rank() -> int | None:
-    """This process's index among the ranks torchrun started on its machine (LOCAL_RANK), or None for a
-    run of one process."""
-    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
-        return None
-    return int(os.environ.get("LOCAL_RANK", "0"))
-
-
-def join(batch_size: int, device: str = "auto") -> Solo:
+def join(batch_size: int, device: str = "auto") -> Ranks:
     """The ranks of this run: SOLO unless torchrun started WORLD_SIZE > 1 processes; then join the
     process group (once per process) and take this rank's share of the batch_size train streams.
     device is the run's backend.device: on CUDA each rank takes its own GPU, cuda:LOCAL_RANK."""
@@ -239,8 +251,6 @@ def join(batch_size: int, device: str = "auto") -> Solo:
                         f"make it a multiple of the number of processes")
     import torch
     import torch.distributed as dist
-
-    from charrnn.backends.devices import resolve_device
 
     if not dist.is_initialized():
         run_device = resolve_device(device)

@@ -8,16 +8,13 @@ shared by every backend, and its export to stock torch.nn modules.
 Parameters, for each layer l (names end in _l for l >= 1, so a one-layer rnn keeps min-char-rnn's
 names Wxh, Whh, Why, bh, by), G = the cell's gate count, In = V for layer 0 and H above it:
 
-    Wxh (G*H, In)   input weights, the gates stacked in torch.nn's order
+    Wxh (G*H, In)   input weights, the gates stacked in the cell's order (torch.nn's)
     Whh (G*H, H)    recurrent weights, the same order
     bh  (G*H,)      the gates' biases (torch's b_ih + b_hh: the sum is all the math sees)
-    bhn (H,)        gru only: b_hn, the recurrent bias inside the reset gate's product
+    the cell's extra (H,) parameters, such as the GRU's bhn (b_hn, inside its reset gate's product)
     Why (V, H), by (V,)   the head, once
 
-    cell  G  gates (torch's order)   state
-    rnn   1  tanh                    (h,)
-    lstm  4  i, f, g, o              (h, c)
-    gru   3  r, z, n                 (h,)
+Each cell's gates, state and extra parameters are its record's (charrnn.cells).
 
 The recurrent state is a tuple of arrays, one per entry of the cell's state, each (L, B, H) for L
 layers and B streams: torch.nn's layout (nn.LSTM's (h0, c0)). zero_state builds it.
@@ -33,22 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from charrnn.cells import CELLS
 
-@dataclass(frozen=True)
-class Cell:
-    gates: int                  # G: how many H-sized blocks the input and recurrent products produce
-    state: tuple[str, ...]      # the names of the arrays its state carries, in order
-    extra: tuple[str, ...]      # per-layer parameters beyond Wxh, Whh, bh, each (H,)
-    torch_module: str           # its stock torch.nn module
-    forget_gate: int | None     # which gate block model.forget_bias shifts
-
-
-CELLS = {
-    "rnn": Cell(gates=1, state=("h",), extra=(), torch_module="RNN", forget_gate=None),
-    "lstm": Cell(gates=4, state=("h", "c"), extra=(), torch_module="LSTM", forget_gate=1),
-    "gru": Cell(gates=3, state=("h",), extra=("bhn",), torch_module="GRU", forget_gate=None),
-}
-STATE_NAMES = ("h", "c")  # every name a cell's state may use, as checkpoints store them
 HEAD = ("Why", "by")
 
 
@@ -74,6 +57,11 @@ def _layer_names(cell: str, layer: int) -> dict[str, str]:
     return {base: base + suffix for base in ("Wxh", "Whh", "bh", *CELLS[cell].extra)}
 
 
+def layer_weights(params: dict, spec: ModelSpec, layer: int) -> dict:
+    """One layer's weights (NumPy arrays or tensors) under their names in its cell's equations: Wxh, Whh, bh, ..."""
+    return {base: params[name] for base, name in spec.layer_names(layer).items()}
+
+
 def model_spec(cell: str = "rnn", vocab_size: int = 65, hidden_size: int = 100, num_layers: int = 1) -> ModelSpec:
     """The model's description, checked. The one public way to build one."""
     if cell not in CELLS:
@@ -91,7 +79,7 @@ def spec_of(model_cfg, vocab_size: int) -> ModelSpec:
 
 def param_shapes(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
     """Every parameter's shape, weights first and biases after (the order initial values are drawn in)."""
-    V, H, G = spec.vocab_size, spec.hidden_size, CELLS[spec.cell].gates
+    V, H, G = spec.vocab_size, spec.hidden_size, len(CELLS[spec.cell].gates)
     weights, biases = {}, {}
     for layer in range(spec.num_layers):
         names = spec.layer_names(layer)
@@ -124,10 +112,10 @@ def init_params(spec: ModelSpec, init: str, init_std: float, seed: int, dtype: s
         else:
             raise ValueError(f"unknown init {init!r}")
         params[name] = value.astype(dtype)
-    gate = CELLS[spec.cell].forget_gate
-    if gate is not None:
+    cell = CELLS[spec.cell]
+    if cell.forget_gate is not None:
         for layer in range(spec.num_layers):
-            params[spec.layer_names(layer)["bh"]][gate * H:(gate + 1) * H] += forget_bias
+            params[spec.layer_names(layer)["bh"]][cell.gate_block(cell.forget_gate, H)] += forget_bias
     return params
 
 
@@ -137,27 +125,30 @@ def zero_state(spec: ModelSpec, batch_size: int, dtype) -> tuple[np.ndarray, ...
 
 
 def to_torch(spec: ModelSpec, params: dict[str, np.ndarray]):
-    """Stock torch modules holding exactly these weights: (nn.RNN / nn.LSTM / nn.GRU with num_layers and
-    batch_first=True, nn.Linear head). The recurrent module reads one-hot inputs (B, T, V) and a state in
-    the layout above; head(out) are the logits. torch keeps two biases per layer: b_ih gets bh and b_hh
-    zeros, except the GRU's b_hn (the n block of b_hh), which gets bhn."""
+    """Stock torch modules holding exactly these weights: (the cell's torch.nn twin, nn.RNN / nn.LSTM /
+    nn.GRU, with num_layers and batch_first=True; an nn.Linear head). The recurrent module reads one-hot
+    inputs (B, T, V) and a state in the layout above; head(out) are the logits. torch keeps two biases per
+    layer: b_ih gets bh, and b_hh the cell's recurrent-bias rule (zeros, but the GRU's bhn in its n block)."""
     import torch
 
-    module = getattr(torch.nn, CELLS[spec.cell].torch_module)
+    cell = CELLS[spec.cell]
+    if cell.torch_twin is None:
+        raise ValueError(f"cell {spec.cell!r} has no stock torch.nn module")
+    module = getattr(torch.nn, cell.torch_twin)
     dtype = getattr(torch, str(params["Why"].dtype))
     H = spec.hidden_size
     rnn = module(spec.vocab_size, H, num_layers=spec.num_layers, batch_first=True, dtype=dtype)
     head = torch.nn.Linear(H, spec.vocab_size, dtype=dtype)
     with torch.no_grad():
         for layer in range(spec.num_layers):
-            names = spec.layer_names(layer)
-            getattr(rnn, f"weight_ih_l{layer}").copy_(torch.as_tensor(params[names["Wxh"]]))
-            getattr(rnn, f"weight_hh_l{layer}").copy_(torch.as_tensor(params[names["Whh"]]))
-            getattr(rnn, f"bias_ih_l{layer}").copy_(torch.as_tensor(params[names["bh"]]))
+            W = layer_weights(params, spec, layer)
+            getattr(rnn, f"weight_ih_l{layer}").copy_(torch.as_tensor(W["Wxh"]))
+            getattr(rnn, f"weight_hh_l{layer}").copy_(torch.as_tensor(W["Whh"]))
+            getattr(rnn, f"bias_ih_l{layer}").copy_(torch.as_tensor(W["bh"]))
             b_hh = getattr(rnn, f"bias_hh_l{layer}")
             b_hh.zero_()
-            if "bhn" in names:
-                b_hh[2 * H:] = torch.as_tensor(params[names["bhn"]])
+            for gate, name in cell.recurrent_bias.items():
+                b_hh[cell.gate_block(gate, H)] = torch.as_tensor(W[name])
         head.weight.copy_(torch.as_tensor(params["Why"]))
         head.bias.copy_(torch.as_tensor(params["by"]))
     return rnn, head

@@ -1,6 +1,8 @@
-"""Optimizers, gradient clipping and the learning-rate schedule, in NumPy; OPTIMIZERS, at the end, is
-the one table of what an optimizer is (its config keys, its NumPy update, the torch.optim class it
-matches): adding one is a class here, a row there and a YAML file in conf/optim/.
+"""Optimizers and gradient clipping, in NumPy (the learning-rate schedule is charrnn.training.schedule's);
+OPTIMIZERS, at the end, is the one table of what an optimizer is (its config keys and the numbers each may
+take, the check across them, its NumPy update, the torch.optim class it matches and how that class keeps
+its state): adding one is a class here, a row there, a YAML file in conf/optim/ and its name in
+docs/training.md's table.
 
 Each update is written exactly as torch.optim computes it (eps placement and operation order
 included), so the torch backend, which uses torch.optim itself, matches to round-off.
@@ -15,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+
+from charrnn.ranges import DECAY, NON_NEGATIVE, POSITIVE, Range
 
 # torch.nn.utils.clip_grad_norm_ adds this to the norm before dividing.
 CLIP_NORM_EPS = 1e-6
@@ -196,12 +200,27 @@ class Adam(Optimizer):
         p -= tmp
 
 
+def no_check(cfg) -> str | None:
+    return None
+
+
+def sgd_check(cfg: SGDConfig) -> str | None:
+    if cfg.nesterov and cfg.momentum == 0:
+        return "optim.nesterov=true needs momentum: set optim.momentum above 0, or optim.nesterov=false"
+    return None
+
+
 @dataclass(frozen=True)
 class OptimizerKind:
     config: type                     # the dataclass of its keys (conf/optim/<name>.yaml holds their values)
+    ranges: dict[str, Range]         # the numbers each numeric key may take (checked with optim. before it)
     numpy: type                      # its update in NumPy, above
     torch_class: str                 # the torch.optim class the torch backend uses, whose arithmetic numpy copies
     torch_args: Callable[..., dict]  # config -> that class's keyword arguments (lr is set per step)
+    # Whether that class counts steps in each parameter's state (Adagrad and Adam do). One that does not
+    # (SGD) marks its first step by a missing state instead, so a state saved before any step loads as none.
+    torch_counts_steps: bool = True
+    check: Callable[..., str | None] = no_check   # config -> the problem across its keys, in one line, or None
 
     @property
     def state_names(self) -> tuple[str, ...]:
@@ -209,38 +228,16 @@ class OptimizerKind:
 
 
 OPTIMIZERS = {
-    "adagrad": OptimizerKind(AdagradConfig, Adagrad, "Adagrad", lambda c: dict(eps=c.eps)),
-    "sgd": OptimizerKind(SGDConfig, SGD, "SGD", lambda c: dict(momentum=c.momentum, nesterov=c.nesterov)),
-    "adam": OptimizerKind(AdamConfig, Adam, "Adam", lambda c: dict(betas=(c.beta1, c.beta2), eps=c.eps)),
+    "adagrad": OptimizerKind(AdagradConfig, {"lr": POSITIVE, "eps": POSITIVE}, Adagrad, "Adagrad",
+                             lambda c: dict(eps=c.eps)),
+    "sgd": OptimizerKind(SGDConfig, {"lr": POSITIVE, "momentum": NON_NEGATIVE}, SGD, "SGD",
+                         lambda c: dict(momentum=c.momentum, nesterov=c.nesterov), torch_counts_steps=False,
+                         check=sgd_check),
+    "adam": OptimizerKind(AdamConfig, {"lr": POSITIVE, "beta1": DECAY, "beta2": DECAY, "eps": POSITIVE}, Adam,
+                          "Adam", lambda c: dict(betas=(c.beta1, c.beta2), eps=c.eps)),
 }
 
 
 def make_optimizer(cfg, params: dict) -> Optimizer:
     """The NumPy optimizer that cfg (one of the OPTIMIZERS' configs) describes, for params' layout."""
     return OPTIMIZERS[cfg.name].numpy(params, cfg)
-
-
-def learning_rate(step: int, progress: float, lr: float, schedule: str, warmup_iters: int, min_lr: float,
-                  warmup_share: float | None = None) -> float:
-    """lr for 0-based step: a linear warm-up (see warmup_fraction), then constant, or a cosine from lr down
-    to min_lr as progress (the fraction of the run's budget spent, 0 to 1) goes from 0 to 1."""
-    warming = warmup_fraction(step, progress, warmup_iters, warmup_share)
-    if warming is not None:
-        return lr * warming
-    if schedule == "constant":
-        return lr
-    return min_lr + 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0))) * (lr - min_lr)
-
-
-def warmup_fraction(step: int, progress: float, warmup_iters: int, warmup_share: float | None = None) -> float | None:
-    """The share of lr that 0-based step gets while the run warms up, None once the warm-up is over. By
-    steps, (step + 1) / warmup_iters until step warmup_iters; with warmup_share = warmup_iters /
-    lr_decay_iters, progress / warmup_share where that is further, until progress reaches warmup_share.
-    So the warm-up is the same share of the schedule whichever measures it: without a clock budget
-    progress is step / lr_decay_iters and the steps always end it; on a clock budget (train.max_seconds,
-    where progress follows the clock) at most that share of the clock, so a run whose steps are slow
-    still reaches its learning rate."""
-    if step >= warmup_iters or (warmup_share and progress >= warmup_share):
-        return None
-    by_steps = (step + 1) / warmup_iters
-    return max(by_steps, progress / warmup_share) if warmup_share else by_steps

@@ -10,6 +10,7 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import charrnn
+from charrnn import api
 from charrnn.checkpoint import Checkpoint, save_checkpoint
 from charrnn.config import config_to_dict, to_sample_config
 from charrnn.data import StreamBatcher, Vocab
@@ -77,7 +78,7 @@ def test_sample_is_sample_py_text_for_the_same_seed(runs, cell, backend):
 @pytest.mark.parametrize("method,script", [("sample", "sample"), ("explore", "explore")])
 def test_api_defaults_are_the_scripts_defaults(method, script):
     conf = yaml.safe_load((REPO / "conf" / f"{script}.yaml").read_text())
-    signature = inspect.signature(getattr(charrnn.api.Model, method)).parameters.values()
+    signature = inspect.signature(getattr(api.Model, method)).parameters.values()
     defaults = {p.name: p.default for p in signature if p.default is not inspect.Parameter.empty}
     assert defaults and defaults == {k: conf[k] for k in defaults}
 

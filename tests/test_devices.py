@@ -7,13 +7,14 @@ import io
 import pytest
 import torch
 
-from charrnn.backends import devices
-from charrnn.backends.devices import resolve_device
+from charrnn import devices
+from charrnn.devices import resolve_device
 from charrnn.checkpoint import load_checkpoint, save_checkpoint
-from charrnn.config import run_config, to_sample_config
+from charrnn.config import to_sample_config
+from charrnn.start import run_config
 from charrnn.errors import UserError
 from charrnn.sampling import sample
-from charrnn.tools import acceptance, bench
+from charrnn.tools import acceptance, bench_cli
 from charrnn.training import loop as trainer
 from tests.conftest import TINY, assert_user_error, compose_raw, make_config, run_scripts
 
@@ -35,6 +36,8 @@ NO_GPU = "but torch sees no CUDA device; use backend.device=auto or cpu"
                                                         "not model.dtype=float64; set model.dtype=float32"),
     (["backend=numpy", "backend.precision=bf16"], "backend=numpy computes in model.dtype; backend.precision=bf16 "
                                                   "needs backend=torch"),
+    (["backend=numpy", "+backend.recurrence=fused"], "backend=numpy runs its own loop; backend.recurrence=fused "
+                                                     "chooses the torch backend's: leave it out, or use backend=torch"),
 ])
 def test_backend_keys_are_checked_in_one_line(overrides, message):
     backend = [] if any(o.startswith("backend=") for o in overrides) else ["backend=torch"]
@@ -58,7 +61,7 @@ def test_asking_for_cuda_without_one_ends_training_sampling_and_the_check_in_one
     with pytest.raises(UserError, match="backend.device=cuda " + NO_GPU):
         to_sample_config(compose_raw([f"checkpoint={tmp_path}", "backend=torch", "backend.device=cuda"], "sample"))
     with pytest.raises(SystemExit) as exit_:
-        bench.main(["--device", "cuda", "--check"])
+        bench_cli.main(["--device", "cuda", "--check"])
     assert exit_.value.code == 2
     assert capsys.readouterr().err == "error: --device=cuda but torch sees no CUDA device; use --device=auto or cpu\n"
 

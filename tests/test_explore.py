@@ -13,7 +13,8 @@ import pytest
 import charrnn
 from charrnn.explore import units
 from charrnn.explore.lookback import lookback
-from charrnn.explore.page import RANGES, claim, dequantize
+from charrnn import cells
+from charrnn.explore.page import claim, dequantize, shown_range
 from charrnn.explore.trace import trace
 from charrnn.model import init_params, spec_of, to_torch
 from tests.conftest import HANG, assert_user_error, make_config, run_scripts
@@ -64,8 +65,9 @@ def test_page_data_are_the_apis(runs, tmp_path, cell):
     assert meta["quantities"] == list(layers[0])
     for layer, quantities in enumerate(layers):
         for q, values in quantities.items():
-            lo, hi = RANGES[q]
-            scale = np.array(meta["scales"][layer][q]) if q == "c" else 1.0
+            quantity = next(found for found in cells.CELLS[m.config.model.cell].quantities if found.name == q)
+            lo, hi = shown_range(quantity)
+            scale = np.array(meta["scales"][layer][q]) if quantity.bounds is None else 1.0
             shown = dequantize(page.blocks[f"v-{layer}-{q}"], T, lo, hi) * scale
             exact = np.zeros_like(shown, bool)
             for unit, flat in meta["beyond"][layer].get(q, {}).items():
@@ -73,7 +75,7 @@ def test_page_data_are_the_apis(runs, tmp_path, cell):
                     shown[t, int(unit)], exact[t, int(unit)] = value, True
             # one of 63 levels: within half a level of the value (c: of its unit's scale); beyond the
             # scale (c's 99th percentile), the value to 3 decimals
-            assert np.all(np.abs(shown - values)[~exact] <= ((hi - lo) / 62 / 2 * scale + 1e-9 + 0 * shown)[~exact])
+            assert np.all((np.abs(shown - values) <= (hi - lo) / 62 / 2 * scale + 1e-9)[~exact])
             np.testing.assert_allclose(shown[exact], values[exact], atol=5e-4)
             assert exact.sum() == (np.abs(values) > scale).sum()
     lb = meta["lookback"]

@@ -4,13 +4,14 @@ import torch
 
 from charrnn.backends import numpy_backend
 from charrnn.gradcheck.problem import random_problem, relative_error
-from charrnn.model import CELLS, init_params, model_spec, param_shapes, spec_of, to_torch, zero_state
+from charrnn.cells import CELLS, with_twin
+from charrnn.model import init_params, model_spec, param_shapes, spec_of, to_torch, zero_state
 from tests.conftest import REPO, make_config
 
 TOL = 1e-10
 
 
-@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("cell", with_twin())
 @pytest.mark.parametrize("layers,B,T", [(1, 3, 5), (2, 1, 1), (3, 2, 4)])
 def test_numpy_equals_stock_torch_nn_through_to_torch(cell, layers, B, T):
     """torch.nn.RNN / LSTM / GRU, written by nobody here, settle what each cell means: the same loss,
@@ -20,7 +21,7 @@ def test_numpy_equals_stock_torch_nn_through_to_torch(cell, layers, B, T):
     pb = random_problem(B, T, H, V, cell=cell, num_layers=layers)
     loss, grads, state_last = numpy_backend.loss_and_grads(pb.params, pb.inputs, pb.targets, pb.state, spec=spec)
     rnn, head = to_torch(spec, pb.params)
-    assert isinstance(rnn, getattr(torch.nn, CELLS[cell].torch_module))
+    assert isinstance(rnn, getattr(torch.nn, CELLS[cell].torch_twin))
     assert rnn.num_layers == layers and rnn.batch_first and head.out_features == V
     x = torch.nn.functional.one_hot(torch.as_tensor(pb.inputs), V).double()          # (B, T, V)
     state = tuple(torch.tensor(s, requires_grad=True) for s in pb.state)
@@ -38,11 +39,12 @@ def test_numpy_equals_stock_torch_nn_through_to_torch(cell, layers, B, T):
         theirs[names["Whh"]] = getattr(rnn, f"weight_hh_l{layer}").grad
         theirs[names["bh"]] = getattr(rnn, f"bias_ih_l{layer}").grad
         b_hh = getattr(rnn, f"bias_hh_l{layer}").grad
-        if "bhn" in names:
-            theirs[names["bhn"]] = b_hh[2 * H:]
-            assert relative_error(b_hh[:2 * H].numpy(), grads[names["bh"]][:2 * H]) < TOL   # r, z: b_ih + b_hh
-        else:
-            assert relative_error(b_hh.numpy(), grads[names["bh"]]) < TOL                    # bh = b_ih + b_hh
+        for gate in CELLS[cell].gates:
+            block = CELLS[cell].gate_block(gate, H)
+            if gate in CELLS[cell].recurrent_bias:       # the GRU's n: b_hh's block is bhn
+                theirs[names[CELLS[cell].recurrent_bias[gate]]] = b_hh[block]
+            else:                                         # elsewhere bh = b_ih + b_hh
+                assert relative_error(b_hh[block].numpy(), grads[names["bh"]][block]) < TOL, gate
     assert theirs.keys() == grads.keys()
     for k in grads:
         assert relative_error(grads[k], theirs[k].numpy()) < TOL, k

@@ -174,19 +174,24 @@ def test_runs_started_at_once_never_share_a_directory(tmp_path):
     assert unique_dir(str(tmp_path / "run")) == str(tmp_path / "run-4")
 
 
-def test_under_a_clock_budget_the_bar_ends_where_the_clock_will(tmp_path):
-    """train.max_seconds=300 with a step bound the clock reaches first (the 5-minute presets): the bar's
-    end follows the pace, so it shows the run's real length and reaches 100% at its last step."""
+def test_under_a_clock_budget_the_bar_counts_the_budget_s_seconds(tmp_path):
+    """train.max_seconds=300 (the 5-minute presets): the bar's end is the budget, fixed, and it shows the
+    training seconds spent and left of it, the step among its figures; a step total guessed from the pace
+    would move with every evaluation."""
     result = StepResult(1.0, (), {"Whh": 1.0}, {"Whh": 1.0}, skipped=False)
     with Monitor(tmp_path / "resumed", 20000, 100, 10, "norm", max_seconds=300.0, train_seconds=100.0) as monitor:
-        monitor.step(100, result, 1e-3, 64, 0.5)              # 199.5 s left at 0.5 s a step: 399 more
-        assert monitor.bar.total == 101 + 399
-        for step in range(101, 500):
+        assert "100.0/300 s of training, 200.0 s left" in str(monitor.bar)
+        for step in range(100, 110):
             monitor.step(step, result, 1e-3, 64, 0.5)
-        assert monitor.bar.total == monitor.bar.n == 500
-    with Monitor(tmp_path / "short", 50, 0, 10, "norm", max_seconds=300.0) as monitor:
-        monitor.step(0, result, 1e-3, 64, 0.5)                # the step bound comes first
-        assert monitor.bar.total == 50
+        assert monitor.bar.total == 300.0 and monitor.bar.n == pytest.approx(105.0)
+        assert "105.0/300 s of training, 195.0 s left" in str(monitor.bar) and "step=110" in str(monitor.bar)
+        for step in range(110, 500):
+            monitor.step(step, result, 1e-3, 64, 0.5)
+        assert monitor.bar.total == 300.0 and monitor.bar.n == pytest.approx(300.0)  # never past its end
+        assert "300.0/300 s of training, 0.0 s left" in str(monitor.bar)
+    with Monitor(tmp_path / "steps", 50, 0, 10, "norm") as monitor:
+        monitor.step(0, result, 1e-3, 64, 0.5)                # no clock: a bar of steps
+        assert monitor.bar.total == 50 and monitor.bar.n == 1
 
 
 def clipped_step(clipped: bool) -> StepResult:

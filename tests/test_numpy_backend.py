@@ -9,7 +9,8 @@ from charrnn.backends.numpy_layers import projection
 from charrnn.optim import AdagradConfig, AdamConfig, SGDConfig
 from charrnn.gradcheck.problem import random_problem, relative_error
 from charrnn.gradcheck.reference import finite_differences, numpy_bptt
-from charrnn.model import CELLS, model_spec
+from charrnn.cells import CELLS
+from charrnn.model import model_spec
 
 
 @pytest.mark.parametrize("cell", CELLS)

@@ -1,11 +1,15 @@
+import dataclasses
 import math
 
 import numpy as np
 import pytest
 import torch
 
+from charrnn import optim
+from charrnn.errors import UserError
 from charrnn.optim import AdagradConfig, AdamConfig, SGDConfig
-from charrnn.optim import clip_gradients, flat_buffer, grad_norms, learning_rate, make_optimizer, warmup_fraction
+from charrnn.optim import clip_gradients, flat_buffer, grad_norms, make_optimizer
+from tests.conftest import REPO, make_config
 
 OPTIMIZERS = [
     (AdagradConfig(name="adagrad", lr=0.1, eps=1e-10), lambda p: torch.optim.Adagrad(p, lr=0.1, eps=1e-10)),
@@ -87,33 +91,24 @@ def test_value_clipping_matches_torch_and_none_leaves_gradients():
     assert np.array_equal(untouched, g)
 
 
-def test_learning_rate_schedule():
-    lr = dict(lr=1.0, warmup_iters=10, min_lr=0.1)
-    assert learning_rate(0, 0.0, schedule="cosine", **lr) == pytest.approx(0.1)
-    assert learning_rate(9, 0.0, schedule="cosine", **lr) == pytest.approx(1.0)
-    assert learning_rate(10, 0.0, schedule="cosine", **lr) == pytest.approx(1.0)
-    assert learning_rate(60, 0.5, schedule="cosine", **lr) == pytest.approx(0.55)
-    assert learning_rate(110, 1.0, schedule="cosine", **lr) == pytest.approx(0.1)
-    assert learning_rate(200, 1.7, schedule="cosine", **lr) == pytest.approx(0.1)
-    assert learning_rate(500, 0.5, schedule="constant", **lr) == 1.0
+@pytest.mark.parametrize("name", list(optim.OPTIMIZERS))
+def test_an_optimizers_row_checks_every_number_it_has_and_its_docs_name_it(name):
+    """Every numeric key of the optimizer's config has its range in the row (a key added to the dataclass
+    alone would go unchecked), and docs/training.md's table of config groups names the optimizer."""
+    kind = optim.OPTIMIZERS[name]
+    numeric = {f.name for f in dataclasses.fields(kind.config) if f.type in (float, int, "float", "int")}
+    assert set(kind.ranges) == numeric
+    lines = (REPO / "docs" / "training.md").read_text().splitlines()
+    row = next(line for line in lines if line.startswith("| `optim`"))
+    assert f"`{name}`" in row
 
 
-def test_the_warm_up_is_the_same_share_of_the_schedule_by_steps_or_by_the_clock():
-    """warmup_iters=100 of lr_decay_iters=10,000: 1% of the schedule."""
-    share = 100 / 10_000
-    # by steps, progress is step / lr_decay_iters: the steps end the warm-up, its last step at lr
-    assert [warmup_fraction(step, step / 10_000, 100, share) for step in (0, 49, 99, 100)] == [0.01, 0.5, 1.0, None]
-    assert learning_rate(99, 99 / 10_000, 1.0, "cosine", 100, 0.1, share) == 1.0
-    # on the clock, progress runs ahead of slow steps: 3 steps in, 0.6% of the budget is spent; at step 57, 47.5%
-    assert warmup_fraction(3, 0.006, 100, share) == pytest.approx(0.6)
-    assert warmup_fraction(57, 0.475, 100, share) is None
-    assert learning_rate(57, 0.475, 1.0, "cosine", 100, 0.1, share) == pytest.approx(0.1 + 0.45 * (1 + np.cos(0.475 * np.pi)))
-
-
-def test_run_progress_follows_whichever_budget_binds_first():
-    from charrnn.training.loop import run_progress
-    tc = type("T", (), {"lr_decay_iters": 1000, "max_seconds": None})
-    assert run_progress(250, 999.0, tc) == 0.25
-    tc.max_seconds = 10.0
-    assert run_progress(250, 5.0, tc) == 0.5
-    assert run_progress(900, 5.0, tc) == 0.9
+def test_each_optimizers_own_ranges_and_check_refuse_in_one_line():
+    base = ["optim=sgd", "optim.momentum=0.9"]
+    with pytest.raises(UserError, match=r"^optim.momentum must not be negative, got -0.5$"):
+        make_config([*base, "optim.momentum=-0.5"])
+    with pytest.raises(UserError, match=r"^optim.nesterov=true needs momentum: set optim.momentum above 0"):
+        make_config(["optim=sgd", "optim.momentum=0", "optim.nesterov=true"])
+    with pytest.raises(UserError, match=r"^optim.beta2 must be in \[0, 1\), got 1.0$"):
+        make_config(["optim=adam", "optim.beta2=1.0"])
+    assert make_config(["optim=adagrad", "optim.eps=1e-10"]).optim.eps == 1e-10

@@ -17,7 +17,8 @@ from charrnn.optim import AdagradConfig, AdamConfig, SGDConfig
 from charrnn.data import load_ids
 from charrnn.gradcheck.problem import random_problem, relative_error
 from charrnn.model import dropout_masks
-from charrnn.model import CELLS, init_params, model_spec, spec_of, zero_state
+from charrnn.cells import CELLS
+from charrnn.model import init_params, model_spec, spec_of, zero_state
 from tests.conftest import TINY, make_config
 
 GRAD_TOL = 1e-10

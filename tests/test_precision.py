@@ -6,12 +6,13 @@ import functools
 import numpy as np
 import pytest
 
-from charrnn.backends import StepSettings, devices
+from charrnn import devices
+from charrnn.backends import StepSettings
 from charrnn.backends.guard import ROUTINE
 from charrnn.backends.torch_backend import TorchBackend
 from charrnn.checkpoint import load_checkpoint
 from charrnn.gradcheck.problem import random_problem
-from charrnn.model import CELLS
+from charrnn.cells import with_kernel
 from charrnn.optim import AdamConfig
 from charrnn.tools import acceptance
 from charrnn.training import loop as trainer
@@ -25,7 +26,7 @@ def fp32_curve(cell: str) -> np.ndarray:
     return acceptance.training_curve(cell, "fp32", "cpu", (16, 4, 16), 100)[0]
 
 
-@pytest.mark.parametrize("cell,recurrence", [(cell, "fused") for cell in CELLS] + [("rnn", "loop")])
+@pytest.mark.parametrize("cell,recurrence", [(cell, "fused") for cell in with_kernel()] + [("rnn", "loop")])
 def test_bf16_trains_100_steps_on_the_cpu_within_the_tolerance_of_fp32(cell, recurrence):
     """The loss falls by at least acceptance.MIN_DROP and its last 20 steps' mean ends within
     acceptance.PRECISION_TOL nats/char of fp32's."""

@@ -12,14 +12,15 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.tensorboard import SummaryWriter
 
+import charrnn
 from charrnn.training import loop as trainer
 from charrnn.checkpoint import load_checkpoint, save_checkpoint
-from charrnn.cli import override
+from charrnn.commandline import override
 from charrnn.errors import UserError
-from charrnn.training import signals
-from charrnn.training.signals import StopRequest, Stopped
+from charrnn import signals
+from charrnn.signals import StopRequest, Stopped
 from charrnn.monitor import Monitor
-from charrnn.config import run_config
+from charrnn.start import run_config
 from tests.conftest import HANG, REPO, TINY, compose_raw, make_config
 
 # float64 so that the NumPy backend can be held to bit-identical results. 16 streams of 32 make 10
@@ -321,3 +322,27 @@ def test_sigterm_resume_sigkill_resume_from_the_command_line_matches_an_unbroken
     assert got["loss/val"] == want["loss/val"] and got_samples == want_samples
     a, b = load_checkpoint(run_dir / "ckpt_last.npz"), load_checkpoint(tmp_path / "unbroken" / "ckpt_last.npz")
     assert all(np.array_equal(a.params[k], b.params[k]) for k in a.params)
+
+
+def test_a_start_reads_the_checkpoint_it_resumes_or_fine_tunes_from_once(corpus, tmp_path, monkeypatch):
+    """The config, the run directory and the weights all come from one read of the file (charrnn.start)."""
+    from charrnn.checkpoint import format as checkpoint_format
+
+    first = [f"data.path={corpus}", *TINY, "train.max_iters=10", "model.dtype=float64"]
+    charrnn.train([*first, f"hydra.run.dir={tmp_path / 'first'}"])
+    reads = []
+    real = checkpoint_format._load_checkpoint
+
+    def counted(path):
+        reads.append(path.resolve())
+        return real(path)
+
+    monkeypatch.setattr(checkpoint_format, "_load_checkpoint", counted)
+    resumed = charrnn.train([*first, "train.max_iters=15", f"train.resume={tmp_path / 'first'}",
+                             f"hydra.run.dir={tmp_path / 'unused'}"])
+    assert resumed.steps == 15 and resumed.run_dir == tmp_path / "first"
+    assert reads.count((tmp_path / "first" / "ckpt_last.npz").resolve()) == 1
+    reads.clear()
+    tuned = charrnn.train([*first, f"train.init_from={tmp_path / 'first'}", f"hydra.run.dir={tmp_path / 'tuned'}"])
+    assert tuned.steps == 10
+    assert reads.count((tmp_path / "first" / "ckpt_best.npz").resolve()) == 1

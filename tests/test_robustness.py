@@ -24,11 +24,13 @@ from charrnn.backends.numpy_backend import NumpyBackend
 from charrnn.backends.torch_backend import TorchBackend
 from charrnn.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from charrnn.cli import Command
-from charrnn.config import run_config, to_sample_config
+from charrnn.config import to_sample_config
+from charrnn.start import run_config
 from charrnn.data.corpus import open_corpus
 from charrnn.errors import UserError
 from charrnn.model import init_params, model_spec, zero_state
-from charrnn.sampling import next_char_distribution, sample
+from charrnn.generation import next_char_distribution
+from charrnn.sampling import sample
 from charrnn.training import loop as trainer, rundir
 from tests.conftest import HANG, REPO, TINY, assert_user_error, compose_raw, make_config, run_scripts
 
@@ -547,7 +549,7 @@ def test_an_error_a_ctrl_c_became_inside_a_library_is_reported_as_the_interrupt(
     config key"): after a Ctrl-C, that is the interrupt, not the user's mistake."""
     from omegaconf.errors import ConfigKeyError
 
-    from charrnn.training import signals
+    from charrnn import signals
 
     def composing():
         raise ConfigKeyError("Key 'defaults' is not in struct")

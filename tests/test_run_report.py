@@ -1,13 +1,12 @@
 """What a run tells its user, driven as a user drives it: train.py's last lines and progress bar, the
-TEXT cards and the epoch curve in TensorBoard, sample.py's info=true, and a learning-rate schedule that
-follows the clock."""
+TEXT cards and the epoch curve in TensorBoard, and sample.py's info=true (a run on the clock, and its
+continue command, are tests/test_schedule.py's)."""
 
 import json
 import math
 import re
 import shlex
 
-import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -22,20 +21,15 @@ LOG2E = 1 / math.log(2)
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Three runs of train.py on a small corpus, all at once (most of each is Python starting up):
-    "finished", 20 steps; "unfinished", 20 steps of an 80-step schedule; "clock", a warm-up of 20,000
-    steps, 2% of a 1,000,000-step schedule, so 2% of its 1.5 s budget whatever the steps a second (evaluated
-    at its start and end only: evaluation time is not training time, and a step every millisecond would
-    evaluate hundreds of times).
-    {name: (CompletedProcess, run directory)}, and the corpus."""
+    """Two runs of train.py on a small corpus, at once (most of each is Python starting up): "finished",
+    20 steps; "unfinished", 20 steps of an 80-step schedule (a run on the clock is tests/test_schedule.py's,
+    on a fake clock). {name: (CompletedProcess, run directory)}, and the corpus."""
     tmp = tmp_path_factory.mktemp("report")
     corpus = tmp / "corpus.txt"
     corpus.write_text("the quick brown fox jumps over the lazy dog.\n" * 120, encoding="utf-8")
     overrides = {
         "finished": [f"train.max_iters={STEPS}"],
         "unfinished": [f"train.max_iters={STEPS}", "train.lr_decay_iters=80"],
-        "clock": ["train.max_iters=1000000", "train.warmup_iters=20000", "train.max_seconds=1.5", "optim.lr=0.01",
-                  "train.min_lr=0.001", "train.eval_interval=1000000"],
     }
     procs = run_scripts(*[["train.py", f"data.path={corpus}", *TINY, *more, f"hydra.run.dir={tmp / name}"]
                           for name, more in overrides.items()])
@@ -153,12 +147,3 @@ def test_a_run_that_ends_before_its_schedule_does_says_so_and_how_to_finish_it(r
     assert continue_command == f"python train.py train.resume={run_dir} train.max_iters=80"
     assert re.search(r"\(the learning-rate schedule stopped 25% of the way: lr [\d.e+-]+, not yet "
                      r"train\.min_lr=0\.0001\)$", last), last
-
-
-def test_under_a_clock_budget_the_warm_up_follows_the_clock(runs):
-    proc, run_dir = runs[0]["clock"]
-    steps = json.loads((run_dir / "result.json").read_text())["steps"]
-    lrs = np.array([e.value for e in EventAccumulator(str(run_dir)).Reload().Scalars("lr")])
-    assert steps < 20000 and lrs.max() > 0.009      # past the warm-up long before step 20,000
-    assert lrs[-1] < 0.002                           # and annealed by the clock
-    assert "schedule" not in summary(proc)[2]

@@ -15,7 +15,7 @@ import pytest
 from charrnn.checkpoint import load_checkpoint, save_checkpoint
 from charrnn.errors import UserError
 from charrnn.training import loop as trainer
-from charrnn.config import run_config
+from charrnn.start import run_config
 from tests.conftest import HANG, REPO, compose_raw
 from tests.runtree import assert_clean, finish, script, train_in_process, write_corpus
 

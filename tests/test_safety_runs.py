@@ -12,9 +12,9 @@ import shutil
 import pytest
 
 from charrnn.checkpoint import load_checkpoint
-from charrnn.cli import override
+from charrnn.commandline import override
 from charrnn.training import loop as trainer
-from charrnn.config import run_config
+from charrnn.start import run_config
 from tests.conftest import HANG, REPO, assert_user_error, compose_raw
 from tests.runtree import (FINISHED, RUN_FILES, assert_clean, finish, run_files, script, snapshot, train_in_process,
                            write_corpus)

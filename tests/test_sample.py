@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 
 from charrnn.training import loop as trainer
-from charrnn.training import signals
+from charrnn import signals
 from charrnn.checkpoint import load_checkpoint
 from charrnn.config import to_sample_config
 from charrnn.errors import UserError
 from charrnn.backends.numpy_backend import step_logits
 from charrnn.model import model_spec, to_torch, zero_state
-from charrnn.sampling import SEPARATOR, next_char_distribution, sample
+from charrnn.generation import next_char_distribution
+from charrnn.sampling import SEPARATOR, sample
 from tests.conftest import HANG, REPO, TINY, compose_raw, make_config
 
 

@@ -3,7 +3,7 @@ import re
 import torch
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from charrnn.training.threads import PhaseThreads
+from charrnn.threads import PhaseThreads
 
 
 def blas_threads() -> set[int]:

@@ -4,12 +4,13 @@ import torch
 
 from charrnn.backends.interface import StepSettings
 from charrnn.backends.numpy_backend import NumpyBackend
-from charrnn.backends.devices import resolve_device
+from charrnn.devices import resolve_device
 from charrnn.backends.torch_backend import TorchBackend, loss_and_grads
 from charrnn.optim import AdamConfig
 from charrnn.errors import UserError
 from charrnn.gradcheck.problem import random_problem
-from charrnn.model import CELLS, model_spec
+from charrnn.cells import CELLS
+from charrnn.model import model_spec
 
 ADAM = AdamConfig(name="adam", lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8)
 

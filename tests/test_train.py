@@ -9,7 +9,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from charrnn.training import loop as trainer
 from charrnn.checkpoint import load_checkpoint
 from charrnn.errors import UserError
-from tests.conftest import HANG, REPO, TINY, make_config
+from tests.conftest import HANG, REPO, TINY, StepClock, make_config
 
 
 def run(corpus, tmp_path, *overrides):
@@ -84,11 +84,11 @@ def test_hidden_state_carries_across_chunks_and_resets_at_epoch_end(corpus, tmp_
             assert np.array_equal(h_prev, calls[step - 1][1]), step
 
 
-def test_wall_clock_budget_stops_training_and_anneals_the_learning_rate(corpus, tmp_path):
-    result = run(corpus, tmp_path, "train.max_iters=1000000", "train.max_seconds=0.3", "optim.lr=0.01",
+def test_wall_clock_budget_stops_training_and_anneals_the_learning_rate(corpus, tmp_path, monkeypatch):
+    monkeypatch.setattr(trainer.Trainer, "clock", staticmethod(StepClock(1 / 128)))  # 1/128 s a step
+    result = run(corpus, tmp_path, "train.max_iters=1000000", "train.max_seconds=0.375", "optim.lr=0.01",
                  "train.min_lr=0.001")
-    assert 0 < result.steps < 1000000
-    assert result.train_seconds >= 0.3
+    assert (result.steps, result.train_seconds) == (48, 0.375)
     lrs = [e.value for e in EventAccumulator(str(result.run_dir)).Reload().Scalars("lr")]
     assert lrs[0] > 0.009 and lrs[-1] < 0.002  # the cosine followed the clock, not the step budget
 

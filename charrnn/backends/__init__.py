@@ -5,7 +5,7 @@ import importlib
 from charrnn.backends.guard import StepGuard
 from charrnn.backends.interface import Backend, Gradients, StepResult, StepSettings
 from charrnn.model import ModelSpec
-from charrnn.distributed import SOLO, Solo
+from charrnn.distributed import SOLO, Ranks
 
 # name -> the module and class that implement it, imported only when asked for: torch takes 4 to 6 s to
 # import on the 2-core host, which sampling on the NumPy backend never pays.
@@ -16,7 +16,7 @@ BACKENDS = {
 
 
 def make_backend(name: str, spec: ModelSpec, params: dict, settings: StepSettings, device: str = "cpu",
-                 replicas: Solo = SOLO) -> Backend:
+                 replicas: Ranks = SOLO) -> Backend:
     """The backend `name` for the model spec around initial params (NumPy arrays, which it copies),
     training as settings say, on device (the torch backend's; NumPy runs on the CPU), its gradients
     averaged over replicas (charrnn.distributed) at every step."""

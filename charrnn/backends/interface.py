@@ -14,7 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from charrnn.backends.guard import StepGuard
-from charrnn.distributed import Solo
+from charrnn.distributed import Ranks
 from charrnn.optim import global_norm
 
 
@@ -72,7 +72,7 @@ class Gradients:
 class Backend(Protocol):
     settings: StepSettings
     # The ranks whose gradients train_step averages between backward and clipping (charrnn.distributed).
-    replicas: Solo
+    replicas: Ranks
 
     def train_step(self, inputs: np.ndarray, targets: np.ndarray, state: tuple, lr: float,
                    masks: tuple | None = None) -> StepResult:

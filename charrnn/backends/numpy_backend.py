@@ -1,7 +1,8 @@
 """The NumPy backend: forward and backward through time, written out by hand.
 
 A model is a stack of layers, each a forward/backward pair in numpy_layers/: the recurrent cell of
-every layer (rnn.py, lstm.py, gru.py, each with its equations at the top), then the head (head.py:
+every layer (its file, which its record in charrnn.cells names: rnn.py, lstm.py, gru.py, each with its
+equations at the top), then the head (head.py:
 logits and softmax cross-entropy). Between layers, and between the top layer and the head, dropout
 multiplies each output h_t by a mask given from outside (charrnn.model.dropout_masks):
 
@@ -22,10 +23,11 @@ import numpy as np
 
 from charrnn.backends.guard import all_finite
 from charrnn.backends.interface import Gradients, StepResult, StepSettings
-from charrnn.backends.numpy_layers import CELL_LAYERS, head
-from charrnn.distributed import SOLO, Solo
+from charrnn.backends.numpy_layers import head
+from charrnn.cells import CELLS
+from charrnn.distributed import SOLO, Ranks
 from charrnn.errors import UserError
-from charrnn.model import HEAD, ModelSpec, model_spec
+from charrnn.model import HEAD, ModelSpec, layer_weights, model_spec
 from charrnn.optim import clip_gradients, flat_buffer, global_norm, grad_norms, make_optimizer
 
 
@@ -49,17 +51,12 @@ def stack_layers(per_layer: list[tuple]) -> tuple[np.ndarray, ...]:
     return tuple(np.array(layers) for layers in zip(*per_layer))   # np.array: ~2x faster than np.stack here
 
 
-def layer_weights(params: dict, spec: ModelSpec, layer: int) -> dict:
-    """One layer's weights under their names in its cell's equations (Wxh, Whh, bh, ...)."""
-    return {base: params[name] for base, name in spec.layer_names(layer).items()}
-
-
 def layers_forward(params: dict, spec: ModelSpec, x: np.ndarray, state: tuple[np.ndarray, ...],
                    masks: tuple | None = None, reuse: StackCache | None = None) -> tuple[np.ndarray, list, list]:
     """x (T, B) ids, time-major, through every layer (dropout between them, and after the top one).
     Returns the top layer's output x^L (T, B, H) for the head, each layer's cache, and each layer's
     output times its mask (or None without masks)."""
-    cell = CELL_LAYERS[spec.cell]
+    cell = CELLS[spec.cell].code
     layers, dropped = [], []
     for layer in range(spec.num_layers):
         out, cache = cell.forward(layer_weights(params, spec, layer), x, tuple(s[layer] for s in state),
@@ -101,7 +98,7 @@ def stack_backward(params: dict, spec: ModelSpec, cache: StackCache, loss_scale:
     # Every cell's cache has dh (T, B, H), where its backward sums dh_t: the head writes straight into it.
     dout = cache.layers[-1].dh
     grads = head.backward(cache.head, dout, loss_scale)     # dout (T, B, H) dL/dx^L
-    cell = CELL_LAYERS[spec.cell]
+    cell = CELLS[spec.cell].code
     dstate = []
     for layer in reversed(range(spec.num_layers)):
         if cache.masks is not None:
@@ -172,7 +169,7 @@ class NumpyBackend:
     """The Backend interface (see interface.py) on the hand-written BPTT above."""
 
     def __init__(self, spec: ModelSpec, params: dict, settings: StepSettings, device: str = "cpu",
-                 replicas: Solo = SOLO):
+                 replicas: Ranks = SOLO):
         if device not in ("cpu", "auto"):
             raise UserError(f"backend=numpy runs on the CPU only, not backend.device={device}; use backend=torch "
                             f"for {device}, or backend.device=cpu")

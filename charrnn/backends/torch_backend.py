@@ -10,22 +10,26 @@ The recurrence runs one of two ways (backend.recurrence), to the same numbers:
   whole chunk, then per step one addmm for the fused gates and the cell's elementwise math;
 - torch's own fused multi-step kernels (recurrence=fused), the ones torch.nn.RNN / LSTM / GRU call:
   cuDNN's on a GPU, where the loop's many small kernel launches would dominate (torch_fused.py).
-recurrence=auto takes the kernel on a GPU and, on the CPU, whichever made the faster training steps
-there (torch_fused.FASTER_ON_THE_CPU). backend.precision adds autocast and, for fp16, a gradient
-scaler (torch_precision.py); backend.device says where (devices.py).
+recurrence=auto takes the kernel on every device for every cell that has one (a cell without one runs
+the loop everywhere): on the CPU it was never more than about 5% behind the loop and up to 2.4x ahead
+of it, by host (docs/cells.md), so no host needs the loop for speed. Each cell's
+step for the loop is its file's torch_step (charrnn.cells). backend.precision adds autocast and, for fp16, a gradient
+scaler (torch_precision.py); backend.device says where (charrnn.devices).
 """
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from charrnn.backends.devices import check_precision, resolve_device
+from charrnn.devices import check_precision, resolve_device
 from charrnn.backends.interface import Gradients, StepResult, StepSettings
-from charrnn.backends.torch_fused import fused_by_default, fused_stack, recurrent_bias
+from charrnn.backends.torch_fused import fused_stack, recurrent_bias
 from charrnn.backends.torch_optim import clip_gradients, export_state, load_state, make_torch_optimizer
 from charrnn.backends.torch_precision import Precision
-from charrnn.distributed import SOLO, Solo
-from charrnn.model import ModelSpec, model_spec
+from charrnn.cells import CELLS, Cell
+from charrnn.distributed import SOLO, Ranks
+from charrnn.errors import UserError
+from charrnn.model import ModelSpec, layer_weights, model_spec
 
 
 def time_major(ids: np.ndarray, device: torch.device | None = None) -> torch.Tensor:
@@ -33,38 +37,11 @@ def time_major(ids: np.ndarray, device: torch.device | None = None) -> torch.Ten
     return torch.as_tensor(ids.T, dtype=torch.long).to(device)
 
 
-def rnn_step(W: dict, xw_t: torch.Tensor, state: tuple) -> tuple:
-    """h_t = tanh(Wxh x_t + bh + Whh h_{t-1}); xw_t (B, H) = Wxh x_t + bh, W["WhhT"] (H, H)."""
-    # tanh in place is safe: addmm's backward needs its inputs, not its output.
-    return (torch.addmm(xw_t, state[0], W["WhhT"]).tanh_(),)
-
-
-def lstm_step(W: dict, xw_t: torch.Tensor, state: tuple) -> tuple:
-    """torch.nn.LSTM's step: gates i, f, g, o from a_t = Wxh x_t + bh + Whh h_{t-1} (B, 4H)."""
-    h, c = state
-    i, f, g, o = torch.addmm(xw_t, h, W["WhhT"]).chunk(4, dim=1)
-    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-    return torch.sigmoid(o) * torch.tanh(c), c
-
-
-def gru_step(W: dict, xw_t: torch.Tensor, state: tuple) -> tuple:
-    """torch.nn.GRU's step: u_t = Wxh x_t + bh, w_t = Whh h_{t-1} + [0, 0, bhn], each (B, 3H)."""
-    h = state[0]
-    u_r, u_z, u_n = xw_t.chunk(3, dim=1)
-    w_r, w_z, w_n = torch.addmm(W["bhh"], h, W["WhhT"]).chunk(3, dim=1)
-    r, z = torch.sigmoid(u_r + w_r), torch.sigmoid(u_z + w_z)
-    n = torch.tanh(u_n + r * w_n)
-    return (n + z * (h - n),)
-
-
-CELL_STEPS = {"rnn": rnn_step, "lstm": lstm_step, "gru": gru_step}
-
-
-def loop_recurrence(cell: str, W: dict, xw: torch.Tensor, state: tuple) -> tuple[list[torch.Tensor], tuple]:
-    """The cell's step over the chunk: xw (T, B, G*H) Wxh x_t + bh, state the layer's (B, H) arrays ->
-    the T outputs h_t, each (B, H) and each a node of the graph (so autograd can give dL/dh_t), and
-    the state after the last step."""
-    step, hs = CELL_STEPS[cell], []
+def loop_recurrence(cell: Cell, W: dict, xw: torch.Tensor, state: tuple) -> tuple[list[torch.Tensor], tuple]:
+    """The cell's step (its file's torch_step) over the chunk: xw (T, B, G*H) Wxh x_t + bh, state the
+    layer's (B, H) arrays -> the T outputs h_t, each (B, H) and each a node of the graph (so autograd can
+    give dL/dh_t), and the state after the last step."""
+    step, hs = cell.code.torch_step, []
     for xw_t in xw.unbind(0):
         state = step(W, xw_t, state)
         hs.append(state[0])
@@ -73,11 +50,11 @@ def loop_recurrence(cell: str, W: dict, xw: torch.Tensor, state: tuple) -> tuple
 
 def prepared_layer(weights: dict[str, torch.Tensor], spec: ModelSpec, layer: int) -> dict[str, torch.Tensor]:
     """One layer's weights by their names in the cell's equations, with what every step reuses made once:
-    Whh^T, and the GRU's recurrent bias [0, 0, bhn]."""
-    W = {base: weights[name] for base, name in spec.layer_names(layer).items()}
+    Whh^T, and the recurrent bias bhh (torch.nn's b_hh) of a cell whose rule keeps one."""
+    W = layer_weights(weights, spec, layer)
     W["WhhT"] = W["Whh"].t()
-    if "bhn" in W:
-        W["bhh"] = recurrent_bias(W, spec.hidden_size)
+    if CELLS[spec.cell].recurrent_bias:
+        W["bhh"] = recurrent_bias(CELLS[spec.cell], W, spec.hidden_size)
     return W
 
 
@@ -94,7 +71,7 @@ def loop_stack(weights: dict[str, torch.Tensor], spec: ModelSpec, x: torch.Tenso
             xw = F.embedding(x, W["Wxh"].t()) + W["bh"]         # (T, B, G*H)
         else:
             xw = F.linear(inputs, W["Wxh"], W["bh"])            # (T, B, G*H)
-        hs, layer_state = loop_recurrence(spec.cell, W, xw, tuple(s[layer] for s in state))
+        hs, layer_state = loop_recurrence(CELLS[spec.cell], W, xw, tuple(s[layer] for s in state))
         outputs.append(hs)
         finals.append(layer_state)
         inputs = torch.stack(hs)                                # (T, B, H)
@@ -150,7 +127,7 @@ class TorchBackend:
     """The Backend interface (see interface.py) on autograd, torch.optim and torch.nn.utils clipping."""
 
     def __init__(self, spec: ModelSpec, params: dict, settings: StepSettings, device: str = "auto",
-                 replicas: Solo = SOLO):
+                 replicas: Ranks = SOLO):
         self.spec = spec
         self.settings = settings
         self.replicas = replicas
@@ -162,8 +139,10 @@ class TorchBackend:
         self.optim_name = settings.optim.name
         self.optimizer = make_torch_optimizer(settings.optim, list(self.weights.values()))
         self.steps = 0
-        self.fused = settings.recurrence == "fused" or (settings.recurrence == "auto"
-                                                        and fused_by_default(spec.cell, self.device))
+        cell = CELLS[spec.cell]
+        if settings.recurrence == "fused" and cell.kernel is None:
+            raise UserError(f"model.cell={spec.cell} has no fused kernel; use backend.recurrence=loop (or auto)")
+        self.fused = settings.recurrence == "fused" or (settings.recurrence == "auto" and cell.kernel is not None)
 
     def train_step(self, inputs: np.ndarray, targets: np.ndarray, state: tuple, lr: float,
                    masks: tuple | None = None) -> StepResult:

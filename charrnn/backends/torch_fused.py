@@ -1,9 +1,15 @@
-"""The torch backend's stack on torch's own fused multi-step kernels: the ones torch.nn.RNN, LSTM and GRU
+"""The torch backend's stack on torch's own fused multi-step kernels, for the cells whose record names one
+(Cell.kernel, a torch._VF function taking torch.nn's arguments: input, state, weights, has_biases,
+num_layers, dropout, train, bidirectional, batch_first): the ones torch.nn.RNN, LSTM and GRU
 call (cuDNN's on a GPU; on the CPU oneDNN's LSTM in float32, ATen's C++ loop otherwise), run on charrnn's
 parameters, carried state and dropout masks, to the same numbers as the loop of torch_backend.
 
+A kernel computes its torch.nn twin's math, not the cell's file: the two agree only while that file
+keeps to torch.nn's equations, which tests/test_fused.py holds them to for every cell with a kernel.
+
 torch.nn keeps two biases per layer, b_ih and b_hh, where charrnn keeps their sum bh and, for the GRU,
-b_hn apart as bhn (its reset gate multiplies it). The kernels get charrnn.model.to_torch's mapping:
+b_hn apart as bhn (its reset gate multiplies it). The kernels get charrnn.model.to_torch's mapping, the
+cell record's recurrent-bias rule:
 
     W_ih = Wxh,  W_hh = Whh,  b_ih = bh,  b_hh = 0 (rnn, lstm) or [0, 0, bhn] (gru)
 
@@ -25,41 +31,30 @@ import warnings
 
 import torch
 
-from charrnn.model import ModelSpec
+from charrnn.cells import CELLS, Cell
+from charrnn.model import ModelSpec, layer_weights
 
 # cuDNN copies the weights it is given into its own layout at every call and warns that this costs a copy;
 # here that is by design (the weights are charrnn's own tensors, b_hh is made per call), and small beside
 # a chunk's work, so the warning would only alarm.
 warnings.filterwarnings("ignore", "RNN module weights are not part of single contiguous chunk", UserWarning)
 
-# arguments of each: input, state, weights, has_biases, num_layers, dropout, train, bidirectional, batch_first
-KERNELS = {"rnn": torch._VF.rnn_tanh, "lstm": torch._VF.lstm, "gru": torch._VF.gru}
 
-# The cells whose fused kernel made faster full training steps than the loop on the CPU, float32, at
-# (H, B, T) = (256, 64, 64) and (512, 64, 64), one and two layers (docs/performance.md); on a GPU every
-# cell's is, since the loop launches several small kernels per step.
-FASTER_ON_THE_CPU = ("lstm", "gru")
-
-
-def fused_by_default(cell: str, device: torch.device) -> bool:
-    """What backend.recurrence=auto runs: the fused kernel, or the loop."""
-    return device.type != "cpu" or cell in FASTER_ON_THE_CPU
-
-
-def recurrent_bias(W: dict[str, torch.Tensor], hidden_size: int) -> torch.Tensor:
-    """torch.nn's b_hh for one layer whose weights W are named as in the cell's equations: zeros, but the
-    GRU's bhn in the n block."""
-    if "bhn" in W:
-        return torch.cat([W["bhn"].new_zeros(2 * hidden_size), W["bhn"]])
-    return W["bh"].new_zeros(W["bh"].shape)
+def recurrent_bias(cell: Cell, W: dict[str, torch.Tensor], hidden_size: int) -> torch.Tensor:
+    """torch.nn's b_hh for one layer whose weights W are named as in the cell's equations: the cell's
+    recurrent-bias rule (zeros, but the GRU's bhn in the n block)."""
+    if not cell.recurrent_bias:
+        return W["bh"].new_zeros(W["bh"].shape)
+    zeros = W["bh"].new_zeros(hidden_size)
+    return torch.cat([W[cell.recurrent_bias[gate]] if gate in cell.recurrent_bias else zeros for gate in cell.gates])
 
 
 def kernel_weights(weights: dict[str, torch.Tensor], spec: ModelSpec, layers: range) -> list[torch.Tensor]:
     """The flat list a kernel takes, [W_ih, W_hh, b_ih, b_hh] per layer, for the given layers."""
     flat = []
     for layer in layers:
-        W = {base: weights[name] for base, name in spec.layer_names(layer).items()}
-        flat += [W["Wxh"], W["Whh"], W["bh"], recurrent_bias(W, spec.hidden_size)]
+        W = layer_weights(weights, spec, layer)
+        flat += [W["Wxh"], W["Whh"], W["bh"], recurrent_bias(CELLS[spec.cell], W, spec.hidden_size)]
     return flat
 
 
@@ -72,9 +67,11 @@ def run_kernel(spec: ModelSpec, weights: dict[str, torch.Tensor], layers: range,
     if torch.is_autocast_enabled(device):
         low = torch.get_autocast_dtype(device)
         inputs, flat, state = inputs.to(low), [w.to(low) for w in flat], tuple(s.to(low) for s in state)
-    hx = state if spec.cell == "lstm" else state[0]
+    # (torch's kernels take a state of one array bare, and of several as a tuple: nn.LSTM's (h, c))
+    hx = state if len(state) > 1 else state[0]
+    kernel = getattr(torch._VF, CELLS[spec.cell].kernel)
     with torch.autocast(device, enabled=False):
-        output, *state_last = KERNELS[spec.cell](inputs, hx, flat, True, len(layers), 0.0, torch.is_grad_enabled(),
+        output, *state_last = kernel(inputs, hx, flat, True, len(layers), 0.0, torch.is_grad_enabled(),
                                                  False, False)
     return output, tuple(state_last)
 

@@ -56,18 +56,16 @@ def load_state(optimizer: torch.optim.Optimizer, optim_name: str, weights: dict[
                flat: dict[str, np.ndarray]) -> int:
     """Load a flat state written by either backend; returns its step count."""
     step = int(flat["step"])
+    kind = OPTIMIZERS[optim_name]
     state = {}
     for i, k in enumerate(weights):
         # Copies: torch's loader keeps a tensor that already has the right dtype and device, and the
         # optimizer then updates it in place, which would write through into the caller's arrays.
-        per_param = {name: torch.tensor(flat[f"{name}/{k}"]) for name in OPTIMIZERS[optim_name].state_names}
-        if optim_name == "sgd":
-            # torch's SGD marks its first step by a missing momentum_buffer (it copies the gradient in).
-            if step == 0:
-                per_param = {}
-        else:
-            # Adagrad and Adam count steps per parameter, in a tensor of torch's default dtype.
-            per_param["step"] = torch.tensor(float(step))
+        per_param = {name: torch.tensor(flat[f"{name}/{k}"]) for name in kind.state_names}
+        if kind.torch_counts_steps:
+            per_param["step"] = torch.tensor(float(step))    # per parameter, in torch's default dtype
+        elif step == 0:
+            per_param = {}   # (torch's SGD copies the first gradient into a missing momentum_buffer)
         state[i] = per_param
     # torch's own loader casts each array to its parameter's dtype and device.
     optimizer.load_state_dict({"state": state, "param_groups": optimizer.state_dict()["param_groups"]})

@@ -11,7 +11,7 @@ the optimizer state kept in float32, so that checkpoints are what an fp32 run wr
           scale halved; after 2000 steps without one it doubles. The scale travels in the checkpoint's
           optimizer state (optim/scaler/...), so a resumed fp16 run continues bit-exact.
 
-Which device takes which precision is charrnn.backends.devices' table.
+Which device takes which precision is charrnn.devices' table.
 """
 
 import contextlib

@@ -48,6 +48,10 @@ def seconds(v) -> str | None:
     return None if _is_number(v) and 0 <= v < math.inf else "a finite number from 0"
 
 
+def seconds_or_null(v) -> str | None:
+    return None if v is None or seconds(v) is None else "a finite number from 0, or null"
+
+
 def number_or_null(v) -> str | None:
     return None if v is None or _is_number(v) else "a number or null"
 
@@ -75,7 +79,7 @@ def interval(v) -> str | None:
 MONITOR_FIELDS = {"smooth_loss": number_or_null, "interval": interval, "skipped_steps": count,
                   "clipped_steps": count, "chars_per_step": count_or_null}
 # Fields that checkpoints written before they existed lack (their readers default them).
-OPTIONAL = {"skipped_steps", "clipped_steps", "chars_per_step", "steps", "init_from", "run_id"}
+OPTIONAL = {"skipped_steps", "clipped_steps", "chars_per_step", "steps", "init_from", "run_id", "schedule"}
 
 
 def monitor(v) -> str | None:
@@ -90,10 +94,30 @@ def origin_or_null(v) -> str | None:
     return None if v is None else _object_problem(v, ORIGIN_FIELDS, "the checkpoint the weights came from")
 
 
+# charrnn.training.schedule.Schedule.state_dict's fields, and those of its budget and re-plan.
+BUDGET_FIELDS = {"lr_decay_iters": count, "max_seconds": seconds_or_null}
+REPLAN_FIELDS = {"step": count, "seconds": seconds, "lr": number}
+
+
+def budget(v) -> str | None:
+    return _object_problem(v, BUDGET_FIELDS, "the budget the schedule was planned over")
+
+
+def replan_or_null(v) -> str | None:
+    return None if v is None else _object_problem(v, REPLAN_FIELDS, "the schedule's re-plan")
+
+
+SCHEDULE_FIELDS = {"warmed": number, "replan": replan_or_null, "eval_seconds": seconds, "budget": budget}
+
+
+def schedule(v) -> str | None:
+    return _object_problem(v, SCHEDULE_FIELDS, "the learning-rate schedule's state")
+
+
 # charrnn.training.resume.Progress's fields (all but the recurrent state, arrays of their own).
 PROGRESS_FIELDS = {"step": count, "epoch": count, "chunk": count, "eval_step": step_or_none, "val_loss": number,
                    "best_val": number, "train_seconds": seconds, "monitor": monitor, "run_id": run_id,
-                   "init_from": origin_or_null}
+                   "init_from": origin_or_null, "schedule": schedule}
 
 
 def _object_problem(v, fields: dict, what: str) -> str | None:

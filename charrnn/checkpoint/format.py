@@ -21,6 +21,9 @@ import os
 import stat
 import sys
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +32,8 @@ import numpy as np
 from charrnn.checkpoint.fields import nonfinite_entries
 from charrnn.errors import UserError
 from charrnn.files import atomic_write, remove_leftovers
-from charrnn.model import CELLS, STATE_NAMES, model_spec, param_shapes
+from charrnn.cells import CELLS, state_names
+from charrnn.model import model_spec, param_shapes
 from charrnn.optim import SCALER_KEYS
 
 FORMAT = "charrnn-checkpoint-v1"
@@ -66,13 +70,46 @@ def save_checkpoint(path: Path, ckpt: Checkpoint) -> None:
         raise UserError(f"cannot write checkpoint {path}: {e.strerror}; what was there before is as it was") from None
 
 
+# The checkpoints read so far in a reading_once block: (device, inode, size, mtime) -> Checkpoint.
+_READ: ContextVar[dict | None] = ContextVar("checkpoints read once", default=None)
+
+
+@contextmanager
+def reading_once() -> Iterator[dict]:
+    """Within it, load_checkpoint reads each file once: a later call for the same file, unchanged (same
+    inode, size and modification time), gets the same Checkpoint. A run's start asks for the checkpoint it
+    resumes or fine-tunes from in several places (its config, its run directory, its weights); one read
+    serves them all. Yields the memo, which the caller may clear once the start is over, so that the run
+    does not hold a second copy of the weights."""
+    memo = {}
+    token = _READ.set(memo)
+    try:
+        yield memo
+    finally:
+        _READ.reset(token)
+
+
 def load_checkpoint(path: Path | str) -> Checkpoint:
     """Read a checkpoint; anything that is not one (missing, corrupt, truncated, pickled, foreign)
     raises UserError. What it may hold is known before any data is read: only the entries save_checkpoint
     writes, each once, each no larger than its model needs (sizes from the zip's headers and each
     array's .npy header), so a small file cannot make a load read gigabytes. Nothing is unpickled: no
-    code in the file can run."""
+    code in the file can run. In a reading_once block, a file already read is not read again."""
     path = Path(path)
+    memo = _READ.get()
+    if memo is None:
+        return _load_checkpoint(path)
+    try:
+        info = path.stat()
+    except OSError:
+        return _load_checkpoint(path)     # (which names the problem)
+    key = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+    if key not in memo:
+        memo[key] = _load_checkpoint(path)
+    return memo[key]
+
+
+def _load_checkpoint(path: Path) -> Checkpoint:
     _check_regular_file(path)
     with open(path, "rb") as f:
         if f.read(4) != ZIP_MAGIC:
@@ -88,7 +125,7 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
         reason = "it holds pickled objects, which are never loaded" if "pickle" in str(e) else str(e)
         raise UserError(f"{path} is not a readable charrnn checkpoint ({reason}); "
                         f"pass a ckpt_*.npz written by train.py") from None
-    state = {k: arrays[k] for k in STATE_NAMES if k in arrays}
+    state = {k: arrays[k] for k in state_names() if k in arrays}
     if state["h"].ndim == 2:   # written before layers: one layer's (B, H)
         state["h"] = state["h"][None]
     ckpt = Checkpoint(
@@ -141,7 +178,7 @@ def _read_entries(archive: zipfile.ZipFile, path: Path) -> tuple[dict[str, np.nd
                         f"pass a ckpt_*.npz written by train.py")
     if "progress" not in infos and OLD_PROGRESS in infos:
         infos["progress"] = infos.pop(OLD_PROGRESS)
-    unknown = [k for k in infos if not (k in (*TEXT_ENTRIES, "vocab", *STATE_NAMES) or
+    unknown = [k for k in infos if not (k in (*TEXT_ENTRIES, "vocab", *state_names()) or
                                         k.startswith(("param/", "optim/")))]
     if unknown:
         raise UserError(f"{path} holds an entry charrnn does not write ({', '.join(unknown[:4])}); it is not a "
@@ -176,7 +213,8 @@ def _expected_shapes(config: dict, vocab_size: int, infos: dict, path: Path) -> 
                         f"train.batch_size is not one charrnn writes")
     params = param_shapes(model_spec(cell, vocab_size, hidden_size, layers))
     # weights, three optimizer arrays at most per weight, and the state, in float64 at most
-    needed = 8 * (4 * sum(math.prod(s) for s in params.values()) + len(STATE_NAMES) * layers * batch * hidden_size)
+    state_size = len(CELLS[cell].state) * layers * batch * hidden_size
+    needed = 8 * (4 * sum(math.prod(s) for s in params.values()) + state_size)
     available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     if needed > available:
         raise UserError(f"checkpoint {path} describes a model (hidden_size {hidden_size}, {layers} layers) whose "
@@ -189,7 +227,7 @@ def _expected_shapes(config: dict, vocab_size: int, infos: dict, path: Path) -> 
         name = key.removeprefix("optim/").partition("/")[2]
         if key.startswith("optim/") and name in params:
             expected[key] = (params[name],)
-    for key in STATE_NAMES:
+    for key in CELLS[cell].state:
         expected[key] = ((layers, batch, hidden_size), (batch, hidden_size))
     strays = [k for k in infos if k not in expected and k not in (*TEXT_ENTRIES, "vocab")]
     if strays:

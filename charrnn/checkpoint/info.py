@@ -21,6 +21,9 @@ def describe(path: Path, ckpt: Checkpoint) -> str:
     layers = model.get("num_layers", 1)
     symbols = "bytes" if data.get("encoding") == "bytes" else "characters"
     origin = progress.get("init_from")
+    replan = (progress.get("schedule") or {}).get("replan")
+    replanned = (f"; learning rate re-planned at step {replan['step']} for a new budget, a cosine from "
+                 f"{replan['lr']:.2e} (where it stood) down to train.min_lr" if replan else "")
     started = "from a fresh start" if not origin else f"fine-tuned from {origin['path']} (step {origin['step']})"
     return "\n".join([
         f"{path}: step {progress.get('step')}; {evaluated}",
@@ -28,5 +31,5 @@ def describe(path: Path, ckpt: Checkpoint) -> str:
         f"units, a vocabulary of {len(ckpt.vocab)} {symbols}, {sum(p.size for p in ckpt.params.values()):,} weights, "
         f"{model.get('dtype')}",
         f"trained: {progress.get('step')} steps, {progress.get('train_seconds', math.nan):.1f} s on "
-        f"{progress.get('backend', 'numpy')}, data {data.get('path') or data.get('name')}; {started}",
+        f"{progress.get('backend', 'numpy')}, data {data.get('path') or data.get('name')}; {started}{replanned}",
     ])

@@ -8,12 +8,12 @@ from omegaconf import DictConfig, OmegaConf
 from charrnn.backends import Backend, StepSettings, make_backend
 from charrnn.checkpoint.format import Checkpoint
 from charrnn.data import Vocab
-from charrnn.distributed import SOLO, Solo
+from charrnn.distributed import SOLO, Ranks
 from charrnn.errors import UserError
 from charrnn.model import param_shapes, spec_of
 
 
-def restore_backend(ckpt: Checkpoint, cfg, replicas: Solo = SOLO) -> tuple[Backend, Vocab]:
+def restore_backend(ckpt: Checkpoint, cfg, replicas: Ranks = SOLO) -> tuple[Backend, Vocab]:
     """The checkpoint's model on cfg's backend (either backend takes any checkpoint) in cfg's dtype,
     and its vocabulary. The one way a model is loaded: sample.py and a resumed run both come here."""
     spec = spec_of(cfg.model, len(ckpt.vocab))

@@ -4,7 +4,7 @@ import os
 import signal
 import sys
 
-from charrnn.training.signals import Stopped, StopRequest, quiet_keyboard_interrupt
+from charrnn.signals import Stopped, StopRequest, quiet_keyboard_interrupt
 
 # First: a Ctrl-C, SIGTERM or SIGHUP from here on, the imports below included, ends in one line and the
 # exit code 128 + n; a page being written is removed on the way out (files.atomic_write).

@@ -15,9 +15,9 @@ window's last step (or, near the start, its own step) the only one with a loss.
 
 import numpy as np
 
-from charrnn.backends.numpy_layers import CELL_LAYERS
+from charrnn.cells import CELLS
 from charrnn.explore.trace import Trace
-from charrnn.model import ModelSpec
+from charrnn.model import ModelSpec, layer_weights
 
 BATCH = 64    # streams per pass: the LSTM's gates alone are (K, B, 4H) float32 per layer, 67 MB at K=128, H=512
 
@@ -46,10 +46,10 @@ def _window_gradients(params: dict, spec: ModelSpec, traced: Trace, js: np.ndarr
     x[np.arange(K)[:, None], streams[None, :], window] = 1             # (K, B, V) one-hot inputs
     names = spec.state_names
     state0 = [traced.state_after(s - 1, names) for s in starts]        # B tuples of (L, H) arrays
-    cell = CELL_LAYERS[spec.cell]
+    cell = CELLS[spec.cell].code
     caches = []
     for layer in range(spec.num_layers):
-        W = {base: params[name] for base, name in spec.layer_names(layer).items()}
+        W = layer_weights(params, spec, layer)
         layer_state = tuple(np.stack([s[n][layer] for s in state0]).astype(np.float32) for n in range(len(names)))
         x, cache = cell.forward(W, x, layer_state)                      # (K, B, H)
         caches.append(cache)

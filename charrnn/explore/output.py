@@ -14,8 +14,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from charrnn.cells import CELLS
 from charrnn.errors import UserError
-from charrnn.explore.trace import QUANTITIES
 from charrnn.files import atomic_write, remove_leftovers
 from charrnn.model import ModelSpec
 
@@ -92,7 +92,7 @@ def page_bytes(spec: ModelSpec, dtype_bytes: int, length: int, positions: int, l
     logits and the JSON of ids, losses and guesses. The look-back: its (positions, lags) sizes as floats, a
     Python list and JSON, and one batch's one-hot input and caches.
     """
-    Q, L, H, V = len(QUANTITIES[spec.cell]), spec.num_layers, spec.hidden_size, spec.vocab_size
+    Q, L, H, V = len(CELLS[spec.cell].quantities), spec.num_layers, spec.hidden_size, spec.vocab_size
     per_symbol = L * Q * H * (4 * dtype_bytes + 3) + 6 * 8 * Q * H + 2 * V * dtype_bytes + 400
     window = min(lags, length)
     lookback = positions * lags * 60 + window * 64 * (V + 6 * L * H) * 4 * 2

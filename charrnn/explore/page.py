@@ -21,22 +21,19 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from charrnn.cells import CELLS, Quantity
 from charrnn.data import Vocab
 from charrnn.errors import UserError
 from charrnn.explore.lookback import lookback
 from charrnn.explore.output import GENERATOR, write_page
-from charrnn.explore.trace import QUANTITIES, Trace, losses, top_k, trace
+from charrnn.explore.trace import Trace, losses, top_k, trace
 from charrnn.explore.units import MARGIN, PROPERTIES, STRONG, Ranking, rank_units
 from charrnn.model import ModelSpec
 
 ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+"   # nothing HTML or JSON escapes
 LEVELS = len(ALPHABET)                    # 63: an odd count, so that 0 of (-1, 1) is a level
-RANGES = {"h": (-1, 1), "g": (-1, 1), "n": (-1, 1), "c": (-1, 1),
-          "i": (0, 1), "f": (0, 1), "o": (0, 1), "r": (0, 1), "z": (0, 1)}
-ABOUT_QUANTITY = {"h": "h (output)", "c": "c (cell state)", "i": "i (input gate)", "f": "f (forget gate)",
-                  "g": "g (candidate)", "o": "o (output gate)", "r": "r (reset gate)", "z": "z (update gate)",
-                  "n": "n (candidate)"}
-CLIP_PERCENTILE = 99      # c's colour scale per unit: this percentile of |c|; values beyond are kept exactly
+CLIP_PERCENTILE = 99      # an unbounded quantity's colour scale per unit (the LSTM's c): this percentile of
+                          # its |values|; the values beyond are kept exactly
 TOP_K = 5
 NOTHING_LEARNED = 0.05    # nats/char: a model within this of its untrained self (or of the character
                           # frequencies alone) has learned nothing (of the text's order)
@@ -92,18 +89,20 @@ def page_data(params: dict[str, np.ndarray], untrained: dict[str, np.ndarray], s
               ids: np.ndarray, page: PageSpec) -> tuple[dict, dict[str, str]]:
     """The page's JSON and its value blocks (element id -> letters), for the text ids (T,); `untrained` is
     the same architecture's initialisation, the baseline of every claim."""
-    start = opening_view(page.show, spec, list(QUANTITIES[spec.cell])) if page.show else None
+    quantities = {q.name: q for q in CELLS[spec.cell].quantities}
+    start = opening_view(page.show, spec, list(quantities)) if page.show else None
     traced, baseline = trace(params, spec, ids), trace(untrained, spec, ids)
     loss = losses(traced)
     top_ids, top_probs = top_k(traced, TOP_K)
     shown = symbol_text(vocab)
-    blocks, scales, beyond = value_blocks(traced)
+    blocks, scales, beyond = value_blocks(traced, quantities)
     units, found, inexpressible = unit_rankings(traced, baseline, [shown[i] for i in ids], set(shown))
     data = {
         "about": f"{page.about} · mean loss {loss.mean():.3f} nats/char",
         "verdict": verdict(float(loss.mean()), float(losses(baseline).mean()), ids, len(vocab), len(found)),
         "layers": spec.num_layers, "hidden": spec.hidden_size, "quantities": list(traced.layers[0]),
-        "about_quantity": ABOUT_QUANTITY, "ranges": {q: RANGES[q] for q in traced.layers[0]}, "scales": scales,
+        "about_quantity": {name: q.about for name, q in quantities.items()},
+        "ranges": {name: shown_range(q) for name, q in quantities.items()}, "scales": scales,
         "beyond": beyond, "clip_percentile": CLIP_PERCENTILE,
         "alphabet": ALPHABET, "levels": LEVELS, "symbols": shown, "ids": [int(i) for i in ids],
         "loss": [None, *np.round(loss, 3).tolist()], "loss_scale": LOSS_SCALE,
@@ -138,24 +137,29 @@ def verdict(loss: float, untrained_loss: float, ids: np.ndarray, vocab_size: int
     return {"level": "learned", "text": f"Loss {figures}."}
 
 
-def value_blocks(traced: Trace) -> tuple[dict[str, str], list[dict], list[dict]]:
-    """Every (layer, quantity)'s values as letters; each layer's per-unit scales (the LSTM's c) and the
-    values beyond them, exactly: {quantity: {unit: [t, value, t, value, ...]}}."""
+def shown_range(quantity: Quantity) -> tuple[float, float]:
+    """The range a quantity's colour scale spans: its bounds, or (-1, 1) of its per-unit scale when unbounded."""
+    return quantity.bounds or (-1, 1)
+
+
+def value_blocks(traced: Trace, quantities: dict[str, Quantity]) -> tuple[dict[str, str], list[dict], list[dict]]:
+    """Every (layer, quantity)'s values as letters; each layer's per-unit scales of its unbounded quantities
+    (the LSTM's c) and the values beyond them, exactly: {quantity: {unit: [t, value, t, value, ...]}}."""
     blocks, scales, beyond = {}, [], []
-    for layer, quantities in enumerate(traced.layers):
+    for layer, traced_layer in enumerate(traced.layers):
         scales.append({})
         beyond.append({})
-        for q, values in quantities.items():
-            if q == "c":
+        for q, values in traced_layer.items():
+            if quantities[q].bounds is None:
                 spread = np.percentile(np.abs(values), CLIP_PERCENTILE, axis=0)
                 scale = np.maximum(1.0, np.ceil(spread * 100) / 100)                         # (H,)
-                scales[layer]["c"] = scale.tolist()
+                scales[layer][q] = scale.tolist()
                 outside = {}
                 for t, unit in zip(*np.nonzero(np.abs(values) > scale)):
                     outside.setdefault(str(unit), []).extend([int(t), round(float(values[t, unit]), 3)])
-                beyond[layer]["c"] = outside
+                beyond[layer][q] = outside
                 values = values / scale
-            blocks[f"v-{layer}-{q}"] = quantize(values, *RANGES[q])
+            blocks[f"v-{layer}-{q}"] = quantize(values, *shown_range(quantities[q]))
     return blocks, scales, beyond
 
 

@@ -1,6 +1,8 @@
 """What every unit of every layer does over a text: one forward pass of the NumPy layers, read off their
 forward caches (numpy_layers/*.py keep every step's h_t, the LSTM's c_t and gates, the GRU's gates).
 
+Which quantities a cell has is its record's (charrnn.cells: Cell.quantities); for the cells here:
+
     quantity   cell          range     what it is at step t (after reading symbol t)
     h          every cell    (-1, 1)   the layer's output and state
     c          lstm          any       the cell state: c_t = f * c_{t-1} + i * g
@@ -19,19 +21,17 @@ from dataclasses import dataclass
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from charrnn.backends.numpy_backend import warm_up_blas
-from charrnn.backends.numpy_layers import CELL_LAYERS
+from charrnn.backends.numpy_backend import layers_forward, stack_layers, warm_up_blas
+from charrnn.cells import CELLS, Cell
 from charrnn.model import ModelSpec, zero_state
 
-QUANTITIES = {"rnn": ("h",), "lstm": ("h", "c", "i", "f", "g", "o"), "gru": ("h", "r", "z", "n")}
-GATES = {"rnn": (), "lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n")}   # as the caches stack them
 CHUNK = 4096   # steps per forward call: the caches' buffers stay this long whatever the text's length
 
 
 @dataclass
 class Trace:
     ids: np.ndarray                      # (T,) the text's symbol ids
-    layers: list[dict[str, np.ndarray]]  # per layer (0 = the bottom one), each QUANTITIES name -> (T, H)
+    layers: list[dict[str, np.ndarray]]  # per layer (0 = the bottom one), each of the cell's quantities -> (T, H)
     logits: np.ndarray                   # (T, V) row t scores symbol t+1, having read symbols 0..t
 
     def state_after(self, step: int, names: tuple[str, ...]) -> tuple[np.ndarray, ...]:
@@ -42,15 +42,21 @@ class Trace:
         return tuple(np.stack([layer[name][step] for layer in self.layers]) for name in names)
 
 
-def _read(cell: str, cache) -> dict[str, np.ndarray]:
-    """One stream's quantities from a layer's cache after forward: (T, H) each."""
+def quantity_names(cell: Cell) -> list[str]:
+    return [q.name for q in cell.quantities]
+
+
+def _read(cell: Cell, cache) -> dict[str, np.ndarray]:
+    """One stream's quantities from a layer's cache after forward: (T, H) each. A state array's history is
+    the cache's <name>s (hs, cs: entry 0 the state before the chunk), a gate's value its block of gates."""
     H = cache.hs.shape[2]
-    found = {"h": cache.hs[1:, 0]}
-    if cell == "lstm":
-        found["c"] = cache.cs[1:, 0]
-    for k, name in enumerate(GATES[cell]):
-        found[name] = cache.gates[:, 0, k * H:(k + 1) * H]   # after forward: the gates' values
-    return {name: found[name].copy() for name in QUANTITIES[cell]}
+    found = {}
+    for name in quantity_names(cell):
+        if name in cell.state:
+            found[name] = getattr(cache, name + "s")[1:, 0]
+        else:
+            found[name] = cache.gates[:, 0, cell.gate_block(name, H)]
+    return {name: value.copy() for name, value in found.items()}
 
 
 def trace(params: dict[str, np.ndarray], spec: ModelSpec, ids: np.ndarray) -> Trace:
@@ -63,20 +69,16 @@ def trace(params: dict[str, np.ndarray], spec: ModelSpec, ids: np.ndarray) -> Tr
 
 
 def _trace(params: dict[str, np.ndarray], spec: ModelSpec, ids: np.ndarray) -> Trace:
-    cell = CELL_LAYERS[spec.cell]
-    dtype = params["Why"].dtype
-    state = zero_state(spec, 1, dtype)
+    cell = CELLS[spec.cell]
+    state = zero_state(spec, 1, params["Why"].dtype)
     pieces = [[] for _ in range(spec.num_layers)]
     for start in range(0, len(ids), CHUNK):
         x = np.asarray(ids[start:start + CHUNK], np.int64)[:, None]      # (T, 1)
-        new_state = []
-        for layer in range(spec.num_layers):
-            W = {base: params[name] for base, name in spec.layer_names(layer).items()}
-            x, cache = cell.forward(W, x, tuple(s[layer] for s in state))   # x becomes (T, 1, H)
-            pieces[layer].append(_read(spec.cell, cache))
-            new_state.append(tuple(s.copy() for s in cache.state_last))
-        state = tuple(np.stack(arrays) for arrays in zip(*new_state))     # (L, 1, H) each
-    layers = [{name: np.concatenate([p[name] for p in layer]) for name in QUANTITIES[spec.cell]}
+        _, caches, _ = layers_forward(params, spec, x, state)
+        for layer, cache in enumerate(caches):
+            pieces[layer].append(_read(cell, cache))
+        state = stack_layers([cache.state_last for cache in caches])    # (L, 1, H) each
+    layers = [{name: np.concatenate([p[name] for p in layer]) for name in quantity_names(cell)}
               for layer in pieces]
     logits = layers[-1]["h"] @ params["Why"].T + params["by"]               # (T, V)
     return Trace(ids=np.asarray(ids), layers=layers, logits=logits)

@@ -15,15 +15,18 @@ the LSTM's cell-state path dL/dc_t) of every layer at every step, beside autogra
 """
 
 import argparse
+import errno
 import json
 import sys
 
 from charrnn.gradcheck.problem import TOLERANCES, random_problem
 from charrnn.gradcheck.reference import numpy_loss
 from charrnn.gradcheck.report import gradient_table, per_step_table
-from charrnn.gradcheck.tutor.sandbox import Sandbox
+from charrnn.gradcheck.tutor.sandbox import MAX_TIME_LIMIT, Sandbox
 from charrnn.gradcheck.tutor.check import Options, run_check, split_function
-from charrnn.model import CELLS
+from charrnn.cells import CELLS
+from charrnn.terminal import Output, OutputFailed, silence
+from charrnn.tools.args import Parser
 
 
 def parse_args(argv):
@@ -41,7 +44,13 @@ def parse_args(argv):
             raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text!r}")
         return p
 
-    parser = argparse.ArgumentParser(prog="python -m charrnn.gradcheck", description=__doc__.split("\n\n")[0])
+    def seconds(text: str) -> int:
+        if not text.isdigit() or not 1 <= int(text) <= MAX_TIME_LIMIT:
+            raise argparse.ArgumentTypeError(f"must be a whole number of seconds from 1 to {MAX_TIME_LIMIT} (a day), "
+                                             f"got {text!r}")
+        return int(text)
+
+    parser = Parser(prog="python -m charrnn.gradcheck", description=__doc__.split("\n\n")[0])
     parser.add_argument("--cell", choices=CELLS, default="rnn", help="the recurrent cell (default rnn)")
     parser.add_argument("--layers", type=positive, default=1, help="stacked layers (default 1)")
     parser.add_argument("--dropout", type=probability, default=0.0, help="dropout between layers (default 0)")
@@ -62,7 +71,7 @@ def parse_args(argv):
     yours.add_argument("--json", action="store_true", help="print the result as one JSON object")
     yours.add_argument("--arrays", choices=("auto", "numpy", "torch"), default="auto",
                        help="hand your code NumPy arrays or torch tensors (default: tensors if it computes with torch)")
-    yours.add_argument("--time-limit", type=positive, default=30, metavar="SECONDS",
+    yours.add_argument("--time-limit", type=seconds, default=30, metavar="SECONDS",
                        help="how long one call of your code may take (default 30)")
     return parser.parse_args(argv)
 
@@ -78,14 +87,35 @@ def check_yours(args) -> int:
     with Sandbox(options.time_limit) as box:
         result = run_check(path, function, options, box)
     if args.json:
-        print(json.dumps(result.to_json(), indent=2))
-    else:
-        print(result, file=sys.stderr if result.status == "error" else sys.stdout)
-    return result.exit_code
+        return write(json.dumps(result.to_json(), indent=2), result.exit_code)
+    if result.status == "error":
+        print(result, file=sys.stderr)
+        return result.exit_code
+    return write(str(result), result.exit_code)
+
+
+def write(report: str, exit_code: int) -> int:
+    """Print the report; where standard output fails, say so in one line (exit code 2). A reader that stops
+    early (`| head`) is the end Unix tools expect: the exit code stays the check's."""
+    out = Output(sys.stdout)
+    try:
+        out.write(report + "\n")
+        out.flush()
+    except OutputFailed as failed:
+        silence(sys.stdout)   # Python's own flush at exit must not fail again
+        if failed.__cause__.errno == errno.EPIPE:
+            return exit_code
+        print(f"error: cannot write the report to standard output: {failed.__cause__.strerror}", file=sys.stderr)
+        return 2
+    return exit_code
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if sys.stdout is None:   # started with >&-
+        print("error: standard output is closed, so the report has nowhere to go; run the check with its output on "
+              "a terminal, a pipe or a file (> FILE)", file=sys.stderr)
+        return 2
     if args.yours is not None:
         return check_yours(args)
     B, T, H, V = args.batch_size, args.seq_length, args.hidden_size, args.vocab_size
@@ -95,13 +125,11 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
     tolerances = TOLERANCES[args.dtype]
-    print(f"gradcheck {args.cell} x{args.layers} dropout={args.dropout} B={B} T={T} H={H} V={V} {args.dtype} "
-          f"seed={args.seed}: loss {numpy_loss(pb):.4f} nats; relative error = max |difference| / max |entry|")
     lines, ok = gradient_table(pb, tolerances)
     if args.per_step:
         step_lines, step_ok = per_step_table(args.per_step, pb, tolerances["autograd"])
         lines += [""] + step_lines
         ok &= step_ok
-    print("\n".join(lines))
-    print("PASS" if ok else "FAIL")
-    return 0 if ok else 1
+    head = (f"gradcheck {args.cell} x{args.layers} dropout={args.dropout} B={B} T={T} H={H} V={V} {args.dtype} "
+            f"seed={args.seed}: loss {numpy_loss(pb):.4f} nats; relative error = max |difference| / max |entry|")
+    return write("\n".join([head, *lines, "PASS" if ok else "FAIL"]), 0 if ok else 1)

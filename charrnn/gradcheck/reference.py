@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from charrnn.backends import numpy_backend, torch_backend
-from charrnn.backends.numpy_layers import CELL_LAYERS
+from charrnn.cells import CELLS
 from charrnn.gradcheck.problem import FD_EPS, Problem
 from charrnn.model import HEAD, ModelSpec
 
@@ -76,7 +76,7 @@ def term(spec: ModelSpec, name: str) -> str:
     """Step t's term of dL/d<name> in words."""
     if name in HEAD:
         return HEAD_TERMS[name]
-    return CELL_LAYERS[spec.cell].GRADIENT_TERMS[_layer_of(spec, name)[1]][2]
+    return CELLS[spec.cell].code.GRADIENT_TERMS[_layer_of(spec, name)[1]][2]
 
 
 def numpy_per_step(name: str, pb: Problem, cache) -> np.ndarray:
@@ -87,7 +87,7 @@ def numpy_per_step(name: str, pb: Problem, cache) -> np.ndarray:
         return dy.sum(axis=1) if name == "by" else np.einsum("tbi,tbj->tij", dy, cache.head.h)
     layer, base = _layer_of(pb.spec, name)
     layer_cache = cache.layers[layer]
-    field, block, _ = CELL_LAYERS[pb.spec.cell].GRADIENT_TERMS[base]
+    field, block, _ = CELLS[pb.spec.cell].code.GRADIENT_TERMS[base]
     left = getattr(layer_cache, field)                                # (T, B, G*H) or (T, B, H)
     if block is not None:
         H = pb.spec.hidden_size
@@ -114,7 +114,7 @@ def autograd_by_step(pb: Problem, name: str | None = None):
     copies = [weights[name].clone().requires_grad_() for _ in range(T)] if name else []
     x, y = torch_backend.time_major(pb.inputs), torch_backend.time_major(pb.targets)
     masks = _tensors(pb.masks)
-    step = torch_backend.CELL_STEPS[spec.cell]
+    step = CELLS[spec.cell].code.torch_step
     # The initial state requires grad so that every later state is in the graph, whichever weight is copied.
     state = [tuple(torch.tensor(s[layer], requires_grad=True) for s in pb.state) for layer in range(spec.num_layers)]
     states, logits = [], []

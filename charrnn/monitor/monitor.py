@@ -39,6 +39,20 @@ def _wait_to_sort_last(run_dir: Path) -> None:
         time.sleep(delay)
 
 
+class BudgetBar(tqdm):
+    """A bar over a clock budget: training seconds spent and left of train.max_seconds (evaluation excluded,
+    as the budget excludes it), the step in its figures. A bar of steps would have to guess its end from
+    the pace, and its total and time left would jump with every evaluation."""
+
+    FORMAT = "{l_bar}{bar}| {n:.1f}/{total:g} s of training, {left:.1f} s left{postfix}"
+
+    @property
+    def format_dict(self):
+        d = super().format_dict
+        d["left"] = max(0.0, (d["total"] or 0.0) - d["n"])
+        return d
+
+
 def recurrent_matrices(params: dict[str, np.ndarray]) -> list[str]:
     return [k for k, v in params.items() if RECURRENT.match(k) and v.ndim == 2]
 
@@ -81,9 +95,13 @@ class Monitor:
         self.run_dir = run_dir
         if config is not None:
             self.writer.add_text("config", config_card(config, command), start_step)
-        self.bar = tqdm(total=max_iters, initial=start_step, unit="step", dynamic_ncols=True)
-        self.max_iters, self.start_step = max_iters, start_step
-        self.max_seconds, self.train_seconds, self.run_seconds = max_seconds, train_seconds, 0.0
+        if max_seconds is None:
+            self.bar = tqdm(total=max_iters, initial=start_step, unit="step", dynamic_ncols=True)
+        else:
+            self.bar = BudgetBar(total=max_seconds, initial=min(train_seconds, max_seconds), unit="s",
+                                 dynamic_ncols=True, bar_format=BudgetBar.FORMAT)
+        self.max_iters, self.last_step = max_iters, start_step
+        self.max_seconds, self.train_seconds = max_seconds, train_seconds
         self.log_interval = log_interval
         # Without clipping the clipped norms are the norms; with clip_mode=norm each parameter's is its
         # norm times the one factor that the global norms already show.
@@ -113,15 +131,14 @@ class Monitor:
         iv.chars += chars
         iv.seconds += seconds
         self.chars_per_step = chars
-        self.train_seconds += seconds
-        self.run_seconds += seconds
-        if self.max_seconds is not None and self.run_seconds > 0:
-            # The clock ends this run: the bar's end is the step it reaches at the pace so far, not max_iters.
-            pace = (step + 1 - self.start_step) / self.run_seconds          # steps per second of training
-            seconds_left = max(0.0, self.max_seconds - self.train_seconds)
-            self.bar.total = min(self.max_iters, step + 1 + round(seconds_left * pace))
         self.epoch = epoch
-        self.bar.update(1)
+        if self.max_seconds is None:
+            self.bar.update(1)
+        else:
+            self.bar.update(min(self.train_seconds + seconds, self.max_seconds) - min(self.train_seconds,
+                                                                                      self.max_seconds))
+        self.train_seconds += seconds
+        self.last_step = step + 1
         # A skipped step's figures are not finite: counted, but kept out of every average.
         if result.skipped:
             self.skipped_steps += 1
@@ -179,7 +196,7 @@ class Monitor:
     def _show(self) -> None:
         """The bar's figures: the epoch, the smoothed train loss (the bar's loss is never a raw one), the
         last evaluation's val bits/char, the last log interval's speed."""
-        shown = {}
+        shown = {} if self.max_seconds is None else {"step": self.last_step}
         if self.epoch is not None:
             shown["epoch"] = f"{self.epoch:.2f}"
         if self.smooth_loss is not None:
@@ -226,6 +243,12 @@ class Monitor:
         spectral_text = ", ".join(f"{k} {v:.3f}" for k, v in spectral.items())
         self.write(f"step {step}: val {val_loss:.4f} nats/char, {self.val_bpc:.4f} bits/char, "
                    f"perplexity {perplexity:.2f}; spectral norm {spectral_text}\n{flow}\n{sample}{novelty}\n")
+
+    def schedule_note(self, step: int, note: str) -> None:
+        """What a resume did to the learning-rate schedule: on the terminal, and as TensorBoard's
+        schedule text at the step it happened (the lr curve shows it too)."""
+        self.writer.add_text("schedule", note, step)
+        self.write(note)
 
     def full_evaluation(self, step: int, val_loss: float, predictions: int) -> None:
         """The val loss over the whole split after the last step (train.final_full_eval)."""

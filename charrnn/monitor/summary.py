@@ -7,13 +7,15 @@ that sample from it and train it further, each pasteable as printed.
 
 A run whose learning-rate schedule had not finished (a cosine not yet down to train.min_lr, or a run
 still inside its warm-up) says so at the end of the last line, whose continue command then finishes it.
+A resumed run whose schedule was re-planned for its new budget (charrnn.training.schedule) says so in
+a fourth line.
 """
 
 import math
 import os
 from pathlib import Path
 
-from charrnn.cli import override
+from charrnn.commandline import override
 from charrnn.config import Config
 
 LOG2E = 1.0 / math.log(2.0)
@@ -32,18 +34,26 @@ def summary(result, cfg: Config) -> str:
         unfinished = (f"the learning-rate schedule stopped {result.schedule_progress:.0%} of the way: "
                       f"lr {result.lr:.2e}, not yet train.min_lr={tc.min_lr:g}")
         more = override("train.max_iters", tc.lr_decay_iters)
-    elif tc.max_seconds is not None and result.train_seconds >= tc.max_seconds:
-        more = override("train.max_seconds", f"{2 * tc.max_seconds:g}")
     else:
         more = override("train.max_iters", 2 * result.steps)
-    return "\n".join([
+    if tc.max_seconds is not None and result.train_seconds >= tc.max_seconds:
+        # the clock ended it: only a larger budget trains further, whatever the schedule's state (twice the
+        # budget, or twice the time spent where one slow step overshot it further)
+        seconds = 2 * tc.max_seconds
+        if seconds <= result.train_seconds:
+            seconds = math.ceil(2 * result.train_seconds)
+        more = override("train.max_seconds", f"{seconds:g}")
+    lines = [
         f"best val {best:.4f} nats/char ({best * LOG2E:.4f} bits/char); "
         f"last val {last:.4f} nats/char ({last * LOG2E:.4f} bits/char) at step {result.steps}",
         f"run directory: {run_dir}",
         f"sample: python sample.py {override('checkpoint', run_dir)}   "
         f"continue: python train.py {override('train.resume', run_dir)} {more}"
         + (f"   ({unfinished})" if unfinished else ""),
-    ])
+    ]
+    if result.replanned:
+        lines.append(result.replanned)
+    return "\n".join(lines)
 
 
 def shown_path(path: Path) -> Path:

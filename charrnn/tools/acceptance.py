@@ -1,4 +1,5 @@
-"""The torch backend's acceptance check on one device: python -m charrnn.tools.bench --device cuda --check.
+"""The torch backend's acceptance check on one device: python -m charrnn.tools.bench --device cuda --check
+(bench_cli.py runs it; the speed part times the bench's own steps, bench.py).
 
 Made for a GPU (run it once on any machine with one); on the CPU it checks the same things at the CPU's
 shapes and bar. Three parts, one line each check, PASS or FAIL; the exit status is 0 only if every
@@ -24,10 +25,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from charrnn.backends import StepSettings, make_backend, numpy_backend
-from charrnn.backends.devices import PRECISION_DEVICES, PRECISIONS, resolve_device
+from charrnn.devices import PRECISION_DEVICES, PRECISIONS, resolve_device
 from charrnn.gradcheck.problem import random_problem, relative_error
-from charrnn.model import CELLS, init_params, model_spec, zero_state
+from charrnn.cells import CELLS, with_kernel
+from charrnn.model import init_params, model_spec, zero_state
 from charrnn.optim import AdamConfig
+from charrnn.tools import bench
 
 EXACT_TOL = 1e-10
 TRAIN_STEPS = 200
@@ -69,7 +72,7 @@ def chunk_results(pb, device, fused: bool) -> dict[str, np.ndarray]:
 def exactness(device: str, layer_counts=(1, 2, 3), dropouts=(0.0, 0.4), size=(3, 7, 5, 11)) -> Iterator[Check]:
     """Part 1: size is (B, T, H, V) of the random problems."""
     where = resolve_device(device)
-    for cell in CELLS:
+    for cell in with_kernel():   # the loop against the kernel: only a cell with one has both
         for layers in layer_counts:
             for dropout in dropouts:
                 pb = random_problem(*size, cell=cell, num_layers=layers, dropout=dropout)
@@ -134,12 +137,10 @@ def precision(device: str, shape=(128, 32, 32), steps: int = TRAIN_STEPS, cells=
                         f"fp32 (at most {PRECISION_TOL}), {skipped} of {steps} steps skipped")
 
 
-def speed(device: str, shapes=None, seconds: float = 2.0, cells=tuple(CELLS), layers: int = 1,
+def speed(device: str, shapes=None, seconds: float = 2.0, cells=tuple(with_kernel()), layers: int = 1,
           bar: float | None = None, clock: Callable[[], float] = time.perf_counter) -> Iterator[Check]:
     """Part 3: the device's SPEED_SHAPES and SPEED_BAR unless given; each step timed by clock
     (bench.measure_interleaved)."""
-    from charrnn.tools import bench
-
     device_type = resolve_device(device).type
     shapes = shapes or SPEED_SHAPES.get(device_type, SPEED_SHAPES["cuda"])
     bar = SPEED_BAR.get(device_type, SPEED_BAR["cuda"]) if bar is None else bar

@@ -25,14 +25,22 @@ def positive_int(text: str) -> int:
     return int(text)
 
 
-def positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
-    return value
+def positive_number(what: str):
+    """An argument type for a finite number above 0, its error naming what it is ("learning rate")."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and value > 0):
+            raise argparse.ArgumentTypeError(f"must be a positive {what}, got {text!r}")
+        return value
+
+    return parse
+
+
+positive_seconds = positive_number("number of seconds")
 
 
 def shape(text: str) -> tuple[int, int, int]:

@@ -29,9 +29,7 @@ the CPU-only ones and the memory columns. --check runs the backend's acceptance 
 instead (charrnn.tools.acceptance): exactness, precision and speed against torch.nn, PASS or FAIL.
 """
 
-import argparse
 import contextlib
-import json
 import math
 import os
 import statistics
@@ -46,13 +44,9 @@ from pathlib import Path
 import numpy as np
 
 from charrnn.backends import StepGuard, StepSettings, make_backend
-from charrnn.backends.devices import resolve_device
-from charrnn.cli import fail
-from charrnn.errors import UserError
 from charrnn.optim import AdamConfig
-from charrnn.model import CELLS, ModelSpec, init_params, model_spec, zero_state
-from charrnn.tools import acceptance
-from charrnn.tools.args import Parser, output_file, positive_int, positive_seconds, shape
+from charrnn.cells import CELLS
+from charrnn.model import ModelSpec, init_params, model_spec, zero_state
 
 V = 65
 SHAPES = [(100, 1, 25), (128, 32, 64), (256, 64, 64), (512, 64, 64)]
@@ -166,7 +160,7 @@ def synced(step: Callable[[], None], device: str) -> Callable[[], None]:
 def torch_nn_step(H: int, B: int, T: int, rng, spec: ModelSpec, device: str = "cpu") -> Callable[[], None]:
     import torch
 
-    module = getattr(torch.nn, CELLS[spec.cell].torch_module)
+    module = getattr(torch.nn, CELLS[spec.cell].torch_twin)
     rnn = module(V, H, num_layers=spec.num_layers, batch_first=True, device=device)
     head = torch.nn.Linear(H, V, device=device)
     params = list(rnn.parameters()) + list(head.parameters())
@@ -285,7 +279,7 @@ CPU_ONLY = ("numpy", "torch_loop", "per_char")
 def run(shapes, seconds: float, cell: str = "rnn", layers: int = 1, memory: bool = True,
         device: str = "cpu", clock: Callable[[], float] = time.perf_counter) -> list[dict]:
     rows = []
-    gates = CELLS[cell].gates
+    gates = len(CELLS[cell].gates)
     on_cpu = device == "cpu"
     for H, B, T in shapes:
         row = {"H": H, "B": B, "T": T, "cell": cell, "layers": layers}
@@ -340,7 +334,7 @@ def trainer_overhead(seconds: float) -> dict:
 
 
 def header(cell: str) -> str:
-    nn = "nn." + CELLS[cell].torch_module
+    nn = "nn." + CELLS[cell].torch_twin
     return (f"{'H':>4} {'B':>3} {'T':>3} | {'numpy':>9} {'torch':>9} {'t.fused':>9} {nn:>9} {'t.loop':>9} "
             f"{'per-char':>9} | {'np/' + nn[3:]:>8} {'np/char':>8} {'np%roof':>7} {'tb/nn':>6} {'tf/nn':>6} | "
             f"{'np MB':>6} {'tb MB':>6} {'tf MB':>6} {'nn MB':>6}")
@@ -366,52 +360,8 @@ def format_row(row: dict) -> str:
             f"| {mem('numpy')} {mem('torch')} {mem('torch_fused')} {mem('torch_nn')}")
 
 
-def main(argv=None) -> None:
-    parser = Parser(prog="python -m charrnn.tools.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=positive_seconds, default=2.0, help="timed seconds per measurement")
-    parser.add_argument("--shapes", nargs="+", type=shape, help="H,B,T triples (default: the four reference shapes)")
-    parser.add_argument("--cell", choices=CELLS, default="rnn", help="the recurrent cell (default rnn)")
-    parser.add_argument("--layers", type=positive_int, default=1, help="stacked layers (default 1)")
-    parser.add_argument("--no-trainer", action="store_true", help="skip the trainer loop's overhead")
-    parser.add_argument("--json", type=output_file, help="also write the figures to this file")
-    parser.add_argument("--device", default="cpu", help="where the torch implementations run: cpu (default), "
-                                                        "cuda, cuda:N or mps")
-    parser.add_argument("--cpu-time", action="store_true", help="time each step by this process's CPU time, "
-                        "not the wall's: for a machine shared with other work, with OMP_NUM_THREADS=1")
-    parser.add_argument("--check", action="store_true", help="run the torch backend's acceptance check on "
-                                                             "--device (charrnn.tools.acceptance) instead")
-    parser.add_argument("--peak-memory-of", nargs=2, metavar=("IMPL", "H,B,T"), help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.peak_memory_of:
-        impl, dims = args.peak_memory_of
-        print(_own_peak_memory_mb(impl, *shape(dims), args.cell, args.layers))
-        return
-    try:
-        # a device this machine lacks is one line, before anything runs
-        device = str(resolve_device(args.device, "--device"))
-    except UserError as e:
-        fail(str(e))
-    clock = time.process_time if args.cpu_time else time.perf_counter
-    if args.check:
-        sys.exit(0 if acceptance.run(device, args.seconds, clock=clock) else 1)
-    shapes = args.shapes or SHAPES
-    print(f"chars/s of a full float32 training step (fwd, bwd, clip, Adam), V=65, {args.cell} x{args.layers}, "
-          f"on {device}; medians{' of CPU time' if args.cpu_time else ''}")
-    print(header(args.cell))
-    rows = run(shapes, args.seconds, args.cell, args.layers, device=device, clock=clock)
-    try:
-        overhead = None if args.no_trainer or device != "cpu" else trainer_overhead(args.seconds)
-    except UserError as e:
-        overhead = None
-        print(f"trainer loop: not measured ({e})")
-    if overhead:
-        print(f"trainer loop at the default config (H={overhead['H']}, B={overhead['B']}, T={overhead['T']}): "
-              f"{overhead['trainer_chars_per_sec']:,.0f} chars/s against {overhead['bare_chars_per_sec']:,.0f} "
-              f"for the bare step ({overhead['trainer_chars_per_sec'] / overhead['bare_chars_per_sec']:.2f}x)")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"steps": rows, "trainer": overhead}, f, indent=2)
-
-
 if __name__ == "__main__":
+    # The command sits above the bench and the acceptance check built on it (bench_cli.py).
+    from charrnn.tools.bench_cli import main
+
     main()

@@ -1,3 +1,3 @@
 """A training run: the loop (loop.py), its validation (evaluation.py), its directory (rundir.py),
-continuing it from a checkpoint (resume.py), starting it from another run's weights (finetune.py), the
-threads of each of its phases (threads.py), and signals (signals.py)."""
+continuing it from a checkpoint (resume.py: its config too), and starting it from another run's weights
+(finetune.py: its config too). charrnn.start starts one; charrnn.threads and charrnn.signals serve it."""

@@ -11,13 +11,13 @@ from collections.abc import Callable
 from tqdm import tqdm
 
 from charrnn.data.batching import StreamBatcher
-from charrnn.distributed import SOLO, Solo
+from charrnn.distributed import SOLO, Ranks
 from charrnn.model import ModelSpec, zero_state
 
 BAR_DELAY = 2.0  # seconds: an evaluation that takes longer shows a bar of its own under training's
 
 
-def evaluate(backend, batcher: StreamBatcher, spec: ModelSpec, dtype: str, replicas: Solo = SOLO,
+def evaluate(backend, batcher: StreamBatcher, spec: ModelSpec, dtype: str, replicas: Ranks = SOLO,
              stopping: Callable[[], bool] = lambda: False) -> float | None:
     """Mean nats/char over all the batcher's chunks; under torchrun each rank reads its share of the
     streams and the sums are added across ranks (rank 0 alone shows a bar). None if stopping() turned
@@ -42,7 +42,7 @@ def evaluate(backend, batcher: StreamBatcher, spec: ModelSpec, dtype: str, repli
 
 
 def full_evaluation(backend, val_batches: StreamBatcher, full_val_batches: StreamBatcher, val_loss: float,
-                    spec: ModelSpec, dtype: str, replicas: Solo, monitor, step: int,
+                    spec: ModelSpec, dtype: str, replicas: Ranks, monitor, step: int,
                     stopping: Callable[[], bool] = lambda: False) -> float | None:
     """The val loss over the whole split (val_loss, if the budget already covered it), shown and logged
     as loss/val_full; None if a signal interrupted it."""

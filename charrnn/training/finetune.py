@@ -5,20 +5,47 @@ The run's vocabulary is the checkpoint's and the corpus's together, sorted as ev
 the model keeps every row it learned (it can still write a character the new corpus lacks). A character
 of the corpus that the checkpoint lacks gets new rows, drawn as a fresh model of that size would draw
 them, or is refused, as train.new_chars says. The config's model section is the checkpoint's
-(charrnn.config.finetune_config).
+(finetune_config).
 """
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from omegaconf import DictConfig, OmegaConf
 
-from charrnn.checkpoint import load_checkpoint, resolve_checkpoint
-from charrnn.config import Config
+from charrnn.checkpoint import load_checkpoint, resolve_checkpoint, saved_config
+from charrnn.config import Config, ModelConfig, to_config, typed
 from charrnn.data import Vocab
 from charrnn.data.corpus import id_dtype
 from charrnn.errors import UserError
 from charrnn.model import init_params, param_shapes, spec_of
+
+
+# The model keys that fix the weights' shapes (the vocabulary aside, which fine-tuning may grow).
+SHAPE_KEYS = ("cell", "hidden_size", "num_layers")
+
+
+def finetune_config(raw: DictConfig, overrides: list[str], init_from: str) -> Config:
+    """A fine-tuning run's config: the command line's, with the model section of the checkpoint named by
+    init_from for every model key the command line does not give (a group override, model=lstm, gives
+    them all). Given keys that would change the weights' shapes are refused; dropout, dtype and the
+    initialisation (which draws the rows of new characters) may change."""
+    path = resolve_checkpoint(init_from)
+    saved = typed(ModelConfig, saved_config(load_checkpoint(path)).get("model", {}))
+    given = {override.split("=", 1)[0].lstrip("+~") for override in overrides}
+    merged = OmegaConf.create(OmegaConf.to_container(raw, resolve=True))
+    if "model" not in given:
+        for key, value in asdict(saved).items():
+            if f"model.{key}" not in given:
+                OmegaConf.update(merged, f"model.{key}", value, merge=False)
+    cfg = to_config(merged)
+    for key in SHAPE_KEYS:
+        if getattr(cfg.model, key) != getattr(saved, key):
+            raise UserError(f"model.{key}={getattr(cfg.model, key)} does not fit the weights of {path} "
+                            f"(model.{key}={getattr(saved, key)}): fine-tuning keeps the checkpoint's model; "
+                            f"leave model.{key} out")
+    return cfg
 
 
 @dataclass

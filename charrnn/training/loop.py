@@ -22,20 +22,20 @@ from charrnn.backends.guard import CAUSES, ROUTINE
 from charrnn.checkpoint import Checkpoint, load_checkpoint, resume_path, save_checkpoint
 from charrnn.config import Config, config_to_dict
 from charrnn.data import StreamBatcher, Vocab, load_ids, split
-from charrnn.distributed import Muted, Solo, join
+from charrnn.distributed import Muted, Ranks, join
 from charrnn.errors import UserError
 from charrnn.files import write_text_atomic
 from charrnn.model import dropout_masks, init_params, spec_of, zero_state
 from charrnn.monitor import Monitor
 from charrnn.novelty import NoveltyIndex
-from charrnn.optim import learning_rate, warmup_fraction
-from charrnn.sampling import generate, quiet_overflow, start_ids
+from charrnn.generation import generate, quiet_overflow, start_ids
 from charrnn.training.evaluation import evaluate, full_evaluation
 from charrnn.training.finetune import Start, in_vocabulary, start_from
 from charrnn.training.resume import Progress, config_header, resume, resume_dir
 from charrnn.training.rundir import check_empty, claim
-from charrnn.training.signals import StopRequest
-from charrnn.training.threads import PhaseThreads
+from charrnn.training.schedule import Schedule
+from charrnn.signals import StopRequest
+from charrnn.threads import PhaseThreads
 
 
 @dataclass
@@ -46,11 +46,13 @@ class TrainResult:
     best_val_loss: float
     run_dir: Path
     stopped_by: int | None  # the signal (SIGINT, SIGTERM) that stopped training early, if one did
-    # Where the learning-rate schedule ended (charrnn.optim): the cosine's progress (1: done), the share
-    # of lr the warm-up had reached (None: past it), and the last step's learning rate.
+    # Where the learning-rate schedule ended (charrnn.training.schedule): the cosine's progress (1: done),
+    # the share of lr the warm-up had reached (None: past it), the last step's learning rate, and what a
+    # resume with a new budget did to the schedule (None: nothing).
     schedule_progress: float = 1.0
     warmup: float | None = None
     lr: float = math.nan
+    replanned: str | None = None
 
 
 def train(cfg: Config, run_dir: Path, on_start=None, command: str | None = None) -> TrainResult:
@@ -99,26 +101,13 @@ def make_batchers(cfg: Config, ids: np.ndarray) -> tuple[StreamBatcher, StreamBa
     return StreamBatcher(train_ids, B, T), StreamBatcher(val_ids, eval_streams, T)
 
 
-def warmup_share(tc) -> float:
-    """The share of the schedule the warm-up takes (charrnn.optim.warmup_fraction): by steps, or of the clock."""
-    return tc.warmup_iters / tc.lr_decay_iters
-
-
-def run_progress(step: int, train_seconds: float, tc) -> float:
-    """Fraction of the schedule spent: of lr_decay_iters steps, or of max_seconds, whichever is further.
-    Without max_seconds it depends on the step alone, so runs are reproducible to the bit (and a run
-    stopped early and resumed follows the same schedule); with it the schedule follows the clock, so
-    a short time budget still anneals fully."""
-    progress = step / tc.lr_decay_iters
-    if tc.max_seconds is not None:
-        progress = max(progress, train_seconds / tc.max_seconds)
-    return progress
-
-
 class Trainer:
     """One run between its start and its end: the backend, the batches, the progress and the monitor."""
 
-    def __init__(self, cfg: Config, run_dir: Path, vocab: Vocab, ids: np.ndarray, replicas: Solo, forked: bool,
+    # What a training step's time is read from (tests give a fake one).
+    clock = staticmethod(time.perf_counter)
+
+    def __init__(self, cfg: Config, run_dir: Path, vocab: Vocab, ids: np.ndarray, replicas: Ranks, forked: bool,
                  start: Start | None = None):
         """A fresh run (from start's weights, when fine-tuning), or (train.resume) the checkpoint's, checked
         against this corpus and config."""
@@ -141,6 +130,8 @@ class Trainer:
             self.backend, self.progress = resume(cfg, vocab, len(self.train_batches), run_dir, replicas)
             if forked:  # another run from here on, with an identity of its own
                 self.progress.run_id = Progress(state=()).run_id
+        p = self.progress
+        self.schedule = Schedule(tc, cfg.optim.lr, p.schedule, p.step, p.train_seconds)
         # after the backend, which loads torch if it needs it
         self.threads = PhaseThreads()
         self.guard = self.backend.settings.guard
@@ -166,6 +157,10 @@ class Trainer:
             f"{self.threads.describe()}" + (f"; resuming at step {p.step}" if p.step else ""))
         if note:
             self.monitor.write(note)
+        if self.schedule.note:
+            self.monitor.schedule_note(p.step, self.schedule.note)
+        if tc.max_seconds is not None:
+            self.monitor.write(self.schedule.plan())
 
     def run(self, stop: StopRequest) -> TrainResult:
         p, tc = self.progress, self.cfg.train
@@ -174,21 +169,24 @@ class Trainer:
             self.replicas.watch(stop)
             stop.begin_training()
             stopped_by = None
-            while not self.finished() and stopped_by is None:
-                # evaluate, sample and checkpoint every eval_interval steps, unless a resumed run starts at
-                # a step already evaluated (evaluation time is not training time); a signal abandons it
-                if p.step % tc.eval_interval == 0 and p.eval_step != p.step and (p.step or tc.eval_at_start):
+            while not self.progress.finished(self.cfg.train) and stopped_by is None:
+                # evaluate, sample and checkpoint every eval_interval steps or share of the clock, unless a
+                # resumed run starts at a step already evaluated (evaluation time is not training time); a
+                # signal abandons it
+                due = self.schedule.evaluation_due(p.step, p.train_seconds) if p.step else tc.eval_at_start
+                if due and p.eval_step != p.step:
                     if not self.evaluate_and_save(stop):
                         stopped_by = stop.signal or signal.SIGTERM
                         break
                 # learning rate for this step: a warm-up, then the schedule, by steps or by the clock
-                lr = learning_rate(p.step, run_progress(p.step, p.train_seconds, tc), self.cfg.optim.lr,
-                                   tc.lr_schedule, tc.warmup_iters, tc.min_lr, warmup_share(tc))
+                lr = self.schedule.next_lr(p.step, p.train_seconds)
+                for news in self.schedule.pop_news():
+                    self.monitor.write(news)
                 # forward, backward, clip and update on the next chunk of every stream
                 inputs, targets = self.replicas.local(*self.train_batches.chunk(p.chunk))
-                started = time.perf_counter()
+                started = self.clock()
                 result = self.backend.train_step(inputs, targets, self.state_prev(), lr, self.masks(p.step, inputs))
-                seconds = time.perf_counter() - started
+                seconds = self.clock() - started
                 # a step the backend refused or undid (a non-finite or exploded loss, gradient or update):
                 # stop, or drop the chunk (train.nonfinite)
                 if result.skipped and result.cause not in ROUTINE and tc.nonfinite == "stop":
@@ -205,6 +203,7 @@ class Trainer:
                 # every rank stops at the same step, and goes by the same clock
                 stopped_by, p.train_seconds = self.replicas.agree(stop.signal, p.train_seconds,
                                                                   clock=tc.max_seconds is not None)
+                self.schedule.record(p.train_seconds, inputs.shape[1] / tc.seq_length)
             # finished: evaluate the last step; stopped by a signal, there or before: keep the state between
             # two steps (an evaluation it interrupted is left for a resume to repeat)
             if stopped_by is None and p.eval_step != p.step and not self.evaluate_and_save(stop):
@@ -225,15 +224,13 @@ class Trainer:
                 dict(steps=p.step, train_seconds=p.train_seconds, val_loss=p.val_loss, best_val_loss=p.best_val,
                      val_bpc=p.val_loss / math.log(2), val_loss_full=full_val_loss, run_id=p.run_id), indent=2))
         # where the schedule stands once the steps taken are done
-        progress = run_progress(p.step, p.train_seconds, tc)
+        schedule = self.schedule
+        progress = schedule.progress(p.step, p.train_seconds)
         return TrainResult(steps=p.step, train_seconds=p.train_seconds, val_loss=p.val_loss,
                            best_val_loss=p.best_val, run_dir=self.run_dir, stopped_by=stopped_by,
                            schedule_progress=min(progress, 1.0) if tc.lr_schedule == "cosine" else 1.0,
-                           warmup=warmup_fraction(p.step, progress, tc.warmup_iters, warmup_share(tc)), lr=lr)
-
-    def finished(self) -> bool:
-        p, tc = self.progress, self.cfg.train
-        return p.step >= tc.max_iters or (tc.max_seconds is not None and p.train_seconds >= tc.max_seconds)
+                           warmup=schedule.warmed / tc.warmup_iters if schedule.warming_up else None, lr=lr,
+                           replanned=schedule.note)
 
     def state_prev(self) -> tuple:
         """The state the next chunk starts from: the last chunk's, or zeros with train.reset_state."""
@@ -275,6 +272,7 @@ class Trainer:
         if self.replicas.sum(float(shown is None and self.replicas.is_main)):
             return False
         p.eval_step = p.step
+        self.schedule.evaluated(p.train_seconds)
         improved = p.val_loss < p.best_val
         p.best_val = min(p.best_val, p.val_loss)
         # best first: a kill between the two writes leaves ckpt_last.npz before this step, which a resume
@@ -315,6 +313,7 @@ class Trainer:
         if not self.replicas.is_main:
             return
         p.monitor = self.monitor.state_dict()
+        p.schedule = self.schedule.state_dict()
         ckpt = Checkpoint(params=self.backend.export_params(), optimizer_state=self.backend.export_optimizer_state(),
                           vocab=self.vocab.symbols, config=self.config_dict,
                           progress={**p.to_json(), "backend": self.cfg.backend.name},

@@ -1,6 +1,6 @@
-"""Continuing a run: its progress between two steps (what a checkpoint holds beyond the weights and the
-optimizer state), the directory it continues in, and the checks that it can continue at all (the
-config it continues with is charrnn.config.run_config's).
+"""Continuing a run: the config it continues with (resumed_config), its progress between two steps (what a
+checkpoint holds beyond the weights and the optimizer state), the directory it continues in, and the
+checks that it can continue at all.
 
 No random generator needs saving: initial weights come from the seed, batching is deterministic, and
 each evaluation draws its sample from a generator seeded by (seed, step) (see loop.py).
@@ -14,14 +14,14 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from charrnn.backends import Backend
 from charrnn.checkpoint import Checkpoint, load_checkpoint, restore_backend, resume_path, saved_config
 from charrnn.checkpoint.fields import OPTIONAL, optimizer_problem, progress_problem
-from charrnn.config import Config, lookup
+from charrnn.config import Config, lookup, to_config
 from charrnn.data import Vocab
-from charrnn.distributed import SOLO, Solo
+from charrnn.distributed import SOLO, Ranks
 from charrnn.errors import UserError
 from charrnn.model import spec_of, zero_state
 from charrnn.optim import OPTIMIZERS
@@ -42,6 +42,12 @@ class Progress:
     # of a run directory that carry it are that run's own (see resume_dir)
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     init_from: dict | None = None  # a fine-tuned run's origin: {"path", "step", "val_loss"} (charrnn.training.finetune)
+    schedule: dict = field(default_factory=dict)  # Schedule.state_dict() as of the save (charrnn.training.schedule)
+
+    def finished(self, tc) -> bool:
+        """Whether the run has spent its budget (tc: the config's train section): train.max_iters steps, or
+        train.max_seconds of training."""
+        return self.step >= tc.max_iters or (tc.max_seconds is not None and self.train_seconds >= tc.max_seconds)
 
     def to_json(self) -> dict:
         """Everything but the recurrent state, which the checkpoint keeps as arrays."""
@@ -68,6 +74,28 @@ class Progress:
                    **{k: ckpt.progress[k] for k in names if k in ckpt.progress})
 
 
+def resumed_config(raw: DictConfig, overrides: list[str], resume: str) -> Config:
+    """The config a run continues with (train.resume): the checkpoint's saved config with only the keys
+    given on the command line (overrides, as Hydra lists them) changed, so that `python train.py
+    train.resume=DIR` continues a run whatever options started it."""
+    path = resume_path(resume)
+    saved = saved_config(load_checkpoint(path))  # its strings are text: ${...} in a file is never resolved
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        value = OmegaConf.select(raw, key, default=_ABSENT)
+        if value is _ABSENT:
+            raise UserError(f"{override} does not name one config key, so it cannot change a resumed run; "
+                            f"override the keys themselves (e.g. train.max_iters=...)")
+        OmegaConf.update(saved, key, value, merge=False)
+    OmegaConf.update(saved, "train.resume", resume)  # however it was given
+    try:
+        return to_config(saved)
+    except UserError as e:
+        raise UserError(f"cannot resume {path}: its saved config, with your overrides, "
+                        f"does not validate ({e})") from None
+
+
+_ABSENT = object()
 # What the data pointer, the carried state and the optimizer state are laid out by. (The model shape
 # is checked where the weights are loaded, in restore_backend.)
 FIXED = ("train.batch_size", "train.seq_length", "data.val_fraction", "optim.name")
@@ -154,7 +182,7 @@ def config_header(identity: str) -> str:
     return f"# charrnn run {identity}"
 
 
-def resume(cfg: Config, vocab: Vocab, num_chunks: int, run_dir: Path, replicas: Solo = SOLO
+def resume(cfg: Config, vocab: Vocab, num_chunks: int, run_dir: Path, replicas: Ranks = SOLO
            ) -> tuple[Backend, Progress]:
     """The backend (weights and optimizer state) and progress of the checkpoint named by train.resume,
     checked against cfg and the corpus's vocabulary, to continue in run_dir (see resume_dir). The best
@@ -180,16 +208,17 @@ def resume(cfg: Config, vocab: Vocab, num_chunks: int, run_dir: Path, replicas: 
     backend.load_optimizer_state(ckpt.optimizer_state)
     spec = spec_of(cfg.model, len(vocab))
     progress = Progress.from_checkpoint(ckpt, path, cfg.model.dtype, spec.state_names)
+    if not progress.schedule:  # a checkpoint from before the schedule was saved: planned over its config's budget
+        progress.schedule = {"budget": {key: OmegaConf.select(saved_cfg, f"train.{key}")
+                                        for key in ("lr_decay_iters", "max_seconds")}}
     progress.best_val = best_val_loss(run_dir)
     expected = zero_state(spec, cfg.train.batch_size, cfg.model.dtype)
     shapes = [s.shape for s in progress.state]
     if shapes != [s.shape for s in expected] or not 0 <= progress.chunk < num_chunks:
         raise UserError(f"cannot resume {path}: its data pointer (chunk {progress.chunk}) or carried state "
                         f"{', '.join(map(str, shapes))} does not fit this corpus and config")
-    done = progress.step >= cfg.train.max_iters or (cfg.train.max_seconds is not None
-                                                    and progress.train_seconds >= cfg.train.max_seconds)
     # A run stopped by a signal right at its end still owes its final evaluation.
-    if done and progress.eval_step == progress.step:
+    if progress.finished(cfg.train) and progress.eval_step == progress.step:
         raise UserError(f"nothing to resume: {path} is at step {progress.step} after {progress.train_seconds:.1f} s, "
                         f"which train.max_iters={cfg.train.max_iters} / train.max_seconds={cfg.train.max_seconds} "
                         f"already reach; raise them to train further")

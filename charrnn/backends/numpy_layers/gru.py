@@ -139,3 +139,14 @@ def backward(dout: np.ndarray, cache: GRUCache, trace: dict | None = None
     dWxh, dbh = project_backward(gates.reshape(N, 3 * H), cache.x, cache.W["Wxh"], cache.one_hot, cache.dx)
     dx = None if cache.x.ndim == 2 else cache.dx
     return {"Wxh": dWxh, "Whh": dWhh, "bh": dbh, "bhn": dbhn}, dx, (dh_next.copy(),)
+
+
+def torch_step(W: dict, xw_t, state: tuple) -> tuple:
+    """The torch backend's step, on tensors (autograd differentiates it): u_t = xw_t = Wxh x_t + bh and
+    w_t = Whh h_{t-1} + [0, 0, bhn], each (B, 3H); W["WhhT"] (H, 3H), W["bhh"] (3H,) the recurrent bias."""
+    h = state[0]
+    u_r, u_z, u_n = xw_t.chunk(3, dim=1)
+    w_r, w_z, w_n = W["bhh"].addmm(h, W["WhhT"]).chunk(3, dim=1)
+    r, z = (u_r + w_r).sigmoid(), (u_z + w_z).sigmoid()
+    n = (u_n + r * w_n).tanh()
+    return (n + z * (h - n),)

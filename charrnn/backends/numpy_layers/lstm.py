@@ -187,3 +187,12 @@ def backward(dout: np.ndarray, cache: LSTMCache, trace: dict | None = None
     dWxh, dbh = project_backward(da, cache.x, cache.W["Wxh"], cache.one_hot, cache.dx)
     dx = None if cache.x.ndim == 2 else cache.dx
     return {"Wxh": dWxh, "Whh": dWhh, "bh": dbh}, dx, (dh_next.copy(), dc.copy())
+
+
+def torch_step(W: dict, xw_t, state: tuple) -> tuple:
+    """The torch backend's step, on tensors (autograd differentiates it): the gates i, f, g, o from
+    a_t = Wxh x_t + bh + Whh h_{t-1} (B, 4H), xw_t = Wxh x_t + bh, W["WhhT"] (H, 4H)."""
+    h, c = state
+    i, f, g, o = xw_t.addmm(h, W["WhhT"]).chunk(4, dim=1)
+    c = f.sigmoid() * c + i.sigmoid() * g.tanh()
+    return o.sigmoid() * c.tanh(), c

@@ -105,3 +105,10 @@ def backward(dout: np.ndarray, cache: RNNCache, trace: dict | None = None
     dWxh, dbh = project_backward(dh_raw, cache.x, cache.W["Wxh"], cache.one_hot, cache.dx)
     dx = None if cache.x.ndim == 2 else cache.dx
     return {"Wxh": dWxh, "Whh": dWhh, "bh": dbh}, dx, (dh_next.copy(),)
+
+
+def torch_step(W: dict, xw_t, state: tuple) -> tuple:
+    """The torch backend's step, on tensors (autograd differentiates it): h_t = tanh(Wxh x_t + bh + Whh h_{t-1}),
+    xw_t (B, H) = Wxh x_t + bh, W["WhhT"] (H, H)."""
+    # tanh in place is safe: addmm's backward needs its inputs, not its output.
+    return (xw_t.addmm(state[0], W["WhhT"]).tanh_(),)

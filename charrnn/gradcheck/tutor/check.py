@@ -19,11 +19,11 @@ from charrnn.gradcheck.tutor import learner
 from charrnn.gradcheck.tutor.codes import CODES
 from charrnn.gradcheck.tutor.diagnosis import Finding, diagnose
 from charrnn.gradcheck.tutor.exact import exact, exact_terms
-from charrnn.gradcheck.tutor.picture import MAX_STEPS, pictures
-from charrnn.gradcheck.tutor.pointers import pointers
+from charrnn.gradcheck.tutor.picture import MAX_STEPS, first_step_only, pictures
+from charrnn.gradcheck.tutor.pointers import pointers, single_precision
 from charrnn.gradcheck.problem import TOLERANCES, relative_error
 from charrnn.gradcheck.tutor.sandbox import LearnerError, Sandbox
-from charrnn.gradcheck.tutor.shapes import NotWritten, Shape
+from charrnn.gradcheck.tutor.shapes import NotWritten, Shape, in_place
 
 # The other problems each check runs, beside the one the options describe: other sizes (so that a
 # factor of T is told from one of B*T, and a transposed matrix from a square one) and other seeds.
@@ -70,7 +70,7 @@ class Implementation:
     family: str
     cell: str
     arrays: str
-    status: str                      # "pass", "fail" or "not written"
+    status: str                      # "pass", "fail", "error", "not written", "no partner" or "not a shape"
     problems: list = field(default_factory=list)
     tolerance: float = 0.0
     outputs: list = field(default_factory=list)     # Check of each forward output
@@ -80,6 +80,7 @@ class Implementation:
     shown: str | None = None                        # the gradient whose per-step table the report prints
     diagnosis: list = field(default_factory=list)   # Diagnosis
     notes: list = field(default_factory=list)
+    error: dict | None = None       # {"message", "traceback", "output"} when status is "error"
 
 
 @dataclass
@@ -132,7 +133,7 @@ def shown_gradient(shape: Shape, checks: list[Check], asked: str | None) -> str 
         return asked
     weights = shape.weight_grads()
     wrong = [c.name for c in checks if not c.passed and c.name in weights]
-    recurrent = [g for g in weights if shape.roles[shape.grads[g]] == "Whh"]
+    recurrent = [g for g in weights if shape.roles.get(shape.grads[g]) == "Whh"]
     return recurrent[0] if recurrent and (not wrong or recurrent[0] in wrong) else (wrong or weights)[0]
 
 
@@ -166,12 +167,27 @@ def compare(names, yours: list[dict], truth: list[dict], tolerance: float) -> li
     return [Check(name, error, error <= tolerance) for name, error in errors.items()]
 
 
-def per_step(shape: Shape, box: Sandbox, loaded, case) -> dict:
-    """The picture of every weight gradient on the case's first MAX_STEPS steps (picture.py)."""
+def per_step(shape: Shape, box: Sandbox, loaded, case) -> tuple[dict, str]:
+    """The picture of every weight gradient on the case's first MAX_STEPS steps (picture.py), and its problem."""
     case = shape.truncate(case, min(case.sizes["T"], MAX_STEPS))
-    found = pictures(shape, box, loaded, case, exact(shape, case).states, exact_terms(shape, case))
-    return {g: {"split": p.split, "problem": case.label(), "steps": p.rows(), "by_distance": p.by_distance()}
+    return pictures(shape, box, loaded, case, exact(shape, case).states, exact_terms(shape, case)), case.label()
+
+
+def tables(found: dict, problem: str) -> dict:
+    return {g: {"split": p.split, "problem": problem, "steps": p.rows(), "by_distance": p.by_distance()}
             for g, p in found.items()}
+
+
+def signature(table: dict, tolerance: float) -> Finding | None:
+    """elementwise-chain named by its signature where no hypothesis reproduces the numbers (the learner's
+    own form of the chain, per-step vectors or matrices multiplied elementwise): right for each step's own
+    loss and one step back, and clearly wrong (far beyond round-off) at every distance from two steps back.
+    No other code of the table is right one step back and wrong two back, so the signature names this one."""
+    errors = [row["error"] for row in table["by_distance"] if row["exact"] > 0]
+    if len(errors) < 4 or max(errors[:2]) > tolerance or min(errors[2:]) <= 100 * tolerance:
+        return None
+    return Finding("elementwise-chain", "by its signature: right at k = 0 and 1, wrong at every k from 2 (relative "
+                                        f"errors {', '.join(f'{e:.1e}' for e in errors[2:])})")
 
 
 def diagnoses(shape: Shape, loaded, result: Implementation, cases, yours, exacts) -> list[Diagnosis]:
@@ -181,6 +197,9 @@ def diagnoses(shape: Shape, loaded, result: Implementation, cases, yours, exacts
                                        f"({', '.join(wrong_outputs)}) is not the exact value")]
     else:
         findings = diagnose(shape, cases, [{g: y[g] for g in shape.grads} for y in yours], [e.grads for e in exacts])
+        named = signature(result.per_step[result.shown], result.tolerance) if result.shown is not None else None
+        if [f.code for f in findings] == ["unknown"] and named is not None:
+            findings = [named]
     out = []
     for f in findings:
         if f.code == "unknown" and not f.detail and result.shown is not None:
@@ -191,12 +210,26 @@ def diagnoses(shape: Shape, loaded, result: Implementation, cases, yours, exacts
     return out
 
 
+def single_inside(shape: Shape, loaded, yours: list[dict], exacts) -> list[str]:
+    """Where the file makes float32 arrays, when that is all that parts its values from the exact ones:
+    every output and gradient agrees to the float32 bar, and one at least is off by more than float64's."""
+    names = list(shape.outputs) + list(shape.grads)
+    truth = [{**e.outputs, **e.grads} for e in exacts]
+    errors = [relative_error(y[n], t[n]) for n in names for y, t in zip(yours, truth)]
+    if max(errors) <= TOLERANCES["float64"]["autograd"] or max(errors) > TOLERANCES["float32"]["autograd"]:
+        return []
+    return single_precision(loaded.source)[:3]
+
+
 def check_implementation(shape: Shape, box: Sandbox, loaded, options: Options) -> Implementation:
     if options.per_step is not None and options.per_step not in shape.weight_grads():
         raise LearnerError(f"--per-step {options.per_step}: not a weight gradient of {shape.name}; one of "
                            f"{', '.join(shape.weight_grads())}")
     cases = problems(shape, options)
-    yours = [shape.run(box, loaded, case) for case in cases]
+    yours, touched = [], []
+    for case in cases:
+        yours.append(shape.run(box, loaded, case))
+        touched += [name for name in in_place(shape, box.changed) if name not in touched]
     exacts = [exact(shape, case) for case in cases]
     single = any(a.dtype == np.float32 for y in yours for a in y.values())
     tolerance = TOLERANCES["float32" if single else "float64"]["autograd"]
@@ -205,12 +238,23 @@ def check_implementation(shape: Shape, box: Sandbox, loaded, options: Options) -
     if single:
         result.notes.append(f"your code returned float32 arrays: checked against the float32 bar {tolerance:g}; "
                             f"compute in float64 to be held to 1e-10")
+    elif inside := single_inside(shape, loaded, yours, exacts):
+        result.tolerance = tolerance = TOLERANCES["float32"]["autograd"]
+        result.notes.append(f"your code returned float64 arrays, but rounds to float32 inside ({'; '.join(inside)}): "
+                            f"every value agrees to float32's round-off, so it is checked against the float32 bar "
+                            f"{tolerance:g}; make those arrays float64 to be held to 1e-10")
+    if touched:
+        result.notes.append(f"warning: your code changes arrays it was handed, in place: {', '.join(touched)}. The "
+                            f"gradients above are checked on what it returned, but a caller that uses "
+                            f"{'them' if len(touched) > 1 else 'it'} afterwards (a numeric gradient check, the next "
+                            f"step) sees other numbers: work on a copy (.copy()), or add with a + b, not +=")
     result.outputs = compare(shape.outputs, yours, [e.outputs for e in exacts], tolerance)
     result.gradients = compare(shape.grads, yours, [e.grads for e in exacts], tolerance)
     result.summary = summary(shape, result.gradients)
     failed = not all(c.passed for c in result.outputs + result.gradients)
     if shape.through_time and (failed or options.per_step):
-        result.per_step = per_step(shape, box, loaded, cases[0])
+        found, problem = per_step(shape, box, loaded, cases[0])
+        result.per_step = tables(found, problem)
         result.shown = shown_gradient(shape, result.gradients, options.per_step)
     if failed:
         result.status = "fail"
@@ -219,38 +263,83 @@ def check_implementation(shape: Shape, box: Sandbox, loaded, options: Options) -
             result.notes.append(f"your forward pass already differs ({', '.join(wrong_outputs)}): the gradients are "
                                 f"checked against the exact forward, so fix the forward first")
         result.diagnosis = diagnoses(shape, loaded, result, cases, yours, exacts)
+        if any(d.code == "first-step-wrap" for d in result.diagnosis) and result.per_step:
+            result.per_step = tables({g: first_step_only(p) for g, p in found.items()}, problem)
+            result.notes.append("the per-step table puts at step 0 all that parts each loss step's gradient from the "
+                                "exact one: the inference's windows each have a first step of their own, and the "
+                                "diagnosis shows the mistake is in the first step")
     return result
 
 
+def not_checked(shape: Shape, status: str, note: str, error: dict | None = None) -> Implementation:
+    return Implementation(shape.name, shape.signature, shape.layout, shape.family, shape.cell, shape.arrays, status,
+                          notes=[note], error=error)
+
+
+def with_hint(error: LearnerError, dropped: set) -> str:
+    """The message, with what the learner can do about the usual causes of a raised exception."""
+    message = error.message
+    if error.raised is None:
+        return message
+    if re.search(r"dtype|[Dd]ouble|[Ff]loat", error.raised):
+        message += "; the check hands your code float64 arrays: make the ones it creates float64 too"
+    if "Missing parentheses in call to 'print'" in error.raised or re.match(
+            r"NameError: name '(xrange|unicode|raw_input|basestring)' is not defined", error.raised):
+        message += ("; this is Python 2 code: make it Python 3 (print(...), range for xrange; the 2to3 tool does "
+                    "both) and run the check again")
+    missing = re.match(r"NameError: name '(\w+)' is not defined", error.raised)
+    if missing and missing.group(1) in dropped:
+        message += (f"; {missing.group(1)} is set by the script part of your file, which the check left out: set it "
+                    f"inside the function, or from the arguments")
+    return message
+
+
 def run_check(path, function: str | None, options: Options, box: Sandbox) -> TutorResult:
+    """Each implementation on its own: one's exception, skeleton or missing partner never hides another's result."""
     path = Path(path)
     result = TutorResult(str(path), "pass", 0)
+    dropped: set = set()
     try:
         if not path.is_file():
             raise LearnerError(f"{path}: no such file; give the path of your .py file")
-        loaded, result.notes = learner.load(box, path)
+        loaded, result.notes, dropped = learner.load(box, path)
         shapes = learner.find_shapes(loaded, path, function, options.cell, options.arrays)
+        alone = function is not None or len(shapes) == 1
         for shape in shapes:
+            if isinstance(shape, learner.Skipped):
+                result.implementations.append(Implementation(shape.name, shape.signature, "", "", "", "", shape.status,
+                                                             notes=[shape.why]))
+                continue
             try:
                 result.implementations.append(check_implementation(shape, box, loaded, options))
             except NotWritten as skeleton:
-                if function is not None or len(shapes) == 1:
+                if alone:
                     raise LearnerError(f"{skeleton}: write it first (a skeleton has nothing to check)") from None
-                result.implementations.append(Implementation(shape.name, shape.signature, shape.layout, shape.family,
-                                                             shape.cell, shape.arrays, "not written",
-                                                             notes=[str(skeleton)]))
+                result.implementations.append(not_checked(shape, "not written", str(skeleton)))
+            except LearnerError as error:
+                if alone:
+                    raise
+                result.implementations.append(not_checked(shape, "error", with_hint(error, dropped), {
+                    "message": with_hint(error, dropped), "traceback": error.traceback, "output": error.output}))
     except LearnerError as error:
-        message = error.message
-        if error.raised is not None and re.search(r"dtype|[Dd]ouble|[Ff]loat", error.raised):
-            message += "; the check hands your code float64 arrays: make the ones it creates float64 too"
         return TutorResult(str(path), "error", 2, result.implementations, result.notes,
-                           {"message": message, "traceback": error.traceback, "output": error.output})
-    if not any(i.status != "not written" for i in result.implementations):
+                           {"message": with_hint(error, dropped), "traceback": error.traceback,
+                            "output": error.output})
+    checked = [i for i in result.implementations if i.status in ("pass", "fail")]
+    errors = [i for i in result.implementations if i.status == "error"]
+    if any(i.status == "fail" for i in checked):
+        result.status, result.exit_code = "fail", 1
+    elif errors:
+        first = errors[0]
+        result.status, result.exit_code = "error", 2
+        result.error = {"message": f"{first.function}: {first.error['message']}", "traceback": None, "output": ""}
+    elif not checked:
         message = "every implementation in the file is a skeleton that returns None: write one first"
+        if any(i.status != "not written" for i in result.implementations):
+            message = "nothing in the file could be checked: " + "; ".join(
+                i.notes[0] for i in result.implementations)
         return TutorResult(str(path), "error", 2, result.implementations, result.notes,
                            {"message": message, "traceback": None, "output": ""})
-    if any(i.status == "fail" for i in result.implementations):
-        result.status, result.exit_code = "fail", 1
     return result
 
 

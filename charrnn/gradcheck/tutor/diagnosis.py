@@ -8,13 +8,13 @@ wins. When every weight is explained and only the carried state's gradient is no
 state-gradient. When nothing explains the numbers the answer is unknown: no guess.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import combinations
 
 import numpy as np
 
 from charrnn.gradcheck.tutor.codes import VARIANTS
-from charrnn.gradcheck.tutor.mistakes import SWITCHES, allowed, backward
+from charrnn.gradcheck.tutor.mistakes import SWITCHES, Canon, allowed, backward
 from charrnn.gradcheck.problem import relative_error
 
 MATCH = 1e-8        # a hypothesis reproduces a gradient to this relative error (round-off is ~1e-15)
@@ -39,7 +39,12 @@ def learner_options(shape, result, case) -> dict:
     options = {g: {"": a} for g, a in shape.from_canon(result.grads).items()}
     for g, a in shape.from_canon(result.variants["h-index"]).items():
         options[g]["h-index"] = a
+    for g in shape.weight_grads():
+        if g in options:
+            options[g]["zero"] = np.zeros_like(options[g][""])
     if case.sizes.get("T", 1) > 1:
+        for g, a in shape.from_canon(result.variants["first-step-wrap"]).items():
+            options[g]["first-step-wrap"] = a
         for label, t in (("first", 0), ("last", -1)):
             for g, a in shape.from_canon({k: v[t] for k, v in result.terms.items()}).items():
                 options[g][f"not-accumulated:{label}"] = a
@@ -122,6 +127,13 @@ def _local_findings(shape, choice: dict) -> list[Finding]:
         findings.append(Finding("h-index", "; ".join(
             f"{g}: h_{{t-1}} where h_t belongs" if shape.roles[shape.grads[g]] == "Why"
             else f"{g}: h_t where h_{{t-1}} belongs" for g in hidx), hidx))
+    wrapped = tuple(g for g, opt in choice.items() if opt == "first-step-wrap")
+    if wrapped:
+        findings.append(Finding("first-step-wrap", f"{', '.join(wrapped)}: step 0 used the chunk's last h where the "
+                                                   f"h before it (hprev) belongs", wrapped))
+    zero = tuple(g for g, opt in choice.items() if opt == "zero")
+    if zero:
+        findings.append(Finding("zero-gradient", f"{', '.join(zero)}: all zeros", zero))
     for label, words in (("first", "step 0's term alone (the last one a reversed loop writes)"),
                          ("last", "the last step's term alone")):
         grads = tuple(g for g, opt in choice.items() if opt == f"not-accumulated:{label}")
@@ -199,4 +211,48 @@ def diagnose(shape, cases, yours: list[dict], exact_grads: list[dict]) -> list[F
             cost = (len(codes), "state-gradient" in codes, len(hypothesis.switches), len(findings))
             if best_cost is None or cost < best_cost:
                 best, best_cost = findings, cost
-    return best if best else [Finding("unknown")]
+    if best:
+        return best
+    per_stream = clipped_per_stream(shape, cases, yours)
+    return [per_stream] if per_stream else [Finding("unknown")]
+
+
+def _stream(canon: Canon, b: int) -> Canon:
+    """Stream b of a problem alone, with the loss's scale unchanged (its gradients sum to the whole's)."""
+    one = slice(b, b + 1)
+    return replace(canon, x=canon.x[:, one], state=tuple(s[one] for s in canon.state),
+                   targets=None if canon.targets is None else canon.targets[:, one],
+                   dh=None if canon.dh is None else canon.dh[:, one], dc=None if canon.dc is None else canon.dc[one])
+
+
+def clipped_per_stream(shape, cases, yours: list[dict]) -> Finding | None:
+    """Each stream's gradient clipped to one norm on its own before the streams are summed: yours is
+    sum_b min(1, c / |g_b|) g_b, with g_b stream b's exact gradient, one bar c for the streams of a
+    problem, and some stream cut. The norm is of all the weights' gradients together, or of each alone."""
+    weights = shape.weight_grads()
+    canons = [shape.canon(case) for case in cases]
+    if any(c is None for c in canons) or canons[0].x.shape[1] < 2:
+        return None
+    streams = [[shape.from_canon(backward(_stream(c, b)).grads) for b in range(c.x.shape[1])] for c in canons]
+    for groups in ([weights], [[g] for g in weights]):
+        bars, fits = [], True                         # per problem, the norms its cut streams were cut to
+        for y, per_stream in zip(yours, streams):
+            bars.append([])
+            for group in groups:
+                G = np.stack([np.concatenate([s[g].ravel() for g in group]) for s in per_stream], axis=1)
+                target = np.concatenate([y[g].ravel() for g in group])
+                f, *_ = np.linalg.lstsq(G, target, rcond=None)
+                if relative_error(G @ f, target) > MATCH or np.any(f > 1 + SAME_FACTOR) or np.any(f <= 0):
+                    fits = False
+                    break
+                bars[-1] += [float(fb * n) for fb, n in zip(f, np.linalg.norm(G, axis=0)) if fb < 1 - SAME_FACTOR]
+            if not fits:
+                break
+        # one bar within each problem (a bar in summed units is another in the mean's on another problem)
+        if fits and any(bars) and all(np.ptp(b) <= SAME_FACTOR * b[0] for b in bars if b):
+            which = "all the weights' gradients together" if len(groups) == 1 else "each weight's gradient"
+            first = next(b[0] for b in bars if b)
+            return Finding("clipped-per-stream", f"each stream's gradient cut on its own ({which}; to a norm of "
+                                                 f"{first:.4g} on the first problem that cuts one) before the "
+                                                 f"streams are added up")
+    return None

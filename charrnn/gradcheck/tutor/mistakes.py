@@ -45,6 +45,10 @@ LSTM_SWITCHES = {
                                                  "dc_t = dh_t * o * (1 - c_t^2) + dc_next, of c_t not tanh(c_t)"),
     ("tanh-derivative", "g-missing"): ({"tanh'(g)"}, "da_g = dc_t * i (no tanh' of g)"),
     ("tanh-derivative", "g-pre-activation"): ({"tanh'(g)"}, "da_g = dc_t * i * (1 - a_g^2), of the pre-activation a_g"),
+    ("tanh-derivative", "cell-tanh-twice"): ({"tanh'(c)"}, "dc_t = dh_t * o * (1 - tanh(tanh(c_t))^2) + dc_next"),
+    ("tanh-derivative", "cell-of-g"): ({"tanh'(c)"}, "dc_t = dh_t * o * (1 - g^2) + dc_next, g's slope for tanh(c_t)'s"),
+    ("tanh-derivative", "g-tanh-twice"): ({"tanh'(g)"}, "da_g = dc_t * i * (1 - tanh(g)^2), tanh taken of g again"),
+    ("sigmoid-derivative", ""): ({"sigmoid'"}, "da_i = di * sigmoid(i) * (1 - sigmoid(i)), and so for f and o"),
 }
 SWITCHES = {"rnn": RNN_SWITCHES, "lstm": LSTM_SWITCHES}
 
@@ -190,6 +194,10 @@ def lstm_backward(pb: Canon, values: dict, switches: set) -> tuple[np.ndarray, n
             slope_c = 1.0
         elif ("tanh-derivative", "cell-pre-activation") in switches:
             slope_c = 1 - c[t + 1] ** 2
+        elif ("tanh-derivative", "cell-tanh-twice") in switches:
+            slope_c = 1 - np.tanh(tanh_c) ** 2
+        elif ("tanh-derivative", "cell-of-g") in switches:
+            slope_c = 1 - g[t] ** 2
         dc = dh * o[t] * slope_c
         if ("missing-dc-path", "") not in switches:
             dc = dc + dc_next
@@ -198,8 +206,12 @@ def lstm_backward(pb: Canon, values: dict, switches: set) -> tuple[np.ndarray, n
             slope_g = 1.0
         elif ("tanh-derivative", "g-pre-activation") in switches:
             slope_g = 1 - a[t][:, 2 * H:3 * H] ** 2
-        da[t] = np.concatenate([dc * g[t] * i[t] * (1 - i[t]), dc * c[t] * f[t] * (1 - f[t]),
-                                dc * i[t] * slope_g, dh * tanh_c * o[t] * (1 - o[t])], axis=1)
+        elif ("tanh-derivative", "g-tanh-twice") in switches:
+            slope_g = 1 - np.tanh(g[t]) ** 2
+        gate = sigmoid if ("sigmoid-derivative", "") in switches else (lambda v: v)   # sigmoid(i): i again
+        slope_i, slope_f, slope_o = (gate(v) * (1 - gate(v)) for v in (i[t], f[t], o[t]))
+        da[t] = np.concatenate([dc * g[t] * slope_i, dc * c[t] * slope_f, dc * i[t] * slope_g,
+                                dh * tanh_c * slope_o], axis=1)
         dh_next = da[t] @ pb.Whh                                  # (B, H) Whh^T da_t, as rows
         dc_next = dc * f[t]
     return da, dh_next, dc_next
@@ -220,6 +232,9 @@ def backward(pb: Canon, switches: tuple = ()) -> Gradients:
              "Whh": np.einsum("tbi,tbj->tij", da, h[:-1]),        # da_t^T h_{t-1}
              "bh": da.sum(axis=1)}
     variants = {"h-index": {"Whh": np.einsum("tbi,tbj->ij", da, h[1:])}}   # h_t where h_{t-1} belongs
+    wrapped = h[:-1].copy()
+    wrapped[0] = h[-1]                                            # hs[t-1] at t = 0 on a list: hs[-1], the last h
+    variants["first-step-wrap"] = {"Whh": np.einsum("tbi,tbj->ij", da, wrapped)}
     if pb.Why is not None:
         dy = values["dy"]
         terms.update(Why=np.einsum("tbi,tbj->tij", dy, h[1:]), by=dy.sum(axis=1))

@@ -88,3 +88,15 @@ def pictures(shape, box, loaded, case, states: list, exact_terms: dict) -> dict[
     if shape.carries_state:
         return {g: Picture(True, yours[g], exact_terms[g]) for g in yours}
     return {g: Picture(False, yours[g], exact_terms[g].sum(axis=1)) for g in yours}
+
+
+def first_step_only(picture: Picture) -> Picture:
+    """The picture of a mistake that lives in the first step of whatever chunk the code is given (hs[-1]
+    on a list): each window of the inference has a first step of its own, so every step would look
+    wrong. Steps t >= 1 are the exact terms, and step 0 holds all that parts each loss step's gradient
+    D(0, s) from the exact one: the chunk's own first step is the one that is wrong."""
+    if not picture.split:
+        return picture
+    yours = picture.exact.copy()
+    yours[:, 0] += picture.yours.sum(axis=1) - picture.exact.sum(axis=1)
+    return Picture(True, yours, picture.exact)

@@ -22,17 +22,19 @@ def _reversed_loop(node) -> bool:
 def _backward_parts(tree: ast.Module, shape) -> list[ast.AST]:
     """CS231n: the shape's backward (and, for a sequence, its cell's step backward); otherwise the
     reversed loops of the shape's functions and every function or method named *backward* or *bptt*."""
-    if shape.family == "cs231n":
-        names = {shape.functions[1]} | (set() if shape.step else {f"{shape.cell}_step_backward"})
+    layers = shape.family in ("cs231n", "coursera")
+    if layers:
+        step = f"{shape.cell}_step_backward" if shape.family == "cs231n" else f"{shape.cell}_cell_backward"
+        names = {shape.functions[1].rpartition(".")[2]} | (set() if shape.step else {step})
     parts = []
     for node in ast.walk(tree):
         if not isinstance(node, ast.FunctionDef):
             continue
-        if shape.family == "cs231n":
+        if layers:
             parts += [node] if node.name in names else []
         elif "backward" in node.name or "bptt" in node.name:
             parts.append(node)
-        elif node.name in shape.functions:
+        elif node.name in {f.rpartition(".")[2] for f in shape.functions}:
             parts += [loop for loop in ast.walk(node) if _reversed_loop(loop)]
     return parts
 
@@ -141,3 +143,35 @@ def pointers(source: str, shape, code: str, grads: tuple) -> list[str]:
     found = sorted({node.lineno for part in parts for looped in [_in_loops(part)] for node in ast.walk(part)
                     if hasattr(node, "lineno") and _wanted(node, code, shape, variables, recurrent, looped)})
     return [f"line {n}: {lines[n - 1].strip()}" for n in found[:MAX_LINES]]
+
+
+SINGLE = {"f", "f4", "float32", "single", "float16", "half", "bfloat16"}
+
+
+def _single(node) -> bool:
+    """dtype='f', np.float32, torch.float, .float(), .astype('f4'): where float32 (or less) is made."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return False
+    if isinstance(node, ast.keyword) and node.arg == "dtype":
+        value = node.value
+        return (isinstance(value, ast.Constant) and value.value in SINGLE) or (
+            isinstance(value, ast.Attribute) and value.attr in SINGLE | {"float"})
+    if isinstance(node, ast.Attribute) and node.attr in SINGLE - {"f", "f4", "single", "half"}:
+        return True
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+        if node.func.attr in ("float", "half") and not node.args:
+            return True
+        if node.func.attr in ("astype", "to", "type") and node.args:
+            arg = node.args[0]
+            return (isinstance(arg, ast.Constant) and arg.value in SINGLE) or (
+                isinstance(arg, ast.Attribute) and arg.attr in SINGLE | {"float"})
+    return False
+
+
+def single_precision(source: str) -> list[str]:
+    """The lines of the learner's file that make float32 (or smaller) arrays, "line N: text"."""
+    lines = source.splitlines()
+    found = sorted({node.lineno for node in ast.walk(ast.parse(source)) if hasattr(node, "lineno") and _single(node)}
+                   | {node.value.lineno for node in ast.walk(ast.parse(source))
+                      if isinstance(node, ast.keyword) and _single(node)})
+    return [f"line {n}: {lines[n - 1].strip()}" for n in found]

@@ -7,7 +7,10 @@ from charrnn.gradcheck.problem import TOLERANCES
 
 WIDTH = 104
 ARRAYS = {"numpy": "NumPy arrays", "torch": "torch tensors"}
-FAMILIES = {"min-char-rnn": "min-char-rnn's", "cs231n": "CS231n's", "charrnn": "charrnn's"}
+FAMILIES = {"min-char-rnn": "min-char-rnn's", "cs231n": "CS231n's", "coursera": "Coursera's", "charrnn": "charrnn's"}
+# What the report says of an implementation that was not checked, by its status.
+NOT_CHECKED = {"not written": "skipped, {note} (not written yet)", "no partner": "not checked: {note}",
+               "not a shape": "not checked: {note}", "error": "could not be checked: {note}"}
 
 
 def wrapped(label: str, text: str) -> list[str]:
@@ -47,8 +50,13 @@ def step_table(name: str, table: dict) -> list[str]:
 
 
 def implementation_report(impl) -> list[str]:
-    if impl.status == "not written":
-        return [f"{impl.signature}: skipped, {impl.notes[0]} (not written yet)"]
+    if impl.status in NOT_CHECKED:
+        lines = textwrap.wrap(f"{impl.signature}: {NOT_CHECKED[impl.status].format(note=impl.notes[0])}", WIDTH,
+                              subsequent_indent="  ")
+        if impl.error:
+            lines += [f"  | {line}" for part in (impl.error["output"], impl.error["traceback"]) if part
+                      for line in part.rstrip().splitlines()]
+        return lines
     lines = textwrap.wrap(f"{impl.signature}: {FAMILIES[impl.family]} shape ({impl.layout}), {impl.cell}, "
                           f"{ARRAYS[impl.arrays]}", WIDTH, subsequent_indent="  ")
     lines.append(f"  on {'; '.join(impl.problems)}")
@@ -61,7 +69,7 @@ def implementation_report(impl) -> list[str]:
     if impl.shown is not None:
         lines += [""] + step_table(impl.shown, impl.per_step[impl.shown])
     for d in impl.diagnosis:
-        lines += ["", f"diagnosis: {d.code}: {d.title}"]
+        lines += [""] + textwrap.wrap(f"diagnosis: {d.code}: {d.title}", WIDTH, subsequent_indent="  ")
         if d.detail:
             lines += wrapped("where:" if d.code == "unknown" else "which:", d.detail)
         lines += wrapped("evidence:", d.evidence) + wrapped("right:", d.math)
@@ -72,16 +80,16 @@ def implementation_report(impl) -> list[str]:
 
 
 def report(result) -> str:
-    if result.status == "error":
+    if result.status == "error" and not result.implementations:
         lines = [result.error["output"].rstrip()] if result.error["output"] else []
         lines += [result.error["traceback"].rstrip()] if result.error["traceback"] else []
         return "\n".join(lines + [f"note: {note}" for note in result.notes] + [f"error: {result.error['message']}"])
-    problems = max(len(impl.problems) for impl in result.implementations)
+    problems = max([len(impl.problems) for impl in result.implementations] + [3])
     lines = textwrap.wrap(f"check of {result.file}: each implementation on {problems} random problems in float64 "
                           f"against torch autograd on the same math; relative error = max |difference| / max |entry|, "
                           f"the largest over the problems; bar {TOLERANCES['float64']['autograd']:g}", WIDTH)
     lines += [f"note: {note}" for note in result.notes]
     for impl in result.implementations:
         lines += [""] + implementation_report(impl)
-    lines += ["", "PASS" if result.exit_code == 0 else "FAIL"]
+    lines += ["", {0: "PASS", 1: "FAIL"}.get(result.exit_code) or f"error: {result.error['message']}"]
     return "\n".join(lines)

@@ -39,6 +39,8 @@ class CharRNN(Shape):
         self.state = state
         self.roles = {**{name: name for name in names}, "h_prev": "h0", "c_prev": "c0"}
         self.outputs = ("loss", "state_last") if takes_spec else ("loss", "h_last")
+        self.call_args = ("params", "inputs", "targets", "state", "spec") if takes_spec else (
+            "params", "inputs", "targets", "h_prev")
 
     @property
     def signature(self) -> str:

@@ -57,6 +57,7 @@ class CS231n(Shape):
         self.roles = {"x": "x", "Wx": "Wxh", "Wh": "Whh", "b": "bh", "prev_h": "h0", "h0": "h0", "prev_c": "c0"}
         self.through_time = not self.step
         self.carries_state = cell == "rnn"
+        self.call_args = self.args
 
     @property
     def signature(self) -> str:
@@ -85,12 +86,12 @@ class CS231n(Shape):
         outs, grads = box.pair(loaded, forward, tuple(a[n] for n in self.args), backward,
                                tuple(case.upstream[n] for n in self.upstream), self.arrays, what)
         contract = f"CS231n's {forward} returns ({', '.join(self.outputs)}, cache)"
-        if grads is None:
-            if outs is None:
-                raise NotWritten(f"{forward} returned None")
-            raise LearnerError(f"{forward} returned {describe(outs)}; {contract}")
-        if all(v is None for v in outs):
+        if outs is None:
+            raise NotWritten(f"{forward} returned None")
+        if isinstance(outs, (tuple, list)) and all(v is None for v in outs):
             raise NotWritten(f"{forward} returned only None")
+        if grads is None:
+            raise LearnerError(f"{forward} returned {describe(outs)}; {contract}")
         if len(outs) != len(self.outputs):
             raise LearnerError(f"{forward} returned {len(outs) + 1} values; {contract}")
         values = unpack(grads, tuple(self.grads), f"{backward}", f"CS231n's {backward}")
@@ -155,5 +156,9 @@ class CS231n(Shape):
         return value
 
 
-PAIRS = {("rnn_step_forward", "rnn_step_backward"): "rnn", ("rnn_forward", "rnn_backward"): "rnn",
-         ("lstm_step_forward", "lstm_step_backward"): "lstm", ("lstm_forward", "lstm_backward"): "lstm"}
+# (forward, backward) -> (cell, the signatures of the two)
+PAIRS = {("rnn_step_forward", "rnn_step_backward"): ("rnn", ("(x, prev_h, Wx, Wh, b)", "(dnext_h, cache)")),
+         ("rnn_forward", "rnn_backward"): ("rnn", ("(x, h0, Wx, Wh, b)", "(dh, cache)")),
+         ("lstm_step_forward", "lstm_step_backward"): ("lstm", ("(x, prev_h, prev_c, Wx, Wh, b)",
+                                                                "(dnext_h, dnext_c, cache)")),
+         ("lstm_forward", "lstm_backward"): ("lstm", ("(x, h0, Wx, Wh, b)", "(dh, cache)"))}

@@ -14,6 +14,16 @@ from charrnn.gradcheck.tutor.mistakes import Canon
 from charrnn.gradcheck.tutor.shapes import Case, Shape, array, one_hot, unpack
 
 RETURNS = ("loss", "dWxh", "dWhh", "dWhy", "dbh", "dby", "h_last")
+MINCHAR_ARGS = ("inputs", "targets", "hprev")
+SIZES = ("vocab_size", "hidden_size", "seq_length")
+WEIGHTS = ("Wxh", "Whh", "Why", "bh", "by")
+OTHER_ARGS = ("inputs", "targets", *SIZES, *WEIGHTS)   # the one argument besides these is the state hprev
+
+
+def takes(params: list[str], required: int) -> bool:
+    """Whether a function's arguments are lossFun's, with sizes or weights as arguments too: inputs and
+    targets first, the state under any name, and nothing else that is required."""
+    return params[:2] == ["inputs", "targets"] and sum(p not in OTHER_ARGS for p in params[:required]) == 1
 
 
 class MinChar(Shape):
@@ -24,9 +34,19 @@ class MinChar(Shape):
     weights = ("Wxh", "Whh", "Why", "bh", "by")
     roles = {"Wxh": "Wxh", "Whh": "Whh", "Why": "Why", "bh": "bh", "by": "by", "hprev": "h0"}
 
+    def __init__(self, cell: str, functions: tuple[str, ...], arrays: str, params: tuple = MINCHAR_ARGS):
+        super().__init__(cell, functions, arrays)
+        self.params = tuple(params)
+        self.call_args = tuple("hprev" if p not in OTHER_ARGS else p for p in self.params)
+
     @property
     def signature(self) -> str:
-        return f"{self.functions[0]}(inputs, targets, hprev)"
+        return f"{self.functions[0]}({', '.join(self.params)})"
+
+    def arguments(self, a: dict) -> tuple:
+        """lossFun's arguments by their names: the sizes and weights some ports take as arguments too."""
+        sizes = {"vocab_size": a["Why"].shape[0], "hidden_size": a["Whh"].shape[0], "seq_length": len(a["inputs"])}
+        return tuple(a[p] if p in a and p != "hprev" else sizes[p] if p in sizes else a["hprev"] for p in self.call_args)
 
     def case(self, sizes: dict, seed: int) -> Case:
         rng = np.random.default_rng(seed)
@@ -46,7 +66,7 @@ class MinChar(Shape):
         H, V = a["Whh"].shape[0], a["Why"].shape[0]
         module_globals = {**{k: a[k] for k in self.weights}, "vocab_size": V, "hidden_size": H,
                           "seq_length": len(a["inputs"])}
-        out = box.call(loaded, name, (a["inputs"], a["targets"], a["hprev"]), module_globals, self.arrays, what)
+        out = box.call(loaded, name, self.arguments(a), module_globals, self.arrays, what)
         values = unpack(out, RETURNS, what, "min-char-rnn's lossFun")
         result = {"loss": array(values["loss"], "loss", (), what, case)}
         for grad, arg in self.grads.items():

@@ -4,7 +4,7 @@ A Shape knows one contract: how to draw a random problem in the learner's own la
 their code on it (through the sandbox) and check what comes back, the same math in torch for the
 exact gradients (exact.py), how to cut a chunk into windows (picture.py), and how to move a problem
 and its gradients to and from the tutor's one layout (mistakes.Canon). The shapes themselves live in
-shape_minchar.py, shape_cs231n.py and shape_charrnn.py.
+shape_minchar.py, shape_cs231n.py, shape_coursera.py and shape_charrnn.py.
 """
 
 import ast
@@ -33,7 +33,7 @@ class NotWritten(Exception):
 
 
 class Shape:
-    family = ""                  # "min-char-rnn", "cs231n" or "charrnn"
+    family = ""                  # "min-char-rnn", "cs231n", "coursera" or "charrnn"
     signature = ""               # what the learner's function looks like, for the report
     layout = ""                  # the layout in words
     outputs: tuple = ()          # what the forward returns besides the gradients, checked too
@@ -43,6 +43,7 @@ class Shape:
     through_time = True          # False for one step (CS231n's step functions): no per-step picture
     carries_state = True         # False where a chunk cannot start from any state (CS231n's LSTM: c0 = 0)
     window_loss = "all"          # a window's loss covers all its steps ("all") or its last step only ("last")
+    call_args: tuple = ()        # the names of the arguments the learner's function is called with, in order
 
     def __init__(self, cell: str, functions: tuple[str, ...], arrays: str):
         self.cell, self.functions, self.arrays = cell, functions, arrays
@@ -150,3 +151,23 @@ def torch_functions(source: str) -> set[str]:
 
 def one_hot(ids: np.ndarray, V: int) -> np.ndarray:
     return np.eye(V)[ids]
+
+
+def in_place(shape: Shape, paths: list[str]) -> list[str]:
+    """The worker's paths of arrays changed in place ("args[0]['Wxh']", "upstream[0]", "cache[2]") in the
+    learner's names: params['Wxh'], dh, the cache."""
+    names = []
+    for path in paths:
+        head, _, rest = path.partition("]")
+        where, _, index = head.partition("[")
+        if where == "args" and int(index) < len(shape.call_args):
+            name = shape.call_args[int(index)] + rest
+        elif where == "upstream" and int(index) < len(getattr(shape, "upstream", ())):
+            name = shape.upstream[int(index)] + rest
+        elif where == "globals":
+            name = index.strip("'\"")
+        else:
+            name = f"the {where}" if where == "cache" else path
+        if name not in names:
+            names.append(name)
+    return names

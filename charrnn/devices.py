@@ -5,12 +5,12 @@ run's config never pays for it.
     backend.device     auto (CUDA when torch sees a GPU, else the CPU) | cpu | cuda | cuda:N | mps
     backend.precision  fp32 (the weights' own dtype) | bf16 (CUDA, CPU, MPS) | fp16 (CUDA)
 
-Under torchrun each rank takes its own GPU, cuda:LOCAL_RANK (charrnn.distributed.local_rank).
+Under torchrun each rank takes its own GPU, cuda:LOCAL_RANK (local_rank; charrnn.distributed runs the ranks).
 """
 
+import os
 import re
 
-from charrnn.distributed import local_rank
 from charrnn.errors import UserError
 
 DEVICES = "auto, cpu, cuda, cuda:N, mps"
@@ -28,6 +28,14 @@ def valid_device(name: str) -> bool:
 def needs_torch(device: str, precision: str) -> bool:
     """Whether checking this pair takes torch: any accelerator, and fp16, whose device "auto" decides."""
     return device not in ("auto", "cpu") or precision == "fp16"
+
+
+def local_rank() -> int | None:
+    """This process's index among the ranks torchrun started on its machine (LOCAL_RANK), or None for a
+    run of one process."""
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        return None
+    return int(os.environ.get("LOCAL_RANK", "0"))
 
 
 def resolve_device(name: str, key: str = "backend.device"):
