@@ -43,9 +43,11 @@ from charrnn.backends import BACKENDS
 from charrnn.devices import DEVICES, resolve_device, valid_device
 from charrnn.config import CONF_DIR, BackendConfig, to_sample_config
 from charrnn.errors import UserError, UserTypeError, UserValueError
-from charrnn.explore.page import PageSpec, build_page
+from charrnn.explore.output import check_size, named_path
+from charrnn.explore.page import PageSpec, build_page, run_label
 from charrnn.explore.trace import stream_losses, stream_top_k, trace
 from charrnn.generation import continuation, quiet_overflow
+from charrnn.model import init_params
 
 if TYPE_CHECKING:
     from charrnn.training.loop import TrainResult
@@ -197,9 +199,10 @@ class Model:
             return prime + "".join(drawn)
 
     def trace(self, text: str) -> Traced:
-        """Every layer's quantities over the text, each (T, H): h, and the LSTM's c, i, f, g, o or the GRU's
-        r, z, n; layer 0 is the bottom one. Row t is the value after reading text[t], from the zero state.
-        .show(layer, unit, quantity="h") draws one unit over the text."""
+        """Every layer's quantities over the text, each (T, H): h, and the LSTM's c, i, f, g, o, the GRU's
+        r, z, n, the minGRU's z, cand or the minLSTM's f, i, cand (charrnn.cells); layer 0 is the bottom one.
+        Row t is the value after reading text[t], from the zero state. .show(layer, unit, quantity="h") draws
+        one unit over the text."""
         ids = self._ids(text)
         return Traced(text, trace(self.loaded.backend.export_params(), self.loaded.spec, ids).layers)
 
@@ -227,8 +230,8 @@ class Model:
         lookback_lags back (None: twice the run's train.seq_length, at most 256). The page opens with
         character `select` selected, showing `show` ("LAYER/QUANTITY/UNIT" such as "1/h/80", or "surprise";
         None: the unit that tracks a property best)."""
-        return self.explore_ids(self.encode(text), Path(path), f"text: {len(text):,} characters given",
-                                lookback_positions, lookback_lags, select, show)
+        return self.explore_ids(self.encode(text), named_path(Path(path), "path="),
+                                f"text: {len(text):,} characters given", lookback_positions, lookback_lags, select, show)
 
     def explore_ids(self, ids: np.ndarray, path: Path, about: str, lookback_positions: int,
                     lookback_lags: int | None, select: int | None, show: str | None) -> Path:
@@ -240,15 +243,19 @@ class Model:
         trained = ", ".join(filter(None, [
             f"step {state['step']:,}" if isinstance(state.get("step"), int) else "",
             f"val {state['val_loss']:.3f} nats/char" if isinstance(state.get("val_loss"), float) else ""]))
+        lags = lookback_lags or min(2 * seq_length, MAX_DEFAULT_LAGS, len(ids) - 1)
+        check_size(spec, np.dtype(cfg.model.dtype).itemsize, len(ids), min(lookback_positions, len(ids) - 1), lags)
         page = PageSpec(
             about=(f"{spec.cell.upper() if spec.cell != 'rnn' else 'tanh RNN'}, {spec.num_layers} x {spec.hidden_size} "
                    f"units, {spec.vocab_size} symbols · {self.path}" + (f" ({trained})" if trained else "")
                    + f" · {about}"),
-            seq_length=seq_length, lookback_positions=lookback_positions,
-            lookback_lags=lookback_lags or min(2 * seq_length, MAX_DEFAULT_LAGS),
+            seq_length=seq_length, lookback_positions=lookback_positions, lookback_lags=lags,
             select=None if select is None else min(select, len(ids) - 1), show=show)
-        return build_page(self.loaded.backend.export_params(), spec, self.loaded.vocab, ids, page,
-                          f"charrnn explorer: {self.path.parent.name}/{self.path.name}", path)
+        # the baseline of every claim the page makes: this network before its first step
+        untrained = init_params(spec, cfg.model.init, cfg.model.init_std, cfg.seed, cfg.model.dtype,
+                                cfg.model.forget_bias)
+        return build_page(self.loaded.backend.export_params(), untrained, spec, self.loaded.vocab, ids, page,
+                          f"{run_label(self.path)} · charrnn explorer", path)
 
     def validation_ids(self, length: int) -> np.ndarray:
         """The first `length` symbols of the run's validation split (its corpus must be at hand)."""

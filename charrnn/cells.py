@@ -50,6 +50,11 @@ class Cell:
     # torch's fused multi-step kernel for it (a torch._VF function with torch.nn's arguments), or None:
     # then the torch backend runs its loop on every device.
     kernel: str | None = None
+    # A parallel cell's gates read x_t alone (no Whh), so its update is h_t = a_t * h_{t-1} + b_t, its
+    # file's torch_coefficients(xw) giving a_t and b_t for all T steps at once; the torch backend runs it
+    # as torch_parallel's loop, or as its scan where recurrence=fused (auto: torch_parallel.scan_by_default).
+    parallel: bool = False
+    classic: str | None = None            # the classic cell a parallel one simplifies (the bench compares them)
 
     @functools.cached_property
     def code(self) -> ModuleType:
@@ -75,6 +80,16 @@ CELLS = {cell.name: cell for cell in [
          quantities=(H, Quantity("r", "r (reset gate)", GATE), Quantity("z", "z (update gate)", GATE),
                      Quantity("n", "n (candidate)")),
          torch_twin="GRU", kernel="gru"),
+    # Feng et al. 2024, "Were RNNs All We Needed?". On the CPU their loop beat their scan (docs/cells.md).
+    Cell("mingru", _LAYERS + "mingru", gates=("z", "cand"), state=("h",),
+         quantities=(Quantity("h", "h (output)", bounds=None), Quantity("z", "z (update gate)", GATE),
+                     Quantity("cand", "h~ (candidate, linear in x)", bounds=None)),
+         parallel=True, classic="gru"),
+    Cell("minlstm", _LAYERS + "minlstm", gates=("f", "i", "cand"), state=("h",), forget_gate="f",
+         quantities=(Quantity("h", "h (output)", bounds=None), Quantity("f", "f (forget gate)", GATE),
+                     Quantity("i", "i (input gate)", GATE),
+                     Quantity("cand", "h~ (candidate, linear in x)", bounds=None)),
+         parallel=True, classic="lstm"),
 ]}
 
 

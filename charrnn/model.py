@@ -2,14 +2,15 @@
 shared by every backend, and its export to stock torch.nn modules.
 
     layer 0 reads x_t (one-hot over the V characters), layer l > 0 reads layer l-1's h_t;
-    each layer is one recurrent cell (rnn, lstm or gru, below); the head reads the top layer's h_t:
+    each layer is one recurrent cell (charrnn.cells: rnn, lstm, gru, mingru, minlstm); the head reads the
+    top layer's h_t:
     y_t = Why h_t + by,  p_t = softmax(y_t),  loss = -log p_t[target_t]
 
 Parameters, for each layer l (names end in _l for l >= 1, so a one-layer rnn keeps min-char-rnn's
 names Wxh, Whh, Why, bh, by), G = the cell's gate count, In = V for layer 0 and H above it:
 
     Wxh (G*H, In)   input weights, the gates stacked in the cell's order (torch.nn's)
-    Whh (G*H, H)    recurrent weights, the same order
+    Whh (G*H, H)    recurrent weights, the same order (none for the parallel cells, mingru and minlstm)
     bh  (G*H,)      the gates' biases (torch's b_ih + b_hh: the sum is all the math sees)
     the cell's extra (H,) parameters, such as the GRU's bhn (b_hn, inside its reset gate's product)
     Why (V, H), by (V,)   the head, once
@@ -54,7 +55,8 @@ class ModelSpec:
 @functools.cache
 def _layer_names(cell: str, layer: int) -> dict[str, str]:
     suffix = f"_{layer}" if layer else ""
-    return {base: base + suffix for base in ("Wxh", "Whh", "bh", *CELLS[cell].extra)}
+    weights = ("Wxh", "bh") if CELLS[cell].parallel else ("Wxh", "Whh", "bh")
+    return {base: base + suffix for base in (*weights, *CELLS[cell].extra)}
 
 
 def layer_weights(params: dict, spec: ModelSpec, layer: int) -> dict:
@@ -84,7 +86,8 @@ def param_shapes(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
     for layer in range(spec.num_layers):
         names = spec.layer_names(layer)
         weights[names["Wxh"]] = (G * H, V if layer == 0 else H)
-        weights[names["Whh"]] = (G * H, H)
+        if "Whh" in names:
+            weights[names["Whh"]] = (G * H, H)
         biases[names["bh"]] = (G * H,)
         for extra in CELLS[spec.cell].extra:
             biases[names[extra]] = (H,)

@@ -10,6 +10,7 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import charrnn
+from charrnn import api
 from charrnn.checkpoint import Checkpoint, save_checkpoint
 from charrnn.config import config_to_dict, to_sample_config
 from charrnn.data import StreamBatcher, Vocab
@@ -19,7 +20,7 @@ from charrnn.sampling import sample
 from charrnn.training.evaluation import evaluate
 from tests.conftest import REPO, TINY, compose_raw, make_config, run_scripts
 
-CELLS = ("rnn", "lstm", "gru")
+CELLS = ("rnn", "lstm", "gru", "mingru", "minlstm")
 BACKENDS = ("numpy", "torch")
 TEXT = 'He said "to be (or not) to be".\nROMEO:\nWhat, ho! [Exit]\n'
 
@@ -77,7 +78,7 @@ def test_sample_is_sample_py_text_for_the_same_seed(runs, cell, backend):
 @pytest.mark.parametrize("method,script", [("sample", "sample"), ("explore", "explore")])
 def test_api_defaults_are_the_scripts_defaults(method, script):
     conf = yaml.safe_load((REPO / "conf" / f"{script}.yaml").read_text())
-    signature = inspect.signature(getattr(charrnn.api.Model, method)).parameters.values()
+    signature = inspect.signature(getattr(api.Model, method)).parameters.values()
     defaults = {p.name: p.default for p in signature if p.default is not inspect.Parameter.empty}
     # but sample's seed: a notebook's m.sample() draws a fresh text at each call (seed=None)
     assert defaults.pop("seed", None) is None
@@ -118,7 +119,7 @@ def test_trace_ends_in_the_state_the_backend_carries(runs, cell, backend):
             np.testing.assert_allclose(values[name][-1], carried[layer, 0], rtol=1e-12, atol=1e-14)
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "mingru", "minlstm"])
 def test_trace_gates_are_the_ones_their_cells_equations_name(runs, cell):
     """The gates read off the caches recombine into the cell's state update (a swapped gate would not)."""
     q = charrnn.load(runs[cell]).trace(TEXT)[1]
@@ -128,9 +129,16 @@ def test_trace_gates_are_the_ones_their_cells_equations_name(runs, cell):
         np.testing.assert_allclose(q["c"], q["f"] * c_prev + q["i"] * q["g"], atol=1e-14)
         np.testing.assert_allclose(q["h"], q["o"] * np.tanh(q["c"]), atol=1e-14)
         assert q["i"].min() > 0 and q["g"].min() < 0   # i a sigmoid's, g a tanh's
-    else:
+    elif cell == "gru":
         np.testing.assert_allclose(q["h"], (1 - q["z"]) * q["n"] + q["z"] * h_prev, atol=1e-14)
         assert q["z"].min() > 0 and q["n"].min() < 0
+    elif cell == "mingru":
+        np.testing.assert_allclose(q["h"], (1 - q["z"]) * h_prev + q["z"] * q["cand"], atol=1e-14)
+        assert q["z"].min() > 0 and q["cand"].min() < 0
+    else:
+        total = q["f"] + q["i"]
+        np.testing.assert_allclose(q["h"], q["f"] / total * h_prev + q["i"] / total * q["cand"], atol=1e-14)
+        assert q["f"].min() > 0 and q["cand"].min() < 0
 
 
 def test_mistakes_are_user_errors(runs, tmp_path):

@@ -39,6 +39,18 @@ def test_gated_cells_are_measured_against_their_stock_torch_module(ticking_clock
     assert "nn." + cell.upper() in bench.header(cell)
 
 
+@pytest.mark.parametrize("cell,classic", [("mingru", "gru"), ("minlstm", "lstm")])
+def test_a_parallel_cell_is_measured_beside_the_classic_cell_it_simplifies(ticking_clock, cell, classic):
+    row = bench.run_parallel([(8, 2, 4)], seconds=0.01, cell=cell, layers=2, clock=ticking_clock)[0]
+    nn = "nn." + classic.upper()
+    implementations = {"numpy", "torch loop", "torch scan", f"{classic} numpy", f"{classic} torch", nn}
+    assert {k for k, v in row.items() if isinstance(v, dict)} == implementations
+    assert all(row[name]["chars_per_sec"] == 8 / TICK for name in implementations)
+    assert nn in bench.parallel_header(cell)
+    ratios = bench.format_parallel_row(row, classic).split("|")[-1].split()
+    assert ratios == ["1.00"] * 4
+
+
 def test_min_char_rnn_reference_learns():
     """The per-character reference is the original algorithm: on one fixed chunk it must learn."""
     step = bench.per_char_step(16, 1, 8, np.random.default_rng(0), bench.model_spec("rnn", bench.V, 16))

@@ -65,14 +65,14 @@ def become_rank(rank: int, world_size: int, port: int) -> None:
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
 
 
-def rank_main(rank: int, world_size: int, port: int, backend: str, corpus: str, out: str) -> None:
+def rank_main(rank: int, world_size: int, port: int, backend: str, corpus: str, out: str, model: str = "rnn") -> None:
     """One rank: train to STOP_AT, copy the run, resume the copy to the end; save the losses (rank 0
     logs them) and this rank's final weights and optimizer state."""
     become_rank(rank, world_size, port)
     torch.set_num_threads(1)
     with pytest.MonkeyPatch.context() as m:
         losses, backends = record_losses(m), capture_backends(m)
-        config = [f"data.path={corpus}", f"backend={backend}", *EXACT]
+        config = [f"data.path={corpus}", f"backend={backend}", f"model={model}", *EXACT]
         trainer.train(make_config([*config, f"train.max_iters={STOP_AT}"]), Path(out, "first"))
         if rank == 0:
             shutil.copytree(Path(out, "first"), Path(out, "resumed"))
@@ -137,10 +137,11 @@ def spawn(world_size: int, *args, main=rank_main) -> None:
 
 # Most of each is starting the two ranks (importing torch); the torch backend's first optimizer
 # imports torch._dynamo too, which takes several seconds more.
-@pytest.mark.parametrize("backend", ["numpy", pytest.param("torch", marks=pytest.mark.slow)])
-def test_two_ranks_follow_one_process_and_resume_anywhere(corpus, tmp_path, monkeypatch, backend):
-    spawn(2, backend, str(corpus), str(tmp_path))
-    config = [f"data.path={corpus}", f"backend={backend}", *EXACT]
+@pytest.mark.parametrize("backend,model", [("numpy", "rnn"), pytest.param("torch", "rnn", marks=pytest.mark.slow),
+                                           pytest.param("numpy", "mingru", marks=pytest.mark.slow)])
+def test_two_ranks_follow_one_process_and_resume_anywhere(corpus, tmp_path, monkeypatch, backend, model):
+    spawn(2, backend, str(corpus), str(tmp_path), model)
+    config = [f"data.path={corpus}", f"backend={backend}", f"model={model}", *EXACT]
     losses = record_losses(monkeypatch)
     trainer.train(make_config(config), tmp_path / "one")
     one_process = np.array(losses)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from charrnn.backends import StepSettings, numpy_backend, torch_fused
+from charrnn.backends import StepSettings, numpy_backend, torch_fused, torch_parallel
 from charrnn.backends.numpy_backend import NumpyBackend
 from charrnn.backends.torch_backend import TorchBackend, loss_and_grads
 from charrnn.checkpoint import load_checkpoint
@@ -53,13 +53,14 @@ def test_the_kernels_receive_the_gru_recurrent_bias_in_its_n_block():
 
 
 def test_the_exactness_check_fails_when_the_kernels_compute_something_else(monkeypatch):
-    real = torch_fused.run_kernel
+    real_kernel, real_scan = torch_fused.run_kernel, torch_parallel.scan
 
     def off_by_a_little(spec, weights, layers, inputs, state):
-        output, state_last = real(spec, weights, layers, inputs, state)
+        output, state_last = real_kernel(spec, weights, layers, inputs, state)
         return output * (1 + 1e-8), state_last
 
     monkeypatch.setattr(torch_fused, "run_kernel", off_by_a_little)
+    monkeypatch.setattr(torch_parallel, "scan", lambda a, b, h: real_scan(a, b, h) * (1 + 1e-8))
     checks = list(acceptance.exactness("cpu", layer_counts=(1,), dropouts=(0.0,)))
     assert [c.name for c in checks] == [f"{cell} x1 dropout 0.0" for cell in with_kernel()]
     assert not any(c.passed for c in checks) and all(c.line().startswith("FAIL") for c in checks)

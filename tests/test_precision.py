@@ -26,7 +26,8 @@ def fp32_curve(cell: str) -> np.ndarray:
     return acceptance.training_curve(cell, "fp32", "cpu", (16, 4, 16), 100)[0]
 
 
-@pytest.mark.parametrize("cell,recurrence", [(cell, "fused") for cell in with_kernel()] + [("rnn", "loop")])
+@pytest.mark.parametrize("cell,recurrence", [(cell, "fused") for cell in with_kernel()] + [("rnn", "loop")]
+                         + [("mingru", "loop"), ("minlstm", "fused")])
 def test_bf16_trains_100_steps_on_the_cpu_within_the_tolerance_of_fp32(cell, recurrence):
     """The loss falls by at least acceptance.MIN_DROP and its last 20 steps' mean ends within
     acceptance.PRECISION_TOL nats/char of fp32's."""

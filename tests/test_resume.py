@@ -66,6 +66,7 @@ def curves(run_dir):
 
 
 LSTM_DROPOUT = ["model=lstm", "model.num_layers=2", "model.dropout=0.3", "model.hidden_size=8"]
+MINGRU_DROPOUT = ["model=mingru", "model.num_layers=2", "model.dropout=0.3", "model.hidden_size=8"]
 
 
 @pytest.mark.parametrize("backend,stop,at,model", [
@@ -75,6 +76,8 @@ LSTM_DROPOUT = ["model=lstm", "model.num_layers=2", "model.dropout=0.3", "model.
     ("numpy", "max_iters", 20, []),  # ... nor the regular one it resumes at
     ("torch", "signal", 23, []),
     ("numpy", "signal", 23, LSTM_DROPOUT),   # (h, c) of two layers carried, dropout masks drawn again
+    ("numpy", "signal", 23, MINGRU_DROPOUT),
+    ("torch", "signal", 23, MINGRU_DROPOUT),
 ])
 def test_stopped_and_resumed_run_matches_an_unbroken_one(corpus, tmp_path, monkeypatch, losses, backend, stop, at,
                                                          model):
@@ -128,7 +131,7 @@ def test_stopped_and_resumed_run_matches_an_unbroken_one(corpus, tmp_path, monke
         assert np.abs(a.params[k] - b.params[k]).max() <= tolerance, k
     for k in a.optimizer_state:
         assert np.abs(a.optimizer_state[k] - b.optimizer_state[k]).max() <= tolerance, k
-    assert a.state.keys() == b.state.keys() == {"h", *(["c"] if model else [])}
+    assert a.state.keys() == b.state.keys() == {"h", *(["c"] if model == LSTM_DROPOUT else [])}
     for k in a.state:
         assert np.abs(a.state[k] - b.state[k]).max() <= tolerance, k
     for k in ("step", "epoch", "chunk", "eval_step"):

@@ -67,6 +67,9 @@ def check(box, path, function=None, **options):
     ("my_rnn_class.py", {}, "numpy", ["loss_and_grads"]),
     ("charrnn_own.py", {"cell": "lstm"}, "numpy", ["loss_and_grads"]),
     ("charrnn_own.py", {"cell": "gru"}, "numpy", ["loss_and_grads"]),
+    ("charrnn_own.py", {"cell": "mingru"}, "numpy", ["loss_and_grads"]),
+    ("charrnn_own.py", {"cell": "minlstm"}, "numpy", ["loss_and_grads"]),
+    ("min_gru.py", {"cell": "mingru"}, "numpy", ["loss_and_grads"]),
     ("coursera_rnn.py", {}, "numpy", [CO_RNN_STEP, CO_RNN_SEQ, CO_LSTM_STEP, CO_LSTM_SEQ]),
     ("minchar_class.py", {}, "numpy", ["CharRNN.lossFun"]),
 ])
@@ -85,7 +88,8 @@ def test_every_correct_shape_passes_with_every_output_and_gradient_checked(box, 
              LSTM_SEQ: ["dx", "da0", "dWf", "dWi", "dWc", "dWo", "dbf", "dbi", "dbc", "dbo"],
              CO_LSTM_STEP: ["dxt", "da_prev", "dc_prev", "dWf", "dWi", "dWc", "dWo", "dbf", "dbi", "dbc", "dbo"],
              LSTM_STEP: ["dx", "dprev_h", "dprev_c", "dWx", "dWh", "db"],
-             "loss_and_grads": ["Wxh", "Whh", "Why", "bh", "by"] + (["bhn"] if options.get("cell") == "gru" else [])}
+             "loss_and_grads": ["Wxh", "Why", "bh", "by"] if options.get("cell", "").startswith("min") else
+             ["Wxh", "Whh", "Why", "bh", "by"] + (["bhn"] if options.get("cell") == "gru" else [])}
     for impl in result.implementations:
         if impl.function in names and (impl.function != LSTM_SEQ or fixture == "coursera_rnn.py"):
             assert sorted(c.name for c in impl.gradients) == sorted(names[impl.function])
@@ -314,6 +318,19 @@ def test_a_mistake_outside_the_table_is_unknown_with_the_picture_and_no_guess(bo
         "h_{t-1}; your terms k steps back are 0.5^k times the exact ones, a factor 0.5 per step back")
     text = str(result)
     assert "dWhh by time step" in text and "diagnosis: unknown" in text
+
+
+def test_a_mingru_whose_gradient_back_through_time_skips_1_minus_z_is_shown_where_it_parts(box, tmp_path):
+    """A cell with no mistake table: the head is right, the recurrence wrong, and the picture says from which
+    distance, for the weight the learner's file has (no Whh)."""
+    path = write(tmp_path, "min_gru.py", [("dh_next = dh * (1 - zs[t])", "dh_next = dh * zs[t]")])
+    result = check(box, path, cell="mingru")
+    (impl,) = result.implementations
+    assert [c.name for c in impl.gradients if not c.passed] == ["Wxh", "bh"]
+    assert [d.code for d in impl.diagnosis] == ["unknown"]
+    assert impl.diagnosis[0].detail.startswith("right for each step's own loss (k = 0), wrong from k = 1: look at "
+                                               "what carries the gradient from h_t back to h_{t-1}")
+    assert "Wxh by time step" in str(result)
 
 
 def test_a_wrong_forward_output_fails_and_says_the_gradients_are_right(box, tmp_path):

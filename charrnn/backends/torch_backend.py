@@ -12,9 +12,10 @@ The recurrence runs one of two ways (backend.recurrence), to the same numbers:
   cuDNN's on a GPU, where the loop's many small kernel launches would dominate (torch_fused.py).
 recurrence=auto takes the kernel on every device for every cell that has one (a cell without one runs
 the loop everywhere): on the CPU it was never more than about 5% behind the loop and up to 2.4x ahead
-of it, by host (docs/cells.md), so no host needs the loop for speed. Each cell's
-step for the loop is its file's torch_step (charrnn.cells). backend.precision adds autocast and, for fp16, a gradient
-scaler (torch_precision.py); backend.device says where (charrnn.devices).
+of it, by host (docs/cells.md), so no host needs the loop for speed. For the parallel cells (mingru,
+minlstm) "fused" is torch_parallel's scan of their linear recurrence, which auto takes on a GPU only.
+Each cell's step for the loop is its file's torch_step (charrnn.cells). backend.precision adds autocast
+and, for fp16, a gradient scaler (torch_precision.py); backend.device says where (charrnn.devices).
 """
 
 import numpy as np
@@ -24,6 +25,7 @@ import torch.nn.functional as F
 from charrnn.devices import check_precision, resolve_device
 from charrnn.backends.interface import Gradients, StepResult, StepSettings
 from charrnn.backends.torch_fused import fused_stack, recurrent_bias
+from charrnn.backends.torch_parallel import parallel_recurrence, scan_by_default
 from charrnn.backends.torch_optim import clip_gradients, export_state, load_state, make_torch_optimizer
 from charrnn.backends.torch_precision import Precision
 from charrnn.cells import CELLS, Cell
@@ -52,17 +54,20 @@ def prepared_layer(weights: dict[str, torch.Tensor], spec: ModelSpec, layer: int
     """One layer's weights by their names in the cell's equations, with what every step reuses made once:
     Whh^T, and the recurrent bias bhh (torch.nn's b_hh) of a cell whose rule keeps one."""
     W = layer_weights(weights, spec, layer)
-    W["WhhT"] = W["Whh"].t()
+    if "Whh" in W:
+        W["WhhT"] = W["Whh"].t()
     if CELLS[spec.cell].recurrent_bias:
         W["bhh"] = recurrent_bias(CELLS[spec.cell], W, spec.hidden_size)
     return W
 
 
 def loop_stack(weights: dict[str, torch.Tensor], spec: ModelSpec, x: torch.Tensor, state: tuple,
-               masks: tuple | None = None) -> tuple[torch.Tensor, list[list[torch.Tensor]], tuple]:
+               masks: tuple | None = None, scan: bool = False) -> tuple[torch.Tensor, list[list[torch.Tensor]], tuple]:
     """x (T, B) int64 ids, state a tuple of (L, B, H) tensors, masks None or L (T, B, H) tensors -> the top
     layer's outputs (T, B, H) after its mask, every layer's h_t (L lists of T (B, H) tensors, each a node of
-    the graph), and the state after the last step (a tuple of (L, B, H) tensors)."""
+    the graph), and the state after the last step (a tuple of (L, B, H) tensors). A parallel cell runs
+    torch_parallel's loop, or with scan its scan, whose outputs come as one (T, B, H) tensor per layer."""
+    cell = CELLS[spec.cell]
     inputs, outputs, finals = None, [], []
     for layer in range(spec.num_layers):
         W = prepared_layer(weights, spec, layer)
@@ -71,10 +76,14 @@ def loop_stack(weights: dict[str, torch.Tensor], spec: ModelSpec, x: torch.Tenso
             xw = F.embedding(x, W["Wxh"].t()) + W["bh"]         # (T, B, G*H)
         else:
             xw = F.linear(inputs, W["Wxh"], W["bh"])            # (T, B, G*H)
-        hs, layer_state = loop_recurrence(CELLS[spec.cell], W, xw, tuple(s[layer] for s in state))
+        layer_state = tuple(s[layer] for s in state)
+        if cell.parallel:
+            hs, layer_state = parallel_recurrence(cell, xw, layer_state, scan)
+        else:
+            hs, layer_state = loop_recurrence(cell, W, xw, layer_state)
         outputs.append(hs)
         finals.append(layer_state)
-        inputs = torch.stack(hs)                                # (T, B, H)
+        inputs = hs if torch.is_tensor(hs) else torch.stack(hs)     # (T, B, H)
         if masks is not None:
             inputs = inputs * masks[layer]
     return inputs, outputs, tuple(torch.stack(arrays) for arrays in zip(*finals))
@@ -83,8 +92,11 @@ def loop_stack(weights: dict[str, torch.Tensor], spec: ModelSpec, x: torch.Tenso
 def stack_logits(weights: dict[str, torch.Tensor], spec: ModelSpec, x: torch.Tensor, state: tuple,
                  masks: tuple | None = None, fused: bool = False) -> tuple[torch.Tensor, list | None, tuple]:
     """logits (T, B, V) for the next characters, and loop_stack's other two results (with fused, the
-    kernels' of torch_fused.fused_stack: None in place of every layer's h_t)."""
-    top, outputs, state_last = (fused_stack if fused else loop_stack)(weights, spec, x, state, masks)
+    kernels' of torch_fused.fused_stack: None in place of every layer's h_t; a parallel cell's scan)."""
+    if CELLS[spec.cell].parallel:
+        top, outputs, state_last = loop_stack(weights, spec, x, state, masks, scan=fused)
+    else:
+        top, outputs, state_last = (fused_stack if fused else loop_stack)(weights, spec, x, state, masks)
     return F.linear(top, weights["Why"], weights["by"]), outputs, state_last    # (T, B, V)
 
 
@@ -140,9 +152,10 @@ class TorchBackend:
         self.optimizer = make_torch_optimizer(settings.optim, list(self.weights.values()))
         self.steps = 0
         cell = CELLS[spec.cell]
-        if settings.recurrence == "fused" and cell.kernel is None:
+        if settings.recurrence == "fused" and cell.kernel is None and not cell.parallel:
             raise UserError(f"model.cell={spec.cell} has no fused kernel; use backend.recurrence=loop (or auto)")
-        self.fused = settings.recurrence == "fused" or (settings.recurrence == "auto" and cell.kernel is not None)
+        auto = scan_by_default(self.device) if cell.parallel else cell.kernel is not None
+        self.fused = settings.recurrence == "fused" or (settings.recurrence == "auto" and auto)
 
     def train_step(self, inputs: np.ndarray, targets: np.ndarray, state: tuple, lr: float,
                    masks: tuple | None = None) -> StepResult:

@@ -4,12 +4,16 @@ forward caches (numpy_layers/*.py keep every step's h_t, the LSTM's c_t and gate
 Which quantities a cell has is its record's (charrnn.cells: Cell.quantities); for the cells here:
 
     quantity   cell          range     what it is at step t (after reading symbol t)
-    h          every cell    (-1, 1)   the layer's output and state
+    h          every cell    (-1, 1)   the layer's output and state (any, for mingru and minlstm)
     c          lstm          any       the cell state: c_t = f * c_{t-1} + i * g
     i, f, o    lstm          (0, 1)    input, forget and output gates
     g          lstm          (-1, 1)   the candidate written into c
     r, z       gru           (0, 1)    reset and update gates: h_t = (1 - z) * n + z * h_{t-1}
     n          gru           (-1, 1)   the candidate state
+    z          mingru        (0, 1)    update gate: h_t = (1 - z) * h_{t-1} + z * cand
+    f, i       minlstm       (0, 1)    forget and input gates before their normalisation:
+                                       h_t = (f * h_{t-1} + i * cand) / (f + i)
+    cand       mingru, minlstm  any    the candidate h~_t = Wxh x_t + bh, linear in x_t
 
 The head reads the top layer: logits_t = Why h_t + by score symbol t+1. A backend's weights enter as
 NumPy arrays (Backend.export_params), so a model loaded on either backend traces the same way, in

@@ -1,7 +1,7 @@
 """Check the hand-written BPTT against autograd and finite differences: python -m charrnn.gradcheck
 (and yours: python -m charrnn.gradcheck --yours my_rnn.py, see tutor/)
 
-Builds a small random model (--cell rnn|lstm|gru, --layers N, --dropout P) and chunk, a non-zero
+Builds a small random model (--cell rnn|lstm|gru|mingru|minlstm, --layers N, --dropout P) and chunk, a non-zero
 carried state included, then prints, for each parameter and each part of the initial state (h_prev,
 and c_prev for the LSTM), the largest relative error of the NumPy backend's gradient against torch
 autograd and against central finite differences, with PASS or FAIL; exits 1 on any FAIL.

@@ -1,4 +1,4 @@
-"""Throughput benchmark: python -m charrnn.tools.bench [--cell rnn|lstm|gru] [--layers N] [--json FILE]
+"""Throughput benchmark: python -m charrnn.tools.bench [--cell rnn|lstm|gru|mingru|minlstm] [--layers N] [--json FILE]
 [--seconds S] [--shapes H,B,T ...] [--device cpu|cuda|cuda:N|mps] [--check].
 
 Every figure is chars/s of a full training step (forward, backward, clipping, optimizer update) in
@@ -23,6 +23,11 @@ even on a machine whose load changes:
 Peak memory (MB) is what one implementation adds to a fresh process's peak resident set while it
 is built and runs three steps: weights, optimizer state, buffers and temporaries. It is measured in
 a subprocess per row because a process reuses memory that an earlier measurement freed.
+
+--cell mingru or minlstm (a parallel cell, charrnn.cells) prints another table, on the CPU: the cell on
+the NumPy backend, the torch loop and the torch scan, beside the classic cell it simplifies (gru, lstm)
+on the NumPy backend, the torch backend and torch.nn, at the same H and depth, with the ratios of the
+parallel cell's chars/s to the classic one's (run_parallel).
 
 --device runs the torch implementations there (each step waits for the device to finish), without
 the CPU-only ones and the memory columns. --check runs the backend's acceptance check on the device
@@ -297,6 +302,48 @@ def run(shapes, seconds: float, cell: str = "rnn", layers: int = 1, memory: bool
         rows.append(row)
         print(format_row(row), flush=True)
     return rows
+
+
+PARALLEL_IMPLS = {"numpy": "numpy", "torch loop": "torch", "torch scan": "torch_fused"}
+
+
+def run_parallel(shapes, seconds: float, cell: str, layers: int = 1,
+                 clock: Callable[[], float] = time.perf_counter) -> list[dict]:
+    """A parallel cell (mingru, minlstm) on the CPU beside the classic cell it simplifies (gru, lstm) at the
+    same H and depth, all in turns in one process: the parallel cell on the NumPy backend, the torch loop and
+    the torch scan; the classic one on the NumPy backend, the torch backend's default (its fused kernel on
+    the CPU) and stock torch.nn."""
+    classic = CELLS[cell].classic
+    rows = []
+    for H, B, T in shapes:
+        ours, theirs = model_spec(cell, V, H, layers), model_spec(classic, V, H, layers)
+        steps = {name: IMPLS[impl](H, B, T, np.random.default_rng(0), ours) for name, impl in PARALLEL_IMPLS.items()}
+        steps[f"{classic} numpy"] = IMPLS["numpy"](H, B, T, np.random.default_rng(0), theirs)
+        steps[f"{classic} torch"] = backend_step("torch", H, B, T, np.random.default_rng(0), theirs)
+        steps[f"nn.{CELLS[classic].torch_twin}"] = torch_nn_step(H, B, T, np.random.default_rng(0), theirs)
+        row = {"H": H, "B": B, "T": T, "cell": cell, "layers": layers,
+               **measure_interleaved(steps, B * T, seconds, clock=clock)}
+        rows.append(row)
+        print(format_parallel_row(row, classic), flush=True)
+    return rows
+
+
+def parallel_header(cell: str) -> str:
+    classic = CELLS[cell].classic
+    nn = "nn." + CELLS[classic].torch_twin
+    return (f"{'H':>4} {'B':>3} {'T':>4} | {'numpy':>9} {'t.loop':>9} {'t.scan':>9} | {classic + ' np':>9} "
+            f"{classic + ' t':>9} {nn:>9} | {'np/np':>6} {'t/t':>6} {'t/nn':>6} {'scan/loop':>9}")
+
+
+def format_parallel_row(row: dict, classic: str) -> str:
+    nn = "nn." + CELLS[classic].torch_twin
+    cps = {name: row[name]["chars_per_sec"] for name in row if isinstance(row[name], dict)}
+    fastest_torch = max(cps["torch loop"], cps["torch scan"])
+    return (f"{row['H']:>4} {row['B']:>3} {row['T']:>4} | {cps['numpy']:>9,.0f} {cps['torch loop']:>9,.0f} "
+            f"{cps['torch scan']:>9,.0f} | {cps[classic + ' numpy']:>9,.0f} {cps[classic + ' torch']:>9,.0f} "
+            f"{cps[nn]:>9,.0f} | {cps['numpy'] / cps[classic + ' numpy']:>6.2f} "
+            f"{fastest_torch / cps[classic + ' torch']:>6.2f} {fastest_torch / cps[nn]:>6.2f} "
+            f"{cps['torch scan'] / cps['torch loop']:>9.2f}")
 
 
 def trainer_overhead(seconds: float) -> dict:

@@ -50,7 +50,8 @@ _FAMILY_NAMES = {family: set().union(*(p.argument_names() for p in LAYER_PAIRS i
 TELLING = {family: names - set().union(*(n for f, n in _FAMILY_NAMES.items() if f != family))
            for family, names in _FAMILY_NAMES.items()}
 # A class with one of these methods is one the learner meant to be checked.
-CLASS_METHODS = ("forward", "backward", "lossFun", "loss", "bptt", "backprop", "train", "train_step", "step")
+CLASS_METHODS = ("forward", "backward", "forward_propagation", "lossFun", "loss", "calculate_loss", "bptt", "backprop",
+                 "train", "train_step", "step")
 MINCHAR_PARAMS = ["inputs", "targets", "hprev"]
 CHARRNN_PARAMS = [["params", "inputs", "targets", state] for state in ("h_prev", "hprev", "state")]
 

@@ -88,8 +88,11 @@ def _variables(tree: ast.Module, shape, grads: tuple, step_too: bool) -> set[str
 
 
 def _recurrent_names(tree: ast.Module, shape) -> set[str]:
-    """The names the recurrent weight goes by: its argument's, and aliases of params["Whh"]."""
-    arg = next(a for a, role in shape.roles.items() if role == "Whh")
+    """The names the recurrent weight goes by: its argument's, and aliases of params["Whh"] (none for a
+    cell without one)."""
+    arg = next((a for a, role in shape.roles.items() if role == "Whh"), None)
+    if arg is None:
+        return set()
     names = {arg}
     for node in ast.walk(tree):
         if isinstance(node, ast.Assign):

@@ -13,11 +13,14 @@ spec (charrnn.model.model_spec(cell, V, H, 1)) the state is a tuple of (1, B, H)
           c_t = f c_{t-1} + i g;  h_t = o tanh(c_t)
     gru   r, z = sigmoid(u_r + w_r), sigmoid(u_z + w_z);  n = tanh(u_n + r * (w_n + bhn));  h_t = n + z (h_{t-1} - n)
           with u = x_t Wxh^T + bh, w = h_{t-1} Whh^T
+    mingru   no Whh; z = sigmoid(u_z), h~ = u_h of u = x_t Wxh^T + bh;  h_t = (1 - z) h_{t-1} + z h~
+    minlstm  no Whh; f, i = sigmoid(u_f), sigmoid(u_i), h~ = u_h;  h_t = (f h_{t-1} + i h~) / (f + i)
     loss = mean over t and the streams of -log softmax(h_t Why^T + by)[target]
 """
 
 import numpy as np
 
+from charrnn.cells import CELLS
 from charrnn.gradcheck.tutor.exact import recurrent_step
 from charrnn.gradcheck.tutor.mistakes import Canon
 from charrnn.gradcheck.tutor.sandbox import LearnerError
@@ -112,6 +115,9 @@ class CharRNN(Shape):
                 r, z = torch.sigmoid(u_r + w_r), torch.sigmoid(u_z + w_z)
                 n = torch.tanh(u_n + r * (w_n + W["bhn"]))
                 h = n + z * (h - n)
+            elif CELLS[self.cell].parallel:
+                a_s, b_s = CELLS[self.cell].code.torch_coefficients(x[:, s] @ W["Wxh"].T + W["bh"])
+                h = a_s * h + b_s
             else:
                 h, c = recurrent_step(self.cell, x[:, s] @ W["Wxh"].T + h @ W["Whh"].T + W["bh"], c)
             logits = h @ W["Why"].T + W["by"]
@@ -129,7 +135,7 @@ class CharRNN(Shape):
         return (s - t0 + 1) / T
 
     def canon(self, case: Case) -> Canon | None:
-        if self.cell == "gru":
+        if self.cell not in ("rnn", "lstm"):
             return None
         a = case.arrays
         B, T = a["inputs"].shape
