@@ -11,12 +11,13 @@ import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 from charrnn.cli import Command  # noqa: E402
-from charrnn.config import to_sample_config  # noqa: E402
+from charrnn.config import SampleConfig, to_sample_config  # noqa: E402
 from charrnn.errors import UserError  # noqa: E402
 from charrnn.sampling import sample  # noqa: E402
 from charrnn.terminal import Output, OutputFailed, silence  # noqa: E402
 
-command = Command(out_of_memory="out of memory: the checkpoint's model does not fit in this machine's memory")
+command = Command(out_of_memory="out of memory: the checkpoint's model does not fit in this machine's memory",
+                  schema=SampleConfig)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="sample")

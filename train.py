@@ -25,6 +25,7 @@ from omegaconf import DictConfig  # noqa: E402
 
 from charrnn.cli import Command  # noqa: E402
 from charrnn.commandline import override  # noqa: E402
+from charrnn.config import Config  # noqa: E402
 from charrnn.distributed import is_main_process, leave  # noqa: E402
 from charrnn.errors import UserError  # noqa: E402
 from charrnn.monitor.summary import summary  # noqa: E402
@@ -36,7 +37,8 @@ from charrnn.signals import Stopped  # noqa: E402
 command = Command(out_of_memory="out of memory; lower model.hidden_size, model.num_layers, train.batch_size or "
                                 "train.seq_length",
                   cannot_write="free some space or name another hydra.run.dir; checkpoints are written whole or "
-                               "not at all, so the last one is intact")
+                               "not at all, so the last one is intact",
+                  schema=Config)
 register_resolvers()
 
 

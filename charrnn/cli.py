@@ -2,11 +2,13 @@
 charrnn.start for train.py and charrnn.train): a mistake the user can fix ends in one line on stderr and
 exit code 2; anything else, a bug, keeps its traceback."""
 
+import difflib
 import errno
 import os
+import shlex
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
@@ -60,8 +62,9 @@ class Command:
     running out of memory or disk is one line too; `out_of_memory` and `cannot_write` say what to do."""
 
     def __init__(self, out_of_memory: str = "out of memory",
-                 cannot_write: str = "free some space, or write elsewhere"):
+                 cannot_write: str = "free some space, or write elsewhere", schema=None):
         self.started = False
+        self.schema = schema  # the command's config schema, whose keys a misspelt key is matched against
         self.out_of_memory = out_of_memory
         self.cannot_write = cannot_write
 
@@ -101,7 +104,7 @@ class Command:
             if was_interrupted():  # whatever the Ctrl-C became on its way up
                 print("interrupted", file=sys.stderr)
                 sys.exit(128 + signal.SIGINT)
-            message = None if self.started else startup_error(e)
+            message = None if self.started else startup_error(e, self.schema, sys.argv[1:])
             if message is None:
                 raise
             fail(message)
@@ -109,27 +112,52 @@ class Command:
             del os.environ["HYDRA_FULL_ERROR"]
 
 
-def startup_error(e: Exception) -> str | None:
-    """One line for what Hydra raises before the task starts, or None for what is not the user's doing."""
+def startup_error(e: Exception, schema=None, given: Sequence[str] = ()) -> str | None:
+    """One line for what Hydra raises before the task starts, or None for what is not the user's doing.
+    schema: the config schema whose keys a misspelt key is matched against; given: the command line's words,
+    for the hint that a value with a space was split by the shell."""
     if isinstance(e, MissingConfigException) and e.options:
         group, _, option = e.missing_cfg_file.rpartition("/")
-        return f"{group}={option} is not an option; choose {group}= one of {', '.join(e.options)}"
+        near = difflib.get_close_matches(option, e.options, n=1, cutoff=0.6)
+        hint = f"did you mean {group}={near[0]}? " if near else ""
+        return f"{group}={option} is not an option; {hint}choose {group}= one of {', '.join(e.options)}"
     if isinstance(e.__cause__, (ConfigKeyError, ConfigAttributeError)) and e.__cause__.full_key:
-        return unknown_key_message(e.__cause__.full_key)
+        return unknown_key_message(e.__cause__.full_key, schema)
     if isinstance(e, OverrideParseException):
         key, _, value = e.override.partition("=")
         if "=" in value:
             # charrnn's own run directories are named by their overrides, so a path to one holds '='
             return (f"cannot parse the override {e.override!r}: a value holding '=' must be quoted, as in "
                     f"{override(key, value)}")
-        return (f"cannot parse the override {e.override!r} ({e.message.splitlines()[0]}); "
-                f"see https://hydra.cc/docs/advanced/override_grammar/basic/")
+        split = _split_value(e.override, list(given))
+        if split:
+            return (f"{e.override!r} is not key=value: the shell split a value at its space; quote the value "
+                    f"as one word, as in {shlex.quote(split)}")
+        example = override(key, value) if key and value else override("prime", "To be, or")
+        return (f"cannot parse the override {e.override!r} ({e.message.splitlines()[0]}); write key=value, "
+                f"quoting a value that holds spaces or any of ()[]{{}}',\" as in {example}")
     if isinstance(e, HydraException):
         return " ".join(str(e).split("Config search path:")[0].split())
     if isinstance(e, OSError):
         return (f"cannot create {e.filename or 'the run directory'}: {e.strerror}; name a writable run directory with "
                 f"hydra.run.dir=PATH (hydra.sweep.dir=PATH with -m)")
     return None
+
+
+def _split_value(word: str, given: list[str]) -> str | None:
+    """`key=first word` when `word` (no '=' in it) follows key=... among the command line's words: the
+    shell's splitting of an unquoted value such as prime=To be. None otherwise."""
+    if "=" in word or word not in given:
+        return None
+    start = given.index(word)
+    while start > 0 and "=" not in given[start - 1]:
+        start -= 1
+    if start == 0 or given[start - 1].startswith("-"):
+        return None
+    end = start
+    while end < len(given) and "=" not in given[end] and not given[end].startswith("-"):
+        end += 1
+    return " ".join(given[start - 1:end])
 
 
 def is_out_of_memory(e: RuntimeError) -> bool:

@@ -5,8 +5,9 @@ to_sample_config (sample.py) turn a composed Hydra config into a typed one, or r
 naming the key and the fix; compose() composes conf/ outside a Hydra command (tools, tests, the API).
 """
 
+import difflib
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -16,7 +17,7 @@ from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBas
 from charrnn.backends import BACKENDS
 from charrnn.devices import DEVICES, PRECISIONS, check_precision, needs_torch, resolve_device, valid_device
 from charrnn.data.vocab import ENCODINGS
-from charrnn.errors import UserError
+from charrnn.errors import UserError, UserValueError
 from charrnn.cells import CELLS
 from charrnn.optim import OPTIMIZERS
 from charrnn.ranges import DECAY, FRACTION, NON_NEGATIVE, POSITIVE, PROBABILITY_MASS, Range
@@ -184,32 +185,51 @@ def typed(schema, raw: DictConfig):
     try:
         return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), raw))
     except ConfigKeyError as e:
-        raise UserError(unknown_key_message(e.full_key)) from None
+        raise UserValueError(unknown_key_message(e.full_key, schema)) from None
     except MissingMandatoryValue as e:
-        raise UserError(f"{e.full_key} needs a value: pass {e.full_key}=...") from None
+        raise UserValueError(f"{e.full_key} needs a value: pass {e.full_key}=...") from None
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", None)
         where = f" at {key}" if key else ""
         first_line = str(e).splitlines()[0]
-        raise UserError(f"invalid config{where}: {first_line}") from None
+        raise UserValueError(f"invalid config{where}: {first_line}") from None
 
 
-def unknown_key_message(key: str) -> str:
-    return f"{key} is not a config key; --cfg job lists the keys"
+def unknown_key_message(key: str, schema=None) -> str:
+    """The line for a key the schema (Config, SampleConfig, ExploreConfig; None: any of them) lacks, with the
+    nearest key it has when one is near: a misspelling."""
+    near = difflib.get_close_matches(key, schema_keys(schema), n=1, cutoff=0.75)
+    hint = f"did you mean {near[0]}? " if near else ""
+    return f"{key} is not a config key; {hint}--cfg job lists the keys"
+
+
+def schema_keys(schema=None) -> list[str]:
+    """Every dotted key of a config schema (every optimizer's under optim), or of all three with None."""
+    if schema is None:
+        return [key for each in (Config, SampleConfig, ExploreConfig) for key in schema_keys(each)]
+    keys = []
+    for field in fields(schema):
+        if field.name == "optim" and schema is Config:
+            keys += sorted({f"optim.{key}" for optimizer in OPTIMIZERS.values() for key in schema_keys(optimizer.config)})
+        elif is_dataclass(field.type):
+            keys += [f"{field.name}.{key}" for key in schema_keys(field.type)]
+        else:
+            keys.append(field.name)
+    return keys
 
 
 def _check_values(cfg, choices: dict, ranges: dict) -> None:
     for key, allowed in choices.items():
         if lookup(cfg, key) not in allowed:
-            raise UserError(f"{key}={lookup(cfg, key)!r} is not one of {', '.join(allowed)}")
+            raise UserValueError(f"{key}={lookup(cfg, key)!r} is not one of {', '.join(allowed)}")
     for key, allowed in ranges.items():
         value = lookup(cfg, key)
         if value is None:
             continue
         if isinstance(value, float) and not math.isfinite(value):
-            raise UserError(f"{key} must be finite, got {value}")
+            raise UserValueError(f"{key} must be finite, got {value}")
         if not allowed.holds(value):
-            raise UserError(f"{key} {allowed.describe()}, got {value}")
+            raise UserValueError(f"{key} {allowed.describe()}, got {value}")
 
 
 def check_backend(backend: BackendConfig, dtype: str | None) -> None:

@@ -242,11 +242,11 @@ def test_text_shows_the_config_and_command_and_each_sample_with_its_settings(tmp
     config = {"model": {"hidden_size": 16}, "train": {"seq_length": 8}}
     with Monitor(tmp_path, 100, 0, 5, "norm", config=config, command="python train.py model.hidden_size=16") as monitor:
         monitor.evaluation(0, 4.0, "ab ```c", params, Gradients(params, np.ones(8)), 4.0, 0.0,
-                           sample_settings={"temperature": 1.0, "prime": "\n", "length": 7})
+                           sample_settings={"temperature": 1.0, "prime": "To be, or", "length": 7})
     [(step, card)] = text_cards(tmp_path, "config")
     assert step == 0 and "python train.py model.hidden_size=16" in card and "hidden_size: 16" in card
     [(step, card)] = text_cards(tmp_path, "sample")
-    assert card.startswith("val 4.0000 nats/char · drawn with `temperature=1.0 prime='\\n' length=7`")
+    assert card.startswith("val 4.0000 nats/char · drawn with sample.py `temperature=1.0 'prime=\"To be, or\"' length=7`")
     assert card.endswith("\n````\nab ```c\n````")   # a fence the sample cannot close
 
 

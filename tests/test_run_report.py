@@ -123,8 +123,14 @@ def test_text_holds_the_command_line_and_resolved_config_and_each_sample_with_it
     assert "hidden_size: 16" in card and f"path: {corpus}" in card
     samples = text_cards(run_dir, "sample")
     assert [step for step, _ in samples] == [0, 10, 20]
-    for _, card in samples:
-        assert re.match(r"val \d\.\d{4} nats/char · drawn with `temperature=1\.0 length=20 prime='' seed=\[1337, \d+\]`", card), card
+    for step, card in samples:
+        assert re.match(rf"val \d\.\d{{4}} nats/char · drawn with sample\.py `temperature=1\.0 length=20 'prime=\"\"' "
+                        rf"seed=1337{step:09d}`", card), card
+    # the last one's arguments, pasted after sample.py and its checkpoint, draw it again
+    arguments, _, sample = re.match(r"val \S+ nats/char · drawn with sample\.py `(.*?)`\n\n(`{3,})\n(.*)\n\2\n",
+                                    samples[-1][1], re.S).groups()
+    [proc] = run_scripts(["sample.py", f"checkpoint={run_dir / 'ckpt_last.npz'}", *shlex.split(arguments)])
+    assert proc.returncode == 0 and proc.stdout == sample + "\n", (proc.stderr, proc.stdout, sample)
 
 
 def test_info_shows_a_checkpoint_s_step_val_loss_and_model_without_sampling(finished):
@@ -147,3 +153,24 @@ def test_a_run_that_ends_before_its_schedule_does_says_so_and_how_to_finish_it(r
     assert continue_command == f"python train.py train.resume={run_dir} train.max_iters=80"
     assert re.search(r"\(the learning-rate schedule stopped 25% of the way: lr [\d.e+-]+, not yet "
                      r"train\.min_lr=0\.0001\)$", last), last
+
+
+def test_info_tells_a_resumed_runs_starts_and_their_budgets(corpus, tmp_path):
+    from charrnn.start import run_config
+    from charrnn.training import loop as trainer
+    from tests.conftest import compose_raw
+
+    run_dir = tmp_path / "run"
+    trainer.train(make_config([f"data.path={corpus}", *TINY, "train.max_iters=10"]), run_dir)
+    for more in (["train.max_iters=15", "train.max_seconds=600"], ["train.max_iters=20"]):
+        args = [f"train.resume={run_dir}", *more]
+        trainer.train(run_config(compose_raw(args), args), tmp_path / "unused")
+    [fresh, resumed] = run_scripts(["sample.py", f"checkpoint={tmp_path / 'run' / 'ckpt_last.npz'}", "info=true"],
+                                   ["sample.py", f"checkpoint={run_dir}", "info=true"])
+    lines = resumed.stdout.strip().splitlines()
+    assert resumed.returncode == 0 and len(lines) == 4, resumed.stdout
+    assert lines[2].startswith("trained: 20 steps")
+    assert lines[3] == ("history: 3 starts: steps 0-10 (started, train.max_iters=10); steps 10-15 (resumed, "
+                        "train.max_iters=15, train.max_seconds=600); steps 15-20 (resumed, train.max_iters=20, "
+                        "train.max_seconds=600)")   # a resume keeps the budgets it does not override
+    assert fresh.stdout == resumed.stdout.replace(str(run_dir / "ckpt_best.npz"), str(run_dir / "ckpt_last.npz"))

@@ -79,7 +79,8 @@ def interval(v) -> str | None:
 MONITOR_FIELDS = {"smooth_loss": number_or_null, "interval": interval, "skipped_steps": count,
                   "clipped_steps": count, "chars_per_step": count_or_null}
 # Fields that checkpoints written before they existed lack (their readers default them).
-OPTIONAL = {"skipped_steps", "clipped_steps", "chars_per_step", "steps", "init_from", "run_id", "schedule"}
+OPTIONAL = {"skipped_steps", "clipped_steps", "chars_per_step", "steps", "init_from", "run_id", "schedule",
+            "segments"}
 
 
 def monitor(v) -> str | None:
@@ -114,10 +115,24 @@ def schedule(v) -> str | None:
     return _object_problem(v, SCHEDULE_FIELDS, "the learning-rate schedule's state")
 
 
+# One start of a run, fresh or resumed (charrnn.training.resume.Progress.segments): its first step and budgets.
+SEGMENT_FIELDS = {"from_step": count, "max_iters": count, "max_seconds": number_or_null}
+
+
+def segments(v) -> str | None:
+    if not isinstance(v, list):
+        return "a list of the run's starts"
+    for segment in v:
+        problem = _object_problem(segment, SEGMENT_FIELDS, "one start of the run")
+        if problem:
+            return f"a list of the run's starts, each {problem}"
+    return None
+
+
 # charrnn.training.resume.Progress's fields (all but the recurrent state, arrays of their own).
 PROGRESS_FIELDS = {"step": count, "epoch": count, "chunk": count, "eval_step": step_or_none, "val_loss": number,
                    "best_val": number, "train_seconds": seconds, "monitor": monitor, "run_id": run_id,
-                   "init_from": origin_or_null, "schedule": schedule}
+                   "init_from": origin_or_null, "schedule": schedule, "segments": segments}
 
 
 def _object_problem(v, fields: dict, what: str) -> str | None:

@@ -59,7 +59,7 @@ if STOPS.signal is not None:  # one whose Stopped Python dropped (raised inside 
     stopped(STOPS.signal)
 
 command = Command(out_of_memory="out of memory: lower length= or lookback_positions=",
-                  cannot_write="free some space, or name another page with out=PATH")
+                  cannot_write="free some space, or name another page with out=PATH", schema=ExploreConfig)
 
 
 def explore(cfg: ExploreConfig) -> Path:

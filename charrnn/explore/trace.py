@@ -20,6 +20,7 @@ NumPy arrays (Backend.export_params), so a model loaded on either backend traces
 its own dtype, one stream, from the zero state, without dropout (as evaluation and sampling run it).
 """
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,7 +30,8 @@ from charrnn.backends.numpy_backend import layers_forward, stack_layers, warm_up
 from charrnn.cells import CELLS, Cell
 from charrnn.model import ModelSpec, zero_state
 
-CHUNK = 4096   # steps per forward call: the caches' buffers stay this long whatever the text's length
+CHUNK = 4096   # steps per forward call: the caches' buffers and a chunk's logits stay this long, whatever
+               # the text's length
 
 
 @dataclass
@@ -65,27 +67,60 @@ def _read(cell: Cell, cache) -> dict[str, np.ndarray]:
 
 def trace(params: dict[str, np.ndarray], spec: ModelSpec, ids: np.ndarray) -> Trace:
     """Run the model over ids (T,) from the zero state and keep every step of every quantity."""
+    T, H, V = len(ids), spec.hidden_size, params["Why"].shape[0]
+    dtype = params["Why"].dtype
+    names = quantity_names(CELLS[spec.cell])
+    layers = [{name: np.empty((T, H), dtype) for name in names} for _ in range(spec.num_layers)]
+    logits = np.empty((T, V), dtype)
+    for start, pieces, chunk_logits in chunks(params, spec, ids):
+        stop = start + len(chunk_logits)
+        for layer, piece in zip(layers, pieces):
+            for name, values in piece.items():
+                layer[name][start:stop] = values
+        logits[start:stop] = chunk_logits
+    return Trace(ids=np.asarray(ids), layers=layers, logits=logits)
+
+
+def chunks(params: dict[str, np.ndarray], spec: ModelSpec,
+           ids: np.ndarray) -> Iterator[tuple[int, list[dict[str, np.ndarray]], np.ndarray]]:
+    """The model over ids (T,) from the zero state, CHUNK steps at a time, the state carried from one chunk
+    to the next: (start, per layer each quantity -> (C, H), logits (C, V)) for steps start .. start + C - 1.
+    Only one chunk's arrays are alive at a time, however long the text."""
     # One stream: each step's products are too small for a second BLAS thread to help, and on a busy
     # machine waiting for one made a 2 x 512 GRU's steps 17x slower (docs/explore.md).
     warm_up_blas()
-    with threadpool_limits(limits=1, user_api="blas"):
-        return _trace(params, spec, ids)
-
-
-def _trace(params: dict[str, np.ndarray], spec: ModelSpec, ids: np.ndarray) -> Trace:
     cell = CELLS[spec.cell]
     state = zero_state(spec, 1, params["Why"].dtype)
-    pieces = [[] for _ in range(spec.num_layers)]
     for start in range(0, len(ids), CHUNK):
-        x = np.asarray(ids[start:start + CHUNK], np.int64)[:, None]      # (T, 1)
-        _, caches, _ = layers_forward(params, spec, x, state)
-        for layer, cache in enumerate(caches):
-            pieces[layer].append(_read(cell, cache))
+        x = np.asarray(ids[start:start + CHUNK], np.int64)[:, None]      # (C, 1)
+        with threadpool_limits(limits=1, user_api="blas"):
+            _, caches, _ = layers_forward(params, spec, x, state)
+            pieces = [_read(cell, cache) for cache in caches]
+            logits = pieces[-1]["h"] @ params["Why"].T + params["by"]          # (C, V)
         state = stack_layers([cache.state_last for cache in caches])    # (L, 1, H) each
-    layers = [{name: np.concatenate([p[name] for p in layer]) for name in quantity_names(cell)}
-              for layer in pieces]
-    logits = layers[-1]["h"] @ params["Why"].T + params["by"]               # (T, V)
-    return Trace(ids=np.asarray(ids), layers=layers, logits=logits)
+        yield start, pieces, logits
+
+
+def stream_losses(params: dict[str, np.ndarray], spec: ModelSpec, ids: np.ndarray) -> np.ndarray:
+    """losses(trace(...)) read chunk by chunk: memory for the (T-1,) result and one chunk, not (T, V) logits
+    and (T, H) quantities. The last row of a chunk's logits scores the next chunk's first symbol."""
+    out = np.empty(len(ids) - 1, np.float64)
+    for start, _, logits in chunks(params, spec, ids):
+        targets = ids[start + 1:start + 1 + len(logits)]                  # (C,), one short at the text's end
+        logp = log_softmax(logits[:len(targets)])
+        out[start:start + len(targets)] = -logp[np.arange(len(targets)), targets]
+    return out
+
+
+def stream_top_k(params: dict[str, np.ndarray], spec: ModelSpec, ids: np.ndarray,
+                 k: int) -> tuple[np.ndarray, np.ndarray]:
+    """top_k(trace(...), k) read chunk by chunk: memory for the (T, k) results and one chunk."""
+    k = min(k, params["Why"].shape[0])
+    top_ids, top_probs = np.empty((len(ids), k), np.int64), np.empty((len(ids), k), np.float64)
+    for start, _, logits in chunks(params, spec, ids):
+        stop = start + len(logits)
+        top_ids[start:stop], top_probs[start:stop] = _top_k(logits, k)
+    return top_ids, top_probs
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -103,7 +138,11 @@ def losses(traced: Trace) -> np.ndarray:
 
 def top_k(traced: Trace, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The k likeliest next symbols at every step, most likely first: ids (T, k) and probabilities (T, k)."""
-    probs = np.exp(log_softmax(traced.logits))
+    return _top_k(traced.logits, k)
+
+
+def _top_k(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    probs = np.exp(log_softmax(logits))
     k = min(k, probs.shape[1])
     ids = np.argpartition(-probs, k - 1, axis=1)[:, :k]
     order = np.argsort(-np.take_along_axis(probs, ids, axis=1), axis=1, kind="stable")

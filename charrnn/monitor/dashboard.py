@@ -141,10 +141,14 @@ def config_card(config: dict, command: str | None) -> str:
 
 
 def sample_card(sample: str, val_loss: float, settings: dict | None) -> str:
-    """TEXT's card of one evaluation: the sample, under the options it was drawn with (sample.py's names)."""
-    # in code, where markdown keeps quotes as typed (prime='' would read as a double quote)
-    drawn = "" if settings is None else " · drawn with `" + " ".join(
-        f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}" for key, value in settings.items()) + "`"
+    """TEXT's card of one evaluation: the sample, under the options it was drawn with, as sample.py's
+    arguments that paste into a shell: python sample.py checkpoint=CKPT OPTIONS draws it again from a
+    checkpoint of that step."""
+    from charrnn.commandline import override
+
+    # in code, where markdown keeps quotes as typed
+    drawn = "" if settings is None else " · drawn with sample.py `" + " ".join(
+        override(key, value) for key, value in settings.items()) + "`"
     return f"val {val_loss:.4f} nats/char{drawn}\n\n{code_block(sample)}"
 
 

@@ -87,6 +87,9 @@ def train(cfg: Config, run_dir: Path, on_start=None, command: str | None = None)
             return trainer.run(stop)
 
 
+SAMPLE_SEED_STEPS = 10**9
+
+
 def make_batchers(cfg: Config, ids: np.ndarray) -> tuple[StreamBatcher, StreamBatcher]:
     train_ids, val_ids = split(ids, cfg.data.val_fraction)
     B, T = cfg.train.batch_size, cfg.train.seq_length
@@ -132,6 +135,7 @@ class Trainer:
                 self.progress.run_id = Progress(state=()).run_id
         p = self.progress
         self.schedule = Schedule(tc, cfg.optim.lr, p.schedule, p.step, p.train_seconds)
+        p.segments.append({"from_step": p.step, "max_iters": tc.max_iters, "max_seconds": tc.max_seconds})
         # after the backend, which loads torch if it needs it
         self.threads = PhaseThreads()
         self.guard = self.backend.settings.guard
@@ -288,9 +292,11 @@ class Trainer:
         """What the monitor shows of an evaluation: a sample, the weights, the gradients of the next chunk
         (how far back they reach) and the sample's settings; None if a signal cut the sample short."""
         p, cfg = self.progress, self.cfg
-        # sample.py's options, but the seed: (seed, step), not one long stream, so that a resumed run, or one
-        # whose extra final evaluation came in between, draws the same sample at each step as an unbroken run
-        drawn = {"temperature": 1.0, "length": cfg.train.sample_length, "prime": "", "seed": [cfg.seed, p.step]}
+        # sample.py's options, a seed of each step's own, not one long stream, so that a resumed run, or one
+        # whose extra final evaluation came in between, draws the same sample at each step as an unbroken run;
+        # one whole number (seed, then the step in 9 digits), so that sample.py seed=N draws it again
+        drawn = {"temperature": 1.0, "length": cfg.train.sample_length, "prime": "",
+                 "seed": cfg.seed * SAMPLE_SEED_STEPS + p.step % SAMPLE_SEED_STEPS}
         with self.threads.phase("sampling"):
             ids = generate(self.backend, start_ids(self.vocab, drawn["prime"]), zero_state(self.spec, 1, self.dtype),
                            drawn["length"], np.random.default_rng(drawn["seed"]), drawn["temperature"])

@@ -42,6 +42,8 @@ class Progress:
     # of a run directory that carry it are that run's own (see resume_dir)
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     init_from: dict | None = None  # a fine-tuned run's origin: {"path", "step", "val_loss"} (charrnn.training.finetune)
+    # Each start of the run, fresh or resumed: {"from_step", "max_iters", "max_seconds"}, for sample.py info=true
+    segments: list = field(default_factory=list)
     schedule: dict = field(default_factory=dict)  # Schedule.state_dict() as of the save (charrnn.training.schedule)
 
     def finished(self, tc) -> bool:

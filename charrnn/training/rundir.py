@@ -7,6 +7,11 @@ Names a person can read and two runs never share (conf/train.yaml's hydra.run.di
     runs/default/2026-11-24_05-00-00-2                   none: the second default run of that second
     runs/multirun/2026-11-24_05-00-00/1_optim-adam       -m: the job's number and the swept values
     runs/latest                                          a link to the newest run
+    runs/latest-run/2026-11-24_05-00-00                  name=latest: the link keeps its name
+
+runs/latest is never a directory a run is made in or through: a label that would be the link's (any
+case, for a filesystem that ignores it) gets "-run" added, and hydra.run.dir=runs/latest/... is refused
+(it would make the run inside the newest run).
 
 A name holds no '=' or ',' and nothing a shell reads specially, so a run's path pastes into
 checkpoint= and train.resume= as it is. TensorBoard names each run by its path under --logdir.
@@ -43,6 +48,7 @@ def claim(run_dir: Path) -> Iterator[None]:
     """Hold run_dir (created if absent) for the duration, or raise UserError if another process holds
     it or it cannot be written. The lock is the kernel's (flock) on the directory itself, so no lock file
     is ever written, and a run killed by any means releases it."""
+    refuse_inside_latest(run_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
@@ -127,6 +133,18 @@ def remove_if_made_and_empty(run_dir: Path) -> None:
 
 
 RUNS = Path("runs")  # where conf/train.yaml puts runs, relative to where train.py is started
+LATEST = "latest"    # RUNS/LATEST: the link to the newest run
+
+
+def refuse_inside_latest(run_dir: Path) -> None:
+    """A UserError if run_dir is runs/latest or lies under it, as written (before links are followed): the
+    link's target is another run, which a new run must not be made in."""
+    latest = Path(os.path.abspath(RUNS / LATEST))
+    given = Path(os.path.abspath(run_dir))
+    if latest.is_symlink() and (given == latest or given.is_relative_to(latest)):
+        raise UserError(f"{run_dir} is inside {RUNS / LATEST}, the link to the newest run ({os.readlink(latest)}): "
+                        f"a run made there would be made inside that run; name another directory with "
+                        f"hydra.run.dir=PATH")
 
 
 def link_latest(run_dir: Path) -> None:
@@ -136,7 +154,7 @@ def link_latest(run_dir: Path) -> None:
     root, run = RUNS.resolve(), run_dir.resolve()
     if not run.is_relative_to(root) or run == root:
         return
-    latest = root / "latest"
+    latest = root / LATEST
     if latest.exists() and not latest.is_symlink():
         return
     temporary = root / f".latest.{os.getpid()}.{time.time_ns()}.tmp"
@@ -164,7 +182,7 @@ def run_label(name: str | None, overrides) -> str:
     """`name` if given, else the command line's overrides (Hydra's list) as KEY-VALUE joined by '+', a path
     shortened to its last part (data.path-input.txt), else "default"; made safe as one directory name."""
     if name:
-        return _safe(str(name))
+        return _not_latest(_safe(str(name)))
     kept = []
     for override in overrides:
         key, _, value = override.partition("=")
@@ -172,7 +190,12 @@ def run_label(name: str | None, overrides) -> str:
             continue
         value = value.strip("'\"").rstrip("/").rsplit("/", 1)[-1]
         kept.append(f"{key.lstrip('+~')}-{value}")
-    return _safe("+".join(kept)) or "default"
+    return _not_latest(_safe("+".join(kept)) or "default")
+
+
+def _not_latest(label: str) -> str:
+    """label, unless it names the link runs/latest (in any case): then label-run."""
+    return f"{label}-run" if label.lower() == LATEST else label
 
 
 def sweep_label(name: str | None, overrides, sweep_dir: str) -> str:
