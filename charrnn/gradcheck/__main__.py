@@ -1,10 +1,12 @@
 import os
 import sys
 
-# python -m puts the current folder first on the import path, and a learner's folder holds files named like
-# the standard library's (random.py, test.py): the tool's own imports must not find those.
-if sys.path and sys.path[0] in ("", os.getcwd()):
-    del sys.path[0]
+# python -m puts the current folder first on the import path (and an empty entry in PYTHONPATH, as in
+# "PYTHONPATH=$DIR:$PYTHONPATH" with nothing before, puts it there again), and a learner's folder holds files
+# named like the standard library's (random.py, numbers.py): the tool's own imports must not find those.
+# charrnn's own modules are found through its package, wherever it was found.
+_here = os.getcwd()
+sys.path[:] = [entry for entry in sys.path if os.path.abspath(entry or os.curdir) != _here]
 
 from charrnn.gradcheck.stops import end_on_signals  # noqa: E402
 
