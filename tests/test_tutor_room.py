@@ -56,7 +56,7 @@ def gradcheck(folders: dict, *args: str, stdout=subprocess.PIPE, shell: bool = F
     """python -m charrnn.gradcheck ARGS from the user's folder, started as from a terminal (shell: sh -c ARGS,
     with $0 the python)."""
     env = {"HOME": str(folders["home"]), "TMPDIR": str(folders["tmp"]),
-           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     command = ["sh", *args] if shell else ["-m", "charrnn.gradcheck", *args]
     if shell:
         return subprocess.Popen(command, cwd=folders["user"], env={**os.environ, **env}, stdout=stdout,
