@@ -6,6 +6,7 @@ import shutil
 import signal
 import socket
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -59,18 +60,23 @@ def capture_backends(monkeypatch) -> list:
     return made
 
 
-def become_rank(rank: int, world_size: int, port: int) -> None:
-    """The environment torchrun gives a worker on one machine."""
+@contextmanager
+def as_rank(rank: int, world_size: int, port: int):
+    """The environment torchrun gives a worker on one machine, and what train.py does as a rank ends:
+    leave the process group, whose gloo threads, torn down mid-work at exit, abort a rank now and then."""
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    try:
+        yield
+    finally:
+        distributed.leave()
 
 
 def rank_main(rank: int, world_size: int, port: int, backend: str, corpus: str, out: str, model: str = "rnn") -> None:
     """One rank: train to STOP_AT, copy the run, resume the copy to the end; save the losses (rank 0
     logs them) and this rank's final weights and optimizer state."""
-    become_rank(rank, world_size, port)
     torch.set_num_threads(1)
-    with pytest.MonkeyPatch.context() as m:
+    with as_rank(rank, world_size, port), pytest.MonkeyPatch.context() as m:
         losses, backends = record_losses(m), capture_backends(m)
         config = [f"data.path={corpus}", f"backend={backend}", f"model={model}", *EXACT]
         trainer.train(make_config([*config, f"train.max_iters={STOP_AT}"]), Path(out, "first"))
@@ -85,8 +91,7 @@ def rank_main(rank: int, world_size: int, port: int, backend: str, corpus: str, 
 
 def rank_dies(rank: int, world_size: int, port: int, corpus: str, out: str) -> None:
     """Rank 1 dies at its fifth step, as a killed process would; rank 0 must end with one clear error."""
-    become_rank(rank, world_size, port)
-    with pytest.MonkeyPatch.context() as m:
+    with as_rank(rank, world_size, port), pytest.MonkeyPatch.context() as m:
         if rank == 1:
             from charrnn.backends.numpy_backend import NumpyBackend
 
@@ -108,8 +113,7 @@ def rank_dies(rank: int, world_size: int, port: int, corpus: str, out: str) -> N
 def rank_signalled(rank: int, world_size: int, port: int, corpus: str, out: str) -> None:
     """Only rank 0 gets Ctrl-C, at step 12; both ranks must stop at the same step (or the next collective
     would fail). train.max_seconds makes them agree on the clock as well."""
-    become_rank(rank, world_size, port)
-    with pytest.MonkeyPatch.context() as m:
+    with as_rank(rank, world_size, port), pytest.MonkeyPatch.context() as m:
         real = Monitor.step
 
         def step(self, step, result, *args, **kwargs):

@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 from charrnn.backends import BACKENDS, make_backend
-from charrnn.distributed import join
+from charrnn.distributed import join, leave
 from charrnn.tools.args import Parser, positive_int
 from charrnn.tools.bench import LR, SETTINGS, V
 from charrnn.model import init_params, model_spec, zero_state
@@ -88,7 +88,10 @@ def main(argv=None) -> None:
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        worker(args.backend, args.steps)
+        try:
+            worker(args.backend, args.steps)
+        finally:
+            leave()
         return
     print(f"{args.backend}, H={H} B={B} T={T} float32, {args.steps} steps a run; chars/s")
     print("round  1 process x 1 thread  1 process x 2 threads  2 ranks x 1 thread  ratio  all-reduce  2-rank step"
