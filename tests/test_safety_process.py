@@ -14,7 +14,8 @@ import pytest
 
 from charrnn.checkpoint import load_checkpoint
 from tests.conftest import HANG, REPO, TINY
-from tests.runtree import RUN_FILES, TENSORBOARD, assert_clean, finish, run_files, script, train_in_process, write_corpus
+from tests.runtree import (RUN_FILES, TENSORBOARD, assert_clean, finish, run_files, script, train_in_process,
+                           write_corpus)
 
 LONG = [*TINY, "train.max_iters=1000000", "train.eval_interval=50"]
 UNBUFFERED = {"PYTHONUNBUFFERED": "1"}  # each line reaches the pipe as it is printed, as on a terminal

@@ -16,8 +16,8 @@ from charrnn.commandline import override
 from charrnn.training import loop as trainer
 from charrnn.start import run_config
 from tests.conftest import HANG, REPO, assert_user_error, compose_raw
-from tests.runtree import (FINISHED, RUN_FILES, TENSORBOARD, assert_clean, finish, run_files, script, snapshot, train_in_process,
-                           write_corpus)
+from tests.runtree import (FINISHED, RUN_FILES, TENSORBOARD, assert_clean, finish, run_files, script, snapshot,
+                           train_in_process, write_corpus)
 
 
 @pytest.fixture(scope="module")
