@@ -24,3 +24,11 @@ def test_every_option_of_every_group_composes_and_validates(group, option):
 
 def test_every_group_is_covered():
     assert set(GROUPS) == {*NAMED_BY, "experiment"}
+
+
+def test_the_one_minute_preset_is_the_five_minute_one_on_shorter_chunks_for_a_minute():
+    one, five = (to_config(compose_raw([f"experiment={name}"])) for name in ("gru_1min", "gru_5min"))
+    assert (one.train.seq_length, one.train.max_seconds, five.train.seq_length, five.train.max_seconds) == (
+        32, 60, 64, 300)
+    one.train.seq_length, one.train.max_seconds = five.train.seq_length, five.train.max_seconds
+    assert one == five

@@ -1,4 +1,4 @@
-"""What a training budget buys: python -m charrnn.tools.quality [--seconds 60 300] [--presets gru_5min ...]
+"""What a training budget buys: python -m charrnn.tools.quality [--seconds 60 300] [--presets gru_1min ...]
 [--stock lstm gru] [--stock-lr LR] [--seeds N] [--set KEY=VALUE ...] [--data PATH] [--json FILE]
 [--markdown FILE].
 
@@ -146,8 +146,8 @@ def main(argv=None) -> None:
     parser = Parser(prog="python -m charrnn.tools.quality", description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=positive_seconds, nargs="+", default=[60.0, 300.0],
                         help="the training budgets, in seconds (default: 60 300)")
-    parser.add_argument("--presets", nargs="*", default=["gru_5min", "lstm_5min"],
-                        help="conf/experiment/ presets to train (default: gru_5min lstm_5min)")
+    parser.add_argument("--presets", nargs="*", default=["gru_1min", "gru_5min", "lstm_5min"],
+                        help="conf/experiment/ presets to train (default: gru_1min gru_5min lstm_5min)")
     parser.add_argument("--stock", nargs="*", choices=("lstm", "gru"), default=["lstm", "gru"],
                         help="stock torch.nn models to train beside them (default: lstm gru)")
     parser.add_argument("--stock-lr", type=positive_number("learning rate"), metavar="LR",
