@@ -19,6 +19,7 @@ from charrnn.devices import DEVICES, PRECISIONS, check_precision, needs_torch, r
 from charrnn.data.vocab import ENCODINGS
 from charrnn.errors import UserError, UserValueError
 from charrnn.cells import CELLS
+from charrnn.model import ACTIVATIONS, NORMS, options_problem
 from charrnn.optim import OPTIMIZERS
 from charrnn.ranges import DECAY, FRACTION, NON_NEGATIVE, POSITIVE, PROBABILITY_MASS, Range
 
@@ -43,6 +44,9 @@ class ModelConfig:
     num_layers: int = 1
     dropout: float = 0.0
     forget_bias: float = 0.0
+    activation: str = "none"   # the parallel cells' options (charrnn.model): off in a checkpoint made without them
+    residual: bool = False
+    norm: str = "none"
 
 
 @dataclass
@@ -127,6 +131,8 @@ CHOICES = {
     "optim.name": tuple(OPTIMIZERS),
     "model.init": ("normal", "uniform"),
     "model.dtype": ("float32", "float64"),
+    "model.activation": ACTIVATIONS,
+    "model.norm": NORMS,
     "train.loss_reduction": ("mean", "sum"),
     "train.clip_mode": ("norm", "value", "none"),
     "train.lr_schedule": ("constant", "cosine"),
@@ -259,7 +265,7 @@ def to_config(raw: DictConfig) -> Config:
     kind = OPTIMIZERS[optim_name]
     _check_values(cfg, CHOICES, {**RANGES, **{f"optim.{key}": allowed for key, allowed in kind.ranges.items()}})
     check_backend(cfg.backend, cfg.model.dtype)
-    problem = kind.check(cfg.optim)
+    problem = options_problem(cfg.model.cell, cfg.model.activation, cfg.model.residual, cfg.model.norm) or kind.check(cfg.optim)
     if problem:
         raise UserError(problem)
     return cfg

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from charrnn.backends.numpy_backend import layers_forward, stack_layers, warm_up_blas
+from charrnn.backends.numpy_backend import layers_forward, warm_up_blas
 from charrnn.cells import CELLS, Cell
 from charrnn.model import ModelSpec, zero_state
 
@@ -94,10 +94,10 @@ def chunks(params: dict[str, np.ndarray], spec: ModelSpec,
     for start in range(0, len(ids), CHUNK):
         x = np.asarray(ids[start:start + CHUNK], np.int64)[:, None]      # (C, 1)
         with threadpool_limits(limits=1, user_api="blas"):
-            _, caches, _ = layers_forward(params, spec, x, state)
-            pieces = [_read(cell, cache) for cache in caches]
-            logits = pieces[-1]["h"] @ params["Why"].T + params["by"]          # (C, V)
-        state = stack_layers([cache.state_last for cache in caches])    # (L, 1, H) each
+            top, cache = layers_forward(params, spec, x, state)             # top (C, 1, H)
+            pieces = [_read(cell, layer) for layer in cache.layers]
+            logits = top[:, 0] @ params["Why"].T + params["by"]                # (C, V)
+        state = cache.state_last                                           # (L, 1, H) each
         yield start, pieces, logits
 
 
