@@ -20,26 +20,20 @@ from charrnn.sampling import sample
 from charrnn.training.evaluation import evaluate
 from tests.conftest import REPO, TINY, compose_raw, make_config, run_scripts
 
-# A cell, and a parallel one with the paper's options after a "+" each: g (model.activation), residual,
-# rms or layer (model.norm).
-CELLS = ("rnn", "lstm", "gru", "mingru", "minlstm", "mingru+g+residual+rms", "minlstm+g+residual+layer")
+# A cell, and a parallel one with the paper's options after a "+" each (charrnn.model): g, residual, rms or
+# layer, or off (all three off, as a checkpoint made before they existed has them).
+CELLS = ("rnn", "lstm", "gru", "mingru", "minlstm", "mingru+g+residual+rms", "minlstm+g+residual+layer",
+         "mingru+off")
+BACKENDS = ("numpy", "torch")
+TEXT = 'He said "to be (or not) to be".\nROMEO:\nWhat, ho! [Exit]\n'
 
 
 def model_overrides(case: str) -> list[str]:
     """The config overrides for one of CELLS."""
     cell, *options = case.split("+")
-    named = {"g": "model.activation=g", "residual": "model.residual=true", "rms": "model.norm=rms",
-             "layer": "model.norm=layer"}
-    return [f"model={cell}", *(named[option] for option in options)]
-
-
-def model_options(case: str) -> dict:
-    """The options of one of CELLS, as test_parallel_cells.sequential_layers takes them."""
-    options = case.split("+")[1:]
-    norm = next((kind for kind in ("rms", "layer") if kind in options), "none")
-    return {"activation": "g" if "g" in options else "none", "residual": "residual" in options, "norm_kind": norm}
-BACKENDS = ("numpy", "torch")
-TEXT = 'He said "to be (or not) to be".\nROMEO:\nWhat, ho! [Exit]\n'
+    named = {"g": ["model.activation=g"], "residual": ["model.residual=true"], "rms": ["model.norm=rms"],
+             "layer": ["model.norm=layer"], "off": ["model.activation=none", "model.residual=false", "model.norm=none"]}
+    return [f"model={cell}", *(override for option in options for override in named[option])]
 
 
 def tiny_checkpoint(run_dir, cell, dtype="float64", corpus_text=TEXT * 40, scale=3.0, edit=None):
@@ -163,7 +157,7 @@ def test_a_checkpoint_keeps_the_papers_options_and_one_made_without_them_loads_w
     loads as the cell without them: the same spec and the same scores as one saved with them off."""
     spec = charrnn.load(runs["minlstm+g+residual+layer"]).loaded.spec
     assert (spec.activation, spec.residual, spec.norm) == ("g", True, "layer")
-    ckpt = load_checkpoint(runs["mingru"] / "ckpt_best.npz")
+    ckpt = load_checkpoint(runs["mingru+off"] / "ckpt_best.npz")
     assert {k: ckpt.config["model"][k] for k in ("activation", "residual", "norm")} == {
         "activation": "none", "residual": False, "norm": "none"}
     for key in ("activation", "residual", "norm"):
@@ -171,7 +165,7 @@ def test_a_checkpoint_keeps_the_papers_options_and_one_made_without_them_loads_w
     older = tmp_path / "older"
     older.mkdir()
     save_checkpoint(older / "ckpt_best.npz", ckpt)
-    before, now = charrnn.load(older), charrnn.load(runs["mingru"])
+    before, now = charrnn.load(older), charrnn.load(runs["mingru+off"])
     assert before.loaded.spec == now.loaded.spec
     np.testing.assert_array_equal(before.score(TEXT).losses, now.score(TEXT).losses)
 

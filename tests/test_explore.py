@@ -18,7 +18,7 @@ from charrnn.explore.page import claim, dequantize, shown_range
 from charrnn.explore.trace import trace
 from charrnn.model import init_params, spec_of, to_torch
 from tests.conftest import HANG, assert_user_error, make_config, run_scripts
-from tests.test_api import CELLS, TEXT, model_options, model_overrides, tiny_checkpoint
+from tests.test_api import CELLS, TEXT, model_overrides, tiny_checkpoint
 from tests.test_parallel_cells import sequential_layers
 
 
@@ -241,7 +241,8 @@ def test_lookback_is_autograds_gradient_of_each_loss_by_each_input(runs, cell):
         h0 = torch.zeros(spec.num_layers, 1, spec.hidden_size, dtype=torch.float64)
 
         def top_of(x):
-            top, _ = sequential_layers(spec.cell, P, list(x.unbind(1)), h0, **model_options(cell))
+            top, _ = sequential_layers(spec.cell, P, list(x.unbind(1)), h0, activation=spec.activation,
+                                       residual=spec.residual, norm_kind=spec.norm)
             return top[-1][0] @ P["Why"].T + P["by"]
     for row, j in zip(sizes, targets):
         x = torch.nn.functional.one_hot(torch.tensor(ids[None, :j], dtype=torch.long), spec.vocab_size).double().requires_grad_()

@@ -24,6 +24,11 @@ and h~_t): what the paper's log-space scan needs. The step loop here does not ne
 
     h~_t = g(u_h) = u_h + 1/2 (u_h >= 0),  sigmoid(u_h) (u_h < 0)      du_h = dh~_t * g'(u_h)
     g'(u_h) = 1 (u_h >= 0),  sigmoid(u_h) (1 - sigmoid(u_h)) (u_h < 0)  (kept from forward: slope)
+
+The paper takes its h_0 through g as well. Here h_0 is the carried state: zero at a stream's start
+(non-negative already) and the last chunk's h_T after it (positive already): g is not needed there to
+keep h_t positive, and taken at every chunk's start it would make a run cut into chunks differ from one
+unbroken run.
 """
 
 from dataclasses import dataclass
