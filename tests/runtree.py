@@ -8,12 +8,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+from charrnn.monitor.dashboard import VAL_DIR
 from tests.conftest import HANG, REPO, TINY
 
 # A run whose checkpoints are written at steps 0, 10 and 20 (eval_interval 10 in TINY).
 FINISHED = [*TINY, "train.max_iters=20"]
 # What a run directory holds once its run has ended (README.md, docs/training.md): nothing else.
 RUN_FILES = {".hydra", "config.yaml", "ckpt_best.npz", "ckpt_last.npz", "result.json"}
+# TensorBoard's part of it, as run_files names it: the run's event files, and the val curves' directory.
+TENSORBOARD = {"events", VAL_DIR}
 
 
 def snapshot(root: Path) -> dict[str, tuple]:

@@ -13,6 +13,7 @@ import tensorboard
 
 from charrnn.backends.interface import Gradients
 from charrnn.monitor import Monitor
+from charrnn.monitor.dashboard import VAL_DIR
 from tests.conftest import HANG, REPO, assert_user_error, run_scripts
 
 
@@ -29,12 +30,14 @@ def get(url: str) -> str:
 
 def test_the_board_opens_custom_scalars_unsmoothed_with_every_picture(tmp_path):
     """13 evaluations: TensorBoard alone keeps 10 pictures of a tag. runs/latest, a link to the run, is not a
-    second run; the page the board serves itself has the headers TensorBoard 3.0 requires, so TensorBoard
-    warns of nothing; Ctrl-C ends it at once in one line."""
+    second run, and the run's val curves (tiny/val, a run to TensorBoard) are no HPARAMS row of their own but
+    the row's val metrics; the page the board serves itself has the headers TensorBoard 3.0 requires, so
+    TensorBoard warns of nothing; Ctrl-C ends it at once in one line."""
     params = {"Whh": np.eye(4), "Why": np.ones((3, 4))}
     with Monitor(tmp_path / "runs" / "tiny", 120, 0, 10, "norm") as monitor:
         for step in range(0, 121, 10):
-            monitor.evaluation(step, 1.0, "sample", params, Gradients(params, np.ones(8)), 1.0, 1.0)
+            monitor.evaluation(step, 3.0 - step / 100, "sample", params, Gradients(params, np.ones(8)), 1.0, 1.0)
+        monitor.hparams({"model": {"hidden_size": 16}})
     (tmp_path / "runs" / "latest").symlink_to("tiny")
     port = free_port()
     board = subprocess.Popen([sys.executable, "-m", "charrnn.board", str(tmp_path / "runs"), f"--port={port}",
@@ -55,7 +58,16 @@ def test_the_board_opens_custom_scalars_unsmoothed_with_every_picture(tmp_path):
         images = json.loads(get(f"http://127.0.0.1:{port}/data/plugin/images/images?run=tiny&tag=grad_flow/by_lag"))
         assert [image["step"] for image in images] == list(range(0, 121, 10))
         get(f"http://127.0.0.1:{port}/")
-        assert json.loads(get(f"http://127.0.0.1:{port}/data/runs")) == ["tiny"]
+        assert json.loads(get(f"http://127.0.0.1:{port}/data/runs")) == ["tiny", f"tiny/{VAL_DIR}"]
+        asked = {"startIndex": 0, "sliceSize": 100, "allowedStatuses": ["STATUS_SUCCESS"],
+                 "colParams": [{"metric": {"group": VAL_DIR, "tag": "loss"}}]}
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/data/plugin/hparams/session_groups",
+                                         json.dumps(asked).encode(), {"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=HANG) as response:
+            rows = json.loads(response.read())["sessionGroups"]
+        assert [row["name"] for row in rows] == ["tiny"]
+        val = {m["name"]["tag"]: m["value"] for m in rows[0]["metricValues"] if m["name"]["group"] == VAL_DIR}
+        assert val["loss"] == pytest.approx(1.8) and val["run/best_loss"] == 1.0
     finally:
         board.send_signal(signal.SIGINT)
         _, err = board.communicate(timeout=HANG)

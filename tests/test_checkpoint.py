@@ -8,10 +8,12 @@ import time
 
 import numpy as np
 import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from charrnn.checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint, restore_backend, save_checkpoint
 from charrnn.errors import UserError
 from charrnn.model import init_params, model_spec
+from charrnn.monitor.dashboard import VAL_DIR
 from charrnn.training.resume import Progress
 from tests.conftest import REPO, TINY, assert_user_error, make_config, run_scripts
 
@@ -195,6 +197,12 @@ def test_sigkill_at_any_moment_leaves_a_loadable_checkpoint(corpus, tmp_path):
         # every step evaluates and saves, so the file is whole at one step: the one it evaluated
         assert progress.eval_step == progress.step and progress.state[0].shape == (1, 4, 64), delay
         load_checkpoint(resolve_checkpoint(str(run_dir)))
+        # both TensorBoard writers' files load, a record cut short at the end left out; the val curve has
+        # every evaluation it flushed: the ones before the checkpoint's, or its too (saved first, then shown)
+        EventAccumulator(str(run_dir)).Reload()
+        val_events = EventAccumulator(str(run_dir / VAL_DIR)).Reload()
+        val = [e.step for e in val_events.Scalars("loss")] if "loss" in val_events.Tags()["scalars"] else []
+        assert val == list(range(len(val))) and len(val) in (progress.step, progress.step + 1), (val, delay)
 
 
 FIXTURES = REPO / "tests" / "fixtures"

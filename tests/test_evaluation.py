@@ -10,6 +10,7 @@ from charrnn.data import load_ids
 from charrnn.distributed import Solo
 from charrnn.training.evaluation import evaluate
 from charrnn.model import model_spec, spec_of
+from charrnn.monitor.dashboard import VAL_DIR
 from tests.conftest import TINY, make_config
 
 SPEC = model_spec("rnn", vocab_size=10, hidden_size=3)
@@ -63,9 +64,9 @@ def test_eval_keys_skip_step_0_bound_each_evaluation_and_add_a_full_one_at_the_e
     cfg = make_config([f"data.path={corpus}", *TINY, "train.max_iters=20", "train.eval_chars=100",
                        "train.eval_at_start=false", "train.final_full_eval=true"])
     result = trainer.train(cfg, tmp_path / "run")
-    events = EventAccumulator(str(result.run_dir)).Reload()
-    assert [e.step for e in events.Scalars("loss/val")] == [10, 20]
-    (full,) = events.Scalars("loss/val_full")
+    events = EventAccumulator(str(result.run_dir / VAL_DIR)).Reload()
+    assert [e.step for e in events.Scalars("loss")] == [10, 20]
+    (full,) = events.Scalars("loss_full")
     summary = json.loads((result.run_dir / "result.json").read_text())
     assert full.step == 20 and full.value == np.float32(summary["val_loss_full"])
     assert summary["val_loss_full"] != summary["val_loss"]  # 100 chars against the whole split

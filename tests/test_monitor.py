@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.backend.event_processing.plugin_event_multiplexer import EventMultiplexer
+from tensorboard.util import tensor_util
 from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
@@ -15,7 +17,7 @@ from charrnn.config import compose
 from charrnn.monitor import grad_flow
 from charrnn.training import loop as trainer
 from charrnn.backends.interface import Gradients, StepResult
-from charrnn.monitor.dashboard import BOOKKEEPING, METRICS, SHOWN_FIRST, hparam_columns, trial_name
+from charrnn.monitor.dashboard import BOOKKEEPING, METRICS, SHOWN_FIRST, VAL_DIR, hparam_columns, trial_name
 from charrnn.monitor import Monitor
 from charrnn.training.rundir import register_resolvers, run_label, unique_dir
 from tests.conftest import TINY, make_config
@@ -23,26 +25,51 @@ from tests.conftest import TINY, make_config
 EVALS = [0, 10, 20]
 
 
-def events_of(corpus, tmp_path, *overrides):
-    """A 20-step run evaluated at EVALS, and its TensorBoard events."""
+def events_of(corpus, tmp_path, *overrides, log_dir=""):
+    """A 20-step run evaluated at EVALS, and its TensorBoard events (of its val curves' run: log_dir=VAL_DIR)."""
     cfg = make_config([f"data.path={corpus}", *TINY, "train.max_iters=20", *overrides])
     run_dir = trainer.train(cfg, tmp_path / "run").run_dir
-    return EventAccumulator(str(run_dir), size_guidance={"images": 0, "scalars": 0}).Reload()
+    return EventAccumulator(str(run_dir / log_dir), size_guidance={"images": 0, "scalars": 0}).Reload()
+
+
+def test_val_is_a_run_of_its_own_drawn_on_trains_charts(corpus, tmp_path):
+    """TensorBoard colours a curve by its run: val's curves are those of a second run, RUN/val, under
+    the tags train's carry, so that each chart of loss or bits/char draws both in two colours."""
+    cfg = make_config([f"data.path={corpus}", *TINY, "train.max_iters=20"])
+    result = trainer.train(cfg, tmp_path / "runs" / "tiny")
+    board = EventMultiplexer().AddRunsFromDirectory(str(tmp_path / "runs")).Reload()  # as TensorBoard reads it
+    scalars = board.PluginRunToTagToContent("scalars")
+    assert sorted(scalars) == ["tiny", f"tiny/{VAL_DIR}"]
+    assert {"loss", "bpc"} <= scalars["tiny"].keys() & scalars[f"tiny/{VAL_DIR}"].keys()
+
+    def curve(run):
+        return [(e.step, float(tensor_util.make_ndarray(e.tensor_proto))) for e in board.Tensors(run, "loss")]
+
+    val = curve(f"tiny/{VAL_DIR}")
+    assert [step for step, _ in val] == EVALS and val[-1][1] == pytest.approx(result.val_loss)
+    assert [step for step, _ in curve("tiny")] == [5, 10, 15, 20]   # train's, each log interval
+    # nothing but val's curves in val's run: the samples, pictures and HPARAMS' row are the run's
+    assert set(scalars[f"tiny/{VAL_DIR}"]) == {"loss", "bpc", "run/best_loss", "run/best_bpc"}
+    assert {plugin for plugin in ("text", "images", "histograms", "hparams", "custom_scalars")
+            if f"tiny/{VAL_DIR}" in board.PluginRunToTagToContent(plugin)} == set()
 
 
 @pytest.mark.pictures
 def test_a_default_run_writes_few_tags_a_first_page_and_one_gradient_flow_picture_per_evaluation(corpus, tmp_path):
     events = events_of(corpus, tmp_path)
+    val_scalars = set(EventAccumulator(str(tmp_path / "run" / VAL_DIR)).Reload().Tags()["scalars"])
+    assert val_scalars == {"loss", "bpc", *(tag for group, tag in METRICS if group == VAL_DIR)}
     scalars = set(events.Tags()["scalars"])
     assert scalars == {
-        "loss/train", "loss/train_smooth", "loss/val", "bpc/train", "bpc/val",
+        "loss", "loss_smooth", "bpc",
         "grad_norm/global", "grad_norm/global_clipped", "steps/clipped", "steps/skipped", "lr",
         "steps/clipped_fraction", "steps/skipped_fraction", "epoch",
         "throughput/chars_per_sec", "spectral_norm/Whh", "grad_flow/growth", "grad_flow/reach",
         *(f"param_grad_norm/{k}" for k in ("Wxh", "Whh", "Why", "bh", "by")),
-        *METRICS,
+        *(tag for group, tag in METRICS if group == ""),
     }
-    assert len(scalars) <= 30
+    assert len(scalars | val_scalars) <= 30
+    scalars |= val_scalars   # what the charts below draw: a chart draws a tag of every run
 
     # the CUSTOM SCALARS page: every chart of the first category draws something, and together they
     # draw every curve but the per-parameter ones, the cumulative counts and the run's totals (HPARAMS'
@@ -61,7 +88,7 @@ def test_a_default_run_writes_few_tags_a_first_page_and_one_gradient_flow_pictur
         "steps/clipped", "steps/skipped"}
     assert set().union(*(drawn[c.title] for c in layout.category[1].chart)) == {
         t for t in scalars if t.startswith("param_grad_norm/")} | {"steps/clipped", "steps/skipped"}
-    assert {"loss/train", "loss/train_smooth", "loss/val"} in drawn.values()
+    assert {"loss", "loss_smooth"} in drawn.values() and {"bpc"} in drawn.values()
     assert {"grad_norm/global", "grad_norm/global_clipped"} in drawn.values()
 
     # gradient flow: one picture per evaluation (and no per-lag curves), with its two summary curves
@@ -84,7 +111,9 @@ def test_hparams_has_the_same_columns_for_every_optimizer_and_no_bookkeeping(cor
     experiment = HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
     assert [h.name for h in experiment.hparam_infos] == columns
     assert sorted(h.name for h in experiment.hparam_infos if h.differs) == list(SHOWN_FIRST)  # what it shows first
-    assert {m.name.tag for m in experiment.metric_infos} == set(METRICS) <= set(events.Tags()["scalars"])
+    val_scalars = EventAccumulator(str(tmp_path / "run" / VAL_DIR)).Reload().Tags()["scalars"]
+    assert {(m.name.group, m.name.tag) for m in experiment.metric_infos} == set(METRICS) <= {
+        *(("", tag) for tag in events.Tags()["scalars"]), *((VAL_DIR, tag) for tag in val_scalars)}
     values = HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info.hparams
     assert values["optim.name"].string_value == "sgd" and values["optim.momentum"].number_value == 0.9
     assert values["train.reset_state"].bool_value is False

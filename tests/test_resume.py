@@ -20,6 +20,7 @@ from charrnn.errors import UserError
 from charrnn import signals
 from charrnn.signals import StopRequest, Stopped
 from charrnn.monitor import Monitor
+from charrnn.monitor.dashboard import VAL_DIR
 from charrnn.start import run_config
 from tests.conftest import HANG, REPO, TINY, compose_raw, make_config
 
@@ -56,11 +57,15 @@ def signal_after(monkeypatch, last_step, sig):
 
 
 def curves(run_dir):
-    """Every TensorBoard scalar as [(step, value)] (wall-clock ones left out), and the samples by step."""
-    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "tensors": 0}).Reload()
+    """Every TensorBoard scalar as [(step, value)] (wall-clock ones left out), the val run's under val/TAG,
+    and the samples by step."""
     wall_clock = ("throughput/chars_per_sec", "run/chars_per_sec", "run/train_seconds")
-    scalars = {tag: [(e.step, e.value) for e in events.Scalars(tag)]
-               for tag in events.Tags()["scalars"] if tag not in wall_clock}
+    scalars = {}
+    for prefix, log_dir in (("", run_dir), (f"{VAL_DIR}/", run_dir / VAL_DIR)):
+        events = EventAccumulator(str(log_dir), size_guidance={"scalars": 0, "tensors": 0}).Reload()
+        scalars.update({prefix + tag: [(e.step, e.value) for e in events.Scalars(tag)]
+                        for tag in events.Tags()["scalars"] if tag not in wall_clock})
+    events = EventAccumulator(str(run_dir), size_guidance={"tensors": 0}).Reload()
     samples = {e.step: e.tensor_proto.string_val[0] for e in events.Tensors("sample/text_summary")}
     return scalars, samples
 
@@ -94,9 +99,10 @@ def test_stopped_and_resumed_run_matches_an_unbroken_one(corpus, tmp_path, monke
             first = trainer.train(make_config(config), tmp_path / "resumed")
             assert first.stopped_by == signal.SIGINT
             # What a run killed after its last checkpoint leaves: curves past the step it resumes at.
-            with SummaryWriter(str(tmp_path / "resumed")) as w:
-                for step in range(at + 1, 40):
-                    w.add_scalar("loss/train", 99.0, step)
+            for log_dir in (tmp_path / "resumed", tmp_path / "resumed" / VAL_DIR):
+                with SummaryWriter(str(log_dir)) as w:
+                    for step in range(at + 1, 40):
+                        w.add_scalar("loss", 99.0, step)
         else:
             first = trainer.train(make_config([*config, f"train.max_iters={at}", "train.lr_decay_iters=40"]),
                                   tmp_path / "resumed")
@@ -277,7 +283,7 @@ def test_sigint_and_sigterm_save_flush_and_print_the_resume_command(corpus, tmp_
         # TensorBoard was flushed: the train curve reaches the last full log interval before the stop
         events = EventAccumulator(str(run_dir)).Reload()
         logged = events.Tags()["scalars"]
-        train_steps = [e.step for e in events.Scalars("loss/train")] if "loss/train" in logged else [0]
+        train_steps = [e.step for e in events.Scalars("loss")] if "loss" in logged else [0]
         assert train_steps[-1] == state["step"] - state["step"] % 5
 
 
@@ -321,8 +327,8 @@ def test_sigterm_resume_sigkill_resume_from_the_command_line_matches_an_unbroken
     trainer.train(make_config(options), tmp_path / "unbroken")
     got, got_samples = curves(run_dir)
     want, want_samples = curves(tmp_path / "unbroken")
-    assert got["loss/train"] == want["loss/train"] and [s for s, _ in got["loss/train"]] == list(range(1, 1501))
-    assert got["loss/val"] == want["loss/val"] and got_samples == want_samples
+    assert got["loss"] == want["loss"] and [s for s, _ in got["loss"]] == list(range(1, 1501))
+    assert got["val/loss"] == want["val/loss"] and got_samples == want_samples
     a, b = load_checkpoint(run_dir / "ckpt_last.npz"), load_checkpoint(tmp_path / "unbroken" / "ckpt_last.npz")
     assert all(np.array_equal(a.params[k], b.params[k]) for k in a.params)
 

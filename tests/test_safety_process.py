@@ -14,7 +14,8 @@ import pytest
 
 from charrnn.checkpoint import load_checkpoint
 from tests.conftest import HANG, REPO, TINY
-from tests.runtree import RUN_FILES, assert_clean, finish, run_files, script, train_in_process, write_corpus
+from tests.runtree import (RUN_FILES, TENSORBOARD, assert_clean, finish, run_files, script, train_in_process,
+                           write_corpus)
 
 LONG = [*TINY, "train.max_iters=1000000", "train.eval_interval=50"]
 UNBUFFERED = {"PYTHONUNBUFFERED": "1"}  # each line reaches the pipe as it is printed, as on a terminal
@@ -280,4 +281,4 @@ def test_two_ranks_end_cleanly_and_leave_one_run_directory(corpus, tmp_path):
     assert "terminate called" not in proc.stderr
     (label,) = [p for p in (tmp_path / "runs").iterdir() if p.name != "latest"]
     (run_dir,) = label.iterdir()
-    assert not run_dir.name.endswith("-2") and run_files(run_dir) == RUN_FILES | {"events"}
+    assert not run_dir.name.endswith("-2") and run_files(run_dir) == RUN_FILES | TENSORBOARD

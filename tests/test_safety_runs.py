@@ -16,8 +16,8 @@ from charrnn.commandline import override
 from charrnn.training import loop as trainer
 from charrnn.start import run_config
 from tests.conftest import HANG, REPO, assert_user_error, compose_raw
-from tests.runtree import (FINISHED, RUN_FILES, assert_clean, finish, run_files, script, snapshot, train_in_process,
-                           write_corpus)
+from tests.runtree import (FINISHED, RUN_FILES, TENSORBOARD, assert_clean, finish, run_files, script, snapshot,
+                           train_in_process, write_corpus)
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +157,7 @@ def the_run(folder):
 
 
 def test_a_run_directory_holds_what_the_readme_lists_and_a_refused_start_leaves_nothing(project, tmp_path):
-    assert run_files(the_run(project)) == RUN_FILES | {"events"}
+    assert run_files(the_run(project)) == RUN_FILES | TENSORBOARD
     folder = copy_run(project, tmp_path / "project")
     before = snapshot(folder)
     empty = tmp_path / "empty"

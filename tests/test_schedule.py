@@ -10,6 +10,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from charrnn.checkpoint import load_checkpoint
 from charrnn.checkpoint.info import describe
 from charrnn.start import run_config
+from charrnn.monitor.dashboard import VAL_DIR
 from charrnn.monitor.summary import summary
 from charrnn.training import loop as trainer
 from charrnn.training.schedule import EVAL_POINTS, PACE_STEPS, WARMUP_CLOCK_SHARE, Schedule
@@ -167,7 +168,7 @@ def test_a_run_on_the_clock_warms_up_evaluates_ten_times_and_continues_without_r
     monkeypatch.setattr(trainer.Trainer, "clock", staticmethod(StepClock(1 / 16)))
     result = trainer.train(make_config([f"data.path={corpus}", *CLOCKED]), tmp_path / "run")
     assert result.steps == 80 and result.train_seconds == 5.0
-    assert [step for step, _ in scalars(result.run_dir, "loss/val")] == list(range(0, 81, 8))
+    assert [step for step, _ in scalars(result.run_dir / VAL_DIR, "loss")] == list(range(0, 81, 8))
     said = capsys.readouterr().out
     assert ("on the clock: warm-up 20 steps, shortened only if they would take over 0.5 s (10% of the budget); "
             "evaluations every 0.5 s of training and at the end; the learning rate reaches train.min_lr at 5 s") in said
@@ -178,7 +179,7 @@ def test_a_run_on_the_clock_warms_up_evaluates_ten_times_and_continues_without_r
     assert 8 <= peak <= 12                               # about a tenth of the clock, never a skipped warm-up
     assert all(lr[k] < lr[k + 1] for k in range(1, peak))
     assert lr[80] == pytest.approx(1e-4, rel=0.05)
-    first = scalars(result.run_dir, "loss/val")
+    first = scalars(result.run_dir / VAL_DIR, "loss")
     cfg = make_config([f"data.path={corpus}", *CLOCKED])
     printed = summary(result, cfg).splitlines()[-1]
     assert printed.endswith(f"continue: python train.py train.resume={result.run_dir} train.max_seconds=10")
@@ -191,7 +192,7 @@ def test_a_run_on_the_clock_warms_up_evaluates_ten_times_and_continues_without_r
         more.replanned)
     lr = dict(scalars(result.run_dir, "lr"))
     assert all(lr[k] <= lr[80] * 1.0001 for k in range(81, 161))
-    val = scalars(result.run_dir, "loss/val")
+    val = scalars(result.run_dir / VAL_DIR, "loss")
     assert [step for step, _ in val] == list(range(0, 161, 8))
     assert val[-1][1] <= first[-1][1]
     events = EventAccumulator(str(result.run_dir), size_guidance={"tensors": 0}).Reload()

@@ -9,6 +9,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from charrnn.training import loop as trainer
 from charrnn.checkpoint import load_checkpoint
 from charrnn.errors import UserError
+from charrnn.monitor.dashboard import VAL_DIR
 from tests.conftest import HANG, REPO, TINY, StepClock, make_config
 
 
@@ -23,8 +24,9 @@ def test_training_writes_events_and_checkpoints_and_loss_falls(corpus, tmp_path)
     assert result.steps == 60
     events = EventAccumulator(str(run_dir), size_guidance={"histograms": 0}).Reload()
     assert "sample" in " ".join(events.Tags()["tensors"])
-    val = [e.value for e in events.Scalars("loss/val")]
-    assert [e.step for e in events.Scalars("loss/val")] == [0, 10, 20, 30, 40, 50, 60]
+    val_events = EventAccumulator(str(run_dir / VAL_DIR)).Reload()
+    val = [e.value for e in val_events.Scalars("loss")]
+    assert [e.step for e in val_events.Scalars("loss")] == [0, 10, 20, 30, 40, 50, 60]
     # what the weights and gradients look like at each evaluation
     for name in ("Wxh", "Whh", "Why", "bh", "by"):
         assert [e.step for e in events.Histograms(f"weights/{name}")] == [0, 10, 20, 30, 40, 50, 60]
@@ -32,7 +34,7 @@ def test_training_writes_events_and_checkpoints_and_loss_falls(corpus, tmp_path)
     whh = load_checkpoint(run_dir / "ckpt_last.npz").params["Whh"]
     assert events.Scalars("spectral_norm/Whh")[-1].value == pytest.approx(np.linalg.svd(whh)[1][0], rel=1e-6)
     assert val[-1] < 0.7 * val[0]   # a repetitive corpus is learned fast
-    train_loss = [e.value for e in events.Scalars("loss/train")]
+    train_loss = [e.value for e in events.Scalars("loss")]
     assert train_loss[-1] < 0.7 * train_loss[0]
     ckpt = load_checkpoint(run_dir / "ckpt_last.npz")
     assert ckpt.progress["step"] == 60
@@ -166,8 +168,8 @@ def test_nonfinite_steps_are_skipped_counted_and_logged(corpus, tmp_path, monkey
     events = EventAccumulator(str(result.run_dir)).Reload()
     assert [(e.step, e.value) for e in events.Scalars("steps/skipped")] == [(5, 5), (10, 7), (15, 7), (20, 7)]
     # the first log interval had no step that counted; the others average only the steps that did
-    assert [e.step for e in events.Scalars("loss/train")] == [10, 15, 20]
-    assert all(np.isfinite(e.value) for e in events.Scalars("loss/train"))
+    assert [e.step for e in events.Scalars("loss")] == [10, 15, 20]
+    assert all(np.isfinite(e.value) for e in events.Scalars("loss"))
     # and the same poison stops a run that asks to stop, naming the step
     monkeypatch.setattr(trainer, "make_backend", lambda *args: Poisoner(real(*args), steps={3}))
     with pytest.raises(UserError, match=r"^step 3: the loss is not finite \(loss nan nats/char, gradient norm nan\), "

@@ -15,6 +15,11 @@ from pathlib import Path
 from charrnn.config import CHOICES, Config
 from charrnn.optim import OPTIMIZERS
 
+# The val curves' directory, RUN/val, which TensorBoard lists as a run of its own (monitor.py writes it).
+# TensorBoard colours a curve by its run, never by its tag: val's loss and bpc carry train's tags, so that each
+# chart (CUSTOM SCALARS', TIME SERIES', SCALARS') draws both, train in the run's colour and val in another.
+VAL_DIR = "val"
+
 # Each chart lists the tags it draws as regular expressions, so a tag the run does not write (a clipped
 # norm without clipping, a second layer) is simply absent from it. The evaluation curves have a point per
 # evaluation, often only two or three: TensorBoard's default smoothing (0.6) drags the last point towards
@@ -22,8 +27,8 @@ from charrnn.optim import OPTIMIZERS
 # two-point curve; python -m charrnn.board turns both off (board.py).
 LAYOUT = {
     "training": {
-        "loss (nats/char): train, smoothed train, val": ["Multiline", [r"^loss/(train|train_smooth|val)$"]],
-        "bits/char: train, val": ["Multiline", [r"^bpc/(train|val)$"]],
+        "loss (nats/char): train, smoothed train, val": ["Multiline", [r"^loss(_smooth)?$"]],
+        "bits/char: train, val": ["Multiline", [r"^bpc$"]],
         "gradient norm before and after clipping": ["Multiline", [r"^grad_norm/global(_clipped)?$"]],
         "share of steps clipped, skipped (per log interval)": ["Multiline",
                                                                [r"^steps/(clipped|skipped)_fraction$"]],
@@ -48,15 +53,16 @@ SWEEP_RECORD = "multirun.yaml"
 # The columns HPARAMS shows when it opens (it shows five, the ones marked `differs` first, then by name):
 # what tells a row's model and optimizer apart.
 SHOWN_FIRST = ("model.cell", "model.hidden_size", "model.num_layers", "optim.lr", "optim.name")
-# Figures of the whole run, each the last value of a curve (HPARAMS reads them so): name -> label.
+# Figures of the whole run, each the last value of a curve (HPARAMS reads them so): (group, tag) -> label,
+# where the group is the curve's directory under the run's ("": the run's own).
 METRICS = {
-    "loss/val": "val loss (last)",
-    "bpc/val": "val bpc (last)",
-    "run/best_val_loss": "best val loss",
-    "run/best_val_bpc": "best val bpc",
-    "run/steps": "steps",
-    "run/train_seconds": "train seconds",
-    "run/chars_per_sec": "chars/s",
+    (VAL_DIR, "loss"): "val loss (last)",
+    (VAL_DIR, "bpc"): "val bpc (last)",
+    (VAL_DIR, "run/best_loss"): "best val loss",
+    (VAL_DIR, "run/best_bpc"): "best val bpc",
+    ("", "run/steps"): "steps",
+    ("", "run/train_seconds"): "train seconds",
+    ("", "run/chars_per_sec"): "chars/s",
 }
 
 
@@ -106,8 +112,8 @@ def hparams_summaries(flat_config: dict, trial: str) -> list:
             values[key] = struct_pb2.Value(string_value=str(value))
         elif value is not None and math.isfinite(value):
             values[key] = struct_pb2.Value(number_value=value)
-    metrics = [api_pb2.MetricInfo(name=api_pb2.MetricName(tag=tag), display_name=label)
-               for tag, label in METRICS.items()]
+    metrics = [api_pb2.MetricInfo(name=api_pb2.MetricName(group=group, tag=tag), display_name=label)
+               for (group, tag), label in METRICS.items()]
     contents = {
         metadata.EXPERIMENT_TAG: plugin_data_pb2.HParamsPluginData(
             experiment=api_pb2.Experiment(hparam_infos=infos, metric_infos=metrics)),

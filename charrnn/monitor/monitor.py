@@ -1,4 +1,5 @@
-"""What a run shows: a tqdm bar on the terminal and TensorBoard curves in the run directory.
+"""What a run shows: a tqdm bar on the terminal and TensorBoard curves in the run directory, the val ones
+in its val/ directory (VAL_DIR), which TensorBoard lists as a run of its own.
 
 Per-step figures are accumulated and written every log_interval steps as interval averages,
 so logging costs nothing measurable even when a step takes a fraction of a millisecond.
@@ -16,7 +17,7 @@ from tqdm import tqdm
 
 from charrnn.monitor import grad_flow
 from charrnn.backends.interface import Gradients, StepResult
-from charrnn.monitor.dashboard import LAYOUT, config_card, flatten, hparams_summaries, sample_card, trial_name
+from charrnn.monitor.dashboard import LAYOUT, VAL_DIR, config_card, flatten, hparams_summaries, sample_card, trial_name
 from charrnn.novelty import NoveltyIndex
 
 LOG2E = 1.0 / math.log(2.0)
@@ -28,11 +29,11 @@ HISTOGRAM_BINS = 64
 RECURRENT = re.compile(r"^Wh(?!y)")
 
 
-def _wait_to_sort_last(run_dir: Path) -> None:
+def _wait_to_sort_last(*log_dirs: Path) -> None:
     """TensorBoard reads a run's event files in name order, and a name starts with the second its writer
     opened: a run resumed within a second of the start of the one before would be read first, its
     purge_step too early. Wait out that second (never more, should a file carry a future time)."""
-    opened = [int(stamp) for p in run_dir.glob("events.out.tfevents.*")
+    opened = [int(stamp) for log_dir in log_dirs for p in log_dir.glob("events.out.tfevents.*")
               if (stamp := p.name.split(".")[3]).isdigit()]
     delay = max(opened, default=0) + 1 - time.time()
     if 0 < delay <= 1:
@@ -89,8 +90,10 @@ class Monitor:
         # A resumed run hides whatever the earlier run logged after start_step (it went on past its last
         # checkpoint, or was killed), so every curve continues with no step twice.
         if state:
-            _wait_to_sort_last(run_dir)
-        self.writer = SummaryWriter(log_dir=str(run_dir), purge_step=start_step + 1 if state else None)
+            _wait_to_sort_last(run_dir, run_dir / VAL_DIR)
+        purge_step = start_step + 1 if state else None
+        self.writer = SummaryWriter(log_dir=str(run_dir), purge_step=purge_step)
+        self.val_writer = SummaryWriter(log_dir=str(run_dir / VAL_DIR), purge_step=purge_step)
         self.writer.add_custom_scalars(LAYOUT)
         self.run_dir = run_dir
         if config is not None:
@@ -166,9 +169,9 @@ class Monitor:
         w, iv, n = self.writer, self.interval, self.interval.n
         chars_per_sec = iv.chars / iv.seconds if iv.seconds > 0 else float("nan")
         if n:
-            w.add_scalar("loss/train", iv.loss / n, step)
-            w.add_scalar("loss/train_smooth", self.smooth_loss, step)
-            w.add_scalar("bpc/train", iv.loss / n * LOG2E, step)
+            w.add_scalar("loss", iv.loss / n, step)
+            w.add_scalar("loss_smooth", self.smooth_loss, step)
+            w.add_scalar("bpc", iv.loss / n * LOG2E, step)
             w.add_scalar("grad_norm/global", iv.global_norm / n, step)
             if self.clipping:
                 w.add_scalar("grad_norm/global_clipped", iv.global_clipped / n, step)
@@ -215,13 +218,13 @@ class Monitor:
         """Validation figures and a sample (drawn with sample_settings, sample.py's options by name); the run
         so far (HPARAMS' metrics); what the weights and gradients look like: a histogram of each, the
         recurrent matrices' largest singular values, and how far back the gradient reaches (grad_flow)."""
-        w = self.writer
+        w, val = self.writer, self.val_writer
         self.val_bpc = val_loss * LOG2E
         self._show()
-        w.add_scalar("loss/val", val_loss, step)
-        w.add_scalar("bpc/val", self.val_bpc, step)
-        w.add_scalar("run/best_val_loss", best_val_loss, step)
-        w.add_scalar("run/best_val_bpc", best_val_loss * LOG2E, step)
+        val.add_scalar("loss", val_loss, step)
+        val.add_scalar("bpc", self.val_bpc, step)
+        val.add_scalar("run/best_loss", best_val_loss, step)
+        val.add_scalar("run/best_bpc", best_val_loss * LOG2E, step)
         w.add_scalar("run/steps", step, step)
         w.add_scalar("run/train_seconds", train_seconds, step)
         if self.chars_per_step is not None and train_seconds > 0:
@@ -239,6 +242,7 @@ class Monitor:
                     w.add_histogram(f"{kind}/{k}", values, step, bins=HISTOGRAM_BINS)
         flow = self._grad_flow(step, grads.dh_norms)
         w.flush()
+        val.flush()
         perplexity = math.exp(val_loss) if val_loss < 700 else math.inf
         spectral_text = ", ".join(f"{k} {v:.3f}" for k, v in spectral.items())
         self.write(f"step {step}: val {val_loss:.4f} nats/char, {self.val_bpc:.4f} bits/char, "
@@ -252,8 +256,8 @@ class Monitor:
 
     def full_evaluation(self, step: int, val_loss: float, predictions: int) -> None:
         """The val loss over the whole split after the last step (train.final_full_eval)."""
-        self.writer.add_scalar("loss/val_full", val_loss, step)
-        self.writer.flush()
+        self.val_writer.add_scalar("loss_full", val_loss, step)
+        self.val_writer.flush()
         self.write(f"step {step}: val {val_loss:.4f} nats/char over the whole val split ({predictions:,} predictions)")
 
     def _grad_flow(self, step: int, dh_norms: np.ndarray) -> str:
@@ -286,3 +290,4 @@ class Monitor:
     def __exit__(self, *exc) -> None:
         self.bar.close()
         self.writer.close()
+        self.val_writer.close()

@@ -45,7 +45,7 @@ def full_evaluation(backend, val_batches: StreamBatcher, full_val_batches: Strea
                     spec: ModelSpec, dtype: str, replicas: Ranks, monitor, step: int,
                     stopping: Callable[[], bool] = lambda: False) -> float | None:
     """The val loss over the whole split (val_loss, if the budget already covered it), shown and logged
-    as loss/val_full; None if a signal interrupted it."""
+    as loss_full of the val curves; None if a signal interrupted it."""
     if full_val_batches is not val_batches:
         val_loss = evaluate(backend, full_val_batches, spec, dtype, replicas, stopping)
     if val_loss is not None:
