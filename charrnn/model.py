@@ -59,6 +59,12 @@ class ModelSpec:
         return {} if self.activation == "none" else {"activation": self.activation}
 
     @property
+    def options_text(self) -> str:
+        """The parallel cells' options that are on, in words ("residual, rms norm"); "" with none."""
+        return ", ".join([*(["g"] if self.activation == "g" else []), *(["residual"] if self.residual else []),
+                          *([f"{self.norm} norm"] if self.norm != "none" else [])])
+
+    @property
     def state_names(self) -> tuple[str, ...]:
         return CELLS[self.cell].state
 

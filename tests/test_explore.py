@@ -156,6 +156,14 @@ def untrained_edit(cfg_overrides=()):
     return edit
 
 
+def test_the_page_and_the_model_name_the_parallel_cells_options(runs, tmp_path):
+    m = charrnn.load(runs["minlstm+g+residual+layer"])
+    assert repr(m).startswith("<charrnn minlstm (g, residual, layer norm), 2 x 8, ")
+    page = Page(m.explore(TEXT, tmp_path / "p.html", lookback_positions=0).read_text(encoding="utf-8"))
+    assert page.meta["about"].startswith("MINLSTM (g, residual, layer norm), 2 x 8 units, ")
+    assert repr(charrnn.load(runs["mingru+off"])).startswith("<charrnn mingru, 2 x 8, ")
+
+
 @pytest.mark.parametrize("cell", CELLS)
 def test_an_untrained_model_claims_nothing_and_says_so(tmp_path, cell):
     text = TEXT * 6
