@@ -248,7 +248,8 @@ class Model:
         check_size(spec, np.dtype(cfg.model.dtype).itemsize, len(ids), min(lookback_positions, len(ids) - 1), lags)
         page = PageSpec(
             about=(f"{spec.cell.upper() if spec.cell != 'rnn' else 'tanh RNN'}"
-                   + (f" ({spec.options_text})" if spec.options_text else "") + f", {spec.num_layers} x {spec.hidden_size} "
+                   + (f" ({spec.options_text})" if spec.options_text else "")
+                   + f", {spec.num_layers} x {spec.hidden_size} "
                    f"units, {spec.vocab_size} symbols · {self.path}" + (f" ({trained})" if trained else "")
                    + f" · {about}"),
             seq_length=seq_length, lookback_positions=lookback_positions, lookback_lags=lags,

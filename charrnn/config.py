@@ -265,7 +265,8 @@ def to_config(raw: DictConfig) -> Config:
     kind = OPTIMIZERS[optim_name]
     _check_values(cfg, CHOICES, {**RANGES, **{f"optim.{key}": allowed for key, allowed in kind.ranges.items()}})
     check_backend(cfg.backend, cfg.model.dtype)
-    problem = options_problem(cfg.model.cell, cfg.model.activation, cfg.model.residual, cfg.model.norm) or kind.check(cfg.optim)
+    model = cfg.model
+    problem = options_problem(model.cell, model.activation, model.residual, model.norm) or kind.check(cfg.optim)
     if problem:
         raise UserError(problem)
     return cfg

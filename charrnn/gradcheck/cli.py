@@ -146,6 +146,6 @@ def main(argv=None) -> int:
         step_lines, step_ok = per_step_table(args.per_step, pb, tolerances["autograd"])
         lines += [""] + step_lines
         ok &= step_ok
-    head = (f"gradcheck {' '.join([args.cell, *chosen])} x{args.layers} dropout={args.dropout} B={B} T={T} H={H} V={V} {args.dtype} "
-            f"seed={args.seed}: loss {numpy_loss(pb):.4f} nats; relative error = max |difference| / max |entry|")
+    head = (f"gradcheck {' '.join([args.cell, *chosen])} x{args.layers} dropout={args.dropout} B={B} T={T} H={H} V={V} "
+            f"{args.dtype} seed={args.seed}: loss {numpy_loss(pb):.4f} nats; relative error = max |difference| / max |entry|")
     return write("\n".join([head, *lines, "PASS" if ok else "FAIL"]), 0 if ok else 1)
