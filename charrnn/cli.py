@@ -136,6 +136,9 @@ def startup_error(e: Exception, schema=None, given: Sequence[str] = ()) -> str |
         example = override(key, value) if key and value else override("prime", "To be, or")
         return (f"cannot parse the override {e.override!r} ({e.message.splitlines()[0]}); write key=value, "
                 f"quoting a value that holds spaces or any of ()[]{{}}',\" as in {example}")
+    keyless = next((word for word in given if word.startswith("=")), None)
+    if isinstance(e, ValueError) and keyless is not None:  # Hydra reads '=3' as a config group named ''
+        return f"{keyless!r} names no key; write key=value, as in {override('seed', keyless[1:] or '1')}"
     if isinstance(e, HydraException):
         return " ".join(str(e).split("Config search path:")[0].split())
     if isinstance(e, OSError):

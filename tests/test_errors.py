@@ -24,8 +24,8 @@ from tests.conftest import HANG, REPO, TINY, assert_user_error, make_config, run
     ("model.hidden_size=-3", "model.hidden_size must be positive"),
     ("model.num_layers=0", "model.num_layers must be positive"),
     ("model.cell=transformer", "model.cell='transformer' is not one of rnn, lstm, gru"),
-    ("model.dropout=1", r"model.dropout must be in \[0, 1\), got 1.0$"),
-    ("model.dropout=-0.1", r"model.dropout must be in \[0, 1\)"),
+    ("model.dropout=1", r"model.dropout must be a probability in \[0, 1\) or auto .*, got 1$"),
+    ("model.dropout=-0.1", r"model.dropout must be a probability in \[0, 1\) or auto .*, got -0.1$"),
     ("train.clip_mode=sometimes", "train.clip_mode='sometimes' is not one of norm, value, none"),
     ("train.nonfinite=ignore", "train.nonfinite='ignore' is not one of stop, skip"),
     ("data.encoding=latin-1", "data.encoding='latin-1' is not one of utf-8, utf-8-replace, bytes"),
@@ -90,6 +90,8 @@ def bad_inputs(tmp_path) -> dict[str, tuple[list[str], str]]:
         "negative lr": (train(tmp_path, "optim.lr=-0.1"), "optim.lr must be positive"),
         "val_fraction outside (0, 1)": (train(tmp_path, "data.val_fraction=1"), "data.val_fraction must be in"),
         "unparsable override": (train(tmp_path, "train.batch_size=[1,2"), "cannot parse the override"),
+        "override without a key": (train(tmp_path, "=3"), "'=3' names no key; write key=value, as in "
+                                                          "seed=3"),
         "unquoted run directory": (train(tmp_path, "train.resume=runs/model=lstm/2026-01-01_00-00-00"),
                                    "a value holding '=' must be quoted, as in "
                                    "'train.resume=\"runs/model=lstm/2026-01-01_00-00-00\"'"),
@@ -107,7 +109,8 @@ def bad_inputs(tmp_path) -> dict[str, tuple[list[str], str]]:
 
 # One of each kind by default; all of them with -m slow. The cases of a list run at once.
 FAST = ["missing corpus", "not UTF-8", "shorter than a batch", "unknown key", "unknown backend",
-        "zero hidden size", "run directory under /proc", "unquoted run directory", "sample: unknown key"]
+        "zero hidden size", "run directory under /proc", "unquoted run directory", "sample: unknown key",
+        "override without a key"]
 MORE = ["corpus is a directory", "empty corpus", "val split too short", "unknown optimizer", "unknown clip mode",
         "wrong type", "negative lr", "val_fraction outside (0, 1)", "unparsable override",
         "run directory under a file", "too big for memory", "sample: unknown backend", "sample: no checkpoint",
