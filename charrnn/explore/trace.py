@@ -13,9 +13,11 @@ Which quantities a cell has is its record's (charrnn.cells: Cell.quantities); fo
     z          mingru        (0, 1)    update gate: h_t = (1 - z) * h_{t-1} + z * cand
     f, i       minlstm       (0, 1)    forget and input gates before their normalisation:
                                        h_t = (f * h_{t-1} + i * cand) / (f + i)
-    cand       mingru, minlstm  any    the candidate h~_t = Wxh x_t + bh, linear in x_t
+    cand       mingru, minlstm  any    the candidate h~_t = Wxh x_t + bh, linear in x_t (g of it with
+                                       model.activation=g)
 
-The head reads the top layer: logits_t = Why h_t + by score symbol t+1. A backend's weights enter as
+The head reads the top of the stack: logits_t = Why s_t + by score symbol t+1, s_t the top layer's h_t
+(with the parallel cells' residual path and norm, the stream they make: numpy_backend.layers_forward). A backend's weights enter as
 NumPy arrays (Backend.export_params), so a model loaded on either backend traces the same way, in
 its own dtype, one stream, from the zero state, without dropout (as evaluation and sampling run it).
 """
