@@ -164,7 +164,8 @@ class Model:
 
     def __repr__(self) -> str:
         spec = self.loaded.spec
-        return (f"<charrnn {spec.cell}, {spec.num_layers} x {spec.hidden_size}, {spec.vocab_size} symbols, "
+        options = f" ({spec.options_text})" if spec.options_text else ""
+        return (f"<charrnn {spec.cell}{options}, {spec.num_layers} x {spec.hidden_size}, {spec.vocab_size} symbols, "
                 f"{self.config.backend.name}: {self.path}>")
 
     def encode(self, text: str) -> np.ndarray:
@@ -246,7 +247,9 @@ class Model:
         lags = lookback_lags or min(2 * seq_length, MAX_DEFAULT_LAGS, len(ids) - 1)
         check_size(spec, np.dtype(cfg.model.dtype).itemsize, len(ids), min(lookback_positions, len(ids) - 1), lags)
         page = PageSpec(
-            about=(f"{spec.cell.upper() if spec.cell != 'rnn' else 'tanh RNN'}, {spec.num_layers} x {spec.hidden_size} "
+            about=(f"{spec.cell.upper() if spec.cell != 'rnn' else 'tanh RNN'}"
+                   + (f" ({spec.options_text})" if spec.options_text else "")
+                   + f", {spec.num_layers} x {spec.hidden_size} "
                    f"units, {spec.vocab_size} symbols · {self.path}" + (f" ({trained})" if trained else "")
                    + f" · {about}"),
             seq_length=seq_length, lookback_positions=lookback_positions, lookback_lags=lags,

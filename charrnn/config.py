@@ -19,6 +19,7 @@ from charrnn.devices import DEVICES, PRECISIONS, check_precision, needs_torch, r
 from charrnn.data.vocab import ENCODINGS
 from charrnn.errors import UserError, UserValueError
 from charrnn.cells import CELLS
+from charrnn.model import ACTIVATIONS, NORMS, options_problem
 from charrnn.optim import OPTIMIZERS
 from charrnn.ranges import DECAY, FRACTION, NON_NEGATIVE, POSITIVE, PROBABILITY_MASS, Range
 
@@ -46,6 +47,9 @@ class ModelConfig:
     num_layers: int = 1
     dropout: Any = 0.0  # a probability, or "auto" (charrnn.training.plan)
     forget_bias: float = 0.0
+    activation: str = "none"   # the parallel cells' options (charrnn.model): off in a checkpoint made without them
+    residual: bool = False
+    norm: str = "none"
 
 
 @dataclass
@@ -130,6 +134,8 @@ CHOICES = {
     "optim.name": tuple(OPTIMIZERS),
     "model.init": ("normal", "uniform"),
     "model.dtype": ("float32", "float64"),
+    "model.activation": ACTIVATIONS,
+    "model.norm": NORMS,
     "train.loss_reduction": ("mean", "sum"),
     "train.clip_mode": ("norm", "value", "none"),
     "train.lr_schedule": ("constant", "cosine"),
@@ -271,8 +277,9 @@ def to_config(raw: DictConfig) -> Config:
     kind = OPTIMIZERS[optim_name]
     _check_values(cfg, CHOICES, {**RANGES, **{f"optim.{key}": allowed for key, allowed in kind.ranges.items()}})
     check_backend(cfg.backend, cfg.model.dtype)
-    cfg.model.dropout = checked_dropout(cfg.model.dropout)
-    problem = kind.check(cfg.optim)
+    model = cfg.model
+    model.dropout = checked_dropout(model.dropout)
+    problem = options_problem(model.cell, model.activation, model.residual, model.norm) or kind.check(cfg.optim)
     if problem:
         raise UserError(problem)
     return cfg

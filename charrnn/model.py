@@ -17,6 +17,13 @@ names Wxh, Whh, Why, bh, by), G = the cell's gate count, In = V for layer 0 and 
 
 Each cell's gates, state and extra parameters are its record's (charrnn.cells).
 
+The parallel cells take three options (ModelSpec; docs/cells.md, "The paper's options"), off by default:
+    activation = "g"   the candidate h~_t = g(u_h) with the paper's g(x) = x + 1/2 (x >= 0), sigmoid(x) (x < 0)
+    residual   = True  layer l >= 1 adds its input to its output: s^{l+1} = s^l + h^l (layer 0 reads the
+                       one-hot x_t, of size V, not H, so it has no such path)
+    norm       = "rms" or "layer"   each layer above 0 and the head read their input normalised over its H
+                       units (pre-norm), with no gain or bias: the Wxh or Why that follows absorbs both
+
 The recurrent state is a tuple of arrays, one per entry of the cell's state, each (L, B, H) for L
 layers and B streams: torch.nn's layout (nn.LSTM's (h0, c0)). zero_state builds it.
 
@@ -42,6 +49,20 @@ class ModelSpec:
     vocab_size: int
     hidden_size: int
     num_layers: int = 1
+    activation: str = "none"    # the parallel cells' options, above
+    residual: bool = False
+    norm: str = "none"
+
+    @property
+    def cell_options(self) -> dict:
+        """The keyword arguments a parallel cell's forward and torch_coefficients take: {} with none set."""
+        return {} if self.activation == "none" else {"activation": self.activation}
+
+    @property
+    def options_text(self) -> str:
+        """The parallel cells' options that are on, in words ("residual, rms norm"); "" with none."""
+        return ", ".join([*(["g"] if self.activation == "g" else []), *(["residual"] if self.residual else []),
+                          *([f"{self.norm} norm"] if self.norm != "none" else [])])
 
     @property
     def state_names(self) -> tuple[str, ...]:
@@ -64,19 +85,43 @@ def layer_weights(params: dict, spec: ModelSpec, layer: int) -> dict:
     return {base: params[name] for base, name in spec.layer_names(layer).items()}
 
 
-def model_spec(cell: str = "rnn", vocab_size: int = 65, hidden_size: int = 100, num_layers: int = 1) -> ModelSpec:
+ACTIVATIONS = ("none", "g")
+NORMS = ("none", "rms", "layer")
+NORM_EPS = 1e-5   # inside the square root of every norm, as torch.nn.LayerNorm's default
+
+
+def model_spec(cell: str = "rnn", vocab_size: int = 65, hidden_size: int = 100, num_layers: int = 1,
+               activation: str = "none", residual: bool = False, norm: str = "none") -> ModelSpec:
     """The model's description, checked. The one public way to build one."""
     if cell not in CELLS:
         raise ValueError(f"unknown cell {cell!r}; one of {', '.join(CELLS)}")
     if min(vocab_size, hidden_size, num_layers) < 1:
         raise ValueError(f"vocab_size, hidden_size and num_layers must be positive, got "
                          f"{vocab_size}, {hidden_size}, {num_layers}")
-    return ModelSpec(cell, vocab_size, hidden_size, num_layers)
+    problem = options_problem(cell, activation, residual, norm)
+    if problem:
+        raise ValueError(problem)
+    return ModelSpec(cell, vocab_size, hidden_size, num_layers, activation, bool(residual), norm)
+
+
+def options_problem(cell: str, activation: str, residual: bool, norm: str) -> str | None:
+    """What is wrong with the parallel cells' options for this cell, in one line, or None."""
+    if activation not in ACTIVATIONS:
+        return f"model.activation={activation!r} is not one of {', '.join(ACTIVATIONS)}"
+    if norm not in NORMS:
+        return f"model.norm={norm!r} is not one of {', '.join(NORMS)}"
+    if not CELLS[cell].parallel and (activation != "none" or residual or norm != "none"):
+        chosen = [f"{key}={value}" for key, value, off in (("activation", activation, "none"),
+                  ("residual", residual, False), ("norm", norm, "none")) if value != off]
+        return (f"model.{chosen[0]} is an option of the parallel cells (mingru, minlstm), not of model.cell={cell}: "
+                f"leave it out, or use model=mingru or model=minlstm")
+    return None
 
 
 def spec_of(model_cfg, vocab_size: int) -> ModelSpec:
     """The spec a config's model section (charrnn.config.ModelConfig) describes."""
-    return model_spec(model_cfg.cell, vocab_size, model_cfg.hidden_size, model_cfg.num_layers)
+    return model_spec(model_cfg.cell, vocab_size, model_cfg.hidden_size, model_cfg.num_layers,
+                      model_cfg.activation, model_cfg.residual, model_cfg.norm)
 
 
 def param_shapes(spec: ModelSpec) -> dict[str, tuple[int, ...]]:

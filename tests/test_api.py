@@ -11,7 +11,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import charrnn
 from charrnn import api
-from charrnn.checkpoint import Checkpoint, save_checkpoint
+from charrnn.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from charrnn.config import config_to_dict, to_sample_config
 from charrnn.data import StreamBatcher, Vocab
 from charrnn.errors import UserError
@@ -20,9 +20,20 @@ from charrnn.sampling import sample
 from charrnn.training.evaluation import evaluate
 from tests.conftest import REPO, TINY, compose_raw, make_config, run_scripts
 
-CELLS = ("rnn", "lstm", "gru", "mingru", "minlstm")
+# A cell, and a parallel one with the paper's options after a "+" each (charrnn.model): g, residual, rms or
+# layer, or off (all three off, as a checkpoint made before they existed has them).
+CELLS = ("rnn", "lstm", "gru", "mingru", "minlstm", "mingru+g+residual+rms", "minlstm+g+residual+layer",
+         "mingru+off")
 BACKENDS = ("numpy", "torch")
 TEXT = 'He said "to be (or not) to be".\nROMEO:\nWhat, ho! [Exit]\n'
+
+
+def model_overrides(case: str) -> list[str]:
+    """The config overrides for one of CELLS."""
+    cell, *options = case.split("+")
+    named = {"g": ["model.activation=g"], "residual": ["model.residual=true"], "rms": ["model.norm=rms"],
+             "layer": ["model.norm=layer"], "off": ["model.activation=none", "model.residual=false", "model.norm=none"]}
+    return [f"model={cell}", *(override for option in options for override in named[option])]
 
 
 def tiny_checkpoint(run_dir, cell, dtype="float64", corpus_text=TEXT * 40, scale=3.0, edit=None):
@@ -31,7 +42,7 @@ def tiny_checkpoint(run_dir, cell, dtype="float64", corpus_text=TEXT * 40, scale
     run_dir.mkdir(parents=True)
     corpus = run_dir / "corpus.txt"
     corpus.write_text(corpus_text, encoding="utf-8")
-    cfg = make_config([f"data.path={corpus}", f"model={cell}", "model.hidden_size=8", "model.num_layers=2",
+    cfg = make_config([f"data.path={corpus}", *model_overrides(cell), "model.hidden_size=8", "model.num_layers=2",
                        f"model.dtype={dtype}", "train.seq_length=8"])
     vocab = Vocab.from_corpus(np.array([ord(c) for c in corpus_text]), "utf-8")
     spec = spec_of(cfg.model, len(vocab))
@@ -139,6 +150,24 @@ def test_trace_gates_are_the_ones_their_cells_equations_name(runs, cell):
         total = q["f"] + q["i"]
         np.testing.assert_allclose(q["h"], q["f"] / total * h_prev + q["i"] / total * q["cand"], atol=1e-14)
         assert q["f"].min() > 0 and q["cand"].min() < 0
+
+
+def test_a_checkpoint_keeps_the_papers_options_and_one_made_without_them_loads_with_them_off(runs, tmp_path):
+    """The options travel in the checkpoint's config, and a checkpoint whose config predates them (no keys)
+    loads as the cell without them: the same spec and the same scores as one saved with them off."""
+    spec = charrnn.load(runs["minlstm+g+residual+layer"]).loaded.spec
+    assert (spec.activation, spec.residual, spec.norm) == ("g", True, "layer")
+    ckpt = load_checkpoint(runs["mingru+off"] / "ckpt_best.npz")
+    assert {k: ckpt.config["model"][k] for k in ("activation", "residual", "norm")} == {
+        "activation": "none", "residual": False, "norm": "none"}
+    for key in ("activation", "residual", "norm"):
+        del ckpt.config["model"][key]
+    older = tmp_path / "older"
+    older.mkdir()
+    save_checkpoint(older / "ckpt_best.npz", ckpt)
+    before, now = charrnn.load(older), charrnn.load(runs["mingru+off"])
+    assert before.loaded.spec == now.loaded.spec
+    np.testing.assert_array_equal(before.score(TEXT).losses, now.score(TEXT).losses)
 
 
 def test_mistakes_are_user_errors(runs, tmp_path):

@@ -41,6 +41,20 @@ def test_bad_values_name_the_key(override, message):
         make_config([override])
 
 
+@pytest.mark.parametrize("overrides,message", [
+    (["model=mingru", "model.activation=relu"], "model.activation='relu' is not one of none, g$"),
+    (["model=minlstm", "model.norm=batch"], "model.norm='batch' is not one of none, rms, layer$"),
+    (["model=mingru", "model.residual=maybe"], "invalid config at model.residual"),
+    (["model=gru", "model.norm=rms"], r"model.norm=rms is an option of the parallel cells \(mingru, minlstm\), not of "
+                                      "model.cell=gru: leave it out, or use model=mingru or model=minlstm$"),
+    (["model.activation=g"], "model.activation=g is an option of the parallel cells"),
+    (["model=lstm", "model.residual=true"], "model.residual=True is an option of the parallel cells"),
+])
+def test_bad_parallel_cell_options_name_the_key(overrides, message):
+    with pytest.raises(UserError, match=message):
+        make_config(overrides)
+
+
 def bad_inputs(tmp_path) -> dict[str, tuple[list[str], str]]:
     """name: (the command after `python`, the message its one line must hold)."""
     files = {"ok.txt": b"to be or not to be\n" * 100, "empty.txt": b"", "latin1.txt": "café\n".encode("latin-1") * 100,
@@ -71,6 +85,8 @@ def bad_inputs(tmp_path) -> dict[str, tuple[list[str], str]]:
         "unknown clip mode": (train(tmp_path, "train.clip_mode=sometimes"), "train.clip_mode='sometimes'"),
         "wrong type": (train(tmp_path, "train.batch_size=abc"), "invalid config at train.batch_size"),
         "zero hidden size": (train(tmp_path, "model.hidden_size=0"), "model.hidden_size must be positive"),
+        "a parallel cell's option on another": (train(tmp_path / "ok.txt", "model=gru", "model.norm=rms"),
+                                                "model.norm=rms is an option of the parallel cells"),
         "negative lr": (train(tmp_path, "optim.lr=-0.1"), "optim.lr must be positive"),
         "val_fraction outside (0, 1)": (train(tmp_path, "data.val_fraction=1"), "data.val_fraction must be in"),
         "unparsable override": (train(tmp_path, "train.batch_size=[1,2"), "cannot parse the override"),

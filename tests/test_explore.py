@@ -18,7 +18,7 @@ from charrnn.explore.page import claim, dequantize, shown_range
 from charrnn.explore.trace import trace
 from charrnn.model import init_params, spec_of, to_torch
 from tests.conftest import HANG, assert_user_error, make_config, run_scripts
-from tests.test_api import CELLS, TEXT, tiny_checkpoint
+from tests.test_api import CELLS, TEXT, model_overrides, tiny_checkpoint
 from tests.test_parallel_cells import sequential_layers
 
 
@@ -156,10 +156,18 @@ def untrained_edit(cfg_overrides=()):
     return edit
 
 
+def test_the_page_and_the_model_name_the_parallel_cells_options(runs, tmp_path):
+    m = charrnn.load(runs["minlstm+g+residual+layer"])
+    assert repr(m).startswith("<charrnn minlstm (g, residual, layer norm), 2 x 8, ")
+    page = Page(m.explore(TEXT, tmp_path / "p.html", lookback_positions=0).read_text(encoding="utf-8"))
+    assert page.meta["about"].startswith("MINLSTM (g, residual, layer norm), 2 x 8 units, ")
+    assert repr(charrnn.load(runs["mingru+off"])).startswith("<charrnn mingru, 2 x 8, ")
+
+
 @pytest.mark.parametrize("cell", CELLS)
 def test_an_untrained_model_claims_nothing_and_says_so(tmp_path, cell):
     text = TEXT * 6
-    run = tiny_checkpoint(tmp_path / cell, cell, edit=untrained_edit([f"model={cell}"]))
+    run = tiny_checkpoint(tmp_path / cell, cell, edit=untrained_edit(model_overrides(cell)))
     page = Page(charrnn.load(run).explore(text, tmp_path / "p.html", lookback_positions=0).read_text(encoding="utf-8"))
     meta = page.meta
     assert meta["verdict"]["level"] == "nothing" and meta["verdict"]["text"].startswith("Nothing is learned")
@@ -233,7 +241,7 @@ def test_lookback_is_autograds_gradient_of_each_loss_by_each_input(runs, cell):
     params, spec = m.loaded.backend.export_params(), m.loaded.spec
     targets = np.array([1, 3, 7, 30, len(ids) - 1])
     sizes = lookback(params, spec, trace(params, spec, ids), targets, lags=9)
-    if cells.CELLS[cell].torch_twin:
+    if cells.CELLS[spec.cell].torch_twin:
         rnn, head = to_torch(spec, params)
         top_of = lambda x: head(rnn(x)[0])[0, -1]                                          # noqa: E731
     else:   # no stock twin: the paper's equations, written out in test_parallel_cells
@@ -241,7 +249,8 @@ def test_lookback_is_autograds_gradient_of_each_loss_by_each_input(runs, cell):
         h0 = torch.zeros(spec.num_layers, 1, spec.hidden_size, dtype=torch.float64)
 
         def top_of(x):
-            top, _ = sequential_layers(cell, P, list(x.unbind(1)), h0)
+            top, _ = sequential_layers(spec.cell, P, list(x.unbind(1)), h0, activation=spec.activation,
+                                       residual=spec.residual, norm_kind=spec.norm)
             return top[-1][0] @ P["Why"].T + P["by"]
     for row, j in zip(sizes, targets):
         x = torch.nn.functional.one_hot(torch.tensor(ids[None, :j], dtype=torch.long), spec.vocab_size).double().requires_grad_()

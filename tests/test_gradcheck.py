@@ -34,6 +34,10 @@ def test_module_runs_and_passes_with_exit_code_0():
     (["--cell", "lstm", "--layers", "2", "--dropout", "0.3", "--per-step", "Whh_1"],
      ["Wxh", "Whh", "bh", "Wxh_1", "Whh_1", "bh_1", "Why", "by", "h_prev", "c_prev"]),
     (["--cell", "gru", "--per-step", "bhn"], ["Wxh", "Whh", "bh", "bhn", "Why", "by", "h_prev"]),
+    (["--cell", "mingru", "--layers", "3", "--activation", "g", "--residual", "--norm", "rms", "--dropout", "0.3",
+      "--per-step", "Wxh_2"], ["Wxh", "bh", "Wxh_1", "bh_1", "Wxh_2", "bh_2", "Why", "by", "h_prev"]),
+    (["--cell", "minlstm", "--layers", "2", "--activation", "g", "--norm", "layer", "--per-step", "bh_1"],
+     ["Wxh", "bh", "Wxh_1", "bh_1", "Why", "by", "h_prev"]),
 ])
 def test_every_cell_passes_with_every_parameter_and_the_state_through_time(args, names, capsys):
     assert gradcheck.main([*args, "--seq-length", "3"]) == 0
@@ -51,6 +55,14 @@ def test_every_cell_passes_with_every_parameter_and_the_state_through_time(args,
 def test_other_sizes_and_float32_pass(args, capsys):
     assert gradcheck.main([*args, "--per-step", "by"]) == 0
     assert "FAIL" not in capsys.readouterr().out
+
+
+def test_the_parallel_cells_options_are_named_in_the_heading_and_refused_for_the_other_cells(capsys):
+    assert gradcheck.main(["--cell", "minlstm", "--activation", "g", "--residual", "--seq-length", "2"]) == 0
+    assert capsys.readouterr().out.startswith("gradcheck minlstm --activation g --residual x1 ")
+    assert gradcheck.main(["--cell", "gru", "--norm", "rms"]) == 2
+    assert capsys.readouterr().err == ("error: --norm rms is an option of the parallel cells, not of --cell gru: leave "
+                                       "it out, or use --cell mingru or --cell minlstm\n")
 
 
 def test_an_unknown_per_step_name_is_refused_naming_the_choices(capsys):

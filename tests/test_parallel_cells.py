@@ -18,9 +18,26 @@ CELLS = ("mingru", "minlstm")
 SHAPES = [(3, 7, 5, 11), (1, 6, 4, 7), (3, 1, 5, 9), (1, 1, 3, 5)]   # (B, T, H, V): B = 1 and T = 1 edges
 
 
-def sequential_layers(cell: str, P: dict, xs: list, h0, masks=None) -> tuple[list, list]:
+def g(x):
+    """The paper's activation, one element at a time: x + 1/2 for x >= 0, sigmoid(x) below."""
+    return torch.stack([v + 0.5 if v >= 0 else 1 / (1 + torch.exp(-v)) for v in x.reshape(-1)]).reshape(x.shape)
+
+
+def norm(x, kind: str):
+    """One (B, H) step's rows normalised over H, by the textbook formulas, eps 1e-5, no gain or bias."""
+    if kind == "none":
+        return x
+    if kind == "layer":
+        x = x - x.sum(dim=1, keepdim=True) / x.shape[1]
+    return x / torch.sqrt((x * x).sum(dim=1, keepdim=True) / x.shape[1] + 1e-5)
+
+
+def sequential_layers(cell: str, P: dict, xs: list, h0, masks=None, activation="none", residual=False,
+                      norm_kind="none") -> tuple[list, list]:
     """The paper's equations one step at a time: xs T inputs (B, In) of layer 0, h0 (L, B, H) ->
-    the top layer's T outputs (after its dropout mask) and each layer's last h."""
+    what the head reads at each of the T steps and each layer's last h. The options: g on the candidate;
+    a residual path around every layer but the first (whose input is one-hot, not H wide); each layer
+    but the first, and the head, reading its input normalised (pre-norm)."""
     last = []
     for layer in range(len(h0)):
         suffix = f"_{layer}" if layer else ""
@@ -28,27 +45,33 @@ def sequential_layers(cell: str, P: dict, xs: list, h0, masks=None) -> tuple[lis
         H = Wx.shape[0] // (2 if cell == "mingru" else 3)
         h, outs = h0[layer], []
         for t, x in enumerate(xs):
-            u = x @ Wx.T + b
+            u = (norm(x, norm_kind) if layer else x) @ Wx.T + b
             if cell == "mingru":
                 z, h_tilde = torch.sigmoid(u[:, :H]), u[:, H:]
+                if activation == "g":
+                    h_tilde = g(h_tilde)
                 h = (1 - z) * h + z * h_tilde
             else:
                 f, i, h_tilde = torch.sigmoid(u[:, :H]), torch.sigmoid(u[:, H:2 * H]), u[:, 2 * H:]
+                if activation == "g":
+                    h_tilde = g(h_tilde)
                 h = f / (f + i) * h + i / (f + i) * h_tilde
-            outs.append(h if masks is None else h * torch.as_tensor(masks[layer][t]))
+            out = h if masks is None else h * torch.as_tensor(masks[layer][t])
+            outs.append(x + out if residual and layer else out)
         xs = outs
         last.append(h)
-    return xs, last
+    return [norm(x, norm_kind) for x in xs], last
 
 
-def reference(cell: str, params: dict, inputs: np.ndarray, targets: np.ndarray, state: tuple, masks) -> dict:
+def reference(cell: str, params: dict, inputs: np.ndarray, targets: np.ndarray, state: tuple, masks,
+              **options) -> dict:
     """The loss, its gradient for every parameter and for the carried state, and the last state, by
     sequential_layers and a softmax head, on autograd in float64."""
     V = params["Why"].shape[0]
     P = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
     h0 = torch.tensor(state[0], requires_grad=True)                     # (L, B, H)
     xs = [torch.nn.functional.one_hot(torch.as_tensor(inputs[:, t]), V).double() for t in range(inputs.shape[1])]
-    top, last = sequential_layers(cell, P, xs, h0, masks)
+    top, last = sequential_layers(cell, P, xs, h0, masks, **options)
     logits = torch.stack([x @ P["Why"].T + P["by"] for x in top], dim=1)     # (B, T, V)
     loss = torch.nn.functional.cross_entropy(logits.reshape(-1, V), torch.as_tensor(targets).reshape(-1))
     grads = torch.autograd.grad(loss, [*P.values(), h0])
@@ -91,6 +114,57 @@ def test_both_backends_equal_the_sequential_reference(cell, layers, shape, dropo
         for k in want:
             assert np.abs(want[k]).max() > 0, k
             assert relative_error(got[k], want[k]) < TOL, (name, k)
+
+
+OPTIONS = [{"activation": "g"}, {"residual": True}, {"norm": "rms"}, {"norm": "layer"},
+           {"activation": "g", "residual": True, "norm": "rms"}, {"activation": "g", "residual": True, "norm": "layer"}]
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("layers", (1, 2, 3))
+@pytest.mark.parametrize("shape", [SHAPES[0], SHAPES[3]])
+@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: "+".join(f"{k}={v}" for k, v in o.items()))
+def test_the_papers_options_equal_the_sequential_reference(cell, layers, shape, options):
+    """The paper's options (g, the residual path, pre-norm), alone and together, with dropout and a non-zero
+    carried state: the NumPy backend, the torch loop and the torch scan, against the reference to 1e-10."""
+    pb = random_problem(*shape, cell=cell, num_layers=layers, dropout=0.4, seed=layers, **options)
+    want = reference(cell, pb.params, pb.inputs, pb.targets, pb.state, pb.masks,
+                     **{("norm_kind" if k == "norm" else k): v for k, v in options.items()})
+    plain = reference(cell, pb.params, pb.inputs, pb.targets, pb.state, pb.masks)
+    if layers > 1 or "residual" not in options:     # one layer has no residual path: layer 0 reads V one-hot
+        assert abs(want["loss"] - plain["loss"]) > 1e-6
+    for name, got in (("numpy", numpy_results(pb)), ("torch loop", torch_results(pb, False)),
+                      ("torch scan", torch_results(pb, True))):
+        for k in want:
+            assert relative_error(got[k], want[k]) < TOL, (name, k)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_g_keeps_every_state_positive_from_a_zero_start(cell):
+    """With g the candidate is positive, so h_t, a weighted average of h_{t-1} and h~_t, stays positive from
+    the zero state, what the paper's log-space scan needs; without g the candidate, and h_t, take either sign."""
+    pb = random_problem(4, 9, 6, 7, cell=cell, num_layers=2, activation="g")
+    zero = tuple(np.zeros_like(s) for s in pb.state)
+    _, cache = numpy_backend.stack_forward(pb.params, pb.spec, pb.inputs, pb.targets, zero)
+    assert all(layer.hs[1:].min() > 0 for layer in cache.layers)
+    plain = random_problem(4, 9, 6, 7, cell=cell, num_layers=2)
+    _, cache = numpy_backend.stack_forward(plain.params, plain.spec, plain.inputs, plain.targets, zero)
+    assert all(layer.hs[1:].min() < 0 for layer in cache.layers)
+
+
+def test_g_is_the_papers_on_both_sides_of_zero():
+    """g(x) = x + 1/2 for x >= 0 and sigmoid(x) below, continuous at 0; its slope 1 above, sigmoid' below."""
+    u = np.array([[[-30.0, -2.0, -1e-3, 0.0, 1e-3, 3.0]]])
+    slope = np.empty_like(u)
+    got = u.copy()
+    linear_recurrence.g_(got, slope)
+    sig = 1 / (1 + np.exp(-u))
+    # charrnn's sigmoid_ (by tanh) is exact to absolute, not relative, rounding far below zero
+    np.testing.assert_allclose(got, np.where(u >= 0, u + 0.5, sig), rtol=1e-15, atol=1e-16)
+    np.testing.assert_allclose(slope, np.where(u >= 0, 1.0, sig * (1 - sig)), rtol=1e-12, atol=1e-16)
+    t = torch.tensor(u, requires_grad=True)
+    linear_recurrence.torch_g(t).sum().backward()
+    np.testing.assert_allclose(t.grad.numpy(), slope, rtol=1e-12, atol=1e-16)
 
 
 @pytest.mark.parametrize("cell,blocks", [("mingru", 2), ("minlstm", 3)])

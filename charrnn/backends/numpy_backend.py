@@ -1,15 +1,19 @@
 """The NumPy backend: forward and backward through time, written out by hand.
 
 A model is a stack of layers, each a forward/backward pair in numpy_layers/: the recurrent cell of
-every layer (its file, which its record in charrnn.cells names: rnn.py, lstm.py, gru.py, each with its
-equations at the top), then the head (head.py:
-logits and softmax cross-entropy). Between layers, and between the top layer and the head, dropout
-multiplies each output h_t by a mask given from outside (charrnn.model.dropout_masks):
+every layer (its file, which its record in charrnn.cells names: rnn.py, lstm.py, gru.py, mingru.py,
+minlstm.py, each with its equations at the top), then the head (head.py: logits and softmax
+cross-entropy). Between layers, and between the top layer and the head, dropout multiplies each output
+h_t by a mask given from outside (charrnn.model.dropout_masks):
 
     x^0 = the ids                                backward, top down:
     h^l = cell_forward(x^l, state^l)             dh^top = head_backward(...) * m^top
     x^{l+1} = h^l * m^l    (m = 1: no dropout)   dx^l, dstate^l = cell_backward(dh^l)
     loss = head_forward(x^L, targets)            dh^{l-1} = dx^l * m^{l-1}
+
+The parallel cells' options (charrnn.model) change what flows between the layers, in layers_forward
+and layers_backward: with norm, layer l >= 1 reads norm(s^l) (norm.py) and the head norm(s^L); with
+residual, s^{l+1} = s^l + h^l * m^l for l >= 1, so ds^l gains ds^{l+1} around the layer.
 
 Letters for shapes: B parallel streams, T time steps, H hidden units, V characters, L layers,
 N = T*B. Inside, arrays are time-major (T, B, ...). Every layer keeps its buffers between steps,
@@ -23,7 +27,7 @@ import numpy as np
 
 from charrnn.backends.guard import all_finite
 from charrnn.backends.interface import Gradients, StepResult, StepSettings
-from charrnn.backends.numpy_layers import head
+from charrnn.backends.numpy_layers import head, norm
 from charrnn.cells import CELLS
 from charrnn.distributed import SOLO, Ranks
 from charrnn.errors import UserError
@@ -38,7 +42,8 @@ class StackCache:
     layers: list                      # each layer's cache (its cell module's *Cache)
     dropped: list                     # (T, B, H) each layer's output times its mask, or None
     masks: tuple | None               # L (T, B, H) dropout masks, or None
-    head: head.HeadCache
+    norms: list                       # L+1 norm.NormCache: each layer's input's, then the head's; None where none
+    head: "head.HeadCache | None" = None   # filled by stack_forward
 
     @property
     def state_last(self) -> tuple[np.ndarray, ...]:
@@ -52,26 +57,65 @@ def stack_layers(per_layer: list[tuple]) -> tuple[np.ndarray, ...]:
 
 
 def layers_forward(params: dict, spec: ModelSpec, x: np.ndarray, state: tuple[np.ndarray, ...],
-                   masks: tuple | None = None, reuse: StackCache | None = None) -> tuple[np.ndarray, list, list]:
-    """x (T, B) ids, time-major, through every layer (dropout between them, and after the top one).
-    Returns the top layer's output x^L (T, B, H) for the head, each layer's cache, and each layer's
-    output times its mask (or None without masks)."""
+                   masks: tuple | None = None, reuse: StackCache | None = None) -> tuple[np.ndarray, StackCache]:
+    """x (T, B) ids, time-major (or (T, B, V) one-hot rows), through every layer (dropout between them,
+    and after the top one; the parallel cells' residual path and norm where spec asks for them). Returns
+    the top of the stack, what the head reads (T, B, H), and the cache, its head not yet filled."""
     cell = CELLS[spec.cell].code
-    layers, dropped = [], []
+    layers, dropped, norms = [], [], []
     for layer in range(spec.num_layers):
+        below = x                                      # s^l, the stream into layer l
+        norm_cache = None
+        if layer and spec.norm != "none":
+            x, norm_cache = norm.forward(x, spec.norm)     # (T, B, H) n^l = norm(s^l)
+        norms.append(norm_cache)
         out, cache = cell.forward(layer_weights(params, spec, layer), x, tuple(s[layer] for s in state),
-                                  reuse.layers[layer] if reuse else None)
+                                  reuse.layers[layer] if reuse else None, **spec.cell_options)
         layers.append(cache)
         if masks is None:
             dropped.append(None)
             x = out                                    # (T, B, H)
-            continue
-        buffer = reuse.dropped[layer] if reuse and reuse.dropped[layer] is not None else None
-        if buffer is None or buffer.shape != out.shape or buffer.dtype != out.dtype:
-            buffer = np.empty_like(out)
-        x = np.multiply(out, masks[layer], out=buffer)   # (T, B, H) x^{l+1} = h^l * m^l
-        dropped.append(x)
-    return x, layers, dropped
+        else:
+            buffer = reuse.dropped[layer] if reuse and reuse.dropped[layer] is not None else None
+            if buffer is None or buffer.shape != out.shape or buffer.dtype != out.dtype:
+                buffer = np.empty_like(out)
+            x = np.multiply(out, masks[layer], out=buffer)   # (T, B, H) x^{l+1} = h^l * m^l
+            dropped.append(x)
+        if layer and spec.residual:
+            x = x + below                              # (T, B, H) s^{l+1} = s^l + h^l * m^l
+    norm_cache = None
+    if spec.norm != "none":
+        x, norm_cache = norm.forward(x, spec.norm)         # (T, B, H) the head reads norm(s^L)
+    norms.append(norm_cache)
+    return x, StackCache(layers=layers, dropped=dropped, masks=masks, norms=norms)
+
+
+def layers_backward(spec: ModelSpec, cache: StackCache, dtop: np.ndarray, traces: list | None = None
+                    ) -> tuple[dict, np.ndarray | None, tuple[np.ndarray, ...]]:
+    """layers_forward's backward, top down: dtop (T, B, H) dL/d(what the head read) -> the gradients of
+    every layer's weights (keyed by their names in params), dL/dx of layer 0's input ((T, B, V) for one-hot
+    rows, None for ids), and dL/dstate, each (L, B, H). Consumes the cache, and may write into dtop.
+
+        ds^L = norm_backward(dtop)   (dtop without norm)
+        dh^l = ds^{l+1} * m^l;  dn^l, dstate^l = cell_backward(dh^l)
+        ds^l = norm_backward(dn^l)  (+ ds^{l+1} on the residual path, l >= 1)"""
+    cell = CELLS[spec.cell].code
+    grads, dstate = {}, []
+    ds = dtop if cache.norms[-1] is None else norm.backward(dtop, cache.norms[-1])   # (T, B, H) dL/ds^L
+    for layer in reversed(range(spec.num_layers)):
+        # s^l reaches s^{l+1} both through the layer and around it: its gradient is the sum of both.
+        skip = ds.copy() if layer and spec.residual else None     # (T, B, H) dL/ds^{l+1}, around the layer
+        if cache.masks is not None:
+            ds *= cache.masks[layer]                   # (T, B, H) dL/dh^l = dL/ds^{l+1} * m^l
+        layer_grads, ds, dstate_layer = cell.backward(ds, cache.layers[layer], traces[layer] if traces else None)
+        grads.update({spec.layer_names(layer)[base]: g for base, g in layer_grads.items()})
+        dstate.append(dstate_layer)
+        if cache.norms[layer] is not None:
+            ds = norm.backward(ds, cache.norms[layer])     # (T, B, H) dL/ds^l through n^l = norm(s^l)
+        if skip is not None:
+            ds += skip                                 # (T, B, H) dL/ds^l
+    dstate.reverse()
+    return grads, ds, stack_layers(dstate)
 
 
 def stack_forward(params: dict, spec: ModelSpec, inputs: np.ndarray, targets: np.ndarray,
@@ -83,9 +127,9 @@ def stack_forward(params: dict, spec: ModelSpec, inputs: np.ndarray, targets: np
     x = inputs.T                                   # (T, B) time-major
     if x.size and not 0 <= x.min() <= x.max() < V:
         raise ValueError(f"input ids must lie in [0, {V}); got {x.min()}..{x.max()}")
-    top, layers, dropped = layers_forward(params, spec, x, state, masks, reuse)
-    loss, head_cache = head.forward({k: params[k] for k in HEAD}, top, targets.T, reuse.head if reuse else None)
-    return loss, StackCache(layers=layers, dropped=dropped, masks=masks, head=head_cache)
+    top, cache = layers_forward(params, spec, x, state, masks, reuse)
+    loss, cache.head = head.forward({k: params[k] for k in HEAD}, top, targets.T, reuse.head if reuse else None)
+    return loss, cache
 
 
 def stack_backward(params: dict, spec: ModelSpec, cache: StackCache, loss_scale: float = 1.0,
@@ -96,18 +140,11 @@ def stack_backward(params: dict, spec: ModelSpec, cache: StackCache, loss_scale:
     traces, if given, holds one dict per layer for its cell's backward to fill (dh_t, and dc_t for the
     LSTM, at every step). Returns the gradients (keyed like params) and dL/dstate, each (L, B, H)."""
     # Every cell's cache has dh (T, B, H), where its backward sums dh_t: the head writes straight into it.
-    dout = cache.layers[-1].dh
-    grads = head.backward(cache.head, dout, loss_scale)     # dout (T, B, H) dL/dx^L
-    cell = CELLS[spec.cell].code
-    dstate = []
-    for layer in reversed(range(spec.num_layers)):
-        if cache.masks is not None:
-            dout *= cache.masks[layer]             # (T, B, H) dL/dh^l = dL/dx^{l+1} * m^l
-        layer_grads, dout, dstate_layer = cell.backward(dout, cache.layers[layer], traces[layer] if traces else None)
-        grads.update({spec.layer_names(layer)[base]: g for base, g in layer_grads.items()})
-        dstate.append(dstate_layer)
-    dstate.reverse()
-    return {k: grads[k] for k in params}, stack_layers(dstate)
+    dtop = cache.layers[-1].dh
+    grads = head.backward(cache.head, dtop, loss_scale)     # dtop (T, B, H) dL/d(the head's input)
+    layer_grads, _, dstate = layers_backward(spec, cache, dtop, traces)
+    grads.update(layer_grads)
+    return {k: grads[k] for k in params}, dstate
 
 
 def loss_and_grads(params: dict, inputs: np.ndarray, targets: np.ndarray, state: tuple[np.ndarray, ...],
@@ -139,8 +176,8 @@ def rnn_loss_and_grads(params: dict, inputs: np.ndarray, targets: np.ndarray, h_
 def step_logits(params: dict, spec: ModelSpec, x: np.ndarray, state: tuple) -> tuple[np.ndarray, tuple]:
     """One step for sampling: x (B,) ids, state (L, B, H) arrays -> logits (B, V) of the next character,
     and the new state."""
-    top, layers, _ = layers_forward(params, spec, x[None, :], state)    # top (1, B, H)
-    return head.logits_of({k: params[k] for k in HEAD}, top[0]), stack_layers([layer.state_last for layer in layers])
+    top, cache = layers_forward(params, spec, x[None, :], state)        # top (1, B, H)
+    return head.logits_of({k: params[k] for k in HEAD}, top[0]), cache.state_last
 
 
 def dh_norms(traces: list) -> np.ndarray:

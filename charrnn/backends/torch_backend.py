@@ -31,7 +31,7 @@ from charrnn.backends.torch_precision import Precision
 from charrnn.cells import CELLS, Cell
 from charrnn.distributed import SOLO, Ranks
 from charrnn.errors import UserError
-from charrnn.model import ModelSpec, layer_weights, model_spec
+from charrnn.model import NORM_EPS, ModelSpec, layer_weights, model_spec
 
 
 def time_major(ids: np.ndarray, device: torch.device | None = None) -> torch.Tensor:
@@ -64,9 +64,11 @@ def prepared_layer(weights: dict[str, torch.Tensor], spec: ModelSpec, layer: int
 def loop_stack(weights: dict[str, torch.Tensor], spec: ModelSpec, x: torch.Tensor, state: tuple,
                masks: tuple | None = None, scan: bool = False) -> tuple[torch.Tensor, list[list[torch.Tensor]], tuple]:
     """x (T, B) int64 ids, state a tuple of (L, B, H) tensors, masks None or L (T, B, H) tensors -> the top
-    layer's outputs (T, B, H) after its mask, every layer's h_t (L lists of T (B, H) tensors, each a node of
-    the graph), and the state after the last step (a tuple of (L, B, H) tensors). A parallel cell runs
-    torch_parallel's loop, or with scan its scan, whose outputs come as one (T, B, H) tensor per layer."""
+    of the stack, what the head reads (T, B, H), every layer's h_t (L lists of T (B, H) tensors, each a node
+    of the graph), and the state after the last step (a tuple of (L, B, H) tensors). A parallel cell runs
+    torch_parallel's loop, or with scan its scan, whose outputs come as one (T, B, H) tensor per layer; its
+    options (charrnn.model) as numpy_backend.layers_forward: layer l >= 1 reads norm(s^l), the head
+    norm(s^L), and with residual s^{l+1} = s^l + h^l * m^l for l >= 1."""
     cell = CELLS[spec.cell]
     inputs, outputs, finals = None, [], []
     for layer in range(spec.num_layers):
@@ -75,18 +77,27 @@ def loop_stack(weights: dict[str, torch.Tensor], spec: ModelSpec, x: torch.Tenso
             # Wxh x_t for a one-hot x_t is column x_t of Wxh: one gather for all T*B columns.
             xw = F.embedding(x, W["Wxh"].t()) + W["bh"]         # (T, B, G*H)
         else:
-            xw = F.linear(inputs, W["Wxh"], W["bh"])            # (T, B, G*H)
+            xw = F.linear(normed(inputs, spec.norm), W["Wxh"], W["bh"])   # (T, B, G*H)
         layer_state = tuple(s[layer] for s in state)
         if cell.parallel:
-            hs, layer_state = parallel_recurrence(cell, xw, layer_state, scan)
+            hs, layer_state = parallel_recurrence(cell, xw, layer_state, scan, spec.cell_options)
         else:
             hs, layer_state = loop_recurrence(cell, W, xw, layer_state)
         outputs.append(hs)
         finals.append(layer_state)
-        inputs = hs if torch.is_tensor(hs) else torch.stack(hs)     # (T, B, H)
+        out = hs if torch.is_tensor(hs) else torch.stack(hs)     # (T, B, H)
         if masks is not None:
-            inputs = inputs * masks[layer]
-    return inputs, outputs, tuple(torch.stack(arrays) for arrays in zip(*finals))
+            out = out * masks[layer]
+        inputs = inputs + out if layer and spec.residual else out
+    return normed(inputs, spec.norm), outputs, tuple(torch.stack(arrays) for arrays in zip(*finals))
+
+
+def normed(s: torch.Tensor, norm: str) -> torch.Tensor:
+    """s (T, B, H) normalised over H as model.norm says (none, rms, layer), with no gain and no bias."""
+    if norm == "none":
+        return s
+    norm_of = F.rms_norm if norm == "rms" else F.layer_norm
+    return norm_of(s, s.shape[-1:], eps=NORM_EPS)
 
 
 def stack_logits(weights: dict[str, torch.Tensor], spec: ModelSpec, x: torch.Tensor, state: tuple,

@@ -52,10 +52,11 @@ def scan_by_default(device: torch.device) -> bool:
     return device.type != "cpu"
 
 
-def parallel_recurrence(cell: Cell, xw: torch.Tensor, state: tuple, fused: bool
+def parallel_recurrence(cell: Cell, xw: torch.Tensor, state: tuple, fused: bool, options: dict | None = None
                         ) -> tuple[list[torch.Tensor] | torch.Tensor, tuple]:
-    """One layer of a parallel cell: xw (T, B, G*H) Wxh x_t + bh, state (h_prev (B, H),) -> its outputs
-    (loop: a list of T (B, H) tensors; scan: one (T, B, H) tensor) and the state after the last step."""
-    a, b = cell.code.torch_coefficients(xw)
+    """One layer of a parallel cell: xw (T, B, G*H) Wxh x_t + bh, state (h_prev (B, H),), options the
+    cell's (ModelSpec.cell_options) -> its outputs (loop: a list of T (B, H) tensors; scan: one (T, B, H)
+    tensor) and the state after the last step."""
+    a, b = cell.code.torch_coefficients(xw, **(options or {}))
     hs = (scan if fused else loop)(a, b, state[0])
     return hs, (hs[-1],)

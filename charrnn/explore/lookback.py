@@ -15,9 +15,9 @@ window's last step (or, near the start, its own step) the only one with a loss.
 
 import numpy as np
 
-from charrnn.cells import CELLS
+from charrnn.backends.numpy_backend import layers_backward, layers_forward
 from charrnn.explore.trace import Trace
-from charrnn.model import ModelSpec, layer_weights
+from charrnn.model import ModelSpec
 
 BATCH = 64    # streams per pass: the LSTM's gates alone are (K, B, 4H) float32 per layer, 67 MB at K=128, H=512
 
@@ -46,22 +46,16 @@ def _window_gradients(params: dict, spec: ModelSpec, traced: Trace, js: np.ndarr
     x[np.arange(K)[:, None], streams[None, :], window] = 1             # (K, B, V) one-hot inputs
     names = spec.state_names
     state0 = [traced.state_after(s - 1, names) for s in starts]        # B tuples of (L, H) arrays
-    cell = CELLS[spec.cell].code
-    caches = []
-    for layer in range(spec.num_layers):
-        W = layer_weights(params, spec, layer)
-        layer_state = tuple(np.stack([s[n][layer] for s in state0]).astype(np.float32) for n in range(len(names)))
-        x, cache = cell.forward(W, x, layer_state)                      # (K, B, H)
-        caches.append(cache)
-    h = x[local, streams]                                              # (B, H) the top layer at each loss
+    state = tuple(np.stack([s[n] for s in state0], axis=1).astype(np.float32) for n in range(len(names)))  # (L, B, H)
+    top, cache = layers_forward(params, spec, x, state)                # (K, B, H)
+    h = top[local, streams]                                            # (B, H) what the head reads at each loss
     logits = h @ params["Why"].T + params["by"]                        # (B, V)
     dy = np.exp(logits - logits.max(axis=1, keepdims=True))
     dy /= dy.sum(axis=1, keepdims=True)
     dy[streams, ids[js]] -= 1                                          # d loss_j / d logits
     dout = np.zeros((K, B, spec.hidden_size), np.float32)
     dout[local, streams] = dy @ params["Why"]                          # (B, H) d loss_j / d h_top
-    for layer in reversed(range(spec.num_layers)):
-        _, dout, _ = cell.backward(dout, caches[layer])                # ends as (K, B, V) d loss / d x
+    _, dout, _ = layers_backward(spec, cache, dout)                    # (K, B, V) d loss / d x
     sizes = np.sqrt(np.einsum("kbv,kbv->kb", dout, dout))              # (K, B)
     # lag k reads symbol j-k, at local step local - k + 1
     at = local[:, None] - np.arange(lags)[None, :]                     # (B, lags)

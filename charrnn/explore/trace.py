@@ -13,9 +13,11 @@ Which quantities a cell has is its record's (charrnn.cells: Cell.quantities); fo
     z          mingru        (0, 1)    update gate: h_t = (1 - z) * h_{t-1} + z * cand
     f, i       minlstm       (0, 1)    forget and input gates before their normalisation:
                                        h_t = (f * h_{t-1} + i * cand) / (f + i)
-    cand       mingru, minlstm  any    the candidate h~_t = Wxh x_t + bh, linear in x_t
+    cand       mingru, minlstm  any    the candidate h~_t = Wxh x_t + bh, linear in x_t (g of it with
+                                       model.activation=g)
 
-The head reads the top layer: logits_t = Why h_t + by score symbol t+1. A backend's weights enter as
+The head reads the top of the stack: logits_t = Why s_t + by score symbol t+1, s_t the top layer's h_t
+(with the parallel cells' residual path and norm, the stream they make: numpy_backend.layers_forward). A backend's weights enter as
 NumPy arrays (Backend.export_params), so a model loaded on either backend traces the same way, in
 its own dtype, one stream, from the zero state, without dropout (as evaluation and sampling run it).
 """
@@ -26,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from charrnn.backends.numpy_backend import layers_forward, stack_layers, warm_up_blas
+from charrnn.backends.numpy_backend import layers_forward, warm_up_blas
 from charrnn.cells import CELLS, Cell
 from charrnn.model import ModelSpec, zero_state
 
@@ -94,10 +96,10 @@ def chunks(params: dict[str, np.ndarray], spec: ModelSpec,
     for start in range(0, len(ids), CHUNK):
         x = np.asarray(ids[start:start + CHUNK], np.int64)[:, None]      # (C, 1)
         with threadpool_limits(limits=1, user_api="blas"):
-            _, caches, _ = layers_forward(params, spec, x, state)
-            pieces = [_read(cell, cache) for cache in caches]
-            logits = pieces[-1]["h"] @ params["Why"].T + params["by"]          # (C, V)
-        state = stack_layers([cache.state_last for cache in caches])    # (L, 1, H) each
+            top, cache = layers_forward(params, spec, x, state)             # top (C, 1, H)
+            pieces = [_read(cell, layer) for layer in cache.layers]
+            logits = top[:, 0] @ params["Why"].T + params["by"]                # (C, V)
+        state = cache.state_last                                           # (L, 1, H) each
         yield start, pieces, logits
 
 

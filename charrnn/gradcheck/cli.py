@@ -1,7 +1,8 @@
 """Check the hand-written BPTT against autograd and finite differences: python -m charrnn.gradcheck
 (and yours: python -m charrnn.gradcheck --yours my_rnn.py, see tutor/)
 
-Builds a small random model (--cell rnn|lstm|gru|mingru|minlstm, --layers N, --dropout P) and chunk, a non-zero
+Builds a small random model (--cell rnn|lstm|gru|mingru|minlstm, --layers N, --dropout P; for mingru and
+minlstm the paper's options --activation g, --residual, --norm rms|layer) and chunk, a non-zero
 carried state included, then prints, for each parameter and each part of the initial state (h_prev,
 and c_prev for the LSTM), the largest relative error of the NumPy backend's gradient against torch
 autograd and against central finite differences, with PASS or FAIL; exits 1 on any FAIL.
@@ -25,6 +26,7 @@ from charrnn.gradcheck.report import gradient_table, per_step_table
 from charrnn.gradcheck.tutor.sandbox import MAX_TIME_LIMIT, Sandbox
 from charrnn.gradcheck.tutor.check import Options, run_check, split_function
 from charrnn.cells import CELLS
+from charrnn.model import ACTIVATIONS, NORMS
 from charrnn.terminal import Output, OutputFailed, silence
 from charrnn.tools.args import Parser
 
@@ -54,6 +56,13 @@ def parse_args(argv):
     parser.add_argument("--cell", choices=CELLS, default="rnn", help="the recurrent cell (default rnn)")
     parser.add_argument("--layers", type=positive, default=1, help="stacked layers (default 1)")
     parser.add_argument("--dropout", type=probability, default=0.0, help="dropout between layers (default 0)")
+    parser.add_argument("--activation", choices=ACTIVATIONS, default="none",
+                        help="mingru and minlstm: the paper's g on the candidate (model.activation; default none)")
+    parser.add_argument("--residual", action="store_true",
+                        help="mingru and minlstm: a residual path around each layer from 1 up (model.residual)")
+    parser.add_argument("--norm", choices=NORMS, default="none",
+                        help="mingru and minlstm: pre-norm of each layer's input from 1 up and the head's "
+                             "(model.norm; default none)")
     parser.add_argument("--batch-size", type=positive, default=3, help="B streams (default 3)")
     parser.add_argument("--seq-length", type=positive, default=6, help="T time steps (default 6)")
     parser.add_argument("--hidden-size", type=positive, default=5, help="H hidden units (default 5)")
@@ -118,8 +127,15 @@ def main(argv=None) -> int:
         return 2
     if args.yours is not None:
         return check_yours(args)
+    options = {"activation": args.activation, "residual": args.residual, "norm": args.norm}
+    chosen = [f"--activation {args.activation}"] * (args.activation != "none") + ["--residual"] * args.residual + \
+        [f"--norm {args.norm}"] * (args.norm != "none")
+    if chosen and not CELLS[args.cell].parallel:
+        print(f"error: {chosen[0]} is an option of the parallel cells, not of --cell {args.cell}: leave it out, or "
+              f"use --cell mingru or --cell minlstm", file=sys.stderr)
+        return 2
     B, T, H, V = args.batch_size, args.seq_length, args.hidden_size, args.vocab_size
-    pb = random_problem(B, T, H, V, args.dtype, args.seed, args.cell, args.layers, args.dropout)
+    pb = random_problem(B, T, H, V, args.dtype, args.seed, args.cell, args.layers, args.dropout, **options)
     if args.per_step is not None and args.per_step not in pb.params:
         print(f"--per-step {args.per_step}: not a parameter of this model; one of {', '.join(pb.params)}",
               file=sys.stderr)
@@ -130,6 +146,6 @@ def main(argv=None) -> int:
         step_lines, step_ok = per_step_table(args.per_step, pb, tolerances["autograd"])
         lines += [""] + step_lines
         ok &= step_ok
-    head = (f"gradcheck {args.cell} x{args.layers} dropout={args.dropout} B={B} T={T} H={H} V={V} {args.dtype} "
-            f"seed={args.seed}: loss {numpy_loss(pb):.4f} nats; relative error = max |difference| / max |entry|")
+    head = (f"gradcheck {' '.join([args.cell, *chosen])} x{args.layers} dropout={args.dropout} B={B} T={T} H={H} V={V} "
+            f"{args.dtype} seed={args.seed}: loss {numpy_loss(pb):.4f} nats; relative error = max |difference| / max |entry|")
     return write("\n".join([head, *lines, "PASS" if ok else "FAIL"]), 0 if ok else 1)

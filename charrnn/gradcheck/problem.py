@@ -36,10 +36,11 @@ def relative_error(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def random_problem(B: int, T: int, H: int, V: int, dtype: str = "float64", seed: int = 0, cell: str = "rnn",
-                   num_layers: int = 1, dropout: float = 0.0) -> Problem:
-    """torch.nn-style initial params, random ids (B, T), a non-zero state and, with dropout, masks."""
+                   num_layers: int = 1, dropout: float = 0.0, **options) -> Problem:
+    """torch.nn-style initial params, random ids (B, T), a non-zero state and, with dropout, masks.
+    options: the parallel cells' (activation, residual, norm: charrnn.model.model_spec)."""
     rng = np.random.default_rng(seed)
-    spec = model_spec(cell, V, H, num_layers)
+    spec = model_spec(cell, V, H, num_layers, **options)
     params = init_params(spec, "uniform", 0.01, seed, dtype)
     inputs = rng.integers(0, V, (B, T))
     targets = rng.integers(0, V, (B, T))

@@ -123,11 +123,15 @@ def autograd_by_step(pb: Problem, name: str | None = None):
         inputs = x[t]
         for layer in range(spec.num_layers):
             W = torch_backend.prepared_layer(w, spec, layer)
-            xw = F.embedding(inputs, W["Wxh"].t()) + W["bh"] if layer == 0 else F.linear(inputs, W["Wxh"], W["bh"])
-            state[layer] = step(W, xw, state[layer])
+            if layer == 0:
+                xw = F.embedding(inputs, W["Wxh"].t()) + W["bh"]
+            else:
+                xw = F.linear(torch_backend.normed(inputs, spec.norm), W["Wxh"], W["bh"])
+            state[layer] = step(W, xw, state[layer], **spec.cell_options)
             states.append(state[layer])
-            inputs = state[layer][0] if masks is None else state[layer][0] * masks[layer][t]
-        logits.append(F.linear(inputs, w["Why"], w["by"]))
+            out = state[layer][0] if masks is None else state[layer][0] * masks[layer][t]
+            inputs = inputs + out if layer and spec.residual else out
+        logits.append(F.linear(torch_backend.normed(inputs, spec.norm), w["Why"], w["by"]))
     loss = F.cross_entropy(torch.stack(logits).reshape(T * B, -1), y.reshape(-1))
     flat = [s for layer_state in states for s in layer_state]
     grads = torch.autograd.grad(loss, copies + flat)

@@ -11,11 +11,14 @@ in that order, Wxh (2H, In), bh (2H,).
         = a_t * h_{t-1} + b_t,                           du_z  = dz_t * z_t (1 - z_t)
           a_t = 1 - z_t,  b_t = z_t * h~_t               dWxh, dbh, dx from du_t by projection.py
 
+With activation="g" (model.activation) the candidate is h~_t = g(u_h), the paper's positive one, and
+du_h = dh_t * z_t * g'(u_h) (linear_recurrence.g_ has g and g').
+
 The recurrence is linear_recurrence.py's: a_t and b_t need no h_{t-1}, so everything but one multiply
 and one add per step runs over all T steps at once, and the backward's time loop is dh_next = a_t * dh_t.
 
 Memory per layer, kept between steps (linear_recurrence.LinearCache): hs (T+1, B, H), gates (T, B, 2H)
-(u_t, then z, h~, then du_t, in place), a (T, B, H), dh (T, B, H).
+(u_t, then z, h~, then du_t, in place), a (T, B, H), dh (T, B, H); with g, slope (T, B, H).
 """
 
 import numpy as np
@@ -31,16 +34,19 @@ from charrnn.backends.numpy_layers.projection import project, project_backward
 GRADIENT_TERMS = {"Wxh": ("gates", None, "du_t x_t^T"), "bh": ("gates", None, "du_t")}
 
 
-def forward(W: dict, x: np.ndarray, state0: tuple[np.ndarray], reuse: LinearCache | None = None
-            ) -> tuple[np.ndarray, LinearCache]:
-    """x (T, B) ids or (T, B, In), state0 (h_prev (B, H),) -> out (T, B, H) every h_t, and the cache."""
-    cache = LinearCache.reuse_or_allocate(reuse, W, x, blocks=2)
+def forward(W: dict, x: np.ndarray, state0: tuple[np.ndarray], reuse: LinearCache | None = None,
+            activation: str = "none") -> tuple[np.ndarray, LinearCache]:
+    """x (T, B) ids or (T, B, In), state0 (h_prev (B, H),) -> out (T, B, H) every h_t, and the cache.
+    activation: "none" (h~ = u_h) or "g" (h~ = g(u_h))."""
+    cache = LinearCache.reuse_or_allocate(reuse, W, x, blocks=2, activation=activation)
     hs, gates, a = cache.hs, cache.gates, cache.a
     H = hs.shape[2]
     hs[0] = state0[0]
     project(W["Wxh"], W["bh"], x, out=gates)       # (T, B, 2H) u_t = Wxh x_t + bh
     z, candidate = gates[..., :H], gates[..., H:]
     sigmoid_(z)                                    # (T, B, H) z_t
+    if cache.slope is not None:
+        linear_recurrence.g_(candidate, cache.slope)   # (T, B, H) h~_t = g(u_h), slope = g'(u_h)
     np.subtract(1, z, out=a)                       # (T, B, H) a_t = 1 - z_t
     np.multiply(z, candidate, out=hs[1:])          # (T, B, H) b_t = z_t * h~_t, in h_t's place
     linear_recurrence.forward_(a, hs, cache.dh_next)
@@ -63,22 +69,26 @@ def backward(dout: np.ndarray, cache: LinearCache, trace: dict | None = None
     candidate *= dh                                # (T, B, H) dz = dh_t * (h~_t - h_{t-1})
     a *= candidate                                 # du_z = dz * z (1 - z)
     np.multiply(dh, z, out=candidate)              # du_h = dh_t * z_t
+    if cache.slope is not None:
+        candidate *= cache.slope                   # du_h = dh_t * z_t * g'(u_h)
     z[...] = a
     dWxh, dbh = project_backward(gates.reshape(T * B, 2 * H), cache.x, cache.W["Wxh"], cache.one_hot, cache.dx)
     dx = None if cache.x.ndim == 2 else cache.dx
     return {"Wxh": dWxh, "bh": dbh}, dx, (cache.dh_next.copy(),)
 
 
-def torch_coefficients(xw) -> tuple:
+def torch_coefficients(xw, activation: str = "none") -> tuple:
     """The torch backend's a_t and b_t for all T steps at once, on tensors (autograd differentiates them):
     xw (T, B, 2H) or (B, 2H) = Wxh x_t + bh -> a_t = 1 - z_t, b_t = z_t * h~_t."""
     u_z, candidate = xw.chunk(2, dim=-1)
+    if activation == "g":
+        candidate = linear_recurrence.torch_g(candidate)
     z = u_z.sigmoid()
     return 1 - z, z * candidate
 
 
-def torch_step(W: dict, xw_t, state: tuple) -> tuple:
+def torch_step(W: dict, xw_t, state: tuple, activation: str = "none") -> tuple:
     """One step on tensors, for what follows the steps one by one (gradcheck's per-step picture):
     h_t = a_t * h_{t-1} + b_t."""
-    a_t, b_t = torch_coefficients(xw_t)
+    a_t, b_t = torch_coefficients(xw_t, activation)
     return (b_t.addcmul(a_t, state[0]),)

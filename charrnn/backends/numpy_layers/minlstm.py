@@ -15,10 +15,12 @@ is h_t itself). Three blocks, f, i, h~, in that order: Wxh (3H, In), bh (3H,).
 
 Where q comes from: f' = f / (f + i) gives df'/df = i' / (f + i) and df'/di = -f' / (f + i), i' the
 opposite; times f (1 - f) = (f + i) f' (1 - f) for the sigmoid, the sum f + i cancels. The recurrence is
-linear_recurrence.py's, as for minGRU.
+linear_recurrence.py's, as for minGRU. With activation="g" (model.activation) the candidate is
+h~_t = g(u_h), and du_h = dh_t * i' * g'(u_h) (linear_recurrence.g_ has g and g').
 
 Memory per layer, kept between steps (linear_recurrence.LinearCache): hs (T+1, B, H), gates (T, B, 3H)
-(u_t, then f, i, h~, then du_t, in place), a (T, B, H) (f', then i' in backward), dh (T, B, H).
+(u_t, then f, i, h~, then du_t, in place), a (T, B, H) (f', then i' in backward), dh (T, B, H); with g,
+slope (T, B, H).
 """
 
 import numpy as np
@@ -34,16 +36,19 @@ from charrnn.backends.numpy_layers.projection import project, project_backward
 GRADIENT_TERMS = {"Wxh": ("gates", None, "du_t x_t^T"), "bh": ("gates", None, "du_t")}
 
 
-def forward(W: dict, x: np.ndarray, state0: tuple[np.ndarray], reuse: LinearCache | None = None
-            ) -> tuple[np.ndarray, LinearCache]:
-    """x (T, B) ids or (T, B, In), state0 (h_prev (B, H),) -> out (T, B, H) every h_t, and the cache."""
-    cache = LinearCache.reuse_or_allocate(reuse, W, x, blocks=3)
+def forward(W: dict, x: np.ndarray, state0: tuple[np.ndarray], reuse: LinearCache | None = None,
+            activation: str = "none") -> tuple[np.ndarray, LinearCache]:
+    """x (T, B) ids or (T, B, In), state0 (h_prev (B, H),) -> out (T, B, H) every h_t, and the cache.
+    activation: "none" (h~ = u_h) or "g" (h~ = g(u_h))."""
+    cache = LinearCache.reuse_or_allocate(reuse, W, x, blocks=3, activation=activation)
     hs, gates, a = cache.hs, cache.gates, cache.a
     H = hs.shape[2]
     hs[0] = state0[0]
     project(W["Wxh"], W["bh"], x, out=gates)       # (T, B, 3H) u_t = Wxh x_t + bh
     sigmoid_(gates[..., :2 * H])                   # (T, B, 2H) f, i
     f, i, candidate = gates[..., :H], gates[..., H:2 * H], gates[..., 2 * H:]
+    if cache.slope is not None:
+        linear_recurrence.g_(candidate, cache.slope)   # (T, B, H) h~_t = g(u_h), slope = g'(u_h)
     np.add(f, i, out=a)                            # (T, B, H) f + i, for now
     np.divide(f, a, out=a)                         # a_t = f' = f / (f + i)
     np.subtract(1, a, out=hs[1:])                  # i' = 1 - f', in h_t's place
@@ -73,22 +78,26 @@ def backward(dout: np.ndarray, cache: LinearCache, trace: dict | None = None
     i -= 1
     i *= candidate                                 # du_i = (i - 1) q
     np.multiply(dh, a, out=candidate)              # du_h = dh_t * i'
+    if cache.slope is not None:
+        candidate *= cache.slope                   # du_h = dh_t * i' * g'(u_h)
     dWxh, dbh = project_backward(gates.reshape(T * B, 3 * H), cache.x, cache.W["Wxh"], cache.one_hot, cache.dx)
     dx = None if cache.x.ndim == 2 else cache.dx
     return {"Wxh": dWxh, "bh": dbh}, dx, (cache.dh_next.copy(),)
 
 
-def torch_coefficients(xw) -> tuple:
+def torch_coefficients(xw, activation: str = "none") -> tuple:
     """The torch backend's a_t and b_t for all T steps at once, on tensors (autograd differentiates them):
     xw (T, B, 3H) or (B, 3H) = Wxh x_t + bh -> a_t = f' = f / (f + i), b_t = i' * h~_t."""
     u_f, u_i, candidate = xw.chunk(3, dim=-1)
+    if activation == "g":
+        candidate = linear_recurrence.torch_g(candidate)
     f, i = u_f.sigmoid(), u_i.sigmoid()
     total = f + i
     return f / total, i / total * candidate
 
 
-def torch_step(W: dict, xw_t, state: tuple) -> tuple:
+def torch_step(W: dict, xw_t, state: tuple, activation: str = "none") -> tuple:
     """One step on tensors, for what follows the steps one by one (gradcheck's per-step picture):
     h_t = a_t * h_{t-1} + b_t."""
-    a_t, b_t = torch_coefficients(xw_t)
+    a_t, b_t = torch_coefficients(xw_t, activation)
     return (b_t.addcmul(a_t, state[0]),)
