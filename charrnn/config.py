@@ -33,9 +33,6 @@ class BackendConfig:
     recurrence: str = "auto"
 
 
-AUTO = "auto"  # model.dropout's planned rate (charrnn.training.plan)
-
-
 @dataclass
 class ModelConfig:
     hidden_size: int
@@ -45,7 +42,7 @@ class ModelConfig:
     # Defaults only for checkpoints written before the keys existed (values live in conf/model/).
     cell: str = "rnn"
     num_layers: int = 1
-    dropout: Any = 0.0  # a probability, or "auto" (charrnn.training.plan)
+    dropout: float = 0.0
     forget_bias: float = 0.0
     activation: str = "none"   # the parallel cells' options (charrnn.model): off in a checkpoint made without them
     residual: bool = False
@@ -152,6 +149,7 @@ RANGES = {
     "model.hidden_size": POSITIVE,
     "model.num_layers": POSITIVE,
     "model.init_std": POSITIVE,
+    "model.dropout": DECAY,
     "model.forget_bias": Range(),
     "data.val_fraction": FRACTION,
     "train.batch_size": POSITIVE,
@@ -257,16 +255,6 @@ def check_backend(backend: BackendConfig, dtype: str | None) -> None:
         check_precision(backend.precision, "cpu", dtype)
 
 
-def checked_dropout(value) -> float | str:
-    """model.dropout: a probability in [0, 1) (as a float), or auto."""
-    if value == AUTO:
-        return value
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and DECAY.holds(value):
-        return float(value)
-    raise UserValueError(f"model.dropout must be a probability in [0, 1) or {AUTO} (chosen from the passes over "
-                         f"the training text the budget buys), got {value!r}")
-
-
 def to_config(raw: DictConfig) -> Config:
     """Check a composed config against the schema and the allowed values; return it typed."""
     optim_name = OmegaConf.select(raw, "optim.name")
@@ -278,7 +266,6 @@ def to_config(raw: DictConfig) -> Config:
     _check_values(cfg, CHOICES, {**RANGES, **{f"optim.{key}": allowed for key, allowed in kind.ranges.items()}})
     check_backend(cfg.backend, cfg.model.dtype)
     model = cfg.model
-    model.dropout = checked_dropout(model.dropout)
     problem = options_problem(model.cell, model.activation, model.residual, model.norm) or kind.check(cfg.optim)
     if problem:
         raise UserError(problem)

@@ -56,10 +56,6 @@ def number_or_null(v) -> str | None:
     return None if v is None or _is_number(v) else "a number or null"
 
 
-def rate_or_null(v) -> str | None:
-    return None if v is None or (_is_number(v) and 0 <= v < 1) else "a number in [0, 1), or null"
-
-
 def text(v) -> str | None:
     return None if isinstance(v, str) else "a string"
 
@@ -84,7 +80,7 @@ MONITOR_FIELDS = {"smooth_loss": number_or_null, "interval": interval, "skipped_
                   "clipped_steps": count, "chars_per_step": count_or_null}
 # Fields that checkpoints written before they existed lack (their readers default them).
 OPTIONAL = {"skipped_steps", "clipped_steps", "chars_per_step", "steps", "init_from", "run_id", "schedule",
-            "segments", "dropout"}
+            "segments"}
 
 
 def monitor(v) -> str | None:
@@ -136,8 +132,7 @@ def segments(v) -> str | None:
 # charrnn.training.resume.Progress's fields (all but the recurrent state, arrays of their own).
 PROGRESS_FIELDS = {"step": count, "epoch": count, "chunk": count, "eval_step": step_or_none, "val_loss": number,
                    "best_val": number, "train_seconds": seconds, "monitor": monitor, "run_id": run_id,
-                   "init_from": origin_or_null, "schedule": schedule, "segments": segments,
-                   "dropout": rate_or_null}
+                   "init_from": origin_or_null, "schedule": schedule, "segments": segments}
 
 
 def _object_problem(v, fields: dict, what: str) -> str | None:

@@ -33,7 +33,6 @@ from charrnn.training.evaluation import evaluate, full_evaluation
 from charrnn.training.finetune import Start, in_vocabulary, start_from
 from charrnn.training.resume import Progress, config_header, resume, resume_dir
 from charrnn.training.rundir import check_empty, claim
-from charrnn.training.plan import DropoutPlan
 from charrnn.training.schedule import Schedule
 from charrnn.signals import StopRequest
 from charrnn.threads import PhaseThreads
@@ -136,8 +135,6 @@ class Trainer:
                 self.progress.run_id = Progress(state=()).run_id
         p = self.progress
         self.schedule = Schedule(tc, cfg.optim.lr, p.schedule, p.step, p.train_seconds)
-        self.dropout = DropoutPlan(cfg.model.dropout, tc, self.train_batches.num_targets, p.dropout,
-                                   replanned=self.schedule.note is not None)
         p.segments.append({"from_step": p.step, "max_iters": tc.max_iters, "max_seconds": tc.max_seconds})
         # after the backend, which loads torch if it needs it
         self.threads = PhaseThreads()
@@ -168,7 +165,6 @@ class Trainer:
             self.monitor.schedule_note(p.step, self.schedule.note)
         if tc.max_seconds is not None:
             self.monitor.write(self.schedule.plan())
-        self.say(self.dropout.pop_news())
 
     def run(self, stop: StopRequest) -> TrainResult:
         p, tc = self.progress, self.cfg.train
@@ -212,8 +208,6 @@ class Trainer:
                 stopped_by, p.train_seconds = self.replicas.agree(stop.signal, p.train_seconds,
                                                                   clock=tc.max_seconds is not None)
                 self.schedule.record(p.train_seconds, inputs.shape[1] / tc.seq_length)
-                self.dropout.record(p.step, p.train_seconds)
-                self.say(self.dropout.pop_news())
             # finished: evaluate the last step; stopped by a signal, there or before: keep the state between
             # two steps (an evaluation it interrupted is left for a resume to repeat)
             if stopped_by is None and p.eval_step != p.step and not self.evaluate_and_save(stop):
@@ -242,10 +236,6 @@ class Trainer:
                            warmup=schedule.warmed / tc.warmup_iters if schedule.warming_up else None, lr=lr,
                            replanned=schedule.note)
 
-    def say(self, news: str | None) -> None:
-        if news:
-            self.monitor.write(news)
-
     def state_prev(self) -> tuple:
         """The state the next chunk starts from: the last chunk's, or zeros with train.reset_state."""
         return self.zeros if self.cfg.train.reset_state else self.progress.state
@@ -254,7 +244,7 @@ class Trainer:
         """Training step `step`'s dropout masks for this rank's streams of the chunk inputs (B, T) (an epoch's
         last chunk may be shorter): drawn for every stream, so that any number of ranks applies the same."""
         cfg = self.cfg
-        drawn = dropout_masks(self.dropout.rate, self.spec, cfg.train.batch_size, inputs.shape[1], cfg.seed, step,
+        drawn = dropout_masks(cfg.model.dropout, self.spec, cfg.train.batch_size, inputs.shape[1], cfg.seed, step,
                               self.dtype)
         return None if drawn is None else self.replicas.shard(drawn)
 
@@ -330,7 +320,6 @@ class Trainer:
             return
         p.monitor = self.monitor.state_dict()
         p.schedule = self.schedule.state_dict()
-        p.dropout = self.dropout.decided if self.dropout.auto else None
         ckpt = Checkpoint(params=self.backend.export_params(), optimizer_state=self.backend.export_optimizer_state(),
                           vocab=self.vocab.symbols, config=self.config_dict,
                           progress={**p.to_json(), "backend": self.cfg.backend.name},

@@ -45,7 +45,6 @@ class Progress:
     # Each start of the run, fresh or resumed: {"from_step", "max_iters", "max_seconds"}, for sample.py info=true
     segments: list = field(default_factory=list)
     schedule: dict = field(default_factory=dict)  # Schedule.state_dict() as of the save (charrnn.training.schedule)
-    dropout: float | None = None  # the rate model.dropout=auto decided (charrnn.training.plan); None: none yet
 
     def finished(self, tc) -> bool:
         """Whether the run has spent its budget (tc: the config's train section): train.max_iters steps, or
