@@ -210,3 +210,23 @@ def test_auto_runs_the_loop_on_the_cpu_and_fused_runs_the_scan(cell):
     made = {r: TorchBackend(pb.spec, pb.params, StepSettings(adam, recurrence=r), "cpu").fused
             for r in ("auto", "fused", "loop")}
     assert made == {"auto": False, "fused": True, "loop": False}
+
+
+def test_minlstm_normalises_gates_that_both_underflow():
+    """Forget and input pre-activations of -40 and -45: in float32 both sigmoids are 0 (NumPy's, by tanh), and
+    f / (f + i) read literally is 0/0. The normalised gates are sigmoid(log f - log i) = sigmoid(5) on both
+    backends, the state stays finite, and the backward's gradients too."""
+    from charrnn.backends.numpy_layers import minlstm
+
+    H, T, B = 3, 4, 2
+    bh = np.array([-40.0] * H + [-45.0] * H + [1.0] * H, np.float32)
+    W = {"Wxh": np.zeros((3 * H, 2), np.float32), "bh": bh}
+    out, cache = minlstm.forward(W, np.zeros((T, B, 2), np.float32), (np.full((B, H), 2.0, np.float32),))
+    expected = 1 / (1 + np.exp(-5.0))
+    np.testing.assert_allclose(cache.a, expected, rtol=1e-6)
+    np.testing.assert_allclose(out[-1], 1 + expected ** T, rtol=1e-6)  # h_t - 1 = f'^t (h_0 - 1), h~ = 1
+    grads, _, (dh0,) = minlstm.backward(np.ones((T, B, H), np.float32), cache)
+    assert all(np.isfinite(g).all() for g in grads.values()) and np.isfinite(dh0).all()
+    f_norm, b_t = minlstm.torch_coefficients(torch.tensor(np.broadcast_to(bh, (T, B, 3 * H)).copy()))
+    np.testing.assert_allclose(f_norm.numpy(), expected, rtol=1e-6)
+    np.testing.assert_allclose(b_t.numpy(), 1 - expected, rtol=1e-5)

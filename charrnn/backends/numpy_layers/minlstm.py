@@ -9,6 +9,7 @@ is h_t itself). Three blocks, f, i, h~, in that order: Wxh (3H, In), bh (3H,).
     u_t = Wxh x_t + bh         (B, 3H), all t at once    dh_t = dout_t + a_{t+1} * dh_{t+1}
     f = sigmoid(u_f),  i = sigmoid(u_i),  h~ = u_h       df' = dh_t * h_{t-1},  di' = dh_t * h~_t
     f' = f / (f + i),  i' = i / (f + i) = 1 - f'         q   = f' i' (df' - di')
+       = sigmoid(log f - log i)
     h_t = f' * h_{t-1} + i' * h~_t                       du_f = (1 - f) q,  du_i = -(1 - i) q
         = a_t * h_{t-1} + b_t,  a_t = f', b_t = i' h~    du_h = dh_t * i'
                                                          dWxh, dbh, dx from du_t by projection.py
@@ -45,12 +46,15 @@ def forward(W: dict, x: np.ndarray, state0: tuple[np.ndarray], reuse: LinearCach
     H = hs.shape[2]
     hs[0] = state0[0]
     project(W["Wxh"], W["bh"], x, out=gates)       # (T, B, 3H) u_t = Wxh x_t + bh
-    sigmoid_(gates[..., :2 * H])                   # (T, B, 2H) f, i
-    f, i, candidate = gates[..., :H], gates[..., H:2 * H], gates[..., 2 * H:]
+    # f' = f / (f + i) = sigmoid(log f - log i), log sigmoid(u) = -softplus(-u): f and i both underflow to 0
+    # once their pre-activations pass about -17 in float32, where f / (f + i) is 0/0
+    np.logaddexp(0, -gates[..., H:2 * H], out=a)                    # (T, B, H) -log i
+    a -= np.logaddexp(0, -gates[..., :H], out=hs[1:])              # log f - log i
+    sigmoid_(a)                                    # a_t = f'
+    sigmoid_(gates[..., :2 * H])                   # (T, B, 2H) f, i (their backward needs them)
+    candidate = gates[..., 2 * H:]
     if cache.slope is not None:
         linear_recurrence.g_(candidate, cache.slope)   # (T, B, H) h~_t = g(u_h), slope = g'(u_h)
-    np.add(f, i, out=a)                            # (T, B, H) f + i, for now
-    np.divide(f, a, out=a)                         # a_t = f' = f / (f + i)
     np.subtract(1, a, out=hs[1:])                  # i' = 1 - f', in h_t's place
     hs[1:] *= candidate                            # (T, B, H) b_t = i' * h~_t
     linear_recurrence.forward_(a, hs, cache.dh_next)
@@ -91,9 +95,10 @@ def torch_coefficients(xw, activation: str = "none") -> tuple:
     u_f, u_i, candidate = xw.chunk(3, dim=-1)
     if activation == "g":
         candidate = linear_recurrence.torch_g(candidate)
-    f, i = u_f.sigmoid(), u_i.sigmoid()
-    total = f + i
-    return f / total, i / total * candidate
+    from torch.nn.functional import logsigmoid  # this module is NumPy's; only the torch backend calls this
+
+    log_ratio = logsigmoid(u_f) - logsigmoid(u_i)                        # log f - log i, as in forward
+    return log_ratio.sigmoid(), (-log_ratio).sigmoid() * candidate     # f / (f + i), i / (f + i) h~
 
 
 def torch_step(W: dict, xw_t, state: tuple, activation: str = "none") -> tuple:
