@@ -9,7 +9,7 @@ is h_t itself). Three blocks, f, i, h~, in that order: Wxh (3H, In), bh (3H,).
     u_t = Wxh x_t + bh         (B, 3H), all t at once    dh_t = dout_t + a_{t+1} * dh_{t+1}
     f = sigmoid(u_f),  i = sigmoid(u_i),  h~ = u_h       df' = dh_t * h_{t-1},  di' = dh_t * h~_t
     f' = f / (f + i),  i' = i / (f + i) = 1 - f'         q   = f' i' (df' - di')
-       = sigmoid(log f - log i)
+       = sigmoid(log f - log i)   (so computed where both gates are near 0: LOW)
     h_t = f' * h_{t-1} + i' * h~_t                       du_f = (1 - f) q,  du_i = -(1 - i) q
         = a_t * h_{t-1} + b_t,  a_t = f', b_t = i' h~    du_h = dh_t * i'
                                                          dWxh, dbh, dx from du_t by projection.py
@@ -32,6 +32,20 @@ from charrnn.backends.numpy_layers.linear_recurrence import LinearCache
 from charrnn.backends.numpy_layers.projection import project, project_backward
 
 
+# Where both gates' pre-activations are below this, f / (f + i) is no longer read off f and i: NumPy's sigmoid
+# (by tanh, lstm.sigmoid_) rounds to an absolute error (about 6e-8 in float32) and is exactly 0 below about -17,
+# so f / (f + i) there would be inexact and then 0/0. f + i is at most 2 sigmoid(-4) = 0.036 below LOW.
+LOW = -4.0
+
+
+def normalised_forget(u_f: np.ndarray, u_i: np.ndarray) -> np.ndarray:
+    """f' = f / (f + i) = sigmoid(log f - log i) from the pre-activations, with log sigmoid(u) = -softplus(-u):
+    exact however far below 0 both are."""
+    log_ratio = np.logaddexp(0, -u_i) - np.logaddexp(0, -u_f)
+    sigmoid_(log_ratio)
+    return log_ratio
+
+
 # Each parameter's gradient is a sum over steps of a term read off the cache after backward:
 # (the field holding the per-step gradient it multiplies, the gate block of it, the term in words).
 GRADIENT_TERMS = {"Wxh": ("gates", None, "du_t x_t^T"), "bh": ("gates", None, "du_t")}
@@ -46,15 +60,18 @@ def forward(W: dict, x: np.ndarray, state0: tuple[np.ndarray], reuse: LinearCach
     H = hs.shape[2]
     hs[0] = state0[0]
     project(W["Wxh"], W["bh"], x, out=gates)       # (T, B, 3H) u_t = Wxh x_t + bh
-    # f' = f / (f + i) = sigmoid(log f - log i), log sigmoid(u) = -softplus(-u): f and i both underflow to 0
-    # once their pre-activations pass about -17 in float32, where f / (f + i) is 0/0
-    np.logaddexp(0, -gates[..., H:2 * H], out=a)                    # (T, B, H) -log i
-    a -= np.logaddexp(0, -gates[..., :H], out=hs[1:])              # log f - log i
-    sigmoid_(a)                                    # a_t = f'
-    sigmoid_(gates[..., :2 * H])                   # (T, B, 2H) f, i (their backward needs them)
-    candidate = gates[..., 2 * H:]
+    low = np.maximum(gates[..., :H], gates[..., H:2 * H]) < LOW   # (T, B, H) both gates near 0
+    low_gates = (gates[..., :H][low], gates[..., H:2 * H][low]) if low.any() else None
+    sigmoid_(gates[..., :2 * H])                   # (T, B, 2H) f, i
+    f, i, candidate = gates[..., :H], gates[..., H:2 * H], gates[..., 2 * H:]
     if cache.slope is not None:
         linear_recurrence.g_(candidate, cache.slope)   # (T, B, H) h~_t = g(u_h), slope = g'(u_h)
+    np.add(f, i, out=a)                            # (T, B, H) f + i, for now
+    if low_gates is not None:
+        a[low] = 1.0                               # no 0/0 where f' is computed below instead
+    np.divide(f, a, out=a)                         # a_t = f' = f / (f + i)
+    if low_gates is not None:
+        a[low] = normalised_forget(*low_gates)
     np.subtract(1, a, out=hs[1:])                  # i' = 1 - f', in h_t's place
     hs[1:] *= candidate                            # (T, B, H) b_t = i' * h~_t
     linear_recurrence.forward_(a, hs, cache.dh_next)
