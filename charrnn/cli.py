@@ -21,7 +21,7 @@ from charrnn.config import unknown_key_message
 from charrnn.commandline import override
 from charrnn.errors import UserError
 from charrnn.files import write_text_atomic
-from charrnn.signals import was_interrupted
+from charrnn.signals import Stopped, was_interrupted
 
 # What a machine, not a bug, makes a write fail with: a full disk or quota, a read-only or failing one.
 DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.EFBIG}
@@ -101,6 +101,9 @@ class Command:
         except JobFailed:  # a sweep's first failed job, raised once all jobs ran; each said its line
             sys.exit(2)
         except Exception as e:
+            signalled = signal_within(e)
+            if signalled is not None:  # a signal's exception that a library's cleanup replaced with its own
+                raise signalled from None
             if was_interrupted():  # whatever the Ctrl-C became on its way up
                 print("interrupted", file=sys.stderr)
                 sys.exit(128 + signal.SIGINT)
@@ -110,6 +113,19 @@ class Command:
             fail(message)
         finally:
             del os.environ["HYDRA_FULL_ERROR"]
+
+
+def signal_within(e: BaseException) -> BaseException | None:
+    """The Stopped or KeyboardInterrupt that e was raised while handling, if any: a signal that lands inside
+    Hydra's composition can be replaced by the error of a cleanup it cut short ("defaults is not a config
+    key"), which is no mistake of the user's."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, (Stopped, KeyboardInterrupt)):
+            return e
+        seen.add(id(e))
+        e = e.__context__
+    return None
 
 
 def startup_error(e: Exception, schema=None, given: Sequence[str] = ()) -> str | None:

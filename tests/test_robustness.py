@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from omegaconf import OmegaConf
+from omegaconf.errors import ConfigKeyError
 
 from charrnn.backends import StepSettings
 from charrnn.backends.guard import StepGuard, all_finite
@@ -25,6 +26,7 @@ from charrnn.backends.torch_backend import TorchBackend
 from charrnn.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from charrnn.cli import Command
 from charrnn.config import to_sample_config
+from charrnn.signals import Stopped
 from charrnn.start import run_config
 from charrnn.data.corpus import open_corpus
 from charrnn.errors import UserError
@@ -558,3 +560,20 @@ def test_an_error_a_ctrl_c_became_inside_a_library_is_reported_as_the_interrupt(
         Command().run(composing)
     assert exited.value.code == 128 + signal.SIGINT
     assert capsys.readouterr().err == "interrupted\n"
+
+
+@pytest.mark.parametrize("signalled", [Stopped(signal.SIGTERM), KeyboardInterrupt()])
+def test_a_signal_that_a_librarys_cleanup_replaced_is_still_the_signal(signalled, monkeypatch):
+    """A signal inside Hydra's composition once came out as "defaults is not a config key": the error of a
+    cleanup the signal cut short, raised while its exception was being handled. The command raises the
+    signal's exception, which the script reports as itself, not the cleanup's error as the user's mistake."""
+    monkeypatch.setattr(sys, "argv", ["explore"])
+
+    def composing():
+        try:
+            raise signalled
+        finally:
+            raise ConfigKeyError("Key 'defaults' is not in struct")
+
+    with pytest.raises(type(signalled)):
+        Command().run(composing)
