@@ -230,3 +230,9 @@ def test_minlstm_normalises_gates_that_both_underflow():
     f_norm, b_t = minlstm.torch_coefficients(torch.tensor(np.broadcast_to(bh, (T, B, 3 * H)).copy()))
     np.testing.assert_allclose(f_norm.numpy(), expected, rtol=1e-6)
     np.testing.assert_allclose(b_t.numpy(), 1 - expected, rtol=1e-5)
+    # either side of minlstm.LOW, where f / (f + i) is read off the gates or taken in log space: the same f'
+    for u_f, u_i in [(-3.9, -3.95), (-4.1, -5.0), (-5.0, -7.0)]:
+        bh = np.array([u_f] * H + [u_i] * H + [1.0] * H, np.float64)
+        _, cache = minlstm.forward({"Wxh": np.zeros((3 * H, 2)), "bh": bh}, np.zeros((1, 1, 2)), (np.zeros((1, H)),))
+        f, i = 1 / (1 + np.exp(-u_f)), 1 / (1 + np.exp(-u_i))
+        np.testing.assert_allclose(cache.a, f / (f + i), rtol=1e-13)

@@ -60,7 +60,7 @@ def forward(W: dict, x: np.ndarray, state0: tuple[np.ndarray], reuse: LinearCach
     H = hs.shape[2]
     hs[0] = state0[0]
     project(W["Wxh"], W["bh"], x, out=gates)       # (T, B, 3H) u_t = Wxh x_t + bh
-    low = np.maximum(gates[..., :H], gates[..., H:2 * H]) < LOW   # (T, B, H) both gates near 0
+    low = np.maximum(gates[..., :H], gates[..., H:2 * H], out=a) < LOW   # (T, B, H) both gates near 0
     low_gates = (gates[..., :H][low], gates[..., H:2 * H][low]) if low.any() else None
     sigmoid_(gates[..., :2 * H])                   # (T, B, 2H) f, i
     f, i, candidate = gates[..., :H], gates[..., H:2 * H], gates[..., 2 * H:]
