@@ -131,7 +131,10 @@ def test_a_signal_at_any_moment_is_one_line_and_leaves_no_temporary_file(tmp_pat
     ends = []
     for k, (proc, page) in enumerate(zip(procs, pages)):
         _, err = proc.communicate(timeout=HANG)
-        if proc.returncode == 0:
+        # done: exit 0, or the signal came as the finished script exited (a host fast enough builds the page
+        # before the last signals are sent); either way the page is whole
+        if proc.returncode == 0 or "MB, built in" in err:
+            assert proc.returncode in (0, 128 + signum, -signum), (k, proc.returncode)
             assert page.read_text(encoding="utf-8").rstrip().endswith("</html>")
             ends.append("done")
             continue
