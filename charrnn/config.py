@@ -88,6 +88,7 @@ class TrainConfig:
     max_loss_ratio: Optional[float] = None
     init_from: Optional[str] = None
     new_chars: str = "refuse"
+    max_epochs: Optional[float] = None
 
 
 @dataclass
@@ -160,6 +161,7 @@ RANGES = {
     "train.min_lr": NON_NEGATIVE,
     "train.max_iters": POSITIVE,
     "train.max_seconds": POSITIVE,
+    "train.max_epochs": POSITIVE,
     "train.eval_interval": POSITIVE,
     "train.eval_batch_size": POSITIVE,
     "train.log_interval": POSITIVE,

@@ -218,3 +218,41 @@ def test_a_run_its_clock_ended_inside_its_warm_up_is_continued_with_a_larger_bud
     printed = summary(result, make_config(overrides)).splitlines()[-1]
     assert printed.endswith(f"continue: python train.py train.resume={result.run_dir} train.max_seconds={more}   "
                             f"(stopped inside its warm-up, at step {steps} of train.warmup_iters=100)")
+
+
+def test_max_epochs_gives_a_fast_host_the_step_bounded_run_and_a_slow_one_its_clock(corpus, tmp_path, monkeypatch,
+                                                                                     capsys):
+    """train.max_epochs=0.5 of a 5 s budget. A host fast enough to take those steps inside the clock
+    trains exactly the run bounded by them alone (the same learning rates, so the same weights) and stops
+    early, saying so; a slower host follows its clock and stops short of them. The faster never ends
+    worse, and the printed continue command raises the limit that ended the run, with no re-warming."""
+    capped = [f"data.path={corpus}", *CLOCKED, "train.max_epochs=0.5"]
+    bounded = trainer.train(make_config([*capped, "train.max_seconds=null"]), tmp_path / "bounded")
+    cfg = make_config(capped)
+    chunks = len(trainer.make_batchers(cfg, trainer.load_ids(cfg.data)[1])[0])
+    assert bounded.steps == math.ceil(0.5 * chunks) and bounded.schedule_progress == 1.0
+
+    monkeypatch.setattr(trainer.Trainer, "clock", staticmethod(StepClock(1 / 64)))
+    capsys.readouterr()
+    fast = trainer.train(make_config(capped), tmp_path / "fast")
+    said = capsys.readouterr().out
+    assert fast.steps == bounded.steps and fast.train_seconds < 5 and fast.epochs_ended
+    assert fast.val_loss == bounded.val_loss
+    assert f"train.max_epochs=0.5 ends it at step {bounded.steps} if the clock has not" in said
+    assert (f"train.max_epochs=0.5 reached at step {bounded.steps}, {fast.train_seconds:.3g} s of "
+            f"train.max_seconds=5: the run and its cosine end here") in said
+
+    monkeypatch.setattr(trainer.Trainer, "clock", staticmethod(StepClock(1 / 8)))
+    slow = trainer.train(make_config(capped), tmp_path / "slow")
+    assert slow.steps == 40 < bounded.steps and not slow.epochs_ended and slow.schedule_progress == 1.0
+    assert fast.val_loss <= slow.val_loss
+    assert summary(slow, make_config(capped)).endswith("train.max_seconds=10")
+
+    printed = summary(fast, make_config(capped)).splitlines()[-1]
+    assert printed.endswith(f"continue: python train.py train.resume={fast.run_dir} train.max_epochs=1")
+    overrides = [f"train.resume={fast.run_dir}", "train.max_epochs=1"]
+    monkeypatch.setattr(trainer.Trainer, "clock", staticmethod(StepClock(1 / 64)))
+    more = trainer.train(run_config(compose_raw(overrides), overrides), tmp_path / "other")
+    assert more.steps == math.ceil(chunks) and more.epochs_ended
+    lr = dict(scalars(fast.run_dir, "lr"))
+    assert all(lr[k] <= lr[fast.steps] * 1.0001 for k in range(fast.steps + 1, more.steps + 1))

@@ -43,6 +43,9 @@ def summary(result, cfg: Config) -> str:
         if seconds <= result.train_seconds:
             seconds = math.ceil(2 * result.train_seconds)
         more = override("train.max_seconds", f"{seconds:g}")
+    if result.epochs_ended:
+        # train.max_epochs ended it first: raising max_iters or the clock would stop it at the same step
+        more = override("train.max_epochs", f"{2 * tc.max_epochs:g}")
     lines = [
         f"best val {best:.4f} nats/char ({best * LOG2E:.4f} bits/char); "
         f"last val {last:.4f} nats/char ({last * LOG2E:.4f} bits/char) at step {result.steps}",

@@ -33,7 +33,7 @@ from charrnn.training.evaluation import evaluate, full_evaluation
 from charrnn.training.finetune import Start, in_vocabulary, start_from
 from charrnn.training.resume import Progress, config_header, resume, resume_dir
 from charrnn.training.rundir import check_empty, claim
-from charrnn.training.schedule import Schedule
+from charrnn.training.schedule import Schedule, epoch_budget
 from charrnn.signals import StopRequest
 from charrnn.threads import PhaseThreads
 
@@ -53,6 +53,7 @@ class TrainResult:
     warmup: float | None = None
     lr: float = math.nan
     replanned: str | None = None
+    epochs_ended: bool = False  # train.max_epochs ended the run, before train.max_iters and the clock
 
 
 def train(cfg: Config, run_dir: Path, on_start=None, command: str | None = None) -> TrainResult:
@@ -117,6 +118,8 @@ class Trainer:
         tc = cfg.train
         self.cfg, self.run_dir, self.vocab, self.replicas = cfg, run_dir, vocab, replicas
         self.train_batches, self.full_val_batches = make_batchers(cfg, ids)
+        # the budget the run goes by: cfg.train's, train.max_epochs turned into steps where they come first
+        self.tc = tc = epoch_budget(tc, len(self.train_batches))
         self.val_batches = self.full_val_batches.head(tc.eval_chars)
         self.spec, self.dtype = spec_of(cfg.model, len(vocab)), cfg.model.dtype
         self.zeros = zero_state(self.spec, tc.batch_size // replicas.world_size, self.dtype)
@@ -135,7 +138,7 @@ class Trainer:
                 self.progress.run_id = Progress(state=()).run_id
         p = self.progress
         self.schedule = Schedule(tc, cfg.optim.lr, p.schedule, p.step, p.train_seconds)
-        p.segments.append({"from_step": p.step, "max_iters": tc.max_iters, "max_seconds": tc.max_seconds})
+        p.segments.append({"from_step": p.step, "max_iters": cfg.train.max_iters, "max_seconds": tc.max_seconds})
         # after the backend, which loads torch if it needs it
         self.threads = PhaseThreads()
         self.guard = self.backend.settings.guard
@@ -146,7 +149,7 @@ class Trainer:
 
     def announce(self, corpus_length: int, note: str | None, command: str | None = None) -> None:
         """Write the run's config and open its monitor (rank 0), then the run's first lines."""
-        p, tc = self.progress, self.cfg.train
+        p, tc = self.progress, self.tc
         if self.replicas.is_main:
             write_config(self.run_dir, self.config_dict, p.run_id)
             novelty = NoveltyIndex(self.train_batches.ids, self.full_val_batches.ids, self.vocab)
@@ -164,16 +167,18 @@ class Trainer:
         if self.schedule.note:
             self.monitor.schedule_note(p.step, self.schedule.note)
         if tc.max_seconds is not None:
-            self.monitor.write(self.schedule.plan())
+            capped = (f"; train.max_epochs={tc.max_epochs:g} ends it at step {tc.max_iters:,} if the clock has not"
+                      if tc.max_iters < self.cfg.train.max_iters else "")
+            self.monitor.write(self.schedule.plan() + capped)
 
     def run(self, stop: StopRequest) -> TrainResult:
-        p, tc = self.progress, self.cfg.train
+        p, tc = self.progress, self.tc
         lr = math.nan
         with self.monitor, quiet_overflow(), self.threads.phase("training"):
             self.replicas.watch(stop)
             stop.begin_training()
             stopped_by = None
-            while not self.progress.finished(self.cfg.train) and stopped_by is None:
+            while not p.finished(tc) and stopped_by is None:
                 # evaluate, sample and checkpoint every eval_interval steps or share of the clock, unless a
                 # resumed run starts at a step already evaluated (evaluation time is not training time); a
                 # signal abandons it
@@ -212,6 +217,11 @@ class Trainer:
             # two steps (an evaluation it interrupted is left for a resume to repeat)
             if stopped_by is None and p.eval_step != p.step and not self.evaluate_and_save(stop):
                 stopped_by = stop.signal or signal.SIGTERM
+            epochs_ended = stopped_by is None and self.epochs_ended()
+            if epochs_ended:
+                clock = f", {p.train_seconds:.3g} s of train.max_seconds={tc.max_seconds:g}" if tc.max_seconds else ""
+                self.monitor.write(f"train.max_epochs={tc.max_epochs:g} reached at step {p.step:,}{clock}: the run "
+                                   f"and its cosine end here (train.max_epochs=null trains on)")
             if stopped_by is not None:
                 self.save("ckpt_last.npz")
             full_val_loss = None
@@ -234,7 +244,13 @@ class Trainer:
                            best_val_loss=p.best_val, run_dir=self.run_dir, stopped_by=stopped_by,
                            schedule_progress=min(progress, 1.0) if tc.lr_schedule == "cosine" else 1.0,
                            warmup=schedule.warmed / tc.warmup_iters if schedule.warming_up else None, lr=lr,
-                           replanned=schedule.note)
+                           replanned=schedule.note, epochs_ended=epochs_ended)
+
+    def epochs_ended(self) -> bool:
+        """Whether train.max_epochs ended the run, before train.max_iters and the clock."""
+        p, tc = self.progress, self.tc
+        clock_ended = tc.max_seconds is not None and p.train_seconds >= tc.max_seconds
+        return p.step >= tc.max_iters and tc.max_iters < self.cfg.train.max_iters and not clock_ended
 
     def state_prev(self) -> tuple:
         """The state the next chunk starts from: the last chunk's, or zeros with train.reset_state."""

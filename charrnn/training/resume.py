@@ -25,6 +25,7 @@ from charrnn.distributed import SOLO, Ranks
 from charrnn.errors import UserError
 from charrnn.model import spec_of, zero_state
 from charrnn.optim import OPTIMIZERS
+from charrnn.training.schedule import epoch_budget
 
 
 @dataclass
@@ -220,10 +221,11 @@ def resume(cfg: Config, vocab: Vocab, num_chunks: int, run_dir: Path, replicas: 
         raise UserError(f"cannot resume {path}: its data pointer (chunk {progress.chunk}) or carried state "
                         f"{', '.join(map(str, shapes))} does not fit this corpus and config")
     # A run stopped by a signal right at its end still owes its final evaluation.
-    if progress.finished(cfg.train) and progress.eval_step == progress.step:
+    if progress.finished(epoch_budget(cfg.train, num_chunks)) and progress.eval_step == progress.step:
+        epochs = "" if cfg.train.max_epochs is None else f" / train.max_epochs={cfg.train.max_epochs:g}"
         raise UserError(f"nothing to resume: {path} is at step {progress.step} after {progress.train_seconds:.1f} s, "
-                        f"which train.max_iters={cfg.train.max_iters} / train.max_seconds={cfg.train.max_seconds} "
-                        f"already reach; raise them to train further")
+                        f"which train.max_iters={cfg.train.max_iters} / train.max_seconds={cfg.train.max_seconds}"
+                        f"{epochs} already reach; raise them to train further")
     progress.state = replicas.shard(progress.state)
     return backend, progress
 

@@ -12,6 +12,11 @@ The rules, each chosen so that a run on the clock gets what its budget can buy:
   warm-up, and a pace misjudged errs toward the longer one. Each step moves the
   warm-up on by warmup_iters / (the steps it is now expected to last), so the ramp only rises, and
   without a clock it is exactly (step + 1) / warmup_iters.
+- train.max_epochs, where it comes first, ends the run after that many passes over the training split:
+  max_iters and lr_decay_iters are lowered to its steps (epoch_budget), so the cosine ends with it. On the
+  clock, a host fast enough to reach those steps inside max_seconds trains exactly the step-bounded run
+  and stops early; a slower one follows its clock as before. A preset sets it where more passes were
+  measured to give a worse model, so a faster host never ends worse than a slower one.
 - Under max_seconds the run evaluates at every 1/EVAL_POINTS of its budget; without a clock, every
   train.eval_interval steps. (The loop evaluates the last step too, and the first with eval_at_start.)
 - A run resumed with a larger budget (train.max_seconds or train.lr_decay_iters) than it was planned for
@@ -25,7 +30,7 @@ one.
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 WARMUP_CLOCK_SHARE = 0.1  # of train.max_seconds: the most the warm-up takes when its steps are slow
 EVAL_POINTS = 10          # evaluations per clock budget
@@ -174,6 +179,15 @@ class Schedule:
 
     def evaluated(self, train_seconds: float) -> None:
         self.eval_seconds = train_seconds
+
+
+def epoch_budget(tc, chunks_per_epoch: int):
+    """tc (the config's train section) with max_iters and lr_decay_iters lowered to the steps of
+    train.max_epochs passes over chunks_per_epoch chunks, where those come first."""
+    if tc.max_epochs is None:
+        return tc
+    steps = max(1, math.ceil(tc.max_epochs * chunks_per_epoch))
+    return replace(tc, max_iters=min(tc.max_iters, steps), lr_decay_iters=min(tc.lr_decay_iters, steps))
 
 
 def changes(before: Budget, after: Budget) -> str:
